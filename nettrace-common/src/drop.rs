@@ -1,0 +1,76 @@
+//! `--drop` mode: one event per `skb:kfree_skb`.
+
+use crate::{COMM_LEN, PKT_HDR_LEN, filter::Filter, layout::KernelLayout};
+
+/// Which arguments of the tracepoint hold what. For `tp_btf` these are
+/// argument indices from the BTF prototype of `btf_trace_kfree_skb`; for the
+/// classic tracepoint they are byte offsets into the record, from tracefs's
+/// `format` file. `u32::MAX` means "this kernel's tracepoint has no such field".
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DropArgs {
+    pub skb: u32,
+    pub location: u32,
+    pub reason: u32,
+    pub _pad: u32,
+}
+
+/// Everything the drop programs need, passed as one read-only global.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DropConfig {
+    pub layout: KernelLayout,
+    pub filter: Filter,
+    pub args: DropArgs,
+    /// Non-zero: record the kernel stack (`--drop-stack`).
+    pub stack: u32,
+    pub _pad: u32,
+}
+
+/// One dropped packet, as written to the ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DropEvent {
+    /// `bpf_ktime_get_ns()`: CLOCK_MONOTONIC, nanoseconds.
+    pub ts_ns: u64,
+    /// Address of the `sk_buff`.
+    pub skb: u64,
+    /// Return address inside the function that freed the packet.
+    pub location: u64,
+    /// `enum skb_drop_reason` value (0 when the kernel has none).
+    pub reason: u32,
+    /// Stack id in the stack-trace map, or negative when not recorded.
+    pub stack_id: i32,
+    /// Network namespace inode of the device or socket, 0 if unknown.
+    pub netns: u32,
+    /// tgid of the task that was running.
+    pub pid: u32,
+    /// `skb->dev->ifindex`, 0 if no device.
+    pub ifindex: u32,
+    /// L3 protocol (ethertype, host order), 0 if the network header is unset.
+    pub l3_proto: u16,
+    /// Valid bytes in `hdr`.
+    pub hdr_len: u16,
+    pub comm: [u8; COMM_LEN],
+    /// Packet bytes from the network header on.
+    pub hdr: [u8; PKT_HDR_LEN],
+}
+
+impl DropEvent {
+    pub const fn zeroed() -> Self {
+        Self {
+            ts_ns: 0,
+            skb: 0,
+            location: 0,
+            reason: 0,
+            stack_id: -1,
+            netns: 0,
+            pid: 0,
+            ifindex: 0,
+            l3_proto: 0,
+            hdr_len: 0,
+            comm: [0; COMM_LEN],
+            hdr: [0; PKT_HDR_LEN],
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! Packet filter evaluated inside the kernel.
+//!
+//! Userspace validates the command line (`-s`, `-d`, `-p`, …) into this plain
+//! struct and hands it to the programs as a read-only global: the verifier
+//! then sees each unused criterion as a constant and drops its code, so a
+//! filter costs only what it checks.
+
+/// Address family tag of an address criterion.
+pub mod family {
+    /// Criterion not set.
+    pub const NONE: u8 = 0;
+    pub const V4: u8 = 4;
+    pub const V6: u8 = 6;
+}
+
+/// An address criterion. IPv4 addresses use the first four bytes of `addr`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AddrMatch {
+    pub addr: [u8; 16],
+    /// One of [`family`].
+    pub family: u8,
+    /// Explicit padding to keep `Filter` free of implicit holes.
+    pub _pad: [u8; 3],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// `-s`: source address.
+    pub saddr: AddrMatch,
+    /// `-d`: destination address.
+    pub daddr: AddrMatch,
+    /// `--addr`: either source or destination.
+    pub addr: AddrMatch,
+    /// `-S`, `-D`, `-P`: ports, 0 = unset (port 0 is rejected by the CLI).
+    pub sport: u16,
+    pub dport: u16,
+    pub port: u16,
+    /// `-p` at the link layer: required ethertype, 0 = any.
+    pub l3_proto: u16,
+    /// `-p` at the transport layer: required IP protocol, 0 = any.
+    pub l4_proto: u8,
+    pub _pad: [u8; 3],
+    /// `--netns` / `--netns-current`: namespace inode, 0 = any.
+    pub netns: u32,
+    /// `--pid`: tgid of the current task, 0 = any.
+    pub pid: u32,
+    pub _pad2: u32,
+}
+
+impl Filter {
+    /// True when some criterion needs the packet's addresses or ports.
+    pub const fn needs_l4(&self) -> bool {
+        self.sport != 0 || self.dport != 0 || self.port != 0
+    }
+}

@@ -1,0 +1,42 @@
+//! Kernel struct layout, resolved from BTF by userspace at start-up.
+//!
+//! Rust eBPF has no CO-RE relocations, so the programs cannot name
+//! `skb->network_header`; they add the offsets below to the object's address
+//! and read with `bpf_probe_read_kernel`. Userspace fills this from the running
+//! kernel's BTF, which keeps one binary correct across kernels.
+
+/// Byte offsets of the fields the programs read. `NONE` marks a field the
+/// running kernel does not have; the programs then skip what depends on it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelLayout {
+    /// `sk_buff.head` (`unsigned char *`).
+    pub skb_head: u32,
+    /// `sk_buff.data` (`unsigned char *`).
+    pub skb_data: u32,
+    /// `sk_buff.len` (`unsigned int`).
+    pub skb_len: u32,
+    /// `sk_buff.network_header` (`__u16`, offset from `head`).
+    pub skb_network_header: u32,
+    /// `sk_buff.protocol` (`__be16` ethertype).
+    pub skb_protocol: u32,
+    /// `sk_buff.dev` (`struct net_device *`).
+    pub skb_dev: u32,
+    /// `sk_buff.sk` (`struct sock *`).
+    pub skb_sk: u32,
+    /// `net_device.ifindex` (`int`).
+    pub dev_ifindex: u32,
+    /// `net_device.nd_net.net` (`struct net *`).
+    pub dev_net: u32,
+    /// `sock.__sk_common.skc_net.net` (`struct net *`).
+    pub sk_net: u32,
+    /// `net.ns.inum` (`unsigned int`): the namespace inode number.
+    pub net_inum: u32,
+    /// Explicit tail padding: keeps the struct a multiple of 8 bytes.
+    pub _pad: u32,
+}
+
+impl KernelLayout {
+    /// Marker for "this kernel has no such field".
+    pub const NONE: u32 = u32::MAX;
+}

@@ -1,0 +1,33 @@
+//! Tiny programs whose only job is to be loaded (and attached) at start-up to
+//! learn what this kernel allows. Deciding by what loads, not by version
+//! strings, is what lets one binary pick the right backend everywhere.
+
+use aya_ebpf::{
+    macros::{btf_tracepoint, fentry, kprobe, raw_tracepoint, tracepoint},
+    programs::{BtfTracePointContext, FEntryContext, ProbeContext, RawTracePointContext, TracePointContext},
+};
+
+#[btf_tracepoint]
+pub fn probe_tp_btf(_ctx: BtfTracePointContext) -> i32 {
+    0
+}
+
+#[raw_tracepoint]
+pub fn probe_raw_tp(_ctx: RawTracePointContext) -> i32 {
+    0
+}
+
+#[tracepoint]
+pub fn probe_tracepoint(_ctx: TracePointContext) -> u32 {
+    0
+}
+
+#[fentry]
+pub fn probe_fentry(_ctx: FEntryContext) -> u32 {
+    0
+}
+
+#[kprobe]
+pub fn probe_kprobe(_ctx: ProbeContext) -> u32 {
+    0
+}

@@ -1,0 +1,15 @@
+//! Reading kernel memory at offsets that userspace found in BTF.
+
+use aya_ebpf::helpers::bpf_probe_read_kernel;
+use nettrace_common::KernelLayout;
+
+/// Reads a `T` at `base + offset`; `None` when the field does not exist on
+/// this kernel (`KernelLayout::NONE`), the base is NULL, or the read faults.
+#[inline(always)]
+pub fn field<T>(base: u64, offset: u32) -> Option<T> {
+    if base == 0 || offset == KernelLayout::NONE {
+        return None;
+    }
+    // SAFETY: bpf_probe_read_kernel never faults; a bad address is an error.
+    unsafe { bpf_probe_read_kernel((base + offset as u64) as *const T) }.ok()
+}
