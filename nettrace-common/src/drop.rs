@@ -16,12 +16,18 @@ pub struct DropArgs {
 }
 
 /// Everything the drop programs need, passed as one read-only global.
+///
+/// Both argument maps are filled because the backend is chosen after the
+/// object is loaded (the capability probes live in the same object).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DropConfig {
     pub layout: KernelLayout,
     pub filter: Filter,
-    pub args: DropArgs,
+    /// Argument indices for the `tp_btf` program.
+    pub btf_args: DropArgs,
+    /// Record offsets for the classic tracepoint program.
+    pub tp_args: DropArgs,
     /// Non-zero: record the kernel stack (`--drop-stack`).
     pub stack: u32,
     pub _pad: u32,

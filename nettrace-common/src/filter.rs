@@ -48,10 +48,3 @@ pub struct Filter {
     pub pid: u32,
     pub _pad2: u32,
 }
-
-impl Filter {
-    /// True when some criterion needs the packet's addresses or ports.
-    pub const fn needs_l4(&self) -> bool {
-        self.sport != 0 || self.dport != 0 || self.port != 0
-    }
-}

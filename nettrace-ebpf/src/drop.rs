@@ -48,7 +48,7 @@ fn btf_arg(ctx: &BtfTracePointContext, index: u32) -> u64 {
 
 #[btf_tracepoint(function = "kfree_skb")]
 pub fn drop_tp_btf(ctx: BtfTracePointContext) -> i32 {
-    let args = &config().args;
+    let args = &config().btf_args;
     let skb = btf_arg(&ctx, args.skb);
     let location = btf_arg(&ctx, args.location);
     let reason = btf_arg(&ctx, args.reason) as u32;
@@ -58,7 +58,7 @@ pub fn drop_tp_btf(ctx: BtfTracePointContext) -> i32 {
 
 #[tracepoint(category = "skb", name = "kfree_skb")]
 pub fn drop_tracepoint(ctx: TracePointContext) -> u32 {
-    let args = &config().args;
+    let args = &config().tp_args;
     let at = |off: u32| -> Option<u64> {
         if off == KernelLayout::NONE {
             return None;

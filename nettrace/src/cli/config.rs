@@ -1,0 +1,260 @@
+//! What was meant: validates `Args` into a `Config` the rest of nettrace
+//! trusts. Every flag error is found here, once, as a one-line message.
+
+use std::{
+    net::IpAddr,
+    os::unix::fs::MetadataExt as _,
+};
+
+use nettrace_common::{
+    Filter, ethertype,
+    filter::{AddrMatch, family},
+    ipproto,
+};
+
+use super::args::{Args, BackendChoice};
+
+/// A flag's value or combination is wrong; the message is one line.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+macro_rules! usage {
+    ($($t:tt)*) => { UsageError(format!($($t)*)) };
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// `--drop`.
+    Drop { stack: bool },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub mode: Mode,
+    pub filter: Filter,
+    pub count: Option<u64>,
+    pub date: bool,
+    pub debug: bool,
+    pub backend: BackendChoice,
+}
+
+impl Config {
+    pub fn from_args(args: &Args) -> Result<Self, UsageError> {
+        let mode = if args.drop {
+            Mode::Drop { stack: args.drop_stack }
+        } else if args.drop_stack {
+            return Err(usage!("--drop-stack needs --drop"));
+        } else {
+            return Err(usage!(
+                "no mode selected: use --drop (packet lifecycle tracing is not built yet)"
+            ));
+        };
+        Ok(Config {
+            mode,
+            filter: filter_from_args(args)?,
+            count: args.count.as_deref().map(|c| parse_count(c)).transpose()?,
+            date: args.date,
+            debug: args.debug,
+            backend: args.backend,
+        })
+    }
+}
+
+fn filter_from_args(args: &Args) -> Result<Filter, UsageError> {
+    let mut f = Filter::default();
+    if let Some(a) = &args.saddr {
+        f.saddr = parse_addr("--saddr", a)?;
+    }
+    if let Some(a) = &args.daddr {
+        f.daddr = parse_addr("--daddr", a)?;
+    }
+    if let Some(a) = &args.addr {
+        f.addr = parse_addr("--addr", a)?;
+    }
+    if let Some(p) = &args.sport {
+        f.sport = parse_port("--sport", p)?;
+    }
+    if let Some(p) = &args.dport {
+        f.dport = parse_port("--dport", p)?;
+    }
+    if let Some(p) = &args.port {
+        f.port = parse_port("--port", p)?;
+    }
+    if let Some(p) = &args.proto {
+        (f.l3_proto, f.l4_proto) = parse_proto(p)?;
+    }
+    check_families(&f)?;
+    if (f.sport != 0 || f.dport != 0 || f.port != 0)
+        && f.l4_proto != 0
+        && f.l4_proto != ipproto::TCP
+        && f.l4_proto != ipproto::UDP
+    {
+        return Err(usage!("port filters need a TCP or UDP protocol, not -p {}", args.proto.as_deref().unwrap_or("")));
+    }
+    if let Some(n) = &args.netns {
+        f.netns = parse_u32("--netns", n)?;
+    }
+    if args.netns_current {
+        f.netns = std::fs::metadata("/proc/self/ns/net")
+            .map_err(|e| usage!("--netns-current: cannot read /proc/self/ns/net: {e}"))?
+            .ino() as u32;
+    }
+    if let Some(p) = &args.pid {
+        f.pid = parse_u32("--pid", p)?;
+    }
+    Ok(f)
+}
+
+/// Address criteria of both families can never match one packet, and an IPv6
+/// address with `-p icmp` (or v4 with icmp6/ip6) is a typo worth reporting.
+fn check_families(f: &Filter) -> Result<(), UsageError> {
+    let fams: Vec<u8> = [f.saddr.family, f.daddr.family, f.addr.family]
+        .into_iter()
+        .filter(|&x| x != family::NONE)
+        .collect();
+    if fams.windows(2).any(|w| w[0] != w[1]) {
+        return Err(usage!("address filters mix IPv4 and IPv6: no packet can match"));
+    }
+    let proto_fam = match f.l3_proto {
+        ethertype::IPV4 | ethertype::ARP => Some(family::V4),
+        ethertype::IPV6 => Some(family::V6),
+        _ => None,
+    };
+    if let (Some(pf), Some(&af)) = (proto_fam, fams.first())
+        && pf != af
+    {
+        return Err(usage!("address family does not match the -p protocol: no packet can match"));
+    }
+    Ok(())
+}
+
+pub fn parse_addr(flag: &str, s: &str) -> Result<AddrMatch, UsageError> {
+    let ip: IpAddr = s
+        .parse()
+        .map_err(|_| usage!("{flag}: '{s}' is not an IPv4 or IPv6 address"))?;
+    let mut m = AddrMatch::default();
+    match ip {
+        IpAddr::V4(v4) => {
+            m.family = family::V4;
+            m.addr[..4].copy_from_slice(&v4.octets());
+        }
+        IpAddr::V6(v6) => {
+            m.family = family::V6;
+            m.addr.copy_from_slice(&v6.octets());
+        }
+    }
+    Ok(m)
+}
+
+pub fn parse_port(flag: &str, s: &str) -> Result<u16, UsageError> {
+    match s.parse::<u32>() {
+        Ok(p) if (1..=65535).contains(&p) => Ok(p as u16),
+        Ok(_) => Err(usage!("{flag}: port {s} is out of range 1-65535")),
+        Err(_) => Err(usage!("{flag}: '{s}' is not a port number")),
+    }
+}
+
+/// `-p`: returns (ethertype, IP protocol); 0 means "any".
+pub fn parse_proto(s: &str) -> Result<(u16, u8), UsageError> {
+    Ok(match s.to_ascii_lowercase().as_str() {
+        "tcp" => (0, ipproto::TCP),
+        "udp" => (0, ipproto::UDP),
+        "icmp" => (ethertype::IPV4, ipproto::ICMP),
+        "icmp6" | "icmpv6" => (ethertype::IPV6, ipproto::ICMPV6),
+        "ip" | "ipv4" => (ethertype::IPV4, 0),
+        "ip6" | "ipv6" => (ethertype::IPV6, 0),
+        "arp" => (ethertype::ARP, 0),
+        _ => {
+            return Err(usage!(
+                "--proto: unknown protocol '{s}' (known: tcp, udp, icmp, icmp6, ip, ip6, arp)"
+            ));
+        }
+    })
+}
+
+fn parse_u32(flag: &str, s: &str) -> Result<u32, UsageError> {
+    match s.parse::<u32>() {
+        Ok(0) => Err(usage!("{flag}: must not be 0")),
+        Ok(v) => Ok(v),
+        Err(_) => Err(usage!("{flag}: '{s}' is not a positive number")),
+    }
+}
+
+fn parse_count(s: &str) -> Result<u64, UsageError> {
+    match s.parse::<u64>() {
+        Ok(0) | Err(_) => Err(usage!("--count: '{s}' is not a positive number")),
+        Ok(v) => Ok(v),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    fn config(argv: &[&str]) -> Result<Config, UsageError> {
+        let mut full = vec!["nettrace"];
+        full.extend_from_slice(argv);
+        Config::from_args(&Args::try_parse_from(full).expect("clap accepts the syntax"))
+    }
+
+    #[test]
+    fn drop_with_filters() {
+        let c = config(&["--drop", "-s", "10.0.0.1", "-p", "tcp", "-D", "443", "-c", "3"]).unwrap();
+        assert_eq!(c.mode, Mode::Drop { stack: false });
+        assert_eq!(c.filter.saddr.family, family::V4);
+        assert_eq!(&c.filter.saddr.addr[..4], &[10, 0, 0, 1]);
+        assert_eq!(c.filter.saddr.addr[4..], [0; 12]);
+        assert_eq!(c.filter.dport, 443);
+        assert_eq!((c.filter.l3_proto, c.filter.l4_proto), (0, ipproto::TCP));
+        assert_eq!(c.count, Some(3));
+    }
+
+    #[test]
+    fn ipv6_address() {
+        let c = config(&["--drop", "--addr", "fd00::2"]).unwrap();
+        assert_eq!(c.filter.addr.family, family::V6);
+        assert_eq!(c.filter.addr.addr[0], 0xfd);
+        assert_eq!(c.filter.addr.addr[15], 2);
+    }
+
+    #[test]
+    fn protocols() {
+        assert_eq!(parse_proto("icmp").unwrap(), (ethertype::IPV4, ipproto::ICMP));
+        assert_eq!(parse_proto("ICMP6").unwrap(), (ethertype::IPV6, ipproto::ICMPV6));
+        assert_eq!(parse_proto("arp").unwrap(), (ethertype::ARP, 0));
+        assert!(parse_proto("sctpx").unwrap_err().0.contains("unknown protocol 'sctpx'"));
+    }
+
+    #[test]
+    fn bad_input_is_one_line() {
+        for (argv, needle) in [
+            (&["--drop", "-s", "10.0.0.300"][..], "not an IPv4 or IPv6 address"),
+            (&["--drop", "-D", "70000"], "out of range"),
+            (&["--drop", "-D", "0"], "out of range"),
+            (&["--drop", "-P", "http"], "not a port number"),
+            (&["--drop", "-p", "foo"], "unknown protocol"),
+            (&["--drop", "-s", "10.0.0.1", "-d", "::1"], "mix IPv4 and IPv6"),
+            (&["--drop", "-p", "icmp6", "-s", "10.0.0.1"], "does not match"),
+            (&["--drop", "-p", "icmp", "-D", "80"], "TCP or UDP"),
+            (&["--drop", "-c", "0"], "--count"),
+            (&["--drop", "--pid", "x"], "--pid"),
+            (&["--drop-stack"], "needs --drop"),
+            (&[], "no mode selected"),
+        ] {
+            let err = config(argv).expect_err(needle);
+            assert!(err.0.contains(needle), "{argv:?}: {err}");
+            assert!(!err.0.contains('\n'), "{argv:?}: multi-line error");
+        }
+    }
+
+    #[test]
+    fn netns_current_reads_own_namespace() {
+        let c = config(&["--drop", "--netns-current"]).unwrap();
+        let ino = std::fs::metadata("/proc/self/ns/net").unwrap().ino() as u32;
+        assert_eq!(c.filter.netns, ino);
+        assert_ne!(ino, 0);
+    }
+}

@@ -1,0 +1,7 @@
+//! Command line: `args` is what was typed, `config` what it means.
+
+mod args;
+mod config;
+
+pub use args::{Args, BackendChoice};
+pub use config::{Config, Mode};

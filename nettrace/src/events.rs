@@ -1,0 +1,102 @@
+//! The ring buffer reader: drains events as they come, notices signals, and
+//! keeps the lost-event count honest.
+//!
+//! The eBPF side counts every event that did not fit in the ring buffer in
+//! the per-CPU `LOST` map; this loop reads it every second and reports growth
+//! on stderr (at most once a second), and the total when tracing ends.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use aya::{
+    Ebpf,
+    maps::{MapData, PerCpuArray, RingBuf},
+};
+use tokio::{
+    io::unix::AsyncFd,
+    signal::unix::{SignalKind, signal},
+};
+
+/// What the event handler wants next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    /// Stop tracing (count reached, output closed).
+    Stop,
+}
+
+/// Why tracing ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    Signal,
+    Done,
+}
+
+pub struct Events {
+    ring: AsyncFd<RingBuf<MapData>>,
+    lost: PerCpuArray<MapData, u64>,
+    reported_lost: u64,
+}
+
+impl Events {
+    pub fn new(ebpf: &mut Ebpf) -> anyhow::Result<Self> {
+        let ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("map EVENTS missing")?)?;
+        let lost = PerCpuArray::try_from(ebpf.take_map("LOST").context("map LOST missing")?)?;
+        // SAFETY: the RingBuf owns its map fd, which stays open and unchanged
+        // for as long as the AsyncFd (which owns the RingBuf) lives.
+        let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+            .map_err(|e| anyhow::anyhow!("poll ring buffer: {e}"))?;
+        Ok(Self { ring, lost, reported_lost: 0 })
+    }
+
+    /// Events the kernel could not deliver so far.
+    pub fn lost(&self) -> anyhow::Result<u64> {
+        Ok(self.lost.get(&0, 0).context("read LOST map")?.iter().sum())
+    }
+
+    /// Runs until a signal, or until `on_event` or `on_batch` says stop.
+    /// `on_batch` runs after each drained batch (flush output there).
+    pub async fn run(
+        &mut self,
+        mut on_event: impl FnMut(&[u8]) -> Flow,
+        mut on_batch: impl FnMut() -> Flow,
+    ) -> anyhow::Result<Ended> {
+        let mut sigint = signal(SignalKind::interrupt())?;
+        let mut sigterm = signal(SignalKind::terminate())?;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                guard = self.ring.readable_mut() => {
+                    let mut guard = guard?;
+                    let ring = guard.get_inner_mut();
+                    let mut flow = Flow::Continue;
+                    while let Some(item) = ring.next() {
+                        flow = on_event(&item);
+                        if flow == Flow::Stop {
+                            break;
+                        }
+                    }
+                    guard.clear_ready();
+                    if flow == Flow::Stop || on_batch() == Flow::Stop {
+                        return Ok(Ended::Done);
+                    }
+                }
+                _ = sigint.recv() => return Ok(Ended::Signal),
+                _ = sigterm.recv() => return Ok(Ended::Signal),
+                _ = tick.tick() => self.report_lost_growth(),
+            }
+        }
+    }
+
+    fn report_lost_growth(&mut self) {
+        if let Ok(lost) = self.lost()
+            && lost > self.reported_lost
+        {
+            eprintln!(
+                "nettrace: {} events lost in the last second (ring buffer full), {lost} in total",
+                lost - self.reported_lost
+            );
+            self.reported_lost = lost;
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! Which attach mechanisms this kernel offers, found by loading (and where it
+//! matters attaching) tiny programs from our own object. Version strings lie:
+//! distributions backport features and lock others down (this project's CI
+//! host refuses fentry with EPERM and has no kprobes at all).
+
+use std::{fmt, time::Instant};
+
+use aya::{
+    Btf, Ebpf,
+    programs::{BtfTracePoint, FEntry, KProbe, RawTracePoint, TracePoint},
+};
+
+use super::btf::KernelBtf;
+
+/// The result of one probe: `Ok` or why not.
+pub type Probe = Result<(), String>;
+
+#[derive(Debug)]
+pub struct Capabilities {
+    pub btf: Probe,
+    pub tp_btf: Probe,
+    pub raw_tracepoint: Probe,
+    pub tracepoint: Probe,
+    pub fentry: Probe,
+    pub kprobe: Probe,
+    /// How long probing took, for `--debug`.
+    pub elapsed_ms: f64,
+}
+
+/// The tracepoint every probe uses: it is where `--drop` attaches anyway.
+const PROBE_TP: (&str, &str) = ("skb", "kfree_skb");
+
+/// Functions to try fentry/kprobe on: any one present is enough.
+const PROBE_FUNCS: [&str; 4] = ["ip_rcv", "__netif_receive_skb_core", "kfree_skb_reason", "sk_skb_reason_drop"];
+
+fn err(e: impl fmt::Display) -> String {
+    // aya's errors carry their cause as a source; show the whole chain.
+    let e = anyhow::anyhow!("{e}");
+    format!("{e:#}")
+}
+
+fn chain(e: aya::programs::ProgramError) -> String {
+    format!("{:#}", anyhow::Error::new(e))
+}
+
+pub fn probe(ebpf: &mut Ebpf, btf: Option<&Btf>, kbtf: &KernelBtf) -> Capabilities {
+    let start = Instant::now();
+    let (group, name) = PROBE_TP;
+    let btf_probe: Probe = btf.map(|_| ()).ok_or_else(|| "no kernel BTF".to_string());
+
+    let tp_btf = match btf {
+        None => Err("needs kernel BTF".into()),
+        Some(btf) => with_program::<BtfTracePoint>(ebpf, "probe_tp_btf", |p| {
+            p.load(name, btf).map_err(chain)?;
+            p.attach().map_err(chain)?;
+            Ok(())
+        }),
+    };
+    let raw_tracepoint = with_program::<RawTracePoint>(ebpf, "probe_raw_tp", |p| {
+        p.load().map_err(chain)?;
+        p.attach(name).map_err(chain)?;
+        Ok(())
+    });
+    let tracepoint = with_program::<TracePoint>(ebpf, "probe_tracepoint", |p| {
+        p.load().map_err(chain)?;
+        p.attach(group, name).map_err(chain)?;
+        Ok(())
+    });
+    let func = PROBE_FUNCS.iter().copied().find(|f| kbtf.has_function(f));
+    let fentry = match (btf, func) {
+        (None, _) => Err("needs kernel BTF".into()),
+        (_, None) => Err(format!("none of {PROBE_FUNCS:?} in BTF")),
+        (Some(btf), Some(func)) => with_program::<FEntry>(ebpf, "probe_fentry", |p| {
+            p.load(func, btf).map_err(chain)?;
+            p.attach().map_err(chain)?;
+            Ok(())
+        }),
+    };
+    let kprobe = match func {
+        None => Err(format!("none of {PROBE_FUNCS:?} in BTF")),
+        Some(func) => with_program::<KProbe>(ebpf, "probe_kprobe", |p| {
+            p.load().map_err(chain)?;
+            p.attach(func, 0).map_err(chain)?;
+            Ok(())
+        }),
+    };
+    Capabilities {
+        btf: btf_probe,
+        tp_btf,
+        raw_tracepoint,
+        tracepoint,
+        fentry,
+        kprobe,
+        elapsed_ms: start.elapsed().as_secs_f64() * 1e3,
+    }
+}
+
+/// Runs `f` on program `name`, then unloads it (detaching any link): probes
+/// must leave nothing behind.
+fn with_program<P>(ebpf: &mut Ebpf, name: &str, f: impl FnOnce(&mut P) -> Probe) -> Probe
+where
+    for<'a> &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+    P: Unload,
+{
+    let prog = ebpf.program_mut(name).ok_or_else(|| format!("program {name} missing from object"))?;
+    let p: &mut P = prog.try_into().map_err(err)?;
+    let result = f(p);
+    p.unload_quietly();
+    result
+}
+
+/// aya's program types share `unload` by convention, not by trait.
+pub trait Unload {
+    fn unload_quietly(&mut self);
+}
+
+macro_rules! unload {
+    ($($t:ty),*) => {$(
+        impl Unload for $t {
+            fn unload_quietly(&mut self) {
+                // Not loaded (the probe failed early) is fine.
+                let _ = self.unload();
+            }
+        }
+    )*};
+}
+unload!(BtfTracePoint, RawTracePoint, TracePoint, FEntry, KProbe);
+
+impl fmt::Display for Capabilities {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rows = [
+            ("BTF", &self.btf),
+            ("tp_btf", &self.tp_btf),
+            ("raw tracepoint", &self.raw_tracepoint),
+            ("tracepoint", &self.tracepoint),
+            ("fentry/fexit", &self.fentry),
+            ("kprobe", &self.kprobe),
+        ];
+        writeln!(f, "kernel capabilities (probed in {:.1} ms):", self.elapsed_ms)?;
+        for (name, r) in rows {
+            match r {
+                Ok(()) => writeln!(f, "  {name:<15} yes")?,
+                Err(why) => writeln!(f, "  {name:<15} no ({why})")?,
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,3 @@
+//! One module per tracing mode: what it attaches and how it prints.
+
+pub mod drop;
