@@ -25,6 +25,14 @@ pub enum Flow {
     Stop,
 }
 
+/// Receives what the ring buffer delivers.
+pub trait Sink {
+    /// One event's bytes.
+    fn event(&mut self, bytes: &[u8]) -> Flow;
+    /// The ring buffer is drained for now: flush output here.
+    fn batch_done(&mut self) -> Flow;
+}
+
 /// Why tracing ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ended {
@@ -54,13 +62,8 @@ impl Events {
         Ok(self.lost.get(&0, 0).context("read LOST map")?.iter().sum())
     }
 
-    /// Runs until a signal, or until `on_event` or `on_batch` says stop.
-    /// `on_batch` runs after each drained batch (flush output there).
-    pub async fn run(
-        &mut self,
-        mut on_event: impl FnMut(&[u8]) -> Flow,
-        mut on_batch: impl FnMut() -> Flow,
-    ) -> anyhow::Result<Ended> {
+    /// Runs until a signal, or until the sink says stop.
+    pub async fn run(&mut self, sink: &mut impl Sink) -> anyhow::Result<Ended> {
         let mut sigint = signal(SignalKind::interrupt())?;
         let mut sigterm = signal(SignalKind::terminate())?;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -71,13 +74,13 @@ impl Events {
                     let ring = guard.get_inner_mut();
                     let mut flow = Flow::Continue;
                     while let Some(item) = ring.next() {
-                        flow = on_event(&item);
+                        flow = sink.event(&item);
                         if flow == Flow::Stop {
                             break;
                         }
                     }
                     guard.clear_ready();
-                    if flow == Flow::Stop || on_batch() == Flow::Stop {
+                    if flow == Flow::Stop || sink.batch_done() == Flow::Stop {
                         return Ok(Ended::Done);
                     }
                 }

@@ -9,7 +9,7 @@ use nettrace_common::{DropConfig, KernelLayout, drop::DropArgs};
 
 use crate::{
     cli::{Config, Mode},
-    events::{Events, Flow},
+    events::{Events, Flow, Sink},
     kernel::{
         btf::{KernelBtf, VMLINUX_BTF},
         caps, layout,
@@ -18,7 +18,7 @@ use crate::{
     },
     load,
     modes::drop,
-    output::{Clock, Out},
+    output::{Clock, Closed, Out},
 };
 
 /// How a session failed.
@@ -100,33 +100,9 @@ pub async fn run(config: &Config) -> Result<(), Failure> {
         return Ok(());
     }
 
-    let mut seen = 0u64;
-    let mut closed = false;
-    let ended = events
-        .run(
-            |bytes| {
-                let Some(ev) = drop::Printer::parse(bytes) else {
-                    return Flow::Continue;
-                };
-                let mut write = || -> Result<(), crate::output::Closed> {
-                    out.line(&printer.line(&ev))?;
-                    if stack {
-                        for l in printer.stack(&ev) {
-                            out.line(&l)?;
-                        }
-                    }
-                    Ok(())
-                };
-                if write().is_err() {
-                    closed = true;
-                    return Flow::Stop;
-                }
-                seen += 1;
-                if config.count.is_some_and(|n| seen >= n) { Flow::Stop } else { Flow::Continue }
-            },
-            || Flow::Continue,
-        )
-        .await;
+    let mut sink = DropSink { printer: &printer, out: &mut out, stack, count: config.count, seen: 0, closed: false };
+    let ended = events.run(&mut sink).await;
+    let (seen, closed) = (sink.seen, sink.closed);
     let _ = out.flush();
     let lost = events.lost().unwrap_or(0);
     // Detach before saying so: dropping the object closes every link and map.
@@ -142,4 +118,48 @@ pub async fn run(config: &Config) -> Result<(), Failure> {
         eprintln!("nettrace: {lost} events lost (ring buffer full)");
     }
     Ok(())
+}
+
+/// Prints drop events as they arrive and stops at `-c N` or a closed pipe.
+struct DropSink<'a> {
+    printer: &'a drop::Printer,
+    out: &'a mut Out,
+    stack: bool,
+    count: Option<u64>,
+    seen: u64,
+    closed: bool,
+}
+
+impl DropSink<'_> {
+    fn write(&mut self, ev: &nettrace_common::DropEvent) -> Result<(), Closed> {
+        self.out.line(&self.printer.line(ev))?;
+        if self.stack {
+            for l in self.printer.stack(ev) {
+                self.out.line(&l)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn closed(&mut self) -> Flow {
+        self.closed = true;
+        Flow::Stop
+    }
+}
+
+impl Sink for DropSink<'_> {
+    fn event(&mut self, bytes: &[u8]) -> Flow {
+        let Some(ev) = drop::Printer::parse(bytes) else {
+            return Flow::Continue;
+        };
+        if self.write(&ev).is_err() {
+            return self.closed();
+        }
+        self.seen += 1;
+        if self.count.is_some_and(|n| self.seen >= n) { Flow::Stop } else { Flow::Continue }
+    }
+
+    fn batch_done(&mut self) -> Flow {
+        if self.out.flush().is_err() { self.closed() } else { Flow::Continue }
+    }
 }

@@ -1,0 +1,227 @@
+//! Helpers for root integration tests: throwaway network namespaces joined by
+//! a veth pair, and a running `nettrace` whose output lines can be awaited.
+//!
+//! Everything a test creates is removed by `Drop`, also when the test panics.
+//! Traffic only ever goes to addresses inside these namespaces.
+
+#![allow(dead_code, reason = "each test binary uses a different subset")]
+
+use std::{
+    io::{BufRead as _, BufReader},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_nettrace");
+
+/// Runs a command, panicking with its stderr if it fails.
+pub fn sh(args: &[&str]) -> String {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("spawn {args:?}: {e}"));
+    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn require_root() {
+    // SAFETY: no preconditions.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "integration tests load eBPF and need root");
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// Two namespaces `a` and `b`, linked by veth, with IPv4 10.231.N.1/.2 and
+/// IPv6 fd31:N::1/::2.
+pub struct Pair {
+    pub a: String,
+    pub b: String,
+    pub a4: String,
+    pub b4: String,
+    pub a6: String,
+    pub b6: String,
+}
+
+impl Pair {
+    pub fn new() -> Self {
+        require_root();
+        let n = NEXT.fetch_add(1, Ordering::Relaxed) + (std::process::id() % 200);
+        let tag = format!("nt{}x{n}", std::process::id());
+        let pair = Pair {
+            a: format!("{tag}a"),
+            b: format!("{tag}b"),
+            a4: format!("10.231.{}.1", n % 250),
+            b4: format!("10.231.{}.2", n % 250),
+            a6: format!("fd31:{n}::1"),
+            b6: format!("fd31:{n}::2"),
+        };
+        // From here on, Drop cleans up whatever exists.
+        sh(&["ip", "netns", "add", &pair.a]);
+        sh(&["ip", "netns", "add", &pair.b]);
+        let (va, vb) = (format!("v{n}a{}", std::process::id() % 10000), format!("v{n}b{}", std::process::id() % 10000));
+        sh(&["ip", "link", "add", &va, "netns", &pair.a, "type", "veth", "peer", "name", &vb, "netns", &pair.b]);
+        for (ns, dev, v4, v6) in [(&pair.a, &va, &pair.a4, &pair.a6), (&pair.b, &vb, &pair.b4, &pair.b6)] {
+            sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+            sh(&["ip", "-n", ns, "addr", "add", &format!("{v4}/24"), "dev", dev]);
+            sh(&["ip", "-n", ns, "addr", "add", &format!("{v6}/64"), "dev", dev, "nodad"]);
+            sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
+        }
+        pair
+    }
+
+    /// Runs `cmd` inside namespace `ns`, ignoring its exit status (a refused
+    /// connection is what several tests want).
+    pub fn exec(&self, ns: &str, cmd: &[&str]) {
+        let _ = Command::new("ip").args(["netns", "exec", ns]).args(cmd).stdout(Stdio::null()).stderr(Stdio::null()).status();
+    }
+
+    /// A TCP SYN from `a` to `b`'s `port` (nobody listens: RST comes back).
+    pub fn syn(&self, port: u16) {
+        self.exec(&self.a, &["nc", "-z", "-w", "1", &self.b4, &port.to_string()]);
+    }
+
+    pub fn syn6(&self, port: u16) {
+        self.exec(&self.a, &["nc", "-6", "-z", "-w", "1", &self.b6, &port.to_string()]);
+    }
+
+    pub fn netns_inode(&self, ns: &str) -> u64 {
+        use std::os::unix::fs::MetadataExt as _;
+        std::fs::metadata(format!("/run/netns/{ns}")).expect("netns file").ino()
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        for ns in [&self.a, &self.b] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).stderr(Stdio::null()).status();
+        }
+    }
+}
+
+/// A running nettrace whose stdout is collected line by line.
+pub struct Tracer {
+    child: Option<Child>,
+    lines: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Tracer {
+    /// Starts nettrace and waits for `begin trace...`.
+    pub fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn nettrace");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let out = child.stdout.take().unwrap();
+        let l = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                l.lock().unwrap().push(line);
+            }
+        });
+        let err = child.stderr.take().unwrap();
+        let e = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let mut e = e.lock().unwrap();
+                e.push_str(&line);
+                e.push('\n');
+            }
+        });
+        let mut t = Tracer { child: Some(child), lines, stderr };
+        t.wait_for("begin trace...", Duration::from_secs(30));
+        t
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits until a line contains `needle`; panics with all output if not.
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(l) = self.lines().into_iter().find(|l| l.contains(needle)) {
+                return l;
+            }
+            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                std::thread::sleep(Duration::from_millis(100));
+                if let Some(l) = self.lines().into_iter().find(|l| l.contains(needle)) {
+                    return l;
+                }
+                panic!("nettrace exited ({st}) before printing {needle:?}\nstdout: {:#?}\nstderr: {}", self.lines(), self.stderr());
+            }
+            if Instant::now() > deadline {
+                panic!("no line with {needle:?} within {timeout:?}\nstdout: {:#?}\nstderr: {}", self.lines(), self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for nettrace to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut().unwrap();
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                // Let the reader threads catch the last lines.
+                std::thread::sleep(Duration::from_millis(100));
+                return st;
+            }
+            if Instant::now() > deadline {
+                panic!("nettrace did not exit within {timeout:?}\nstdout: {:#?}\nstderr: {}", self.lines(), self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: sending a signal to our own child.
+        assert_eq!(unsafe { libc::kill(self.pid(), sig) }, 0);
+    }
+}
+
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take()
+            && c.try_wait().ok().flatten().is_none()
+        {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Names of BPF programs currently loaded in the kernel (`bpftool prog show`).
+pub fn loaded_programs() -> Vec<String> {
+    sh(&["bpftool", "prog", "show"])
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            while let Some(w) = it.next() {
+                if w == "name" {
+                    return it.next().map(str::to_string);
+                }
+            }
+            None
+        })
+        .collect()
+}
+
+/// Our program names (the kernel keeps the first 15 characters).
+pub const OUR_PROGRAMS: [&str; 7] =
+    ["drop_tp_btf", "drop_tracepoint", "probe_tp_btf", "probe_raw_tp", "probe_tracepoin", "probe_fentry", "probe_kprobe"];

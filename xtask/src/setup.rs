@@ -1,0 +1,171 @@
+//! Makes a fresh machine ready: Debian packages the tests use, the pinned
+//! toolchain with `rust-src`, bpf-linker, tracefs. Each step checks first and
+//! does nothing when already done, so re-running costs well under a second.
+
+use std::{
+    ffi::OsString,
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, bail};
+
+use crate::{
+    status,
+    toolchain::{BPF_LINKER_VERSION, PINNED},
+};
+
+/// What later commands need from set-up.
+pub struct Env {
+    /// PATH with our bpf-linker first.
+    pub path: OsString,
+}
+
+/// Debian packages (and a binary each provides, for the message).
+const PACKAGES: [&str; 7] = ["iproute2", "iptables", "nftables", "iputils-ping", "netcat-openbsd", "iperf3", "bpftool"];
+
+pub fn all() -> anyhow::Result<Env> {
+    packages()?;
+    let sysroot = toolchain()?;
+    let bin_dir = bpf_linker(&sysroot)?;
+    tracefs();
+    let mut path = OsString::from(bin_dir);
+    path.push(":");
+    path.push(std::env::var_os("PATH").unwrap_or_default());
+    Ok(Env { path })
+}
+
+fn packages() -> anyhow::Result<()> {
+    let missing: Vec<&str> = PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            !Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", p])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+                .unwrap_or(false)
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { geteuid() } != 0 {
+        bail!("missing Debian packages {missing:?}; run as root so xtask can apt-get install them");
+    }
+    eprintln!("xtask: installing {missing:?}");
+    status({
+        let mut c = Command::new("apt-get");
+        c.arg("update").arg("-q");
+        c
+    })?;
+    status({
+        let mut c = Command::new("apt-get");
+        c.env("DEBIAN_FRONTEND", "noninteractive").args(["install", "-y", "-q", "--no-install-recommends"]).args(&missing);
+        c
+    })
+}
+
+unsafe extern "C" {
+    fn geteuid() -> u32;
+}
+
+/// Installs the pinned toolchain with rust-src; returns its sysroot.
+fn toolchain() -> anyhow::Result<PathBuf> {
+    let sysroot = |_: ()| -> Option<PathBuf> {
+        let out = Command::new("rustc").env("RUSTUP_TOOLCHAIN", PINNED).args(["--print", "sysroot"]).output().ok()?;
+        out.status.success().then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+    };
+    if let Some(root) = sysroot(())
+        && root.join("lib/rustlib/src/rust/library/core").is_dir()
+    {
+        return Ok(root);
+    }
+    eprintln!("xtask: installing toolchain {PINNED} with rust-src");
+    status({
+        let mut c = Command::new("rustup");
+        c.args(["toolchain", "install", PINNED, "--profile", "minimal", "--component", "rust-src"]);
+        c
+    })?;
+    sysroot(()).context("pinned toolchain still not usable after install")
+}
+
+/// Where our tools live: outside `target/` so `cargo clean` keeps them, and
+/// keyed by versions so a bump rebuilds.
+fn tools_dir() -> PathBuf {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache"));
+    cache.join("nettrace").join(format!("bpf-linker-{BPF_LINKER_VERSION}-{PINNED}"))
+}
+
+/// Builds bpf-linker against the toolchain's libLLVM; returns its bin dir.
+fn bpf_linker(sysroot: &Path) -> anyhow::Result<PathBuf> {
+    let root = tools_dir();
+    let bin = root.join("bin");
+    let linker = bin.join("bpf-linker");
+    if Command::new(&linker).arg("--version").output().is_ok_and(|o| o.status.success()) {
+        return Ok(bin);
+    }
+    // The toolchain ships LLVM as lib/libLLVM.so.<major>.<minor>-rust-<ver>.
+    let lib = sysroot.join("lib");
+    let llvm = fs::read_dir(&lib)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with("libLLVM.so."))
+        .with_context(|| format!("no libLLVM.so.* in {}", lib.display()))?;
+    let major = llvm
+        .trim_start_matches("libLLVM.so.")
+        .split('.')
+        .next()
+        .and_then(|m| m.parse::<u32>().ok())
+        .with_context(|| format!("cannot read LLVM major from {llvm}"))?;
+    eprintln!("xtask: building bpf-linker {BPF_LINKER_VERSION} against {llvm} (about a minute)");
+
+    // A minimal LLVM "prefix": bpf-linker's build script links
+    // <prefix>/lib/libLLVM.so and wants <prefix>/bin/llvm-config to exist;
+    // the binary's rpath is <prefix>/lib, so the versioned soname is there too.
+    let prefix = root.join("llvm");
+    fs::create_dir_all(prefix.join("lib"))?;
+    fs::create_dir_all(prefix.join("bin"))?;
+    for name in ["libLLVM.so", llvm.as_str()] {
+        let link = prefix.join("lib").join(name);
+        let _ = fs::remove_file(&link);
+        std::os::unix::fs::symlink(lib.join(&llvm), &link)?;
+    }
+    let config = prefix.join("bin/llvm-config");
+    fs::write(&config, format!("#!/bin/sh\necho {major}.1.0\n"))?;
+    fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+
+    status({
+        let mut c = Command::new("cargo");
+        c.env("RUSTUP_TOOLCHAIN", PINNED)
+            .env("LLVM_PREFIX", &prefix)
+            .env_remove("RUSTC")
+            .env_remove("CARGO")
+            .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION, "--locked", "--root"])
+            .arg(&root)
+            .args(["--no-default-features", "--features", &format!("llvm-{major}")]);
+        c
+    })?;
+    if !Command::new(&linker).arg("--version").output().is_ok_and(|o| o.status.success()) {
+        bail!("{} was built but does not run", linker.display());
+    }
+    Ok(bin)
+}
+
+/// Tests attach classic tracepoints through tracefs; mount it if missing.
+/// (nettrace itself does the same at start-up.)
+fn tracefs() {
+    if Path::new("/sys/kernel/tracing/events").is_dir() {
+        return;
+    }
+    let ok = Command::new("mount").args(["-t", "tracefs", "tracefs", "/sys/kernel/tracing"]).status().is_ok_and(|s| s.success());
+    if ok {
+        eprintln!("xtask: mounted tracefs at /sys/kernel/tracing");
+    } else {
+        eprintln!("xtask: could not mount tracefs; classic-tracepoint tests will fail");
+    }
+}
