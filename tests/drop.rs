@@ -18,7 +18,9 @@ fn events(t: &Tracer) -> Vec<String> {
 #[test]
 fn syn_to_closed_port_is_no_socket_with_its_four_tuple() {
     let net = Pair::new();
-    let mut t = Tracer::start(&["--drop", "-p", "tcp", "-s", &net.a4, "-d", &net.b4, "-D", "9999", "-c", "1"]);
+    let mut t = Tracer::start(&[
+        "--drop", "-p", "tcp", "-s", &net.a4, "-d", &net.b4, "-D", "9999", "-c", "1",
+    ]);
     net.syn(9999);
     let st = t.wait_exit(T);
     assert!(st.success(), "exit {st}; stderr: {}", t.stderr());
@@ -39,9 +41,20 @@ fn syn_to_closed_port_is_no_socket_with_its_four_tuple() {
 #[test]
 fn iptables_drop_is_netfilter_drop() {
     let net = Pair::new();
-    net.exec(&net.b, &["iptables", "-A", "INPUT", "-p", "tcp", "--dport", "9998", "-j", "DROP"]);
-    let rules = Command::new("ip").args(["netns", "exec", &net.b, "iptables", "-S", "INPUT"]).output().unwrap();
-    assert!(String::from_utf8_lossy(&rules.stdout).contains("--dport 9998 -j DROP"), "rule not installed");
+    net.exec(
+        &net.b,
+        &[
+            "iptables", "-A", "INPUT", "-p", "tcp", "--dport", "9998", "-j", "DROP",
+        ],
+    );
+    let rules = Command::new("ip")
+        .args(["netns", "exec", &net.b, "iptables", "-S", "INPUT"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&rules.stdout).contains("--dport 9998 -j DROP"),
+        "rule not installed"
+    );
     let mut t = Tracer::start(&["--drop", "-d", &net.b4, "-D", "9998", "-c", "1"]);
     net.syn(9998);
     assert!(t.wait_exit(T).success());
@@ -53,7 +66,11 @@ fn iptables_drop_is_netfilter_drop() {
     // ones, nft_do_chain on 6.18): check it is a symbolized location.
     let location = ev[0].rsplit(", ").next().unwrap();
     let (func, off) = location.split_once("+0x").unwrap_or_else(|| panic!("{}", ev[0]));
-    assert!(func.starts_with("nf") && u64::from_str_radix(off, 16).is_ok(), "{}", ev[0]);
+    assert!(
+        func.starts_with("nf") && u64::from_str_radix(off, 16).is_ok(),
+        "{}",
+        ev[0]
+    );
 }
 
 #[test]
@@ -62,14 +79,21 @@ fn filters_keep_out_what_does_not_match() {
     let mut t = Tracer::start(&["--drop", "-p", "tcp", "-D", "9997", "-d", &net.b4, "-c", "1"]);
     // Drops that must not show: another port, and UDP to the same port.
     net.syn(9996);
-    net.exec(&net.a, &["sh", "-c", &format!("echo x | nc -u -w1 {} 9997", net.b4)]);
+    net.exec(
+        &net.a,
+        &["sh", "-c", &format!("echo x | nc -u -w1 {} 9997", net.b4)],
+    );
     std::thread::sleep(Duration::from_millis(300));
     assert!(events(&t).is_empty(), "unfiltered: {:#?}", events(&t));
     net.syn(9997);
     assert!(t.wait_exit(T).success());
     let ev = events(&t);
     assert_eq!(ev.len(), 1, "{ev:#?}");
-    assert!(ev[0].contains(":9997 ") && ev[0].starts_with('[') && ev[0].contains("TCP: "), "{}", ev[0]);
+    assert!(
+        ev[0].contains(":9997 ") && ev[0].starts_with('[') && ev[0].contains("TCP: "),
+        "{}",
+        ev[0]
+    );
 }
 
 #[test]
@@ -104,15 +128,34 @@ fn ipv6_syn_is_decoded_and_filtered() {
 #[test]
 fn classic_tracepoint_backend_and_drop_stack() {
     let net = Pair::new();
-    let mut t = Tracer::start(&["--drop", "--backend", "tracepoint", "--drop-stack", "-D", "9993", "-d", &net.b4, "-c", "1"]);
+    let mut t = Tracer::start(&[
+        "--drop",
+        "--backend",
+        "tracepoint",
+        "--drop-stack",
+        "-D",
+        "9993",
+        "-d",
+        &net.b4,
+        "-c",
+        "1",
+    ]);
     net.syn(9993);
     assert!(t.wait_exit(T).success());
     let lines = t.lines();
-    let at = lines.iter().position(|l| l.contains("reason: NO_SOCKET")).unwrap_or_else(|| panic!("{lines:#?}"));
+    let at = lines
+        .iter()
+        .position(|l| l.contains("reason: NO_SOCKET"))
+        .unwrap_or_else(|| panic!("{lines:#?}"));
     assert_eq!(lines[at + 1], "Call Stack:");
     assert!(lines[at + 2].starts_with("    -> "), "{lines:#?}");
     // The drop happened in tcp_v4_rcv; it must appear among the frames.
-    assert!(lines[at + 2..].iter().any(|l| l.starts_with("    -> tcp_v4_rcv+0x")), "{lines:#?}");
+    assert!(
+        lines[at + 2..]
+            .iter()
+            .any(|l| l.starts_with("    -> tcp_v4_rcv+0x")),
+        "{lines:#?}"
+    );
 }
 
 #[test]
@@ -120,7 +163,10 @@ fn sigint_detaches_everything_and_ends_trace() {
     let net = Pair::new();
     let mut t = Tracer::start(&["--drop", "-d", &net.b4]);
     let loaded = loaded_programs();
-    assert!(loaded.iter().any(|n| n == "drop_tp_btf"), "not loaded while tracing: {loaded:?}");
+    assert!(
+        loaded.iter().any(|n| n == "drop_tp_btf"),
+        "not loaded while tracing: {loaded:?}"
+    );
     // Probe programs are unloaded right after probing.
     assert!(!loaded.iter().any(|n| n.starts_with("probe_")), "{loaded:?}");
     net.syn(9992);
@@ -130,7 +176,10 @@ fn sigint_detaches_everything_and_ends_trace() {
     assert!(st.success(), "exit {st}");
     assert_eq!(t.lines().last().map(String::as_str), Some("end trace..."));
     let after = loaded_programs();
-    let ours: Vec<_> = after.iter().filter(|n| OUR_PROGRAMS.contains(&n.as_str())).collect();
+    let ours: Vec<_> = after
+        .iter()
+        .filter(|n| OUR_PROGRAMS.contains(&n.as_str()))
+        .collect();
     assert!(ours.is_empty(), "left loaded after exit: {ours:?}");
 }
 
@@ -148,8 +197,10 @@ fn closed_output_pipe_ends_quietly() {
     // `nettrace --drop | head -1`: head exits after the first line.
     // The timeout only guards against a hang; it kills (status 137), so it
     // cannot pass for a clean exit.
-    let script =
-        format!("timeout -s KILL 20 {BIN} --drop -d {} -D 9991 | head -1; echo \"status=${{PIPESTATUS[0]}}\"", net.b4);
+    let script = format!(
+        "timeout -s KILL 20 {BIN} --drop -d {} -D 9991 | head -1; echo \"status=${{PIPESTATUS[0]}}\"",
+        net.b4
+    );
     let child = Command::new("bash")
         .args(["-c", &script])
         .stdout(std::process::Stdio::piped())
@@ -163,8 +214,17 @@ fn closed_output_pipe_ends_quietly() {
     }
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(stdout, "begin trace...\nstatus=0\n", "stderr: {}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stderr), "", "a closed pipe must not be reported");
+    assert_eq!(
+        stdout,
+        "begin trace...\nstatus=0\n",
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "",
+        "a closed pipe must not be reported"
+    );
 }
 
 #[test]
@@ -191,12 +251,22 @@ fn bad_input_exits_2_with_one_line() {
 #[test]
 fn not_root_is_told_what_is_missing() {
     let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", BIN, "--drop"])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            BIN,
+            "--drop",
+        ])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("must run as root") && stderr.contains("CAP_BPF"), "{stderr}");
+    assert!(
+        stderr.contains("must run as root") && stderr.contains("CAP_BPF"),
+        "{stderr}"
+    );
     assert_eq!(stderr.lines().count(), 1);
 }
 
@@ -206,12 +276,26 @@ fn debug_reports_kernel_capabilities() {
     t.signal(libc::SIGINT);
     assert!(t.wait_exit(T).success());
     let err = t.stderr();
-    for row in ["BTF ", "tp_btf ", "raw tracepoint ", "tracepoint ", "fentry/fexit ", "kprobe "] {
-        let line = err.lines().find(|l| l.trim_start().starts_with(row)).unwrap_or_else(|| panic!("{row}: {err}"));
+    for row in [
+        "BTF ",
+        "tp_btf ",
+        "raw tracepoint ",
+        "tracepoint ",
+        "fentry/fexit ",
+        "kprobe ",
+    ] {
+        let line = err
+            .lines()
+            .find(|l| l.trim_start().starts_with(row))
+            .unwrap_or_else(|| panic!("{row}: {err}"));
         assert!(line.contains(" yes") || line.contains(" no ("), "{line}");
     }
     // What this host is known to offer (DESIGN.md): tracepoints yes.
-    assert!(err.lines().any(|l| l.trim_start().starts_with("tp_btf") && l.ends_with("yes")), "{err}");
+    assert!(
+        err.lines()
+            .any(|l| l.trim_start().starts_with("tp_btf") && l.ends_with("yes")),
+        "{err}"
+    );
     assert!(err.contains("drop monitor attached via"), "{err}");
     let _ = sh(&["true"]);
 }

@@ -51,7 +51,14 @@ fn flow(ev: &DropEvent) -> Option<Flow<'_>> {
     } else {
         (0, 0)
     };
-    Some(Flow { family, saddr, daddr, l4_proto, sport, dport })
+    Some(Flow {
+        family,
+        saddr,
+        daddr,
+        l4_proto,
+        sport,
+        dport,
+    })
 }
 
 #[inline(always)]

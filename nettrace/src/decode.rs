@@ -15,23 +15,54 @@ use nettrace_common::{ethertype, ipproto};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Packet {
-    Ip { src: IpAddr, dst: IpAddr, l4: L4 },
-    Arp { op: u16, sender: Ipv4Addr, target: Ipv4Addr },
+    Ip {
+        src: IpAddr,
+        dst: IpAddr,
+        l4: L4,
+    },
+    Arp {
+        op: u16,
+        sender: Ipv4Addr,
+        target: Ipv4Addr,
+    },
     /// A link-layer protocol nettrace does not decode (or none known).
-    Other { ethertype: u16 },
+    Other {
+        ethertype: u16,
+    },
     /// The L3 header is shorter than its fixed part.
-    Truncated { ethertype: u16 },
+    Truncated {
+        ethertype: u16,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum L4 {
-    Tcp { sport: u16, dport: u16, seq: u32, ack: u32, flags: u8 },
-    Udp { sport: u16, dport: u16 },
-    Icmp { v6: bool, ty: u8, code: u8, id: u16, seq: u16 },
+    Tcp {
+        sport: u16,
+        dport: u16,
+        seq: u32,
+        ack: u32,
+        flags: u8,
+    },
+    Udp {
+        sport: u16,
+        dport: u16,
+    },
+    Icmp {
+        v6: bool,
+        ty: u8,
+        code: u8,
+        id: u16,
+        seq: u16,
+    },
     /// An IP protocol without a decoder here.
-    Other { proto: u8 },
+    Other {
+        proto: u8,
+    },
     /// The transport header is cut off.
-    Truncated { proto: u8 },
+    Truncated {
+        proto: u8,
+    },
 }
 
 fn be16(b: &[u8], at: usize) -> Option<u16> {
@@ -63,13 +94,21 @@ pub fn decode(ethertype: u16, bytes: &[u8]) -> Packet {
             if ihl < 20 {
                 return truncated;
             }
-            Packet::Ip { src: src.into(), dst: dst.into(), l4: decode_l4(proto, bytes.get(ihl..).unwrap_or(&[])) }
+            Packet::Ip {
+                src: src.into(),
+                dst: dst.into(),
+                l4: decode_l4(proto, bytes.get(ihl..).unwrap_or(&[])),
+            }
         }
         ethertype::IPV6 => {
             let (Some(src), Some(dst), Some(&proto)) = (v6(bytes, 8), v6(bytes, 24), bytes.get(6)) else {
                 return truncated;
             };
-            Packet::Ip { src: src.into(), dst: dst.into(), l4: decode_l4(proto, bytes.get(40..).unwrap_or(&[])) }
+            Packet::Ip {
+                src: src.into(),
+                dst: dst.into(),
+                l4: decode_l4(proto, bytes.get(40..).unwrap_or(&[])),
+            }
         }
         ethertype::ARP => {
             // Only Ethernet/IPv4 ARP (hlen 6, plen 4) has fixed offsets.
@@ -86,9 +125,13 @@ fn decode_l4(proto: u8, b: &[u8]) -> L4 {
     let truncated = L4::Truncated { proto };
     match proto {
         ipproto::TCP => match (be16(b, 0), be16(b, 2), be32(b, 4), be32(b, 8), b.get(13)) {
-            (Some(sport), Some(dport), Some(seq), Some(ack), Some(&flags)) => {
-                L4::Tcp { sport, dport, seq, ack, flags }
-            }
+            (Some(sport), Some(dport), Some(seq), Some(ack), Some(&flags)) => L4::Tcp {
+                sport,
+                dport,
+                seq,
+                ack,
+                flags,
+            },
             _ => truncated,
         },
         ipproto::UDP => match (be16(b, 0), be16(b, 2)) {
@@ -96,9 +139,13 @@ fn decode_l4(proto: u8, b: &[u8]) -> L4 {
             _ => truncated,
         },
         ipproto::ICMP | ipproto::ICMPV6 => match (b.first(), b.get(1), be16(b, 4), be16(b, 6)) {
-            (Some(&ty), Some(&code), Some(id), Some(seq)) => {
-                L4::Icmp { v6: proto == ipproto::ICMPV6, ty, code, id, seq }
-            }
+            (Some(&ty), Some(&code), Some(id), Some(seq)) => L4::Icmp {
+                v6: proto == ipproto::ICMPV6,
+                ty,
+                code,
+                id,
+                seq,
+            },
             _ => truncated,
         },
         _ => L4::Other { proto },
@@ -117,7 +164,11 @@ fn tcp_flags(flags: u8) -> String {
         (0x40, 'E'),
         (0x80, 'C'),
     ];
-    NAMES.iter().filter(|(bit, _)| flags & bit != 0).map(|(_, c)| c).collect()
+    NAMES
+        .iter()
+        .filter(|(bit, _)| flags & bit != 0)
+        .map(|(_, c)| c)
+        .collect()
 }
 
 /// `addr:port`, with IPv6 addresses bracketed so the port stays unambiguous.
@@ -153,7 +204,13 @@ impl fmt::Display for Packet {
             Packet::Ip { src, dst, l4 } => {
                 let family = if src.is_ipv4() { "IPv4" } else { "IPv6" };
                 match *l4 {
-                    L4::Tcp { sport, dport, seq, ack, flags } => write!(
+                    L4::Tcp {
+                        sport,
+                        dport,
+                        seq,
+                        ack,
+                        flags,
+                    } => write!(
                         f,
                         "TCP: {} -> {} seq:{seq}, ack:{ack}, flags:{}",
                         Endpoint(*src, sport),
@@ -163,7 +220,13 @@ impl fmt::Display for Packet {
                     L4::Udp { sport, dport } => {
                         write!(f, "UDP: {} -> {}", Endpoint(*src, sport), Endpoint(*dst, dport))
                     }
-                    L4::Icmp { v6, ty, code, id, seq } => {
+                    L4::Icmp {
+                        v6,
+                        ty,
+                        code,
+                        id,
+                        seq,
+                    } => {
                         let proto = if v6 { "ICMPv6" } else { "ICMP" };
                         match icmp_name(v6, ty) {
                             Some(name @ ("ping request" | "ping reply")) => {
@@ -198,7 +261,9 @@ mod tests {
     use super::*;
 
     fn ipv4(proto: u8, l4: &[u8]) -> Vec<u8> {
-        let mut p = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, proto, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1];
+        let mut p = vec![
+            0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, proto, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1,
+        ];
         p.extend_from_slice(l4);
         p
     }
@@ -219,7 +284,10 @@ mod tests {
     #[test]
     fn tcp_syn_like_c_nettrace() {
         let p = decode(ethertype::IPV4, &ipv4(6, &TCP_SYN));
-        assert_eq!(p.to_string(), "TCP: 127.0.0.1:43582 -> 127.0.0.1:9999 seq:3819454691, ack:0, flags:S");
+        assert_eq!(
+            p.to_string(),
+            "TCP: 127.0.0.1:43582 -> 127.0.0.1:9999 seq:3819454691, ack:0, flags:S"
+        );
     }
 
     #[test]
@@ -236,38 +304,67 @@ mod tests {
         let icmp = [8, 0, 0, 0, 0x25, 0x65, 0, 3];
         let mut p = ipv4(1, &icmp);
         p[12..20].copy_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
-        assert_eq!(decode(ethertype::IPV4, &p).to_string(), "ICMP: 10.0.0.1 -> 10.0.0.2 ping request, seq: 3, id: 9573");
+        assert_eq!(
+            decode(ethertype::IPV4, &p).to_string(),
+            "ICMP: 10.0.0.1 -> 10.0.0.2 ping request, seq: 3, id: 9573"
+        );
         let unreach = decode(ethertype::IPV4, &ipv4(1, &[3, 3, 0, 0, 0, 0, 0, 0]));
-        assert_eq!(unreach.to_string(), "ICMP: 127.0.0.1 -> 127.0.0.1 destination unreachable, code: 3");
+        assert_eq!(
+            unreach.to_string(),
+            "ICMP: 127.0.0.1 -> 127.0.0.1 destination unreachable, code: 3"
+        );
     }
 
     #[test]
     fn ipv6_tcp_udp_icmp6() {
         let tcp = decode(ethertype::IPV6, &ipv6(6, &TCP_SYN));
-        assert_eq!(tcp.to_string(), "TCP: [fd00::1]:43582 -> [fd00::2]:9999 seq:3819454691, ack:0, flags:S");
+        assert_eq!(
+            tcp.to_string(),
+            "TCP: [fd00::1]:43582 -> [fd00::2]:9999 seq:3819454691, ack:0, flags:S"
+        );
         let udp = decode(ethertype::IPV6, &ipv6(17, &[0, 53, 0x13, 0x88, 0, 8, 0, 0]));
         assert_eq!(udp.to_string(), "UDP: [fd00::1]:53 -> [fd00::2]:5000");
         let ping = decode(ethertype::IPV6, &ipv6(58, &[128, 0, 0, 0, 0, 7, 0, 1]));
-        assert_eq!(ping.to_string(), "ICMPv6: fd00::1 -> fd00::2 ping request, seq: 1, id: 7");
+        assert_eq!(
+            ping.to_string(),
+            "ICMPv6: fd00::1 -> fd00::2 ping request, seq: 1, id: 7"
+        );
         let ns = decode(ethertype::IPV6, &ipv6(58, &[135, 0, 0, 0, 0, 0, 0, 0]));
-        assert_eq!(ns.to_string(), "ICMPv6: fd00::1 -> fd00::2 neighbour solicitation, code: 0");
+        assert_eq!(
+            ns.to_string(),
+            "ICMPv6: fd00::1 -> fd00::2 neighbour solicitation, code: 0"
+        );
     }
 
     #[test]
     fn udp_and_other_protocols() {
-        assert_eq!(decode(ethertype::IPV4, &ipv4(17, &[0x30, 0x39, 0, 53, 0, 8, 0, 0])).to_string(), "UDP: 127.0.0.1:12345 -> 127.0.0.1:53");
-        assert_eq!(decode(ethertype::IPV4, &ipv4(47, &[])).to_string(), "IPv4: 127.0.0.1 -> 127.0.0.1 protocol: 47");
+        assert_eq!(
+            decode(ethertype::IPV4, &ipv4(17, &[0x30, 0x39, 0, 53, 0, 8, 0, 0])).to_string(),
+            "UDP: 127.0.0.1:12345 -> 127.0.0.1:53"
+        );
+        assert_eq!(
+            decode(ethertype::IPV4, &ipv4(47, &[])).to_string(),
+            "IPv4: 127.0.0.1 -> 127.0.0.1 protocol: 47"
+        );
         assert_eq!(decode(0x88cc, &[1, 2, 3]).to_string(), "ether protocol: 0x88cc");
         assert_eq!(decode(0, &[]).to_string(), "ether protocol: 0x0000");
     }
 
     #[test]
     fn arp() {
-        let arp = [0, 1, 8, 0, 6, 4, 0, 1, 1, 2, 3, 4, 5, 6, 10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 10, 0, 0, 2];
-        assert_eq!(decode(ethertype::ARP, &arp).to_string(), "ARP: 10.0.0.1 -> 10.0.0.2 request");
+        let arp = [
+            0, 1, 8, 0, 6, 4, 0, 1, 1, 2, 3, 4, 5, 6, 10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 10, 0, 0, 2,
+        ];
+        assert_eq!(
+            decode(ethertype::ARP, &arp).to_string(),
+            "ARP: 10.0.0.1 -> 10.0.0.2 request"
+        );
         let mut reply = arp;
         reply[7] = 2;
-        assert_eq!(decode(ethertype::ARP, &reply).to_string(), "ARP: 10.0.0.1 -> 10.0.0.2 reply");
+        assert_eq!(
+            decode(ethertype::ARP, &reply).to_string(),
+            "ARP: 10.0.0.1 -> 10.0.0.2 reply"
+        );
     }
 
     #[test]

@@ -54,7 +54,11 @@ impl Events {
         // for as long as the AsyncFd (which owns the RingBuf) lives.
         let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
             .map_err(|e| anyhow::anyhow!("poll ring buffer: {e}"))?;
-        Ok(Self { ring, lost, reported_lost: 0 })
+        Ok(Self {
+            ring,
+            lost,
+            reported_lost: 0,
+        })
     }
 
     /// Events the kernel could not deliver so far.

@@ -10,5 +10,7 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ne
 /// written into `.rodata` first: the verifier then treats them as constants.
 /// Programs are loaded one by one afterwards (see `kernel::caps` and `modes`).
 pub fn load(drop: &DropConfig) -> Result<Ebpf, aya::EbpfError> {
-    EbpfLoader::new().override_global("DROP_CONFIG", drop, true).load(OBJECT)
+    EbpfLoader::new()
+        .override_global("DROP_CONFIG", drop, true)
+        .load(OBJECT)
 }

@@ -29,7 +29,11 @@ fn main() -> ExitCode {
         Err(e) => {
             // clap's message is several lines; the first says what is wrong.
             let text = e.render().to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
+            let first = text
+                .lines()
+                .next()
+                .unwrap_or("invalid arguments")
+                .trim_start_matches("error: ");
             eprintln!("nettrace: {first} (see --help)");
             return ExitCode::from(2);
         }

@@ -51,7 +51,9 @@ pub async fn run(config: &Config) -> Result<(), Failure> {
     }
     let start = std::time::Instant::now();
     let kbtf = KernelBtf::from_file(VMLINUX_BTF).map_err(|e| {
-        Failure::Unusable(format!("{e}: nettrace needs a kernel built with CONFIG_DEBUG_INFO_BTF=y"))
+        Failure::Unusable(format!(
+            "{e}: nettrace needs a kernel built with CONFIG_DEBUG_INFO_BTF=y"
+        ))
     })?;
     let layout = layout::resolve(&kbtf).map_err(|e| Failure::Unusable(format!("unsupported kernel: {e}")))?;
     debug(config, format_args!("kernel layout from BTF: {layout:?}"));
@@ -64,14 +66,22 @@ pub async fn run(config: &Config) -> Result<(), Failure> {
             Some(root)
         }
         Err(e) => {
-            debug(config, format_args!("tracefs unavailable ({e}): classic tracepoints disabled"));
+            debug(
+                config,
+                format_args!("tracefs unavailable ({e}): classic tracepoints disabled"),
+            );
             None
         }
     };
 
     let Mode::Drop { stack } = config.mode;
     let (btf_args, tp_args) = drop::args(&kbtf, tracefs_root.as_deref());
-    let none = DropArgs { skb: KernelLayout::NONE, location: KernelLayout::NONE, reason: KernelLayout::NONE, _pad: 0 };
+    let none = DropArgs {
+        skb: KernelLayout::NONE,
+        location: KernelLayout::NONE,
+        reason: KernelLayout::NONE,
+        _pad: 0,
+    };
     let drop_config = DropConfig {
         layout,
         filter: config.filter,
@@ -82,25 +92,45 @@ pub async fn run(config: &Config) -> Result<(), Failure> {
     };
     let reasons = DropReasons::from_btf(&kbtf).map_err(anyhow::Error::from)?;
     if reasons.is_empty() {
-        debug(config, "this kernel has no enum skb_drop_reason: drops print without a reason");
+        debug(
+            config,
+            "this kernel has no enum skb_drop_reason: drops print without a reason",
+        );
     }
 
     let mut ebpf = load::load(&drop_config)?;
     let aya_btf = Btf::from_sys_fs().ok();
     let caps = caps::probe(&mut ebpf, aya_btf.as_ref(), &kbtf);
     debug(config, format_args!("{caps}"));
-    let how = drop::attach(&mut ebpf, config.backend, &caps, aya_btf.as_ref(), btf_args.is_some(), tp_args.is_some())?;
+    let how = drop::attach(
+        &mut ebpf,
+        config.backend,
+        &caps,
+        aya_btf.as_ref(),
+        btf_args.is_some(),
+        tp_args.is_some(),
+    )?;
     debug(config, format_args!("drop monitor attached via {how}"));
 
     let mut events = Events::new(&mut ebpf)?;
     let printer = drop::Printer::new(reasons, Clock::new(config.date), stack.then_some(&mut ebpf))?;
     let mut out = Out::new();
-    debug(config, format_args!("ready in {:.1} ms", start.elapsed().as_secs_f64() * 1e3));
+    debug(
+        config,
+        format_args!("ready in {:.1} ms", start.elapsed().as_secs_f64() * 1e3),
+    );
     if out.line("begin trace...").and_then(|()| out.flush()).is_err() {
         return Ok(());
     }
 
-    let mut sink = DropSink { printer: &printer, out: &mut out, stack, count: config.count, seen: 0, closed: false };
+    let mut sink = DropSink {
+        printer: &printer,
+        out: &mut out,
+        stack,
+        count: config.count,
+        seen: 0,
+        closed: false,
+    };
     let ended = events.run(&mut sink).await;
     let (seen, closed) = (sink.seen, sink.closed);
     let _ = out.flush();
@@ -156,10 +186,18 @@ impl Sink for DropSink<'_> {
             return self.closed();
         }
         self.seen += 1;
-        if self.count.is_some_and(|n| self.seen >= n) { Flow::Stop } else { Flow::Continue }
+        if self.count.is_some_and(|n| self.seen >= n) {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        }
     }
 
     fn batch_done(&mut self) -> Flow {
-        if self.out.flush().is_err() { self.closed() } else { Flow::Continue }
+        if self.out.flush().is_err() {
+            self.closed()
+        } else {
+            Flow::Continue
+        }
     }
 }

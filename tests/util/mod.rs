@@ -20,14 +20,25 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_nettrace");
 
 /// Runs a command, panicking with its stderr if it fails.
 pub fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("spawn {args:?}: {e}"));
-    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("spawn {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 pub fn require_root() {
     // SAFETY: no preconditions.
-    assert_eq!(unsafe { libc::geteuid() }, 0, "integration tests load eBPF and need root");
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "integration tests load eBPF and need root"
+    );
 }
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -59,12 +70,30 @@ impl Pair {
         // From here on, Drop cleans up whatever exists.
         sh(&["ip", "netns", "add", &pair.a]);
         sh(&["ip", "netns", "add", &pair.b]);
-        let (va, vb) = (format!("v{n}a{}", std::process::id() % 10000), format!("v{n}b{}", std::process::id() % 10000));
-        sh(&["ip", "link", "add", &va, "netns", &pair.a, "type", "veth", "peer", "name", &vb, "netns", &pair.b]);
-        for (ns, dev, v4, v6) in [(&pair.a, &va, &pair.a4, &pair.a6), (&pair.b, &vb, &pair.b4, &pair.b6)] {
+        let (va, vb) = (
+            format!("v{n}a{}", std::process::id() % 10000),
+            format!("v{n}b{}", std::process::id() % 10000),
+        );
+        sh(&[
+            "ip", "link", "add", &va, "netns", &pair.a, "type", "veth", "peer", "name", &vb, "netns", &pair.b,
+        ]);
+        for (ns, dev, v4, v6) in [
+            (&pair.a, &va, &pair.a4, &pair.a6),
+            (&pair.b, &vb, &pair.b4, &pair.b6),
+        ] {
             sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
             sh(&["ip", "-n", ns, "addr", "add", &format!("{v4}/24"), "dev", dev]);
-            sh(&["ip", "-n", ns, "addr", "add", &format!("{v6}/64"), "dev", dev, "nodad"]);
+            sh(&[
+                "ip",
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{v6}/64"),
+                "dev",
+                dev,
+                "nodad",
+            ]);
             sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
         }
         pair
@@ -73,7 +102,12 @@ impl Pair {
     /// Runs `cmd` inside namespace `ns`, ignoring its exit status (a refused
     /// connection is what several tests want).
     pub fn exec(&self, ns: &str, cmd: &[&str]) {
-        let _ = Command::new("ip").args(["netns", "exec", ns]).args(cmd).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        let _ = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(cmd)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 
     /// A TCP SYN from `a` to `b`'s `port` (nobody listens: RST comes back).
@@ -82,19 +116,27 @@ impl Pair {
     }
 
     pub fn syn6(&self, port: u16) {
-        self.exec(&self.a, &["nc", "-6", "-z", "-w", "1", &self.b6, &port.to_string()]);
+        self.exec(
+            &self.a,
+            &["nc", "-6", "-z", "-w", "1", &self.b6, &port.to_string()],
+        );
     }
 
     pub fn netns_inode(&self, ns: &str) -> u64 {
         use std::os::unix::fs::MetadataExt as _;
-        std::fs::metadata(format!("/run/netns/{ns}")).expect("netns file").ino()
+        std::fs::metadata(format!("/run/netns/{ns}"))
+            .expect("netns file")
+            .ino()
     }
 }
 
 impl Drop for Pair {
     fn drop(&mut self) {
         for ns in [&self.a, &self.b] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).stderr(Stdio::null()).status();
+            let _ = Command::new("ip")
+                .args(["netns", "del", ns])
+                .stderr(Stdio::null())
+                .status();
         }
     }
 }
@@ -134,7 +176,11 @@ impl Tracer {
                 e.push('\n');
             }
         });
-        let mut t = Tracer { child: Some(child), lines, stderr };
+        let mut t = Tracer {
+            child: Some(child),
+            lines,
+            stderr,
+        };
         t.wait_for("begin trace...", Duration::from_secs(30));
         t
     }
@@ -163,10 +209,18 @@ impl Tracer {
                 if let Some(l) = self.lines().into_iter().find(|l| l.contains(needle)) {
                     return l;
                 }
-                panic!("nettrace exited ({st}) before printing {needle:?}\nstdout: {:#?}\nstderr: {}", self.lines(), self.stderr());
+                panic!(
+                    "nettrace exited ({st}) before printing {needle:?}\nstdout: {:#?}\nstderr: {}",
+                    self.lines(),
+                    self.stderr()
+                );
             }
             if Instant::now() > deadline {
-                panic!("no line with {needle:?} within {timeout:?}\nstdout: {:#?}\nstderr: {}", self.lines(), self.stderr());
+                panic!(
+                    "no line with {needle:?} within {timeout:?}\nstdout: {:#?}\nstderr: {}",
+                    self.lines(),
+                    self.stderr()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -183,7 +237,11 @@ impl Tracer {
                 return st;
             }
             if Instant::now() > deadline {
-                panic!("nettrace did not exit within {timeout:?}\nstdout: {:#?}\nstderr: {}", self.lines(), self.stderr());
+                panic!(
+                    "nettrace did not exit within {timeout:?}\nstdout: {:#?}\nstderr: {}",
+                    self.lines(),
+                    self.stderr()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -223,5 +281,12 @@ pub fn loaded_programs() -> Vec<String> {
 }
 
 /// Our program names (the kernel keeps the first 15 characters).
-pub const OUR_PROGRAMS: [&str; 7] =
-    ["drop_tp_btf", "drop_tracepoint", "probe_tp_btf", "probe_raw_tp", "probe_tracepoin", "probe_fentry", "probe_kprobe"];
+pub const OUR_PROGRAMS: [&str; 7] = [
+    "drop_tp_btf",
+    "drop_tracepoint",
+    "probe_tp_btf",
+    "probe_raw_tp",
+    "probe_tracepoin",
+    "probe_fentry",
+    "probe_kprobe",
+];

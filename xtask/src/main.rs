@@ -33,7 +33,10 @@ fn main() -> ExitCode {
 }
 
 fn dispatch(args: &[String]) -> anyhow::Result<()> {
-    let (cmd, rest) = args.split_first().map(|(c, r)| (c.as_str(), r)).unwrap_or(("help", &[]));
+    let (cmd, rest) = args
+        .split_first()
+        .map(|(c, r)| (c.as_str(), r))
+        .unwrap_or(("help", &[]));
     match cmd {
         "setup" => setup::all().map(|_| ()),
         "build" => build(&setup::all()?),
@@ -48,7 +51,10 @@ fn dispatch(args: &[String]) -> anyhow::Result<()> {
 }
 
 fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }
 
 /// `cargo` with the pinned toolchain and our bpf-linker on PATH. xtask itself
@@ -103,7 +109,15 @@ fn test() -> anyhow::Result<()> {
     println!("== tier 2: root integration tests (real eBPF, namespaces, veth, netfilter)");
     let mut integ = cargo(&env);
     // One thread: tests load programs and count what is loaded.
-    integ.args(["test", "--package", "nettrace", "--test", "*", "--", "--test-threads=1"]);
+    integ.args([
+        "test",
+        "--package",
+        "nettrace",
+        "--test",
+        "*",
+        "--",
+        "--test-threads=1",
+    ]);
     status(integ)?;
     println!("== tier 3: VM tests: none yet (the foundation only uses tracepoints, which this host tests)");
     Ok(())

@@ -23,7 +23,15 @@ pub struct Env {
 }
 
 /// Debian packages (and a binary each provides, for the message).
-const PACKAGES: [&str; 7] = ["iproute2", "iptables", "nftables", "iputils-ping", "netcat-openbsd", "iperf3", "bpftool"];
+const PACKAGES: [&str; 7] = [
+    "iproute2",
+    "iptables",
+    "nftables",
+    "iputils-ping",
+    "netcat-openbsd",
+    "iperf3",
+    "bpftool",
+];
 
 pub fn all() -> anyhow::Result<Env> {
     packages()?;
@@ -63,7 +71,9 @@ fn packages() -> anyhow::Result<()> {
     })?;
     status({
         let mut c = Command::new("apt-get");
-        c.env("DEBIAN_FRONTEND", "noninteractive").args(["install", "-y", "-q", "--no-install-recommends"]).args(&missing);
+        c.env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing);
         c
     })
 }
@@ -75,8 +85,14 @@ unsafe extern "C" {
 /// Installs the pinned toolchain with rust-src; returns its sysroot.
 fn toolchain() -> anyhow::Result<PathBuf> {
     let sysroot = |_: ()| -> Option<PathBuf> {
-        let out = Command::new("rustc").env("RUSTUP_TOOLCHAIN", PINNED).args(["--print", "sysroot"]).output().ok()?;
-        out.status.success().then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+        let out = Command::new("rustc")
+            .env("RUSTUP_TOOLCHAIN", PINNED)
+            .args(["--print", "sysroot"])
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
     };
     if let Some(root) = sysroot(())
         && root.join("lib/rustlib/src/rust/library/core").is_dir()
@@ -86,7 +102,15 @@ fn toolchain() -> anyhow::Result<PathBuf> {
     eprintln!("xtask: installing toolchain {PINNED} with rust-src");
     status({
         let mut c = Command::new("rustup");
-        c.args(["toolchain", "install", PINNED, "--profile", "minimal", "--component", "rust-src"]);
+        c.args([
+            "toolchain",
+            "install",
+            PINNED,
+            "--profile",
+            "minimal",
+            "--component",
+            "rust-src",
+        ]);
         c
     })?;
     sysroot(()).context("pinned toolchain still not usable after install")
@@ -97,8 +121,12 @@ fn toolchain() -> anyhow::Result<PathBuf> {
 fn tools_dir() -> PathBuf {
     let cache = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache"));
-    cache.join("nettrace").join(format!("bpf-linker-{BPF_LINKER_VERSION}-{PINNED}"))
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache")
+        });
+    cache
+        .join("nettrace")
+        .join(format!("bpf-linker-{BPF_LINKER_VERSION}-{PINNED}"))
 }
 
 /// Builds bpf-linker against the toolchain's libLLVM; returns its bin dir.
@@ -106,7 +134,11 @@ fn bpf_linker(sysroot: &Path) -> anyhow::Result<PathBuf> {
     let root = tools_dir();
     let bin = root.join("bin");
     let linker = bin.join("bpf-linker");
-    if Command::new(&linker).arg("--version").output().is_ok_and(|o| o.status.success()) {
+    if Command::new(&linker)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
         return Ok(bin);
     }
     // The toolchain ships LLVM as lib/libLLVM.so.<major>.<minor>-rust-<ver>.
@@ -145,12 +177,23 @@ fn bpf_linker(sysroot: &Path) -> anyhow::Result<PathBuf> {
             .env("LLVM_PREFIX", &prefix)
             .env_remove("RUSTC")
             .env_remove("CARGO")
-            .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION, "--locked", "--root"])
+            .args([
+                "install",
+                "bpf-linker",
+                "--version",
+                BPF_LINKER_VERSION,
+                "--locked",
+                "--root",
+            ])
             .arg(&root)
             .args(["--no-default-features", "--features", &format!("llvm-{major}")]);
         c
     })?;
-    if !Command::new(&linker).arg("--version").output().is_ok_and(|o| o.status.success()) {
+    if !Command::new(&linker)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
         bail!("{} was built but does not run", linker.display());
     }
     Ok(bin)
@@ -162,7 +205,10 @@ fn tracefs() {
     if Path::new("/sys/kernel/tracing/events").is_dir() {
         return;
     }
-    let ok = Command::new("mount").args(["-t", "tracefs", "tracefs", "/sys/kernel/tracing"]).status().is_ok_and(|s| s.success());
+    let ok = Command::new("mount")
+        .args(["-t", "tracefs", "tracefs", "/sys/kernel/tracing"])
+        .status()
+        .is_ok_and(|s| s.success());
     if ok {
         eprintln!("xtask: mounted tracefs at /sys/kernel/tracing");
     } else {

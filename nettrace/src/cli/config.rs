@@ -1,10 +1,7 @@
 //! What was meant: validates `Args` into a `Config` the rest of nettrace
 //! trusts. Every flag error is found here, once, as a one-line message.
 
-use std::{
-    net::IpAddr,
-    os::unix::fs::MetadataExt as _,
-};
+use std::{net::IpAddr, os::unix::fs::MetadataExt as _};
 
 use nettrace_common::{
     Filter, ethertype,
@@ -42,7 +39,9 @@ pub struct Config {
 impl Config {
     pub fn from_args(args: &Args) -> Result<Self, UsageError> {
         let mode = if args.drop {
-            Mode::Drop { stack: args.drop_stack }
+            Mode::Drop {
+                stack: args.drop_stack,
+            }
         } else if args.drop_stack {
             return Err(usage!("--drop-stack needs --drop"));
         } else {
@@ -90,7 +89,10 @@ fn filter_from_args(args: &Args) -> Result<Filter, UsageError> {
         && f.l4_proto != ipproto::TCP
         && f.l4_proto != ipproto::UDP
     {
-        return Err(usage!("port filters need a TCP or UDP protocol, not -p {}", args.proto.as_deref().unwrap_or("")));
+        return Err(usage!(
+            "port filters need a TCP or UDP protocol, not -p {}",
+            args.proto.as_deref().unwrap_or("")
+        ));
     }
     if let Some(n) = &args.netns {
         f.netns = parse_u32("--netns", n)?;
@@ -124,7 +126,9 @@ fn check_families(f: &Filter) -> Result<(), UsageError> {
     if let (Some(pf), Some(&af)) = (proto_fam, fams.first())
         && pf != af
     {
-        return Err(usage!("address family does not match the -p protocol: no packet can match"));
+        return Err(usage!(
+            "address family does not match the -p protocol: no packet can match"
+        ));
     }
     Ok(())
 }
@@ -225,7 +229,12 @@ mod tests {
         assert_eq!(parse_proto("icmp").unwrap(), (ethertype::IPV4, ipproto::ICMP));
         assert_eq!(parse_proto("ICMP6").unwrap(), (ethertype::IPV6, ipproto::ICMPV6));
         assert_eq!(parse_proto("arp").unwrap(), (ethertype::ARP, 0));
-        assert!(parse_proto("sctpx").unwrap_err().0.contains("unknown protocol 'sctpx'"));
+        assert!(
+            parse_proto("sctpx")
+                .unwrap_err()
+                .0
+                .contains("unknown protocol 'sctpx'")
+        );
     }
 
     #[test]

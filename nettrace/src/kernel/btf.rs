@@ -51,14 +51,20 @@ impl KernelBtf {
         let path = path.as_ref();
         Btf::from_file(path)
             .map(|btf| Self { btf })
-            .map_err(|source| BtfError::Load { path: path.display().to_string(), source })
+            .map_err(|source| BtfError::Load {
+                path: path.display().to_string(),
+                source,
+            })
     }
 
     #[cfg(test)]
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, BtfError> {
         Btf::from_bytes(bytes)
             .map(|btf| Self { btf })
-            .map_err(|source| BtfError::Load { path: "<memory>".into(), source })
+            .map_err(|source| BtfError::Load {
+                path: "<memory>".into(),
+                source,
+            })
     }
 
     fn name_of(&self, t: &dyn BtfType) -> String {
@@ -78,7 +84,9 @@ impl KernelBtf {
     }
 
     fn chained(&self, t: &dyn BtfType) -> Result<Type, BtfError> {
-        self.btf.resolve_chained_type(t).map_err(|e| BtfError::Malformed(e.to_string()))
+        self.btf
+            .resolve_chained_type(t)
+            .map_err(|e| BtfError::Malformed(e.to_string()))
     }
 
     /// The struct (or union) called `name`, skipping forward declarations.
@@ -90,13 +98,19 @@ impl KernelBtf {
                 Type::Struct(s) | Type::Union(s) => Some(s),
                 _ => None,
             })
-            .ok_or_else(|| BtfError::NoType { kind: "struct", name: name.into() })
+            .ok_or_else(|| BtfError::NoType {
+                kind: "struct",
+                name: name.into(),
+            })
     }
 
     /// Byte offset of `path` (e.g. `["nd_net", "net"]`) inside struct `ty`,
     /// looking through anonymous unions and structs the way C does.
     pub fn member_offset(&self, ty: &str, path: &[&str]) -> Result<u32, BtfError> {
-        let no_member = || BtfError::NoMember { ty: ty.into(), path: path.join(".") };
+        let no_member = || BtfError::NoMember {
+            ty: ty.into(),
+            path: path.join("."),
+        };
         let mut current = self.composite(ty)?;
         let mut offset_bits = 0u32;
         for (i, want) in path.iter().enumerate() {
@@ -110,7 +124,10 @@ impl KernelBtf {
             }
         }
         if offset_bits % 8 != 0 {
-            return Err(BtfError::Malformed(format!("{ty}.{} is a bitfield", path.join("."))));
+            return Err(BtfError::Malformed(format!(
+                "{ty}.{} is a bitfield",
+                path.join(".")
+            )));
         }
         Ok(offset_bits / 8)
     }
@@ -139,7 +156,11 @@ impl KernelBtf {
         for t in types {
             match t {
                 Type::Enum(e) => {
-                    return Ok(e.members.iter().map(|m| (m.val() as u64, self.name_of(m))).collect());
+                    return Ok(e
+                        .members
+                        .iter()
+                        .map(|m| (m.val() as u64, self.name_of(m)))
+                        .collect());
                 }
                 Type::Enum64(e) => {
                     return Ok(e.members.iter().map(|m| (m.val(), self.name_of(m))).collect());
@@ -147,7 +168,10 @@ impl KernelBtf {
                 _ => {}
             }
         }
-        Err(BtfError::NoType { kind: "enum", name: name.into() })
+        Err(BtfError::NoType {
+            kind: "enum",
+            name: name.into(),
+        })
     }
 
     /// The arguments a `tp_btf` program on tracepoint `tp` receives, in
@@ -160,7 +184,10 @@ impl KernelBtf {
     /// type is always there to match on.
     pub fn tracepoint_args(&self, tp: &str) -> Result<Vec<TpArg>, BtfError> {
         let name = format!("btf_trace_{tp}");
-        let no_type = || BtfError::NoType { kind: "raw tracepoint typedef", name: name.clone() };
+        let no_type = || BtfError::NoType {
+            kind: "raw tracepoint typedef",
+            name: name.clone(),
+        };
         let t = self
             .btf
             .resolve_types_by_name(&name)
@@ -183,9 +210,15 @@ impl KernelBtf {
             .map(|(i, param)| {
                 let mut name = self.name_of(param);
                 if name.is_empty() {
-                    name = probe_names.as_ref().and_then(|n| n.get(i).cloned()).unwrap_or_default();
+                    name = probe_names
+                        .as_ref()
+                        .and_then(|n| n.get(i).cloned())
+                        .unwrap_or_default();
                 }
-                Ok(TpArg { name, ty: self.describe(self.chained(param)?)? })
+                Ok(TpArg {
+                    name,
+                    ty: self.describe(self.chained(param)?)?,
+                })
             })
             .collect()
     }
@@ -254,7 +287,11 @@ pub mod fixture {
 
     impl BtfBuilder {
         pub fn new() -> Self {
-            Self { strings: vec![0], next_id: 1, ..Default::default() }
+            Self {
+                strings: vec![0],
+                next_id: 1,
+                ..Default::default()
+            }
         }
 
         fn str(&mut self, s: &str) -> u32 {
@@ -361,18 +398,35 @@ mod tests {
         let net_ptr = b.ptr(net);
         let possible_net = b.composite("", false, 8, &[("net", net_ptr, 0)]);
         let possible_net_t = b.typedef("possible_net_t", possible_net);
-        let dev = b.composite("net_device", false, 256, &[("ifindex", u32_, 100), ("nd_net", possible_net_t, 200)]);
+        let dev = b.composite(
+            "net_device",
+            false,
+            256,
+            &[("ifindex", u32_, 100), ("nd_net", possible_net_t, 200)],
+        );
         let dev_ptr = b.ptr(dev);
         let anon = b.composite("", true, 8, &[("dev", dev_ptr, 0), ("dev_scratch", u32_, 0)]);
         let skb = b.composite(
             "sk_buff",
             false,
             232,
-            &[("next", void_ptr, 0), ("", anon, 16), ("network_header", u16_, 180)],
+            &[
+                ("next", void_ptr, 0),
+                ("", anon, 16),
+                ("network_header", u16_, 180),
+            ],
         );
         let skb_ptr = b.ptr(skb);
-        b.enumeration("skb_drop_reason", &[("SKB_NOT_DROPPED_YET", 0), ("SKB_DROP_REASON_NO_SOCKET", 3)]);
-        let proto = b.func_proto(&[("__data", void_ptr), ("skb", skb_ptr), ("location", void_ptr), ("reason", u32_)]);
+        b.enumeration(
+            "skb_drop_reason",
+            &[("SKB_NOT_DROPPED_YET", 0), ("SKB_DROP_REASON_NO_SOCKET", 3)],
+        );
+        let proto = b.func_proto(&[
+            ("__data", void_ptr),
+            ("skb", skb_ptr),
+            ("location", void_ptr),
+            ("reason", u32_),
+        ]);
         let proto_ptr = b.ptr(proto);
         b.typedef("btf_trace_kfree_skb", proto_ptr);
         let fproto = b.func_proto(&[("skb", skb_ptr)]);
@@ -394,7 +448,10 @@ mod tests {
         let btf = sample();
         let e = btf.member_offset("sk_buff", &["nope"]).unwrap_err();
         assert_eq!(e.to_string(), "BTF: struct sk_buff has no member 'nope'");
-        assert!(matches!(btf.member_offset("no_such", &["x"]), Err(BtfError::NoType { .. })));
+        assert!(matches!(
+            btf.member_offset("no_such", &["x"]),
+            Err(BtfError::NoType { .. })
+        ));
         // A path through a non-struct member.
         assert!(btf.member_offset("sk_buff", &["network_header", "x"]).is_err());
     }
@@ -403,12 +460,22 @@ mod tests {
     fn enums_and_tracepoint_args() {
         let btf = sample();
         let values = btf.enum_values("skb_drop_reason").unwrap();
-        assert_eq!(values, vec![(0, "SKB_NOT_DROPPED_YET".into()), (3, "SKB_DROP_REASON_NO_SOCKET".into())]);
+        assert_eq!(
+            values,
+            vec![
+                (0, "SKB_NOT_DROPPED_YET".into()),
+                (3, "SKB_DROP_REASON_NO_SOCKET".into())
+            ]
+        );
         let args = btf.tracepoint_args("kfree_skb").unwrap();
         let pairs: Vec<(&str, &str)> = args.iter().map(|a| (a.name.as_str(), a.ty.as_str())).collect();
         assert_eq!(
             pairs,
-            [("skb", "struct sk_buff *"), ("location", "void *"), ("reason", "unsigned int")]
+            [
+                ("skb", "struct sk_buff *"),
+                ("location", "void *"),
+                ("reason", "unsigned int")
+            ]
         );
         assert!(btf.tracepoint_args("consume_skb").is_err());
         assert!(btf.has_function("ip_rcv"));

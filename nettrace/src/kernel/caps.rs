@@ -31,7 +31,12 @@ pub struct Capabilities {
 const PROBE_TP: (&str, &str) = ("skb", "kfree_skb");
 
 /// Functions to try fentry/kprobe on: any one present is enough.
-const PROBE_FUNCS: [&str; 4] = ["ip_rcv", "__netif_receive_skb_core", "kfree_skb_reason", "sk_skb_reason_drop"];
+const PROBE_FUNCS: [&str; 4] = [
+    "ip_rcv",
+    "__netif_receive_skb_core",
+    "kfree_skb_reason",
+    "sk_skb_reason_drop",
+];
 
 fn err(e: impl fmt::Display) -> String {
     // aya's errors carry their cause as a source; show the whole chain.
@@ -102,7 +107,9 @@ where
     for<'a> &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
     P: Unload,
 {
-    let prog = ebpf.program_mut(name).ok_or_else(|| format!("program {name} missing from object"))?;
+    let prog = ebpf
+        .program_mut(name)
+        .ok_or_else(|| format!("program {name} missing from object"))?;
     let p: &mut P = prog.try_into().map_err(err)?;
     let result = f(p);
     p.unload_quietly();

@@ -50,7 +50,9 @@ mod tests {
 
     #[test]
     fn symbolizes_captured_excerpt() {
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/kallsyms.txt")).unwrap();
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/kallsyms.txt"))
+                .unwrap();
         let s = Symbols::parse(&text);
         assert!(!s.syms.is_empty());
         assert_eq!(s.symbolize(0xffffffff81c6f0b1), "tcp_v4_rcv+0x81");

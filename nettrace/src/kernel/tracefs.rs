@@ -22,7 +22,15 @@ pub fn ensure_mounted() -> io::Result<(PathBuf, bool)> {
     }
     let target = c"/sys/kernel/tracing";
     // SAFETY: plain mount(2) with static, NUL-terminated strings.
-    let rc = unsafe { libc::mount(c"tracefs".as_ptr(), target.as_ptr(), c"tracefs".as_ptr(), 0, std::ptr::null()) };
+    let rc = unsafe {
+        libc::mount(
+            c"tracefs".as_ptr(),
+            target.as_ptr(),
+            c"tracefs".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
@@ -38,7 +46,9 @@ pub struct Field {
 
 /// Reads `events/<group>/<name>/format` into field name → offset/size.
 pub fn format(root: &Path, group: &str, name: &str) -> io::Result<HashMap<String, Field>> {
-    Ok(parse_format(&std::fs::read_to_string(root.join("events").join(group).join(name).join("format"))?))
+    Ok(parse_format(&std::fs::read_to_string(
+        root.join("events").join(group).join(name).join("format"),
+    )?))
 }
 
 /// Parses lines like `\tfield:void * skbaddr;\toffset:8;\tsize:8;\tsigned:0;`.
@@ -74,7 +84,11 @@ mod tests {
 
     #[test]
     fn parses_captured_kfree_skb_format() {
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/kfree_skb_format.txt")).unwrap();
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/data/kfree_skb_format.txt"
+        ))
+        .unwrap();
         let f = parse_format(&text);
         assert_eq!(f["skbaddr"], Field { offset: 8, size: 8 });
         assert_eq!(f["location"], Field { offset: 16, size: 8 });

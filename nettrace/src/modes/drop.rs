@@ -37,7 +37,8 @@ pub fn args(btf: &KernelBtf, tracefs: Option<&Path>) -> (Option<DropArgs>, Optio
         // the location the first `void *`.
         let find = |name: &str, ty: &str| {
             let pos = args.iter().position(|a| a.name == name);
-            pos.or_else(|| args.iter().position(|a| a.ty == ty)).map(|i| i as u32)
+            pos.or_else(|| args.iter().position(|a| a.ty == ty))
+                .map(|i| i as u32)
         };
         Some(DropArgs {
             skb: find("skb", "struct sk_buff *")?,
@@ -46,14 +47,16 @@ pub fn args(btf: &KernelBtf, tracefs: Option<&Path>) -> (Option<DropArgs>, Optio
             _pad: 0,
         })
     });
-    let tp_args = tracefs.and_then(|root| tracefs::format(root, TP.0, TP.1).ok()).and_then(|f| {
-        Some(DropArgs {
-            skb: f.get("skbaddr")?.offset,
-            location: f.get("location")?.offset,
-            reason: f.get("reason").map(|r| r.offset).unwrap_or(KernelLayout::NONE),
-            _pad: 0,
-        })
-    });
+    let tp_args = tracefs
+        .and_then(|root| tracefs::format(root, TP.0, TP.1).ok())
+        .and_then(|f| {
+            Some(DropArgs {
+                skb: f.get("skbaddr")?.offset,
+                location: f.get("location")?.offset,
+                reason: f.get("reason").map(|r| r.offset).unwrap_or(KernelLayout::NONE),
+                _pad: 0,
+            })
+        });
     (btf_args, tp_args)
 }
 
@@ -72,7 +75,10 @@ pub fn attach(
     if try_btf {
         match (btf, caps.tp_btf.as_ref(), have_btf_args) {
             (Some(btf), Ok(()), true) => {
-                let p: &mut BtfTracePoint = ebpf.program_mut("drop_tp_btf").context("drop_tp_btf missing")?.try_into()?;
+                let p: &mut BtfTracePoint = ebpf
+                    .program_mut("drop_tp_btf")
+                    .context("drop_tp_btf missing")?
+                    .try_into()?;
                 p.load(TP.1, btf).context("load tp_btf/kfree_skb")?;
                 p.attach().context("attach tp_btf/kfree_skb")?;
                 return Ok("tp_btf/kfree_skb");
@@ -88,7 +94,10 @@ pub fn attach(
     if !have_tp_args {
         bail!("cannot attach skb:kfree_skb: tp_btf unusable ({why_not_btf}) and no tracefs format for it");
     }
-    let p: &mut TracePoint = ebpf.program_mut("drop_tracepoint").context("drop_tracepoint missing")?.try_into()?;
+    let p: &mut TracePoint = ebpf
+        .program_mut("drop_tracepoint")
+        .context("drop_tracepoint missing")?
+        .try_into()?;
     p.load().context("load tracepoint skb:kfree_skb")?;
     p.attach(TP.0, TP.1).context("attach tracepoint skb:kfree_skb")?;
     Ok("tracepoint skb:kfree_skb")
@@ -105,16 +114,28 @@ pub struct Printer {
 impl Printer {
     pub fn new(reasons: DropReasons, clock: Clock, ebpf: Option<&mut Ebpf>) -> anyhow::Result<Self> {
         let stacks = match ebpf {
-            Some(ebpf) => Some(StackTraceMap::try_from(ebpf.take_map("STACKS").context("map STACKS missing")?)?),
+            Some(ebpf) => Some(StackTraceMap::try_from(
+                ebpf.take_map("STACKS").context("map STACKS missing")?,
+            )?),
             None => None,
         };
-        Ok(Self { reasons, symbols: OnceCell::new(), clock, stacks })
+        Ok(Self {
+            reasons,
+            symbols: OnceCell::new(),
+            clock,
+            stacks,
+        })
     }
 
     /// For tests and callers that already have the symbols.
     #[cfg(test)]
     fn with_symbols(reasons: DropReasons, clock: Clock, symbols: Symbols) -> Self {
-        Self { reasons, symbols: OnceCell::from(symbols), clock, stacks: None }
+        Self {
+            reasons,
+            symbols: OnceCell::from(symbols),
+            clock,
+            stacks: None,
+        }
     }
 
     fn symbols(&self) -> &Symbols {
@@ -143,7 +164,11 @@ impl Printer {
             format!("[{}] {packet}, {location}", self.clock.format(ev.ts_ns))
         } else {
             let reason = self.reasons.name(ev.reason);
-            format!("[{}] {packet}, reason: {}, {location}", self.clock.format(ev.ts_ns), reason.red())
+            format!(
+                "[{}] {packet}, reason: {}, {location}",
+                self.clock.format(ev.ts_ns),
+                reason.red()
+            )
         }
     }
 
@@ -197,7 +222,8 @@ mod tests {
 
     const SYN: [u8; 40] = [
         0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1, // IPv4
-        0xaa, 0x3e, 0x27, 0x0f, 0xe3, 0xa8, 0x40, 0xe3, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0, // TCP
+        0xaa, 0x3e, 0x27, 0x0f, 0xe3, 0xa8, 0x40, 0xe3, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0,
+        0, // TCP
     ];
 
     #[test]
@@ -221,7 +247,8 @@ mod tests {
     fn parse_checks_length() {
         let ev = event(&SYN);
         // SAFETY: viewing a plain-data struct as bytes.
-        let bytes = unsafe { std::slice::from_raw_parts((&raw const ev).cast::<u8>(), size_of::<DropEvent>()) };
+        let bytes =
+            unsafe { std::slice::from_raw_parts((&raw const ev).cast::<u8>(), size_of::<DropEvent>()) };
         assert_eq!(Printer::parse(bytes), Some(ev));
         assert_eq!(Printer::parse(&bytes[..100]), None);
         assert_eq!(size_of::<DropEvent>(), 64 + PKT_HDR_LEN);

@@ -26,7 +26,11 @@ impl Clock {
     /// `142.097193` or `2026-11-22 10:11:12.123456`.
     pub fn format(&self, mono_ns: u64) -> String {
         match self.wall_offset_ns {
-            None => format!("{}.{:06}", mono_ns / 1_000_000_000, (mono_ns % 1_000_000_000) / 1000),
+            None => format!(
+                "{}.{:06}",
+                mono_ns / 1_000_000_000,
+                (mono_ns % 1_000_000_000) / 1000
+            ),
             Some(off) => {
                 let wall = mono_ns as i128 + off;
                 let secs = (wall / 1_000_000_000) as libc::time_t;

@@ -27,7 +27,9 @@ pub struct Out {
 impl Out {
     pub fn new() -> Self {
         colored::control::set_override(use_colour());
-        Self { w: BufWriter::with_capacity(64 * 1024, io::stdout()) }
+        Self {
+            w: BufWriter::with_capacity(64 * 1024, io::stdout()),
+        }
     }
 
     pub fn line(&mut self, s: &str) -> Result<(), Closed> {
