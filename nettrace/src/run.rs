@@ -55,6 +55,7 @@ pub async fn run(config: &Config) -> Result<(), Failure> {
             "{e}: nettrace needs a kernel built with CONFIG_DEBUG_INFO_BTF=y"
         ))
     })?;
+    debug(config, format_args!("BTF parsed in {:.1} ms", start.elapsed().as_secs_f64() * 1e3));
     let layout = layout::resolve(&kbtf).map_err(|e| Failure::Unusable(format!("unsupported kernel: {e}")))?;
     debug(config, format_args!("kernel layout from BTF: {layout:?}"));
 
@@ -99,7 +100,9 @@ pub async fn run(config: &Config) -> Result<(), Failure> {
     }
 
     let mut ebpf = load::load(&drop_config)?;
+    debug(config, format_args!("object loaded at {:.1} ms", start.elapsed().as_secs_f64() * 1e3));
     let aya_btf = Btf::from_sys_fs().ok();
+    debug(config, format_args!("aya BTF parsed at {:.1} ms", start.elapsed().as_secs_f64() * 1e3));
     let caps = caps::probe(&mut ebpf, aya_btf.as_ref(), &kbtf);
     debug(config, format_args!("{caps}"));
     let how = drop::attach(

@@ -49,7 +49,11 @@ pub struct KernelBtf {
 impl KernelBtf {
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, BtfError> {
         let path = path.as_ref();
-        Btf::from_file(path)
+        // Mapping the file and parsing types on demand is much faster to
+        // start than parsing every type up front; not every kernel lets
+        // sysfs BTF be mmapped, so fall back to reading it.
+        Btf::from_file_with_backend(path, btf_rs::Backend::Mmap)
+            .or_else(|_| Btf::from_file(path))
             .map(|btf| Self { btf })
             .map_err(|source| BtfError::Load {
                 path: path.display().to_string(),
