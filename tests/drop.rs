@@ -237,7 +237,7 @@ fn bad_input_exits_2_with_one_line() {
         &["--drop", "--no-such-flag"],
         &["--drop", "--backend", "kprobe"],
         &["--drop", "--netns", "5", "--netns-current"],
-        &[],
+        &["--drop", "--basic"],
     ] {
         let out = Command::new(BIN).args(args).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);

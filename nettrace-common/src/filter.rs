@@ -46,5 +46,10 @@ pub struct Filter {
     pub netns: u32,
     /// `--pid`: tgid of the current task, 0 = any.
     pub pid: u32,
-    pub _pad2: u32,
+    /// `--pkt-len MIN-MAX`: `skb->len` bounds, inclusive; max 0 = any.
+    pub len_min: u32,
+    pub len_max: u32,
+    /// `--tcp-flags`: TCP packets must have all these flag bits, 0 = any.
+    pub tcp_flags: u8,
+    pub _pad2: [u8; 3],
 }

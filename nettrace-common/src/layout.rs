@@ -32,8 +32,8 @@ pub struct KernelLayout {
     pub sk_net: u32,
     /// `net.ns.inum` (`unsigned int`): the namespace inode number.
     pub net_inum: u32,
-    /// Explicit tail padding: keeps the struct a multiple of 8 bytes.
-    pub _pad: u32,
+    /// `net_device.name` (`char[IFNAMSIZ]`).
+    pub dev_name: u32,
 }
 
 impl KernelLayout {

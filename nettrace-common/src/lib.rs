@@ -10,10 +10,12 @@
 pub mod drop;
 pub mod filter;
 pub mod layout;
+pub mod trace;
 
 pub use drop::{DropConfig, DropEvent};
 pub use filter::Filter;
 pub use layout::KernelLayout;
+pub use trace::{TraceConfig, TraceEvent};
 
 /// How many bytes of the packet, counted from its network (L3) header, each
 /// event carries. 96 covers an IPv6 header (40) plus a TCP header with options
@@ -47,4 +49,6 @@ mod pod {
     unsafe impl aya::Pod for crate::DropConfig {}
     unsafe impl aya::Pod for crate::Filter {}
     unsafe impl aya::Pod for crate::KernelLayout {}
+    unsafe impl aya::Pod for crate::TraceConfig {}
+    unsafe impl aya::Pod for crate::TraceEvent {}
 }

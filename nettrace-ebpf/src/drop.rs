@@ -94,13 +94,17 @@ fn handle<C: EbpfContext + StackIdContext>(ctx: &C, skb: u64, location: u64, rea
     };
     // SAFETY: per-CPU scratch slot, not shared with a concurrent program.
     let ev = unsafe { &mut *ev };
-    read_packet(&cfg.layout, skb, ev);
-    if cfg.filter.netns != 0 && cfg.filter.netns != ev.netns {
+    let m = read_packet(&cfg.layout, skb, &mut ev.hdr);
+    if cfg.filter.netns != 0 && cfg.filter.netns != m.netns {
         return;
     }
-    if !packet_matches(&cfg.filter, ev) {
+    if !packet_matches(&cfg.filter, m.l3_proto, &ev.hdr, m.len) {
         return;
     }
+    ev.ifindex = m.ifindex;
+    ev.netns = m.netns;
+    ev.l3_proto = m.l3_proto;
+    ev.hdr_len = m.hdr_len;
     ev.ts_ns = unsafe { bpf_ktime_get_ns() };
     ev.skb = skb;
     ev.location = location;

@@ -5,7 +5,7 @@
 //! zero and prunes their branches.
 
 use nettrace_common::{
-    DropEvent, Filter, ethertype,
+    Filter, PKT_HDR_LEN, ethertype,
     filter::{AddrMatch, family},
     ipproto,
 };
@@ -18,6 +18,7 @@ struct Flow<'a> {
     l4_proto: u8,
     sport: u16,
     dport: u16,
+    tcp_flags: u8,
 }
 
 #[inline(always)]
@@ -29,9 +30,8 @@ fn be16(b: &[u8], at: usize) -> u16 {
 }
 
 #[inline(always)]
-fn flow(ev: &DropEvent) -> Option<Flow<'_>> {
-    let h = &ev.hdr;
-    let (family, saddr, daddr, l4_proto, l4) = match ev.l3_proto {
+fn flow(l3_proto: u16, h: &[u8; PKT_HDR_LEN]) -> Option<Flow<'_>> {
+    let (family, saddr, daddr, l4_proto, l4) = match l3_proto {
         ethertype::IPV4 => {
             let ihl = ((h[0] & 0x0f) as usize) * 4;
             if ihl < 20 {
@@ -51,14 +51,8 @@ fn flow(ev: &DropEvent) -> Option<Flow<'_>> {
     } else {
         (0, 0)
     };
-    Some(Flow {
-        family,
-        saddr,
-        daddr,
-        l4_proto,
-        sport,
-        dport,
-    })
+    let tcp_flags = if l4_proto == ipproto::TCP { h.get(l4 + 13).copied().unwrap_or(0) } else { 0 };
+    Some(Flow { family, saddr, daddr, l4_proto, sport, dport, tcp_flags })
 }
 
 #[inline(always)]
@@ -77,11 +71,15 @@ fn addr_is(want: &AddrMatch, family: u8, got: &[u8]) -> bool {
     true
 }
 
-/// True when the packet in `ev` satisfies every set criterion of `f`.
-/// (`--pid` and `--netns` are checked by the caller before reading the packet.)
+/// True when the packet (L3 protocol, header bytes, `skb->len`) satisfies
+/// every set criterion of `f`. (`--pid` and `--netns` are checked by the
+/// caller before reading the packet.)
 #[inline(always)]
-pub fn packet_matches(f: &Filter, ev: &DropEvent) -> bool {
-    if f.l3_proto != 0 && f.l3_proto != ev.l3_proto {
+pub fn packet_matches(f: &Filter, l3_proto: u16, hdr: &[u8; PKT_HDR_LEN], len: u32) -> bool {
+    if f.l3_proto != 0 && f.l3_proto != l3_proto {
+        return false;
+    }
+    if f.len_max != 0 && (len < f.len_min || len > f.len_max) {
         return false;
     }
     let needs_flow = f.l4_proto != 0
@@ -90,11 +88,12 @@ pub fn packet_matches(f: &Filter, ev: &DropEvent) -> bool {
         || f.addr.family != family::NONE
         || f.sport != 0
         || f.dport != 0
-        || f.port != 0;
+        || f.port != 0
+        || f.tcp_flags != 0;
     if !needs_flow {
         return true;
     }
-    let Some(fl) = flow(ev) else {
+    let Some(fl) = flow(l3_proto, hdr) else {
         return false;
     };
     if f.l4_proto != 0 && f.l4_proto != fl.l4_proto {
@@ -119,6 +118,9 @@ pub fn packet_matches(f: &Filter, ev: &DropEvent) -> bool {
         return false;
     }
     if f.port != 0 && f.port != fl.sport && f.port != fl.dport {
+        return false;
+    }
+    if f.tcp_flags != 0 && (fl.l4_proto != ipproto::TCP || fl.tcp_flags & f.tcp_flags != f.tcp_flags) {
         return false;
     }
     true

@@ -10,9 +10,10 @@
 mod drop;
 mod filter;
 mod maps;
-mod probe;
 mod read;
 mod skb;
+mod slots;
+mod trace;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -11,9 +11,9 @@ use nettrace_common::DropEvent;
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
 
-/// Events that did not fit in `EVENTS`, per CPU (index 0).
+/// Loss counters per CPU, indexed by `nettrace_common::trace::lost`.
 #[map]
-pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
 
 /// Scratch space to build an event in: 160 bytes is too much for comfort on
 /// the 512-byte BPF stack once helpers' frames are added.
@@ -27,7 +27,13 @@ pub static STACKS: StackTrace = StackTrace::with_max_entries(4096, 0);
 /// Counts an event that could not be delivered.
 #[inline(always)]
 pub fn count_lost() {
-    if let Some(n) = LOST.get_ptr_mut(0) {
+    count_lost_at(nettrace_common::trace::lost::RING);
+}
+
+/// Counts a loss of kind `index` (see `nettrace_common::trace::lost`).
+#[inline(always)]
+pub fn count_lost_at(index: u32) {
+    if let Some(n) = LOST.get_ptr_mut(index) {
         // SAFETY: per-CPU slot, programs do not nest on one CPU for our hooks
         // (a tracepoint program is not re-entered while it runs).
         unsafe { *n += 1 };

@@ -12,6 +12,7 @@ use aya::{
     Ebpf,
     maps::{MapData, PerCpuArray, RingBuf},
 };
+use nettrace_common::trace::lost;
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{SignalKind, signal},
@@ -31,6 +32,19 @@ pub trait Sink {
     fn event(&mut self, bytes: &[u8]) -> Flow;
     /// The ring buffer is drained for now: flush output here.
     fn batch_done(&mut self) -> Flow;
+    /// Called about once a second with the current CLOCK_MONOTONIC time (ns),
+    /// the clock of event timestamps.
+    fn tick(&mut self, _now_ns: u64) -> Flow {
+        Flow::Continue
+    }
+}
+
+/// CLOCK_MONOTONIC now, in ns (what `bpf_ktime_get_ns` returns).
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime fills the struct; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Why tracing ended.
@@ -44,6 +58,7 @@ pub struct Events {
     ring: AsyncFd<RingBuf<MapData>>,
     lost: PerCpuArray<MapData, u64>,
     reported_lost: u64,
+    reported_untracked: u64,
 }
 
 impl Events {
@@ -58,12 +73,22 @@ impl Events {
             ring,
             lost,
             reported_lost: 0,
+            reported_untracked: 0,
         })
     }
 
     /// Events the kernel could not deliver so far.
     pub fn lost(&self) -> anyhow::Result<u64> {
-        Ok(self.lost.get(&0, 0).context("read LOST map")?.iter().sum())
+        self.counter(lost::RING)
+    }
+
+    /// Packets the kernel could not track (tracking table full).
+    pub fn untracked(&self) -> anyhow::Result<u64> {
+        self.counter(lost::TRACK_FULL)
+    }
+
+    fn counter(&self, index: u32) -> anyhow::Result<u64> {
+        Ok(self.lost.get(&index, 0).context("read LOST map")?.iter().sum())
     }
 
     /// Runs until a signal, or until the sink says stop.
@@ -90,7 +115,12 @@ impl Events {
                 }
                 _ = sigint.recv() => return Ok(Ended::Signal),
                 _ = sigterm.recv() => return Ok(Ended::Signal),
-                _ = tick.tick() => self.report_lost_growth(),
+                _ = tick.tick() => {
+                    self.report_lost_growth();
+                    if sink.tick(monotonic_ns()) == Flow::Stop {
+                        return Ok(Ended::Done);
+                    }
+                }
             }
         }
     }
@@ -104,6 +134,15 @@ impl Events {
                 lost - self.reported_lost
             );
             self.reported_lost = lost;
+        }
+        if let Ok(n) = self.untracked()
+            && n > self.reported_untracked
+        {
+            eprintln!(
+                "nettrace: {} packets could not be followed in the last second (tracking table full), {n} in total",
+                n - self.reported_untracked
+            );
+            self.reported_untracked = n;
         }
     }
 }

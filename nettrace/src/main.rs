@@ -12,6 +12,7 @@ mod kernel;
 mod load;
 mod modes;
 mod output;
+mod plan;
 mod run;
 
 use std::process::ExitCode;

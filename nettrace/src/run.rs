@@ -1,30 +1,37 @@
 //! One tracing session, start to end: check the system, learn the kernel,
-//! load and attach, print `begin trace...`, stream events until done, detach,
-//! print `end trace...`.
+//! plan, load and attach, print `begin trace...`, stream events until done,
+//! detach, print `end trace...`.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Instant};
 
-use aya::Btf;
-use nettrace_common::{DropConfig, KernelLayout, drop::DropArgs};
+use aya::{Btf, Ebpf};
+use nettrace_common::{DropConfig, KernelLayout, TraceConfig, drop::DropArgs, trace::HookSlot};
 
 use crate::{
-    cli::{Config, Mode},
+    catalogue::Selection,
+    cli::{BackendChoice, Config, Lifecycle, Mode},
     events::{Events, Flow, Sink},
     kernel::{
         btf::{KernelBtf, VMLINUX_BTF},
-        caps, layout,
+        caps::{self, Capabilities},
+        layout,
         reasons::DropReasons,
         tracefs,
     },
     load,
-    modes::drop,
-    output::{Clock, Closed, Out},
+    modes::{
+        drop,
+        lifecycle::{self, LifecycleSink, print::LinePrinter, track::Tracker},
+    },
+    output::{Clock, Closed, Out, stack::Symbolizer},
+    plan,
 };
 
 /// How a session failed.
 #[derive(Debug)]
 pub enum Failure {
-    /// The system cannot run nettrace (not root, no BTF): exit code 2.
+    /// Bad usage found late (hook names, --rules) or a system that cannot
+    /// run nettrace (not root, no BTF): exit code 2.
     Unusable(String),
     /// Something broke while running: exit code 1.
     Runtime(anyhow::Error),
@@ -36,121 +43,240 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
     }
 }
 
-fn debug(config: &Config, msg: impl std::fmt::Display) {
-    if config.debug {
-        eprintln!("nettrace: {msg}");
+/// Start-up state shared by every mode.
+struct Kernel {
+    btf: KernelBtf,
+    aya_btf: Option<Btf>,
+    layout: KernelLayout,
+    tracefs: Option<PathBuf>,
+    caps: Capabilities,
+}
+
+struct Session<'a> {
+    config: &'a Config,
+    start: Instant,
+}
+
+impl Session<'_> {
+    fn debug(&self, msg: impl std::fmt::Display) {
+        if self.config.debug {
+            eprintln!("nettrace: [{:6.1} ms] {msg}", self.start.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+
+    fn kernel(&self, many_lookups: bool) -> Result<Kernel, Failure> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err(Failure::Unusable(
+                "must run as root: loading eBPF programs needs CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN)".into(),
+            ));
+        }
+        let btf = if many_lookups { KernelBtf::from_file(VMLINUX_BTF) } else { KernelBtf::from_file_lazy(VMLINUX_BTF) };
+        let btf = btf.map_err(|e| {
+            Failure::Unusable(format!("{e}: nettrace needs a kernel built with CONFIG_DEBUG_INFO_BTF=y"))
+        })?;
+        let layout = layout::resolve(&btf).map_err(|e| Failure::Unusable(format!("unsupported kernel: {e}")))?;
+        self.debug(format_args!("kernel layout from BTF: {layout:?}"));
+        let tracefs = match tracefs::ensure_mounted() {
+            Ok((root, mounted)) => {
+                if mounted {
+                    eprintln!("nettrace: mounted tracefs at {}", root.display());
+                }
+                Some(root)
+            }
+            Err(e) => {
+                self.debug(format_args!("tracefs unavailable ({e}): classic tracepoints disabled"));
+                None
+            }
+        };
+        let aya_btf = Btf::from_sys_fs().ok();
+        let mut probes = load::load_probes()?;
+        let caps = caps::probe(&mut probes, aya_btf.as_ref(), &btf);
+        drop(probes);
+        self.debug(format_args!("{caps}"));
+        Ok(Kernel { btf, aya_btf, layout, tracefs, caps })
+    }
+}
+
+fn none_args() -> DropArgs {
+    DropArgs { skb: KernelLayout::NONE, location: KernelLayout::NONE, reason: KernelLayout::NONE, _pad: 0 }
+}
+
+fn trace_config(k: &Kernel, config: &Config, track: bool) -> TraceConfig {
+    TraceConfig {
+        layout: k.layout,
+        filter: config.filter,
+        track: track as u32,
+        _pad: 0,
+        slots: [HookSlot::default(); nettrace_common::trace::MAX_SLOTS],
     }
 }
 
 pub async fn run(config: &Config) -> Result<(), Failure> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Err(Failure::Unusable(
-            "must run as root: loading eBPF programs needs CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN)".into(),
-        ));
+    let s = Session { config, start: Instant::now() };
+    // Lifecycle hook names are checked before touching the kernel: a typo
+    // is a usage error even without root.
+    let prepared = match &config.mode {
+        Mode::Lifecycle(l) => Some(lifecycle::prepare(l).map_err(Failure::Unusable)?),
+        Mode::Drop { .. } => None,
+    };
+    let k = s.kernel(prepared.is_some())?;
+    match (&config.mode, prepared) {
+        (Mode::Drop { stack }, _) => run_drop(&s, &k, *stack).await,
+        (Mode::Lifecycle(l), Some(p)) => run_lifecycle(&s, &k, l, p).await,
+        (Mode::Lifecycle(_), None) => unreachable!("prepared above"),
     }
-    let start = std::time::Instant::now();
-    let kbtf = KernelBtf::from_file(VMLINUX_BTF).map_err(|e| {
-        Failure::Unusable(format!(
-            "{e}: nettrace needs a kernel built with CONFIG_DEBUG_INFO_BTF=y"
-        ))
-    })?;
-    debug(config, format_args!("BTF parsed in {:.1} ms", start.elapsed().as_secs_f64() * 1e3));
-    let layout = layout::resolve(&kbtf).map_err(|e| Failure::Unusable(format!("unsupported kernel: {e}")))?;
-    debug(config, format_args!("kernel layout from BTF: {layout:?}"));
+}
 
-    let tracefs_root: Option<PathBuf> = match tracefs::ensure_mounted() {
-        Ok((root, mounted)) => {
-            if mounted {
-                eprintln!("nettrace: mounted tracefs at {}", root.display());
-            }
-            Some(root)
-        }
-        Err(e) => {
-            debug(
-                config,
-                format_args!("tracefs unavailable ({e}): classic tracepoints disabled"),
-            );
-            None
-        }
-    };
-
-    let Mode::Drop { stack } = config.mode;
-    let (btf_args, tp_args) = drop::args(&kbtf, tracefs_root.as_deref());
-    let none = DropArgs {
-        skb: KernelLayout::NONE,
-        location: KernelLayout::NONE,
-        reason: KernelLayout::NONE,
-        _pad: 0,
-    };
+async fn run_drop(s: &Session<'_>, k: &Kernel, stack: bool) -> Result<(), Failure> {
+    let config = s.config;
+    let (btf_args, tp_args) = drop::args(&k.btf, k.tracefs.as_deref());
     let drop_config = DropConfig {
-        layout,
+        layout: k.layout,
         filter: config.filter,
-        btf_args: btf_args.unwrap_or(none),
-        tp_args: tp_args.unwrap_or(none),
+        btf_args: btf_args.unwrap_or_else(none_args),
+        tp_args: tp_args.unwrap_or_else(none_args),
         stack: stack as u32,
         _pad: 0,
     };
-    let reasons = DropReasons::from_btf(&kbtf).map_err(anyhow::Error::from)?;
-    if reasons.is_empty() {
-        debug(
-            config,
-            "this kernel has no enum skb_drop_reason: drops print without a reason",
-        );
-    }
-
-    let mut ebpf = load::load(&drop_config)?;
-    debug(config, format_args!("object loaded at {:.1} ms", start.elapsed().as_secs_f64() * 1e3));
-    let aya_btf = Btf::from_sys_fs().ok();
-    debug(config, format_args!("aya BTF parsed at {:.1} ms", start.elapsed().as_secs_f64() * 1e3));
-    let caps = caps::probe(&mut ebpf, aya_btf.as_ref(), &kbtf);
-    debug(config, format_args!("{caps}"));
+    let mut ebpf = load::load(&drop_config, &trace_config(k, config, false))?;
+    s.debug("object loaded");
     let how = drop::attach(
         &mut ebpf,
         config.backend,
-        &caps,
-        aya_btf.as_ref(),
+        &k.caps,
+        k.aya_btf.as_ref(),
         btf_args.is_some(),
         tp_args.is_some(),
     )?;
-    debug(config, format_args!("drop monitor attached via {how}"));
-
-    let mut events = Events::new(&mut ebpf)?;
-    let printer = drop::Printer::new(reasons, Clock::new(config.date), stack.then_some(&mut ebpf))?;
+    s.debug(format_args!("drop monitor attached via {how}"));
+    let reasons = DropReasons::from_btf(&k.btf).map_err(anyhow::Error::from)?;
+    let printer = drop::Printer::new(reasons, Clock::new(config.date), Symbolizer::new(stack.then_some(&mut ebpf))?);
     let mut out = Out::new();
-    debug(
-        config,
-        format_args!("ready in {:.1} ms", start.elapsed().as_secs_f64() * 1e3),
-    );
-    if out.line("begin trace...").and_then(|()| out.flush()).is_err() {
-        return Ok(());
-    }
+    let mut sink = DropSink { printer: &printer, out: &mut out, stack, count: config.count, seen: 0, closed: false };
+    stream(s, ebpf, &mut sink, |sink| (sink.seen, sink.closed)).await
+}
 
-    let mut sink = DropSink {
-        printer: &printer,
+async fn run_lifecycle(
+    s: &Session<'_>,
+    k: &Kernel,
+    l: &Lifecycle,
+    mut prepared: lifecycle::Prepared,
+) -> Result<(), Failure> {
+    let config = s.config;
+    let aya_btf = k.aya_btf.as_ref().ok_or_else(|| Failure::Unusable("no kernel BTF for aya".into()))?;
+    prepared.opts.backend = Some(config.backend).filter(|b| *b != BackendChoice::Auto);
+    let plan = plan::build(&prepared.catalogue, &prepared.selected, &k.btf, &k.caps, k.tracefs.as_deref(), &prepared.opts);
+    s.debug(format_args!("plan: {} hooks to attach, {} skipped", plan.hooks.len(), plan.skipped.len()));
+    // Tracking by skb address only matters when some packets are filtered out.
+    let track = config.filter != nettrace_common::Filter::default() || prepared.opts.matchers.is_some();
+    let mut trace = trace_config(k, config, track);
+    lifecycle::configure(&mut trace, &plan);
+    let drop_config = DropConfig {
+        layout: k.layout,
+        filter: config.filter,
+        btf_args: none_args(),
+        tp_args: none_args(),
+        stack: 0,
+        _pad: 0,
+    };
+    let mut ebpf = load::load(&drop_config, &trace)?;
+    s.debug("object loaded");
+    let kprobe_fallback = k.caps.kprobe.is_ok() && config.backend != BackendChoice::Fentry;
+    let attached = lifecycle::attach(&mut ebpf, &plan, aya_btf, kprobe_fallback, k.tracefs.as_deref(), &prepared)?;
+    if config.debug {
+        for (name, r) in &attached.report {
+            match r {
+                Ok(b) => s.debug(format_args!("hook {name:<28} {b}")),
+                Err(why) => s.debug(format_args!("hook {name:<28} skipped: {why}")),
+            }
+        }
+    }
+    let total: usize = attached.counts.values().sum();
+    s.debug(format_args!("attached {total} hooks: {:?}", attached.counts));
+    if total == 0 {
+        return Err(Failure::Runtime(anyhow::anyhow!(
+            "no hook could be attached (run with --debug to see why each was skipped)"
+        )));
+    }
+    let stacks_wanted = !prepared.opts.stacks.is_empty();
+    let reasons = DropReasons::from_btf(&k.btf).map_err(anyhow::Error::from)?;
+    let printer = LinePrinter {
+        clock: Clock::new(config.date),
+        names: attached.names_by_slot,
+        reasons,
+        style: lifecycle::print::Style { detail: l.detail, tiny: l.tiny, latency: l.latency_show },
+    };
+    let mut out = Out::new();
+    let mut sink = LifecycleSink {
+        printer,
+        symbols: Symbolizer::new(stacks_wanted.then_some(&mut ebpf))?,
+        tracker: Tracker::default(),
         out: &mut out,
-        stack,
+        free_by_slot: attached.free_by_slot,
+        basic: l.basic,
+        min_latency_ns: l.min_latency_ns,
         count: config.count,
-        seen: 0,
+        printed: 0,
         closed: false,
     };
-    let ended = events.run(&mut sink).await;
-    let (seen, closed) = (sink.seen, sink.closed);
-    let _ = out.flush();
+    let _: &Selection = &prepared.selected;
+    stream(s, ebpf, &mut sink, |sink| {
+        sink.finish();
+        (sink.printed, sink.closed)
+    })
+    .await
+}
+
+/// Prints `begin trace...`, runs the event loop, detaches, prints
+/// `end trace...` and the loss counts.
+async fn stream<S: Sink + HasOut>(
+    s: &Session<'_>,
+    mut ebpf: Ebpf,
+    sink: &mut S,
+    finish: impl FnOnce(&mut S) -> (u64, bool),
+) -> Result<(), Failure> {
+    let mut events = Events::new(&mut ebpf)?;
+    s.debug("ready");
+    if sink.out().line("begin trace...").and_then(|()| sink.out().flush()).is_err() {
+        return Ok(());
+    }
+    let ended = events.run(sink).await;
     let lost = events.lost().unwrap_or(0);
-    // Detach before saying so: dropping the object closes every link and map.
+    let untracked = events.untracked().unwrap_or(0);
+    // Detach before saying so: dropping the object closes every link.
     drop(events);
-    drop(printer);
     drop(ebpf);
+    let (seen, closed) = finish(sink);
     let ended = ended?;
-    debug(config, format_args!("ended by {ended:?} after {seen} events"));
+    s.debug(format_args!("ended by {ended:?} after {seen} events/packets"));
     if !closed {
-        let _ = out.line("end trace...").and_then(|()| out.flush());
+        let _ = sink.out().line("end trace...").and_then(|()| sink.out().flush());
     }
     if lost > 0 {
         eprintln!("nettrace: {lost} events lost (ring buffer full)");
     }
+    if untracked > 0 {
+        eprintln!("nettrace: {untracked} packets could not be followed (tracking table full)");
+    }
     Ok(())
+}
+
+/// Sinks own (a borrow of) stdout; `stream` writes the markers through it.
+trait HasOut {
+    fn out(&mut self) -> &mut Out;
+}
+
+impl HasOut for DropSink<'_> {
+    fn out(&mut self) -> &mut Out {
+        self.out
+    }
+}
+
+impl HasOut for LifecycleSink<'_> {
+    fn out(&mut self) -> &mut Out {
+        self.out
+    }
 }
 
 /// Prints drop events as they arrive and stops at `-c N` or a closed pipe.
@@ -189,18 +315,10 @@ impl Sink for DropSink<'_> {
             return self.closed();
         }
         self.seen += 1;
-        if self.count.is_some_and(|n| self.seen >= n) {
-            Flow::Stop
-        } else {
-            Flow::Continue
-        }
+        if self.count.is_some_and(|n| self.seen >= n) { Flow::Stop } else { Flow::Continue }
     }
 
     fn batch_done(&mut self) -> Flow {
-        if self.out.flush().is_err() {
-            self.closed()
-        } else {
-            Flow::Continue
-        }
+        if self.out.flush().is_err() { self.closed() } else { Flow::Continue }
     }
 }

@@ -16,6 +16,9 @@ use clap::{ArgAction, Parser, ValueEnum};
     version,
     after_help = "\
 EXAMPLES:
+    nettrace -p icmp -s 10.0.0.1            follow each ping from 10.0.0.1 hook by hook
+    nettrace -t ip,tcp --detail -P 443      only IP and TCP hooks, with cpu/dev/netns/pid
+    nettrace --basic -p udp                 events as they happen, not grouped per packet
     nettrace --drop                         every dropped packet, with the kernel's reason
     nettrace --drop -p tcp -D 443           dropped TCP packets to port 443
     nettrace --drop -s 10.0.0.1 --drop-stack   drops from 10.0.0.1 with kernel stacks
@@ -28,6 +31,8 @@ the reader of the output goes away), 1 on a runtime failure, 2 on bad usage."
 )]
 pub struct Args {
     // ---- modes ----
+    // Without a mode flag nettrace follows each matching packet through the
+    // kernel (lifecycle mode).
     /// Monitor dropped packets (skb:kfree_skb) with the drop reason and location.
     #[arg(long, help_heading = "Modes")]
     pub drop: bool,
@@ -35,6 +40,61 @@ pub struct Args {
     /// With --drop: print the kernel call stack of each drop.
     #[arg(long, help_heading = "Modes")]
     pub drop_stack: bool,
+
+    // ---- lifecycle tracing ----
+    /// Hooks to attach: group or hook names, comma separated, or `all`
+    /// (default: every hook not marked default-off). See rules/hooks.yaml.
+    #[arg(short = 't', long, value_name = "LIST", help_heading = "Lifecycle")]
+    pub trace: Option<String>,
+
+    /// Load this hook catalogue instead of the embedded one.
+    #[arg(long, value_name = "FILE", help_heading = "Lifecycle")]
+    pub rules: Option<String>,
+
+    /// Only these hooks may start following a packet (others only report
+    /// packets already followed).
+    #[arg(long, value_name = "LIST", help_heading = "Lifecycle")]
+    pub trace_matcher: Option<String>,
+
+    /// Never attach these hooks.
+    #[arg(long, value_name = "LIST", help_heading = "Lifecycle")]
+    pub trace_exclude: Option<String>,
+
+    /// Hooks that end a packet's life (default: consume_skb, kfree_skb, __kfree_skb…).
+    #[arg(long, value_name = "LIST", help_heading = "Lifecycle")]
+    pub trace_free: Option<String>,
+
+    /// Print the kernel stack at these hooks.
+    #[arg(long, value_name = "LIST", help_heading = "Lifecycle")]
+    pub trace_stack: Option<String>,
+
+    /// Do not follow clones (skb_clone) as part of the packet.
+    #[arg(long, help_heading = "Lifecycle")]
+    pub trace_noclone: bool,
+
+    /// Print events as they arrive instead of grouped per packet.
+    #[arg(long, help_heading = "Lifecycle")]
+    pub basic: bool,
+
+    /// Add [skb][func][cpu][dev][ns][pid][comm] to each event.
+    #[arg(long, help_heading = "Lifecycle")]
+    pub detail: bool,
+
+    /// Show function return values (needs fexit).
+    #[arg(long, help_heading = "Lifecycle")]
+    pub ret: bool,
+
+    /// Only the first event of a packet shows the packet.
+    #[arg(long, help_heading = "Lifecycle")]
+    pub tiny_show: bool,
+
+    /// Show the time between hooks and each packet's total life.
+    #[arg(long, help_heading = "Lifecycle")]
+    pub latency_show: bool,
+
+    /// Only print packets that lived at least this long (microseconds).
+    #[arg(long, value_name = "US", help_heading = "Lifecycle")]
+    pub min_latency: Option<String>,
 
     // ---- filters (evaluated in the kernel) ----
     /// Source address (IPv4 or IPv6).
@@ -77,8 +137,16 @@ pub struct Args {
     #[arg(long, value_name = "PID", help_heading = "Filters")]
     pub pid: Option<String>,
 
+    /// Packet length (skb->len) range, e.g. 100-1500 or 64.
+    #[arg(long, value_name = "RANGE", help_heading = "Filters")]
+    pub pkt_len: Option<String>,
+
+    /// TCP packets with all these flags: letters of S A P R F U E C.
+    #[arg(long, value_name = "FLAGS", help_heading = "Filters")]
+    pub tcp_flags: Option<String>,
+
     // ---- output ----
-    /// Exit after this many events.
+    /// Exit after this many events (--drop, --basic) or packets.
     #[arg(short = 'c', long, value_name = "N", help_heading = "Output")]
     pub count: Option<String>,
 
@@ -90,8 +158,9 @@ pub struct Args {
     #[arg(long, help_heading = "Output", action = ArgAction::SetTrue)]
     pub debug: bool,
 
-    /// How to attach tracepoints: auto prefers tp_btf and falls back to the
-    /// classic tracepoint.
+    /// Force an attach mechanism (for testing): tp-btf or tracepoint for
+    /// tracepoint hooks, fentry or kprobe for function hooks. auto picks the
+    /// best the kernel offers: tp_btf, then classic tracepoints; fentry, then kprobes.
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto, help_heading = "Advanced")]
     pub backend: BackendChoice,
 }
@@ -102,4 +171,6 @@ pub enum BackendChoice {
     #[value(name = "tp-btf")]
     TpBtf,
     Tracepoint,
+    Fentry,
+    Kprobe,
 }

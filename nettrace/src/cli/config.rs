@@ -20,10 +20,32 @@ macro_rules! usage {
     ($($t:tt)*) => { UsageError(format!($($t)*)) };
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Mode {
     /// `--drop`.
     Drop { stack: bool },
+    /// The default: follow packets hook by hook.
+    Lifecycle(Lifecycle),
+}
+
+/// Lifecycle options as typed; hook names are resolved against the
+/// catalogue later (it may come from `--rules`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Lifecycle {
+    pub rules: Option<String>,
+    pub trace: Option<String>,
+    pub matcher: Option<String>,
+    pub exclude: Option<String>,
+    pub free: Option<String>,
+    pub stack: Option<String>,
+    pub noclone: bool,
+    pub basic: bool,
+    pub detail: bool,
+    pub ret: bool,
+    pub tiny: bool,
+    pub latency_show: bool,
+    /// Nanoseconds.
+    pub min_latency_ns: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,16 +60,57 @@ pub struct Config {
 
 impl Config {
     pub fn from_args(args: &Args) -> Result<Self, UsageError> {
+        let lifecycle_flags = [
+            ("-t/--trace", args.trace.is_some()),
+            ("--rules", args.rules.is_some()),
+            ("--trace-matcher", args.trace_matcher.is_some()),
+            ("--trace-exclude", args.trace_exclude.is_some()),
+            ("--trace-free", args.trace_free.is_some()),
+            ("--trace-stack", args.trace_stack.is_some()),
+            ("--trace-noclone", args.trace_noclone),
+            ("--basic", args.basic),
+            ("--detail", args.detail),
+            ("--ret", args.ret),
+            ("--tiny-show", args.tiny_show),
+            ("--latency-show", args.latency_show),
+            ("--min-latency", args.min_latency.is_some()),
+        ];
         let mode = if args.drop {
-            Mode::Drop {
-                stack: args.drop_stack,
+            if let Some((flag, _)) = lifecycle_flags.iter().find(|(_, set)| *set) {
+                return Err(usage!("{flag} is for lifecycle tracing and cannot be combined with --drop"));
             }
+            if matches!(args.backend, BackendChoice::Fentry | BackendChoice::Kprobe) {
+                return Err(usage!("--drop attaches a tracepoint: --backend must be auto, tp-btf or tracepoint"));
+            }
+            Mode::Drop { stack: args.drop_stack }
         } else if args.drop_stack {
             return Err(usage!("--drop-stack needs --drop"));
         } else {
-            return Err(usage!(
-                "no mode selected: use --drop (packet lifecycle tracing is not built yet)"
-            ));
+            if args.basic && (args.latency_show || args.min_latency.is_some()) {
+                return Err(usage!("--latency-show and --min-latency need packets grouped: drop --basic"));
+            }
+            let min_latency_ns = match &args.min_latency {
+                Some(v) => v
+                    .parse::<u64>()
+                    .map_err(|_| usage!("--min-latency: '{v}' is not a number of microseconds"))?
+                    .saturating_mul(1000),
+                None => 0,
+            };
+            Mode::Lifecycle(Lifecycle {
+                rules: args.rules.clone(),
+                trace: args.trace.clone(),
+                matcher: args.trace_matcher.clone(),
+                exclude: args.trace_exclude.clone(),
+                free: args.trace_free.clone(),
+                stack: args.trace_stack.clone(),
+                noclone: args.trace_noclone,
+                basic: args.basic,
+                detail: args.detail,
+                ret: args.ret,
+                tiny: args.tiny_show,
+                latency_show: args.latency_show,
+                min_latency_ns,
+            })
         };
         Ok(Config {
             mode,
@@ -104,6 +167,15 @@ fn filter_from_args(args: &Args) -> Result<Filter, UsageError> {
     }
     if let Some(p) = &args.pid {
         f.pid = parse_u32("--pid", p)?;
+    }
+    if let Some(r) = &args.pkt_len {
+        (f.len_min, f.len_max) = parse_len_range(r)?;
+    }
+    if let Some(flags) = &args.tcp_flags {
+        f.tcp_flags = parse_tcp_flags(flags)?;
+        if f.l4_proto != 0 && f.l4_proto != ipproto::TCP {
+            return Err(usage!("--tcp-flags needs TCP, not -p {}", args.proto.as_deref().unwrap_or("")));
+        }
     }
     Ok(f)
 }
@@ -175,6 +247,44 @@ pub fn parse_proto(s: &str) -> Result<(u16, u8), UsageError> {
             ));
         }
     })
+}
+
+/// `--pkt-len`: `N` or `MIN-MAX`, inclusive.
+pub fn parse_len_range(s: &str) -> Result<(u32, u32), UsageError> {
+    let bad = || usage!("--pkt-len: '{s}' is not a length or MIN-MAX range");
+    let (lo, hi) = match s.split_once('-') {
+        Some((a, b)) => (a.trim().parse::<u32>().map_err(|_| bad())?, b.trim().parse::<u32>().map_err(|_| bad())?),
+        None => {
+            let n = s.trim().parse::<u32>().map_err(|_| bad())?;
+            (n, n)
+        }
+    };
+    if hi == 0 || lo > hi {
+        return Err(usage!("--pkt-len: range '{s}' is empty"));
+    }
+    Ok((lo, hi))
+}
+
+/// `--tcp-flags`: letters S A P R F U E C, in any order.
+pub fn parse_tcp_flags(s: &str) -> Result<u8, UsageError> {
+    let mut bits = 0u8;
+    for c in s.chars() {
+        bits |= match c.to_ascii_uppercase() {
+            'F' => 0x01,
+            'S' => 0x02,
+            'R' => 0x04,
+            'P' => 0x08,
+            'A' => 0x10,
+            'U' => 0x20,
+            'E' => 0x40,
+            'C' => 0x80,
+            _ => return Err(usage!("--tcp-flags: '{c}' is not one of S A P R F U E C")),
+        };
+    }
+    if bits == 0 {
+        return Err(usage!("--tcp-flags: no flag given"));
+    }
+    Ok(bits)
 }
 
 fn parse_u32(flag: &str, s: &str) -> Result<u32, UsageError> {
@@ -251,12 +361,38 @@ mod tests {
             (&["--drop", "-c", "0"], "--count"),
             (&["--drop", "--pid", "x"], "--pid"),
             (&["--drop-stack"], "needs --drop"),
-            (&[], "no mode selected"),
+            (&["--drop", "--basic"], "cannot be combined with --drop"),
+            (&["--drop", "--backend", "kprobe"], "--backend must be"),
+            (&["--basic", "--latency-show"], "drop --basic"),
+            (&["--min-latency", "x"], "--min-latency"),
+            (&["--pkt-len", "5-1"], "is empty"),
+            (&["--pkt-len", "abc"], "--pkt-len"),
+            (&["--tcp-flags", "SX"], "'X' is not one of"),
+            (&["-p", "udp", "--tcp-flags", "S"], "needs TCP"),
         ] {
             let err = config(argv).expect_err(needle);
             assert!(err.0.contains(needle), "{argv:?}: {err}");
             assert!(!err.0.contains('\n'), "{argv:?}: multi-line error");
         }
+    }
+
+    #[test]
+    fn lifecycle_is_the_default_mode() {
+        let c = config(&["-p", "icmp", "-t", "ip,life", "--latency-show", "--min-latency", "50"]).unwrap();
+        let Mode::Lifecycle(l) = c.mode else { panic!("{:?}", c.mode) };
+        assert_eq!(l.trace.as_deref(), Some("ip,life"));
+        assert!(l.latency_show);
+        assert_eq!(l.min_latency_ns, 50_000);
+    }
+
+    #[test]
+    fn length_ranges_and_tcp_flags() {
+        assert_eq!(parse_len_range("100-1500").unwrap(), (100, 1500));
+        assert_eq!(parse_len_range("64").unwrap(), (64, 64));
+        assert_eq!(parse_tcp_flags("SA").unwrap(), 0x12);
+        assert_eq!(parse_tcp_flags("r").unwrap(), 0x04);
+        let c = config(&["--pkt-len", "60-80", "--tcp-flags", "S"]).unwrap();
+        assert_eq!((c.filter.len_min, c.filter.len_max, c.filter.tcp_flags), (60, 80, 0x02));
     }
 
     #[test]

@@ -47,18 +47,23 @@ pub struct KernelBtf {
 }
 
 impl KernelBtf {
+    /// Parses every type up front (fast lookups afterwards, ~0.1 s for
+    /// vmlinux): right when hundreds of names will be looked up.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, BtfError> {
-        let path = path.as_ref();
-        // Mapping the file and parsing types on demand is much faster to
-        // start than parsing every type up front; not every kernel lets
-        // sysfs BTF be mmapped, so fall back to reading it.
-        Btf::from_file_with_backend(path, btf_rs::Backend::Mmap)
-            .or_else(|_| Btf::from_file(path))
+        Self::load(path.as_ref(), btf_rs::Backend::Cache)
+    }
+
+    /// Maps the file and parses on demand (~2 ms to open, each lookup scans):
+    /// right for the handful of lookups `--drop` makes. Not every kernel lets
+    /// sysfs BTF be mmapped; then this falls back to parsing.
+    pub fn from_file_lazy(path: impl AsRef<Path>) -> Result<Self, BtfError> {
+        Self::load(path.as_ref(), btf_rs::Backend::Mmap).or_else(|_| Self::from_file(path))
+    }
+
+    fn load(path: &Path, backend: btf_rs::Backend) -> Result<Self, BtfError> {
+        Btf::from_file_with_backend(path, backend)
             .map(|btf| Self { btf })
-            .map_err(|source| BtfError::Load {
-                path: path.display().to_string(),
-                source,
-            })
+            .map_err(|source| BtfError::Load { path: path.display().to_string(), source })
     }
 
     #[cfg(test)]
@@ -224,6 +229,28 @@ impl KernelBtf {
                     ty: self.describe(self.chained(param)?)?,
                 })
             })
+            .collect()
+    }
+
+    /// Parameters of kernel function `func` (names and C-like types), or
+    /// `None` when BTF has no such function.
+    pub fn function_params(&self, func: &str) -> Option<Vec<TpArg>> {
+        let f = self
+            .btf
+            .resolve_types_by_name(func)
+            .ok()?
+            .into_iter()
+            .find_map(|t| match t {
+                Type::Func(f) => Some(f),
+                _ => None,
+            })?;
+        let Type::FuncProto(proto) = self.chained(&f).ok()? else {
+            return None;
+        };
+        proto
+            .parameters
+            .iter()
+            .map(|p| Some(TpArg { name: self.name_of(p), ty: self.describe(self.chained(p).ok()?).ok()? }))
             .collect()
     }
 
@@ -483,6 +510,9 @@ mod tests {
         );
         assert!(btf.tracepoint_args("consume_skb").is_err());
         assert!(btf.has_function("ip_rcv"));
+        let params = btf.function_params("ip_rcv").unwrap();
+        assert_eq!(params, [TpArg { name: "skb".into(), ty: "struct sk_buff *".into() }]);
+        assert_eq!(btf.function_params("sk_buff"), None);
         assert!(!btf.has_function("sk_buff"));
     }
 
@@ -507,5 +537,10 @@ mod tests {
         assert_eq!(args[0].ty, "struct sk_buff *");
         assert_eq!(args[0].name, "skb");
         assert!(args.iter().any(|a| a.ty == "enum skb_drop_reason"), "{args:?}");
+        // A function: skb is the first parameter of ip_rcv.
+        let ip_rcv = btf.function_params("ip_rcv").unwrap();
+        assert_eq!(ip_rcv[0].ty, "struct sk_buff *");
+        let xmit = btf.function_params("dev_hard_start_xmit").unwrap();
+        assert_eq!(xmit[0].ty, "struct sk_buff *", "{xmit:?}");
     }
 }

@@ -23,6 +23,6 @@ pub fn resolve(btf: &KernelBtf) -> Result<KernelLayout, BtfError> {
         dev_net: optional("net_device", &["nd_net", "net"]),
         sk_net: optional("sock", &["__sk_common", "skc_net", "net"]),
         net_inum: optional("net", &["ns", "inum"]),
-        _pad: 0,
+        dev_name: optional("net_device", &["name"]),
     })
 }

@@ -2,12 +2,11 @@
 //! the drop reason named from BTF and the location symbolized from kallsyms.
 //! Replaces dropwatch and the C nettrace's droptrace.
 
-use std::{cell::OnceCell, path::Path};
+use std::path::Path;
 
 use anyhow::{Context as _, bail};
 use aya::{
     Btf, Ebpf,
-    maps::{MapData, StackTraceMap},
     programs::{BtfTracePoint, TracePoint},
 };
 use colored::Colorize as _;
@@ -19,11 +18,10 @@ use crate::{
     kernel::{
         btf::KernelBtf,
         caps::Capabilities,
-        kallsyms::{KALLSYMS, Symbols},
         reasons::DropReasons,
         tracefs,
     },
-    output::Clock,
+    output::{Clock, stack::Symbolizer},
 };
 
 const TP: (&str, &str) = ("skb", "kfree_skb");
@@ -106,45 +104,13 @@ pub fn attach(
 /// Turns drop events into lines.
 pub struct Printer {
     reasons: DropReasons,
-    symbols: OnceCell<Symbols>,
     clock: Clock,
-    stacks: Option<StackTraceMap<MapData>>,
+    pub symbols: Symbolizer,
 }
 
 impl Printer {
-    pub fn new(reasons: DropReasons, clock: Clock, ebpf: Option<&mut Ebpf>) -> anyhow::Result<Self> {
-        let stacks = match ebpf {
-            Some(ebpf) => Some(StackTraceMap::try_from(
-                ebpf.take_map("STACKS").context("map STACKS missing")?,
-            )?),
-            None => None,
-        };
-        Ok(Self {
-            reasons,
-            symbols: OnceCell::new(),
-            clock,
-            stacks,
-        })
-    }
-
-    /// For tests and callers that already have the symbols.
-    #[cfg(test)]
-    fn with_symbols(reasons: DropReasons, clock: Clock, symbols: Symbols) -> Self {
-        Self {
-            reasons,
-            symbols: OnceCell::from(symbols),
-            clock,
-            stacks: None,
-        }
-    }
-
-    fn symbols(&self) -> &Symbols {
-        self.symbols.get_or_init(|| {
-            Symbols::load(KALLSYMS).unwrap_or_else(|e| {
-                eprintln!("nettrace: cannot read {KALLSYMS} ({e}); locations print as addresses");
-                Symbols::default()
-            })
-        })
+    pub fn new(reasons: DropReasons, clock: Clock, symbols: Symbolizer) -> Self {
+        Self { reasons, clock, symbols }
     }
 
     /// Reads an event from ring-buffer bytes; `None` if it is too short
@@ -159,7 +125,7 @@ impl Printer {
     pub fn line(&self, ev: &DropEvent) -> String {
         let len = usize::from(ev.hdr_len).min(ev.hdr.len());
         let packet = decode(ev.l3_proto, &ev.hdr[..len]);
-        let location = self.symbols().symbolize(ev.location);
+        let location = self.symbols.symbolize(ev.location);
         if self.reasons.is_empty() {
             format!("[{}] {packet}, {location}", self.clock.format(ev.ts_ns))
         } else {
@@ -174,25 +140,7 @@ impl Printer {
 
     /// `Call Stack:` and one `    -> func+0xoff` per frame, innermost first.
     pub fn stack(&self, ev: &DropEvent) -> Vec<String> {
-        let mut out = vec!["Call Stack:".to_string()];
-        let frames = match (&self.stacks, u32::try_from(ev.stack_id)) {
-            (Some(map), Ok(id)) => map.get(&id, 0).ok(),
-            _ => None,
-        };
-        match frames {
-            Some(trace) => out.extend(
-                trace
-                    .frames()
-                    .iter()
-                    .map(|f| self.symbols().symbolize(f.ip))
-                    // Our own program and the tracepoint trampoline that ran
-                    // it are not part of the packet's story.
-                    .skip_while(|s| s.starts_with("bpf_prog_") || s.starts_with("bpf_trace_run"))
-                    .map(|s| format!("    -> {s}")),
-            ),
-            None => out.push("    (stack not recorded)".into()),
-        }
-        out
+        self.symbols.stack(ev.stack_id)
     }
 }
 
@@ -201,6 +149,7 @@ mod tests {
     use nettrace_common::{PKT_HDR_LEN, ethertype};
 
     use super::*;
+    use crate::kernel::kallsyms::Symbols;
 
     fn event(hdr: &[u8]) -> DropEvent {
         let mut ev = DropEvent::zeroed();
@@ -217,7 +166,7 @@ mod tests {
         colored::control::set_override(false);
         let reasons = DropReasons::from_values(reasons.iter().map(|(v, n)| (*v, n.to_string())));
         let syms = Symbols::parse("ffffffff81c6f030 T tcp_v4_rcv\n");
-        Printer::with_symbols(reasons, Clock::new(false), syms)
+        Printer::new(reasons, Clock::new(false), Symbolizer::with_symbols(syms))
     }
 
     const SYN: [u8; 40] = [

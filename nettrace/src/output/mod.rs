@@ -6,6 +6,7 @@
 //! (`| head`) is not an error: it ends tracing quietly.
 
 mod clock;
+pub mod stack;
 
 use std::io::{self, BufWriter, IsTerminal as _, Stdout, Write as _};
 

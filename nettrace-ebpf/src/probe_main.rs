@@ -1,6 +1,12 @@
 //! Tiny programs whose only job is to be loaded (and attached) at start-up to
 //! learn what this kernel allows. Deciding by what loads, not by version
 //! strings, is what lets one binary pick the right backend everywhere.
+//!
+//! A separate object from the tracing programs: it is parsed in a
+//! millisecond, and the tracing object can then be configured (read-only
+//! globals) with the probe results before it is loaded.
+#![no_std]
+#![no_main]
 
 use aya_ebpf::{
     macros::{btf_tracepoint, fentry, kprobe, raw_tracepoint, tracepoint},
@@ -31,3 +37,13 @@ pub fn probe_fentry(_ctx: FEntryContext) -> u32 {
 pub fn probe_kprobe(_ctx: ProbeContext) -> u32 {
     0
 }
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,102 @@
+//! Lifecycle tracing (the default mode): one event per hook a tracked packet
+//! passes.
+//!
+//! Each attached hook owns a *slot*. The eBPF object holds one copy of each
+//! generic program per slot and backend (`fentry_17`, `kprobe_17`, …) because
+//! fentry and tp_btf programs are bound to their target when loaded. A slot's
+//! configuration sits in a read-only global at a constant index, so the
+//! verifier sees, for example, which argument holds the skb as a constant and
+//! prunes the reads of the others.
+
+use crate::{COMM_LEN, PKT_HDR_LEN, filter::Filter, layout::KernelLayout};
+
+/// Slots, i.e. hooks attached at once. The catalogue may be larger.
+pub const MAX_SLOTS: usize = 256;
+
+/// Length of `net_device.name` (IFNAMSIZ).
+pub const IFNAME_LEN: usize = 16;
+
+/// `HookSlot::flags` bits.
+pub mod slot_flags {
+    /// Packets matching the filters here start being tracked.
+    pub const MATCHER: u32 = 1;
+    /// The packet's life ends here: stop tracking it.
+    pub const FREE: u32 = 2;
+    /// Record the kernel stack.
+    pub const STACK: u32 = 4;
+    /// The return value is a clone of the skb argument (fexit only).
+    pub const CLONE: u32 = 8;
+    /// `extra_arg` holds a value to report (drop reason, …).
+    pub const EXTRA: u32 = 16;
+}
+
+/// Where a slot's program finds its values. For tp_btf/fentry/fexit/kprobe
+/// these are argument indices; for the classic tracepoint, byte offsets into
+/// the record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HookSlot {
+    pub skb_arg: u32,
+    /// Reported in `TraceEvent::extra` when `EXTRA` is set.
+    pub extra_arg: u32,
+    /// fexit: index of the return value (= number of arguments).
+    pub ret_arg: u32,
+    pub flags: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TraceConfig {
+    pub layout: KernelLayout,
+    pub filter: Filter,
+    /// Non-zero: remember matching skbs so later hooks (after NAT changed the
+    /// addresses) still report them. Zero when the filter matches everything.
+    pub track: u32,
+    pub _pad: u32,
+    pub slots: [HookSlot; MAX_SLOTS],
+}
+
+/// `TraceEvent::kind`.
+pub mod event_kind {
+    pub const ENTRY: u8 = 0;
+    /// fexit/kretprobe: `extra` is the return value.
+    pub const EXIT: u8 = 1;
+    /// A clone was made: `extra` is the clone's address.
+    pub const CLONE: u8 = 2;
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TraceEvent {
+    pub ts_ns: u64,
+    pub skb: u64,
+    /// Drop reason, return value or clone address (see `kind`, `has_extra`).
+    pub extra: u64,
+    pub slot: u32,
+    pub cpu: u32,
+    pub pid: u32,
+    pub netns: u32,
+    pub ifindex: u32,
+    pub stack_id: i32,
+    /// `skb->len`.
+    pub pkt_len: u32,
+    pub l3_proto: u16,
+    pub hdr_len: u16,
+    pub kind: u8,
+    pub has_extra: u8,
+    pub _pad: [u8; 6],
+    pub comm: [u8; COMM_LEN],
+    pub ifname: [u8; IFNAME_LEN],
+    pub hdr: [u8; PKT_HDR_LEN],
+}
+
+/// Indices of the per-CPU `LOST` counters.
+pub mod lost {
+    /// Events that did not fit in the ring buffer.
+    pub const RING: u32 = 0;
+    /// Packets that could not be tracked: the tracking table was full.
+    pub const TRACK_FULL: u32 = 1;
+}
+
+/// Capacity of the tracking table (skb address → first-seen time).
+pub const MAX_TRACKED: u32 = 65536;

@@ -1,0 +1,326 @@
+//! Lifecycle mode (the default): follow each matching packet through the
+//! kernel, hook by hook, until it is freed.
+//!
+//! `prepare` resolves the hook names the user typed against the catalogue;
+//! `crate::plan` decides how each hook attaches here; `attach` loads the
+//! per-slot programs; `LifecycleSink` groups events per packet and prints.
+
+pub mod print;
+pub mod track;
+
+use std::{collections::BTreeMap, path::Path};
+
+use aya::{
+    Btf, Ebpf,
+    maps::HashMap as BpfHashMap,
+    programs::{BtfTracePoint, FEntry, FExit, KProbe, TracePoint},
+};
+use nettrace_common::{TraceConfig, TraceEvent, trace::slot_flags};
+
+use self::{print::LinePrinter, track::Tracker};
+use crate::{
+    catalogue::{Catalogue, Selection, select},
+    cli::Lifecycle,
+    events::{Flow, Sink},
+    output::{Closed, Out, stack::Symbolizer},
+    plan::{Backend, Plan, PlanOptions},
+};
+
+/// The user's hook choices, resolved against the catalogue.
+pub struct Prepared {
+    pub catalogue: Catalogue,
+    pub selected: Selection,
+    /// Hooks named one by one in `-t` (not via a group): failing to attach
+    /// one of these is an error, not a note.
+    pub explicit: Selection,
+    pub opts: PlanOptions,
+}
+
+/// Resolves `-t`, `--trace-*` lists and `--rules`; errors are usage errors.
+pub fn prepare(l: &Lifecycle) -> Result<Prepared, String> {
+    let catalogue = match &l.rules {
+        Some(path) => Catalogue::from_file(path).map_err(|e| format!("--rules {e}"))?,
+        None => Catalogue::embedded(),
+    };
+    let mut selected = select(&catalogue, l.trace.as_deref(), "--trace")?;
+    if let Some(x) = &l.exclude {
+        for i in select(&catalogue, Some(x), "--trace-exclude")? {
+            selected.remove(&i);
+        }
+        if selected.is_empty() {
+            return Err("--trace-exclude removes every selected hook".into());
+        }
+    }
+    let explicit = l
+        .trace
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter_map(|n| catalogue.hooks.iter().position(|h| h.hook.name == n))
+        .filter(|i| selected.contains(i))
+        .collect();
+    let list = |v: &Option<String>, flag: &str| v.as_deref().map(|s| select(&catalogue, Some(s), flag)).transpose();
+    let opts = PlanOptions {
+        backend: None,
+        matchers: list(&l.matcher, "--trace-matcher")?,
+        frees: list(&l.free, "--trace-free")?,
+        stacks: list(&l.stack, "--trace-stack")?.unwrap_or_default(),
+        want_ret: l.ret,
+        no_clone: l.noclone,
+    };
+    Ok(Prepared { catalogue, selected, explicit, opts })
+}
+
+/// Fills the slot table of the eBPF configuration from the plan.
+pub fn configure(trace: &mut TraceConfig, plan: &Plan) {
+    for p in &plan.hooks {
+        trace.slots[p.slot as usize] = p.config;
+    }
+}
+
+/// What attaching achieved, for `--debug` and the printer.
+pub struct Attached {
+    /// Per catalogue hook: backend used, or why not.
+    pub report: Vec<(String, Result<Backend, String>)>,
+    pub names_by_slot: Vec<String>,
+    pub free_by_slot: Vec<bool>,
+    pub counts: BTreeMap<String, usize>,
+}
+
+fn chain(e: impl Into<anyhow::Error>) -> String {
+    format!("{:#}", e.into())
+}
+
+/// Loads and attaches every planned hook. A hook that fails is reported
+/// and skipped, unless it was named explicitly (then it is an error).
+pub fn attach(
+    ebpf: &mut Ebpf,
+    plan: &Plan,
+    btf: &Btf,
+    kprobe_fallback: bool,
+    tracefs_root: Option<&Path>,
+    prepared: &Prepared,
+) -> anyhow::Result<Attached> {
+    let mut report: Vec<(String, Result<Backend, String>)> =
+        plan.skipped.iter().map(|(n, why)| (n.clone(), Err(why.clone()))).collect();
+    let mut names_by_slot = vec![String::new(); plan.hooks.len()];
+    let mut free_by_slot = vec![false; plan.hooks.len()];
+    let mut classic_loaded = false;
+    for p in &plan.hooks {
+        let result = attach_one(ebpf, p, btf, tracefs_root, &mut classic_loaded).or_else(|e| {
+            if kprobe_fallback && matches!(p.backend, Backend::Fentry) {
+                attach_kprobe(ebpf, p).map(|()| Backend::Kprobe).map_err(|k| format!("fentry: {e}; kprobe: {k}"))
+            } else {
+                Err(e)
+            }
+        });
+        if let Err(why) = &result
+            && prepared.explicit.contains(&p.hook)
+        {
+            anyhow::bail!("cannot attach hook {}: {why}", p.name);
+        }
+        names_by_slot[p.slot as usize] = p.name.clone();
+        free_by_slot[p.slot as usize] = p.config.flags & slot_flags::FREE != 0;
+        report.push((p.name.clone(), result));
+    }
+    for i in &prepared.explicit {
+        let name = &prepared.catalogue.hooks[*i].hook.name;
+        if let Some((_, Err(why))) = report.iter().find(|(n, _)| n == name) {
+            anyhow::bail!("cannot attach hook {name}: {why}");
+        }
+    }
+    let mut counts = BTreeMap::new();
+    for (_, r) in &report {
+        if let Ok(b) = r {
+            *counts.entry(b.to_string()).or_insert(0) += 1;
+        }
+    }
+    Ok(Attached { report, names_by_slot, free_by_slot, counts })
+}
+
+fn attach_kprobe(ebpf: &mut Ebpf, p: &Planned) -> Result<(), String> {
+    let prog: &mut KProbe = program(ebpf, &format!("kprobe_{}", p.slot))?;
+    prog.load().map_err(chain)?;
+    if let Err(e) = prog.attach(&p.name, 0) {
+        let _ = prog.unload();
+        return Err(chain(e));
+    }
+    Ok(())
+}
+
+use crate::plan::Planned;
+
+fn program<'a, P>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut P, String>
+where
+    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    ebpf.program_mut(name).ok_or_else(|| format!("program {name} missing from object"))?.try_into().map_err(chain)
+}
+
+fn attach_one(
+    ebpf: &mut Ebpf,
+    p: &Planned,
+    btf: &Btf,
+    tracefs_root: Option<&Path>,
+    classic_loaded: &mut bool,
+) -> Result<Backend, String> {
+    let slot = p.slot;
+    match p.backend {
+        Backend::TpBtf => {
+            let (_, event) = p.tracepoint.as_ref().ok_or("tracepoint hook without tracepoint")?;
+            let prog: &mut BtfTracePoint = program(ebpf, &format!("tp_btf_{slot}"))?;
+            prog.load(event, btf).map_err(chain)?;
+            prog.attach().map_err(chain)?;
+        }
+        Backend::Fentry => {
+            let prog: &mut FEntry = program(ebpf, &format!("fentry_{slot}"))?;
+            prog.load(&p.name, btf).map_err(chain)?;
+            if let Err(e) = prog.attach() {
+                let _ = prog.unload();
+                return Err(chain(e));
+            }
+        }
+        Backend::Fexit => {
+            let prog: &mut FExit = program(ebpf, &format!("fexit_{slot}"))?;
+            prog.load(&p.name, btf).map_err(chain)?;
+            prog.attach().map_err(chain)?;
+        }
+        Backend::Kprobe => attach_kprobe(ebpf, p)?,
+        Backend::Tracepoint => {
+            let (group, event) = p.tracepoint.as_ref().ok_or("tracepoint hook without tracepoint")?;
+            let root = tracefs_root.ok_or("no tracefs")?;
+            let id: u32 = std::fs::read_to_string(root.join("events").join(group).join(event).join("id"))
+                .map_err(chain)?
+                .trim()
+                .parse()
+                .map_err(chain)?;
+            let mut slots: BpfHashMap<_, u32, u32> =
+                BpfHashMap::try_from(ebpf.map_mut("TP_SLOTS").ok_or("map TP_SLOTS missing")?).map_err(chain)?;
+            slots.insert(&id, &slot, 0).map_err(chain)?;
+            let prog: &mut TracePoint = program(ebpf, "trace_tracepoint")?;
+            if !*classic_loaded {
+                prog.load().map_err(chain)?;
+                *classic_loaded = true;
+            }
+            prog.attach(group, event).map_err(chain)?;
+        }
+    }
+    Ok(p.backend)
+}
+
+/// Groups events per packet (or prints them as they come with `--basic`).
+pub struct LifecycleSink<'a> {
+    pub printer: LinePrinter,
+    pub symbols: Symbolizer,
+    pub tracker: Tracker,
+    pub out: &'a mut Out,
+    pub free_by_slot: Vec<bool>,
+    pub basic: bool,
+    pub min_latency_ns: u64,
+    pub count: Option<u64>,
+    pub printed: u64,
+    pub closed: bool,
+}
+
+/// Packets with no event for this long are printed even without a free.
+const IDLE_NS: u64 = 5_000_000_000;
+
+impl LifecycleSink<'_> {
+    pub fn parse(bytes: &[u8]) -> Option<TraceEvent> {
+        (bytes.len() >= size_of::<TraceEvent>())
+            // SAFETY: plain data, length checked, unaligned read.
+            .then(|| unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<TraceEvent>()) })
+    }
+
+    fn write_event(&mut self, ev: &TraceEvent, show_packet: bool, prev: Option<u64>) -> Result<(), Closed> {
+        self.out.line(&self.printer.event(ev, show_packet, prev))?;
+        if ev.stack_id >= 0 {
+            for l in self.symbols.stack(ev.stack_id) {
+                self.out.line(&l)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write_packet(&mut self, p: &track::Packet) -> Result<(), Closed> {
+        let life = LinePrinter::life(p);
+        if life < self.min_latency_ns {
+            return Ok(());
+        }
+        self.out.line(&self.printer.header(p))?;
+        let mut prev = None;
+        for (i, ev) in p.events.iter().enumerate() {
+            self.write_event(ev, i == 0 || !self.printer.style.tiny, prev)?;
+            prev = Some(ev.ts_ns);
+        }
+        if p.dropped_events > 0 {
+            self.out.line(&format!("... {} more events not kept", p.dropped_events))?;
+        }
+        if self.printer.style.latency {
+            self.out.line(&format!("total latency: {:.3}ms", life as f64 / 1e6))?;
+        }
+        self.out.line("")?;
+        self.printed += 1;
+        Ok(())
+    }
+
+    fn after(&mut self, r: Result<(), Closed>) -> Flow {
+        if r.is_err() {
+            self.closed = true;
+            return Flow::Stop;
+        }
+        if self.count.is_some_and(|n| self.printed >= n) { Flow::Stop } else { Flow::Continue }
+    }
+
+    /// Prints every packet still open (at exit).
+    pub fn finish(&mut self) {
+        if self.closed || self.count.is_some_and(|n| self.printed >= n) {
+            return;
+        }
+        for p in self.tracker.flush_idle(u64::MAX) {
+            let r = self.write_packet(&p);
+            if self.after(r) == Flow::Stop {
+                break;
+            }
+        }
+        let _ = self.out.flush();
+    }
+}
+
+impl Sink for LifecycleSink<'_> {
+    fn event(&mut self, bytes: &[u8]) -> Flow {
+        let Some(ev) = Self::parse(bytes) else {
+            return Flow::Continue;
+        };
+        if self.basic {
+            let r = self.write_event(&ev, true, None);
+            self.printed += 1;
+            return self.after(r);
+        }
+        let frees = self.free_by_slot.get(ev.slot as usize).copied().unwrap_or(false);
+        match self.tracker.add(ev, frees) {
+            Some(p) => {
+                let r = self.write_packet(&p);
+                self.after(r)
+            }
+            None => Flow::Continue,
+        }
+    }
+
+    fn batch_done(&mut self) -> Flow {
+        let r = self.out.flush();
+        self.after(r)
+    }
+
+    fn tick(&mut self, now_ns: u64) -> Flow {
+        for p in self.tracker.flush_idle(now_ns.saturating_sub(IDLE_NS)) {
+            let r = self.write_packet(&p);
+            if self.after(r) == Flow::Stop {
+                return Flow::Stop;
+            }
+        }
+        let r = self.out.flush();
+        self.after(r)
+    }
+}

@@ -1,0 +1,204 @@
+//! The probe plan: for each selected hook, how it will be attached on this
+//! kernel (and through which argument the skb arrives), or why it is skipped.
+//!
+//! Decided from BTF (does the function/tracepoint exist, where is its
+//! `struct sk_buff *`), tracefs (classic tracepoint records) and the
+//! capability probes — never from the kernel version.
+
+use std::{collections::HashMap, fmt, path::Path};
+
+use nettrace_common::{
+    KernelLayout,
+    trace::{HookSlot, MAX_SLOTS, slot_flags},
+};
+
+use crate::{
+    catalogue::{Catalogue, Selection},
+    cli::BackendChoice,
+    kernel::{
+        btf::{KernelBtf, TpArg},
+        caps::Capabilities,
+        tracefs,
+    },
+};
+
+/// How a hook is reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Backend {
+    TpBtf,
+    Tracepoint,
+    Fentry,
+    Fexit,
+    Kprobe,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::TpBtf => "tp_btf",
+            Backend::Tracepoint => "tracepoint",
+            Backend::Fentry => "fentry",
+            Backend::Fexit => "fexit",
+            Backend::Kprobe => "kprobe",
+        })
+    }
+}
+
+/// A hook that will be attached.
+#[derive(Clone, Debug)]
+pub struct Planned {
+    /// Index into `Catalogue::hooks`.
+    pub hook: usize,
+    pub name: String,
+    pub slot: u32,
+    pub backend: Backend,
+    pub config: HookSlot,
+    /// Tracepoint `(group, event)` for tracepoint backends.
+    pub tracepoint: Option<(String, String)>,
+}
+
+/// What the user asked for beyond the hook set.
+#[derive(Clone, Debug, Default)]
+pub struct PlanOptions {
+    pub backend: Option<BackendChoice>,
+    pub matchers: Option<Selection>,
+    pub frees: Option<Selection>,
+    pub stacks: Selection,
+    pub want_ret: bool,
+    pub no_clone: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub hooks: Vec<Planned>,
+    /// (hook name, reason) for hooks that will not be attached.
+    pub skipped: Vec<(String, String)>,
+}
+
+/// Index of the only/first argument of type `ty`.
+fn position(args: &[TpArg], ty: &str) -> Option<u32> {
+    args.iter().position(|a| a.ty == ty).map(|i| i as u32)
+}
+
+const SKB: &str = "struct sk_buff *";
+/// Arguments the entry points can read (registers on x86-64 for kprobes,
+/// and the `arg_at!` arms for BTF contexts).
+const MAX_ARG: u32 = 4;
+
+pub fn build(
+    cat: &Catalogue,
+    selected: &Selection,
+    btf: &KernelBtf,
+    caps: &Capabilities,
+    tracefs_root: Option<&Path>,
+    opts: &PlanOptions,
+) -> Plan {
+    let mut plan = Plan::default();
+    let tp_btf_ok = caps.tp_btf.is_ok() && !matches!(opts.backend, Some(BackendChoice::Tracepoint));
+    let classic_ok = caps.tracepoint.is_ok() && tracefs_root.is_some() && !matches!(opts.backend, Some(BackendChoice::TpBtf));
+    let fentry_ok = caps.fentry.is_ok() && !matches!(opts.backend, Some(BackendChoice::Kprobe));
+    let kprobe_ok = caps.kprobe.is_ok() && !matches!(opts.backend, Some(BackendChoice::Fentry));
+    let mut formats: HashMap<(String, String), Option<HashMap<String, tracefs::Field>>> = HashMap::new();
+
+    for &i in selected {
+        let h = &cat.hooks[i].hook;
+        let skip = |plan: &mut Plan, why: String| plan.skipped.push((h.name.clone(), why));
+        if plan.hooks.len() >= MAX_SLOTS {
+            skip(&mut plan, format!("more than {MAX_SLOTS} hooks selected"));
+            continue;
+        }
+        let mut flags = 0;
+        if opts.matchers.as_ref().is_none_or(|m| m.contains(&i)) {
+            flags |= slot_flags::MATCHER;
+        }
+        let free = match &opts.frees {
+            Some(f) => f.contains(&i),
+            None => h.free,
+        };
+        if free {
+            flags |= slot_flags::FREE;
+        }
+        if opts.stacks.contains(&i) {
+            flags |= slot_flags::STACK;
+        }
+        let slot = plan.hooks.len() as u32;
+        let mut cfg = HookSlot { skb_arg: 0, extra_arg: KernelLayout::NONE, ret_arg: KernelLayout::NONE, flags };
+
+        if let Some((group, event)) = h.tracepoint() {
+            let tp = Some((group.to_string(), event.to_string()));
+            if tp_btf_ok && let Ok(args) = btf.tracepoint_args(event) {
+                let Some(skb) = position(&args, SKB).filter(|&p| p <= 5) else {
+                    skip(&mut plan, "tracepoint has no sk_buff argument".into());
+                    continue;
+                };
+                cfg.skb_arg = skb;
+                if let Some(r) = position(&args, "enum skb_drop_reason") {
+                    cfg.extra_arg = r;
+                    cfg.flags |= slot_flags::EXTRA;
+                }
+                plan.hooks.push(Planned { hook: i, name: h.name.clone(), slot, backend: Backend::TpBtf, config: cfg, tracepoint: tp });
+                continue;
+            }
+            if !classic_ok {
+                skip(&mut plan, "neither tp_btf nor classic tracepoints usable here".into());
+                continue;
+            }
+            let fmt = formats
+                .entry((group.to_string(), event.to_string()))
+                .or_insert_with(|| tracefs_root.and_then(|r| tracefs::format(r, group, event).ok()));
+            let Some(fmt) = fmt else {
+                skip(&mut plan, "tracepoint does not exist on this kernel".into());
+                continue;
+            };
+            let Some(skb) = fmt.get("skbaddr") else {
+                skip(&mut plan, "classic tracepoint record has no skbaddr field".into());
+                continue;
+            };
+            cfg.skb_arg = skb.offset;
+            if let Some(r) = fmt.get("reason") {
+                cfg.extra_arg = r.offset;
+                cfg.flags |= slot_flags::EXTRA;
+            }
+            plan.hooks.push(Planned { hook: i, name: h.name.clone(), slot, backend: Backend::Tracepoint, config: cfg, tracepoint: tp });
+            continue;
+        }
+
+        // A kernel function.
+        let Some(params) = btf.function_params(&h.name) else {
+            skip(&mut plan, "function not in BTF (renamed, inlined or compiled out)".into());
+            continue;
+        };
+        let Some(skb) = position(&params, SKB) else {
+            skip(&mut plan, "function has no sk_buff argument".into());
+            continue;
+        };
+        if skb > MAX_ARG {
+            skip(&mut plan, format!("sk_buff is argument {skb}, beyond the first {}", MAX_ARG + 1));
+            continue;
+        }
+        cfg.skb_arg = skb;
+        let needs_exit = opts.want_ret || (h.clone && !opts.no_clone);
+        let backend = if fentry_ok {
+            if needs_exit {
+                cfg.ret_arg = params.len() as u32;
+                if cfg.ret_arg > 5 {
+                    skip(&mut plan, "too many arguments to read the return value".into());
+                    continue;
+                }
+                if h.clone && !opts.no_clone {
+                    cfg.flags |= slot_flags::CLONE;
+                }
+                Backend::Fexit
+            } else {
+                Backend::Fentry
+            }
+        } else if kprobe_ok {
+            Backend::Kprobe
+        } else {
+            skip(&mut plan, "no fentry or kprobe on this kernel".into());
+            continue;
+        };
+        plan.hooks.push(Planned { hook: i, name: h.name.clone(), slot, backend, config: cfg, tracepoint: None });
+    }
+    plan
+}
