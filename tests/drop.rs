@@ -315,8 +315,14 @@ fn ring_buffer_overflow_is_counted_exactly() {
         "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nsent = 0\nfor _ in range(40000):\n    try:\n        s.sendto(b'x', ('{}', 9990)); sent += 1\n    except OSError:\n        pass\nprint(sent)",
         net.b4
     );
-    let out = Command::new("ip").args(["netns", "exec", &net.a, "python3", "-c", &flood]).output().unwrap();
-    let sent: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().expect("flood prints its count");
+    let out = Command::new("ip")
+        .args(["netns", "exec", &net.a, "python3", "-c", &flood])
+        .output()
+        .unwrap();
+    let sent: u64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("flood prints its count");
     assert!(sent > 30_000, "flood sent only {sent}");
     std::thread::sleep(Duration::from_millis(500));
     t.signal(libc::SIGCONT);
@@ -332,14 +338,29 @@ fn ring_buffer_overflow_is_counted_exactly() {
     }
     t.signal(libc::SIGINT);
     assert!(t.wait_exit(T).success());
-    let printed = events(&t).iter().filter(|l| l.contains(&format!("-> {}:9990", net.b4))).count() as u64;
+    let printed = events(&t)
+        .iter()
+        .filter(|l| l.contains(&format!("-> {}:9990", net.b4)))
+        .count() as u64;
     let err = t.stderr();
     let lost: u64 = err
         .lines()
-        .filter_map(|l| l.strip_prefix("nettrace: ")?.strip_suffix(" events lost (ring buffer full)")?.parse().ok())
+        .filter_map(|l| {
+            l.strip_prefix("nettrace: ")?
+                .strip_suffix(" events lost (ring buffer full)")?
+                .parse()
+                .ok()
+        })
         .last()
         .unwrap_or_else(|| panic!("no lost-event total on stderr: {err}"));
     assert!(lost > 0, "the flood should have overflowed the ring: {err}");
-    assert_eq!(printed + lost, sent, "printed {printed} + lost {lost} != sent {sent}\n{err}");
-    assert!(err.contains("events lost in the last second"), "growth not reported while running: {err}");
+    assert_eq!(
+        printed + lost,
+        sent,
+        "printed {printed} + lost {lost} != sent {sent}\n{err}"
+    );
+    assert!(
+        err.contains("events lost in the last second"),
+        "growth not reported while running: {err}"
+    );
 }

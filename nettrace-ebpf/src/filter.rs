@@ -51,8 +51,20 @@ fn flow(l3_proto: u16, h: &[u8; PKT_HDR_LEN]) -> Option<Flow<'_>> {
     } else {
         (0, 0)
     };
-    let tcp_flags = if l4_proto == ipproto::TCP { h.get(l4 + 13).copied().unwrap_or(0) } else { 0 };
-    Some(Flow { family, saddr, daddr, l4_proto, sport, dport, tcp_flags })
+    let tcp_flags = if l4_proto == ipproto::TCP {
+        h.get(l4 + 13).copied().unwrap_or(0)
+    } else {
+        0
+    };
+    Some(Flow {
+        family,
+        saddr,
+        daddr,
+        l4_proto,
+        sport,
+        dport,
+        tcp_flags,
+    })
 }
 
 #[inline(always)]

@@ -71,7 +71,11 @@ pub fn read_packet(layout: &KernelLayout, skb: u64, hdr: &mut [u8; PKT_HDR_LEN])
     if unsafe { bpf_probe_read_kernel_buf(l3 as *const u8, hdr) }.is_err() {
         return m;
     }
-    m.hdr_len = if avail < PKT_HDR_LEN as u64 { avail as u16 } else { PKT_HDR_LEN as u16 };
+    m.hdr_len = if avail < PKT_HDR_LEN as u64 {
+        avail as u16
+    } else {
+        PKT_HDR_LEN as u16
+    };
     if m.l3_proto == 0 {
         // Locally generated packets get skb->protocol only in ip_output() /
         // ip6_output(); the IP version nibble is reliable before that.

@@ -76,7 +76,11 @@ macro_rules! arg_at {
 
 #[inline(always)]
 fn extra_of(s: &HookSlot, read: impl FnOnce(u32) -> u64) -> u64 {
-    if s.flags & slot_flags::EXTRA != 0 { read(s.extra_arg) } else { 0 }
+    if s.flags & slot_flags::EXTRA != 0 {
+        read(s.extra_arg)
+    } else {
+        0
+    }
 }
 
 #[inline(always)]
@@ -100,7 +104,11 @@ pub fn on_fexit(ctx: &FExitContext, i: usize) {
     let s = slot(i);
     let skb = arg_at!(ctx, s.skb_arg);
     let ret = arg_at!(ctx, s.ret_arg);
-    let kind = if s.flags & slot_flags::CLONE != 0 { event_kind::CLONE } else { event_kind::EXIT };
+    let kind = if s.flags & slot_flags::CLONE != 0 {
+        event_kind::CLONE
+    } else {
+        event_kind::EXIT
+    };
     handle(ctx.as_ptr(), i as u32, skb, ret, kind | (1 << 4));
 }
 
@@ -137,8 +145,18 @@ pub fn trace_tracepoint(ctx: TracePointContext) -> u32 {
     let skb = unsafe { ctx.read_at::<u64>(s.skb_arg as usize) }.unwrap_or(0);
     let has = s.flags & slot_flags::EXTRA != 0;
     // Extra values on tracepoints (drop reasons) are 4-byte enums.
-    let extra = if has { unsafe { ctx.read_at::<u32>(s.extra_arg as usize) }.unwrap_or(0) as u64 } else { 0 };
-    handle(ctx.as_ptr(), i, skb, extra, event_kind::ENTRY | ((has as u8) << 4));
+    let extra = if has {
+        unsafe { ctx.read_at::<u32>(s.extra_arg as usize) }.unwrap_or(0) as u64
+    } else {
+        0
+    };
+    handle(
+        ctx.as_ptr(),
+        i,
+        skb,
+        extra,
+        event_kind::ENTRY | ((has as u8) << 4),
+    );
     0
 }
 
@@ -200,7 +218,9 @@ fn handle(ctx: *mut c_void, slot: u32, skb: u64, extra: u64, kind_and_has: u8) {
     ev.ifname = [0; 16];
     if m.dev != 0 && cfg.layout.dev_name != KernelLayout::NONE {
         // SAFETY: probe read into our buffer.
-        let _ = unsafe { bpf_probe_read_kernel_buf((m.dev + cfg.layout.dev_name as u64) as *const u8, &mut ev.ifname) };
+        let _ = unsafe {
+            bpf_probe_read_kernel_buf((m.dev + cfg.layout.dev_name as u64) as *const u8, &mut ev.ifname)
+        };
     }
     ev.stack_id = if flags & slot_flags::STACK != 0 {
         // SAFETY: `ctx` is this program's context; STACKS is a stack map.

@@ -95,7 +95,9 @@ pub fn build(
 ) -> Plan {
     let mut plan = Plan::default();
     let tp_btf_ok = caps.tp_btf.is_ok() && !matches!(opts.backend, Some(BackendChoice::Tracepoint));
-    let classic_ok = caps.tracepoint.is_ok() && tracefs_root.is_some() && !matches!(opts.backend, Some(BackendChoice::TpBtf));
+    let classic_ok = caps.tracepoint.is_ok()
+        && tracefs_root.is_some()
+        && !matches!(opts.backend, Some(BackendChoice::TpBtf));
     let fentry_ok = caps.fentry.is_ok() && !matches!(opts.backend, Some(BackendChoice::Kprobe));
     let kprobe_ok = caps.kprobe.is_ok() && !matches!(opts.backend, Some(BackendChoice::Fentry));
     let mut formats: HashMap<(String, String), Option<HashMap<String, tracefs::Field>>> = HashMap::new();
@@ -122,7 +124,12 @@ pub fn build(
             flags |= slot_flags::STACK;
         }
         let slot = plan.hooks.len() as u32;
-        let mut cfg = HookSlot { skb_arg: 0, extra_arg: KernelLayout::NONE, ret_arg: KernelLayout::NONE, flags };
+        let mut cfg = HookSlot {
+            skb_arg: 0,
+            extra_arg: KernelLayout::NONE,
+            ret_arg: KernelLayout::NONE,
+            flags,
+        };
 
         if let Some((group, event)) = h.tracepoint() {
             let tp = Some((group.to_string(), event.to_string()));
@@ -136,11 +143,21 @@ pub fn build(
                     cfg.extra_arg = r;
                     cfg.flags |= slot_flags::EXTRA;
                 }
-                plan.hooks.push(Planned { hook: i, name: h.name.clone(), slot, backend: Backend::TpBtf, config: cfg, tracepoint: tp });
+                plan.hooks.push(Planned {
+                    hook: i,
+                    name: h.name.clone(),
+                    slot,
+                    backend: Backend::TpBtf,
+                    config: cfg,
+                    tracepoint: tp,
+                });
                 continue;
             }
             if !classic_ok {
-                skip(&mut plan, "neither tp_btf nor classic tracepoints usable here".into());
+                skip(
+                    &mut plan,
+                    "neither tp_btf nor classic tracepoints usable here".into(),
+                );
                 continue;
             }
             let fmt = formats
@@ -159,13 +176,23 @@ pub fn build(
                 cfg.extra_arg = r.offset;
                 cfg.flags |= slot_flags::EXTRA;
             }
-            plan.hooks.push(Planned { hook: i, name: h.name.clone(), slot, backend: Backend::Tracepoint, config: cfg, tracepoint: tp });
+            plan.hooks.push(Planned {
+                hook: i,
+                name: h.name.clone(),
+                slot,
+                backend: Backend::Tracepoint,
+                config: cfg,
+                tracepoint: tp,
+            });
             continue;
         }
 
         // A kernel function.
         let Some(params) = btf.function_params(&h.name) else {
-            skip(&mut plan, "function not in BTF (renamed, inlined or compiled out)".into());
+            skip(
+                &mut plan,
+                "function not in BTF (renamed, inlined or compiled out)".into(),
+            );
             continue;
         };
         let Some(skb) = position(&params, SKB) else {
@@ -173,7 +200,10 @@ pub fn build(
             continue;
         };
         if skb > MAX_ARG {
-            skip(&mut plan, format!("sk_buff is argument {skb}, beyond the first {}", MAX_ARG + 1));
+            skip(
+                &mut plan,
+                format!("sk_buff is argument {skb}, beyond the first {}", MAX_ARG + 1),
+            );
             continue;
         }
         cfg.skb_arg = skb;
@@ -198,7 +228,14 @@ pub fn build(
             skip(&mut plan, "no fentry or kprobe on this kernel".into());
             continue;
         };
-        plan.hooks.push(Planned { hook: i, name: h.name.clone(), slot, backend, config: cfg, tracepoint: None });
+        plan.hooks.push(Planned {
+            hook: i,
+            name: h.name.clone(),
+            slot,
+            backend,
+            config: cfg,
+            tracepoint: None,
+        });
     }
     plan
 }

@@ -60,7 +60,10 @@ struct Session<'a> {
 impl Session<'_> {
     fn debug(&self, msg: impl std::fmt::Display) {
         if self.config.debug {
-            eprintln!("nettrace: [{:6.1} ms] {msg}", self.start.elapsed().as_secs_f64() * 1e3);
+            eprintln!(
+                "nettrace: [{:6.1} ms] {msg}",
+                self.start.elapsed().as_secs_f64() * 1e3
+            );
         }
     }
 
@@ -68,14 +71,22 @@ impl Session<'_> {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             return Err(Failure::Unusable(
-                "must run as root: loading eBPF programs needs CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN)".into(),
+                "must run as root: loading eBPF programs needs CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN)"
+                    .into(),
             ));
         }
-        let btf = if many_lookups { KernelBtf::from_file(VMLINUX_BTF) } else { KernelBtf::from_file_lazy(VMLINUX_BTF) };
+        let btf = if many_lookups {
+            KernelBtf::from_file(VMLINUX_BTF)
+        } else {
+            KernelBtf::from_file_lazy(VMLINUX_BTF)
+        };
         let btf = btf.map_err(|e| {
-            Failure::Unusable(format!("{e}: nettrace needs a kernel built with CONFIG_DEBUG_INFO_BTF=y"))
+            Failure::Unusable(format!(
+                "{e}: nettrace needs a kernel built with CONFIG_DEBUG_INFO_BTF=y"
+            ))
         })?;
-        let layout = layout::resolve(&btf).map_err(|e| Failure::Unusable(format!("unsupported kernel: {e}")))?;
+        let layout =
+            layout::resolve(&btf).map_err(|e| Failure::Unusable(format!("unsupported kernel: {e}")))?;
         self.debug(format_args!("kernel layout from BTF: {layout:?}"));
         let tracefs = match tracefs::ensure_mounted() {
             Ok((root, mounted)) => {
@@ -85,7 +96,9 @@ impl Session<'_> {
                 Some(root)
             }
             Err(e) => {
-                self.debug(format_args!("tracefs unavailable ({e}): classic tracepoints disabled"));
+                self.debug(format_args!(
+                    "tracefs unavailable ({e}): classic tracepoints disabled"
+                ));
                 None
             }
         };
@@ -94,12 +107,23 @@ impl Session<'_> {
         let caps = caps::probe(&mut probes, aya_btf.as_ref(), &btf);
         drop(probes);
         self.debug(format_args!("{caps}"));
-        Ok(Kernel { btf, aya_btf, layout, tracefs, caps })
+        Ok(Kernel {
+            btf,
+            aya_btf,
+            layout,
+            tracefs,
+            caps,
+        })
     }
 }
 
 fn none_args() -> DropArgs {
-    DropArgs { skb: KernelLayout::NONE, location: KernelLayout::NONE, reason: KernelLayout::NONE, _pad: 0 }
+    DropArgs {
+        skb: KernelLayout::NONE,
+        location: KernelLayout::NONE,
+        reason: KernelLayout::NONE,
+        _pad: 0,
+    }
 }
 
 fn trace_config(k: &Kernel, config: &Config, track: bool) -> TraceConfig {
@@ -113,7 +137,10 @@ fn trace_config(k: &Kernel, config: &Config, track: bool) -> TraceConfig {
 }
 
 pub async fn run(config: &Config) -> Result<(), Failure> {
-    let s = Session { config, start: Instant::now() };
+    let s = Session {
+        config,
+        start: Instant::now(),
+    };
     // Lifecycle hook names are checked before touching the kernel: a typo
     // is a usage error even without root.
     let prepared = match &config.mode {
@@ -151,9 +178,20 @@ async fn run_drop(s: &Session<'_>, k: &Kernel, stack: bool) -> Result<(), Failur
     )?;
     s.debug(format_args!("drop monitor attached via {how}"));
     let reasons = DropReasons::from_btf(&k.btf).map_err(anyhow::Error::from)?;
-    let printer = drop::Printer::new(reasons, Clock::new(config.date), Symbolizer::new(stack.then_some(&mut ebpf))?);
+    let printer = drop::Printer::new(
+        reasons,
+        Clock::new(config.date),
+        Symbolizer::new(stack.then_some(&mut ebpf))?,
+    );
     let mut out = Out::new();
-    let mut sink = DropSink { printer: &printer, out: &mut out, stack, count: config.count, seen: 0, closed: false };
+    let mut sink = DropSink {
+        printer: &printer,
+        out: &mut out,
+        stack,
+        count: config.count,
+        seen: 0,
+        closed: false,
+    };
     stream(s, ebpf, &mut sink, |sink| (sink.seen, sink.closed)).await
 }
 
@@ -164,10 +202,24 @@ async fn run_lifecycle(
     mut prepared: lifecycle::Prepared,
 ) -> Result<(), Failure> {
     let config = s.config;
-    let aya_btf = k.aya_btf.as_ref().ok_or_else(|| Failure::Unusable("no kernel BTF for aya".into()))?;
+    let aya_btf = k
+        .aya_btf
+        .as_ref()
+        .ok_or_else(|| Failure::Unusable("no kernel BTF for aya".into()))?;
     prepared.opts.backend = Some(config.backend).filter(|b| *b != BackendChoice::Auto);
-    let plan = plan::build(&prepared.catalogue, &prepared.selected, &k.btf, &k.caps, k.tracefs.as_deref(), &prepared.opts);
-    s.debug(format_args!("plan: {} hooks to attach, {} skipped", plan.hooks.len(), plan.skipped.len()));
+    let plan = plan::build(
+        &prepared.catalogue,
+        &prepared.selected,
+        &k.btf,
+        &k.caps,
+        k.tracefs.as_deref(),
+        &prepared.opts,
+    );
+    s.debug(format_args!(
+        "plan: {} hooks to attach, {} skipped",
+        plan.hooks.len(),
+        plan.skipped.len()
+    ));
     // Tracking by skb address only matters when some packets are filtered out.
     let track = config.filter != nettrace_common::Filter::default() || prepared.opts.matchers.is_some();
     let mut trace = trace_config(k, config, track);
@@ -183,7 +235,14 @@ async fn run_lifecycle(
     let mut ebpf = load::load(&drop_config, &trace)?;
     s.debug("object loaded");
     let kprobe_fallback = k.caps.kprobe.is_ok() && config.backend != BackendChoice::Fentry;
-    let attached = lifecycle::attach(&mut ebpf, &plan, aya_btf, kprobe_fallback, k.tracefs.as_deref(), &prepared)?;
+    let attached = lifecycle::attach(
+        &mut ebpf,
+        &plan,
+        aya_btf,
+        kprobe_fallback,
+        k.tracefs.as_deref(),
+        &prepared,
+    )?;
     if config.debug {
         for (name, r) in &attached.report {
             match r {
@@ -205,7 +264,11 @@ async fn run_lifecycle(
         clock: Clock::new(config.date),
         names: attached.names_by_slot,
         reasons,
-        style: lifecycle::print::Style { detail: l.detail, tiny: l.tiny, latency: l.latency_show },
+        style: lifecycle::print::Style {
+            detail: l.detail,
+            tiny: l.tiny,
+            latency: l.latency_show,
+        },
     };
     let mut out = Out::new();
     let mut sink = LifecycleSink {
@@ -238,7 +301,12 @@ async fn stream<S: Sink + HasOut>(
 ) -> Result<(), Failure> {
     let mut events = Events::new(&mut ebpf)?;
     s.debug("ready");
-    if sink.out().line("begin trace...").and_then(|()| sink.out().flush()).is_err() {
+    if sink
+        .out()
+        .line("begin trace...")
+        .and_then(|()| sink.out().flush())
+        .is_err()
+    {
         return Ok(());
     }
     let ended = events.run(sink).await;
@@ -315,10 +383,18 @@ impl Sink for DropSink<'_> {
             return self.closed();
         }
         self.seen += 1;
-        if self.count.is_some_and(|n| self.seen >= n) { Flow::Stop } else { Flow::Continue }
+        if self.count.is_some_and(|n| self.seen >= n) {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        }
     }
 
     fn batch_done(&mut self) -> Flow {
-        if self.out.flush().is_err() { self.closed() } else { Flow::Continue }
+        if self.out.flush().is_err() {
+            self.closed()
+        } else {
+            Flow::Continue
+        }
     }
 }

@@ -52,6 +52,7 @@ pub struct Pair {
     pub b4: String,
     pub a6: String,
     pub b6: String,
+    dev_b: String,
 }
 
 impl Pair {
@@ -66,6 +67,7 @@ impl Pair {
             b4: format!("10.231.{}.2", n % 250),
             a6: format!("fd31:{n}::1"),
             b6: format!("fd31:{n}::2"),
+            dev_b: format!("v{n}b{}", std::process::id() % 10000),
         };
         // From here on, Drop cleans up whatever exists.
         sh(&["ip", "netns", "add", &pair.a]);
@@ -96,7 +98,22 @@ impl Pair {
             ]);
             sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
         }
+        // Resolve neighbours now: a test's first packet would otherwise wait
+        // in (or be consumed by) the ARP queue instead of taking the normal
+        // path the test wants to see.
+        pair.exec(&pair.a, &["ping", "-c", "1", "-W", "2", &pair.b4]);
         pair
+    }
+
+    /// Another IPv4 address in the pair's /24: `host(3)` = 10.231.N.3.
+    pub fn host(&self, last: u8) -> String {
+        let prefix = self.b4.rsplit_once('.').expect("dotted quad").0;
+        format!("{prefix}.{last}")
+    }
+
+    /// b's end of the veth pair.
+    pub fn b_dev(&self) -> String {
+        self.dev_b.clone()
     }
 
     /// Runs `cmd` inside namespace `ns`, ignoring its exit status (a refused

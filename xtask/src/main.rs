@@ -105,7 +105,14 @@ fn test() -> anyhow::Result<()> {
     println!("== tier 1: unit tests (parsers, decoder, BTF walker, rules)");
     let mut unit = cargo(&env);
     // The eBPF crate only builds for the BPF target (via nettrace's build.rs).
-    unit.args(["test", "--workspace", "--exclude", "nettrace-ebpf", "--bins", "--lib"]);
+    unit.args([
+        "test",
+        "--workspace",
+        "--exclude",
+        "nettrace-ebpf",
+        "--bins",
+        "--lib",
+    ]);
     status(unit)?;
     println!("== tier 2: root integration tests (real eBPF, namespaces, veth, netfilter)");
     let mut integ = cargo(&env);

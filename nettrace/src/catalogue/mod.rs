@@ -185,9 +185,14 @@ impl Catalogue {
     }
 
     pub fn parse(text: &str, origin: &str) -> Result<Self, CatalogueError> {
-        let file: File = serde_yaml::from_str(text)
-            .map_err(|source| CatalogueError::Parse { origin: origin.to_string(), source })?;
-        let invalid = |msg: String| CatalogueError::Invalid { origin: origin.to_string(), msg };
+        let file: File = serde_yaml::from_str(text).map_err(|source| CatalogueError::Parse {
+            origin: origin.to_string(),
+            source,
+        })?;
+        let invalid = |msg: String| CatalogueError::Invalid {
+            origin: origin.to_string(),
+            msg,
+        };
         if file.version != SCHEMA_VERSION {
             return Err(invalid(format!(
                 "schema version {} is not supported (this nettrace reads version {SCHEMA_VERSION})",
@@ -200,14 +205,18 @@ impl Catalogue {
         if hooks.is_empty() {
             return Err(invalid("no hooks defined".into()));
         }
-        Ok(Self { groups: file.groups, hooks })
+        Ok(Self {
+            groups: file.groups,
+            hooks,
+        })
     }
 
     /// Every group and hook name, for `-t` suggestions.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         let mut all = Vec::new();
         collect_group_names(&self.groups, &mut all);
-        all.into_iter().chain(self.hooks.iter().map(|h| h.hook.name.as_str()))
+        all.into_iter()
+            .chain(self.hooks.iter().map(|h| h.hook.name.as_str()))
     }
 }
 
@@ -219,7 +228,9 @@ fn collect_group_names<'a>(groups: &'a [Group], out: &mut Vec<&'a str>) {
 }
 
 fn valid_name(n: &str) -> bool {
-    !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+    !n.is_empty()
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
 }
 
 fn validate(
@@ -229,9 +240,17 @@ fn validate(
     out: &mut Vec<CatalogueHook>,
 ) -> Result<(), String> {
     for g in groups {
-        let at = |what: &str| format!("group '{}' {what}", [path.as_slice(), &[g.name.clone()]].concat().join(" > "));
+        let at = |what: &str| {
+            format!(
+                "group '{}' {what}",
+                [path.as_slice(), &[g.name.clone()]].concat().join(" > ")
+            )
+        };
         if !valid_name(&g.name) {
-            return Err(format!("group name '{}' must be letters, digits, '_', '-' or '.'", g.name));
+            return Err(format!(
+                "group name '{}' must be letters, digits, '_', '-' or '.'",
+                g.name
+            ));
         }
         if !names.insert(g.name.clone()) {
             return Err(at("is defined twice (names of groups and hooks must be unique)"));
@@ -246,7 +265,9 @@ fn validate(
                 return Err(format!("{here}: name must be letters, digits, '_', '-' or '.'"));
             }
             if !names.insert(h.name.clone()) {
-                return Err(format!("{here}: name is used twice (names of groups and hooks must be unique)"));
+                return Err(format!(
+                    "{here}: name is used twice (names of groups and hooks must be unique)"
+                ));
             }
             if let Some(tp) = &h.tp {
                 match tp.split_once(':') {
@@ -262,15 +283,24 @@ fn validate(
                     return Err(format!("{here}: rule {} has an empty msg", i + 1));
                 }
                 if r.ret.is_some() && r.reason.is_some() {
-                    return Err(format!("{here}: rule {} has both 'ret' and 'reason'; use one matcher", i + 1));
+                    return Err(format!(
+                        "{here}: rule {} has both 'ret' and 'reason'; use one matcher",
+                        i + 1
+                    ));
                 }
                 if let Some(RetMatch::Range([a, b])) = r.ret
                     && a > b
                 {
-                    return Err(format!("{here}: rule {} has range [{a}, {b}] with start after end", i + 1));
+                    return Err(format!(
+                        "{here}: rule {} has range [{a}, {b}] with start after end",
+                        i + 1
+                    ));
                 }
             }
-            out.push(CatalogueHook { hook: h.clone(), path: path.clone() });
+            out.push(CatalogueHook {
+                hook: h.clone(),
+                path: path.clone(),
+            });
         }
         validate(&g.groups, path, names, out)?;
         path.pop();
@@ -292,7 +322,9 @@ mod tests {
         let kfree = c.hooks.iter().find(|h| h.hook.name == "kfree_skb").unwrap();
         assert_eq!(kfree.hook.tracepoint(), Some(("skb", "kfree_skb")));
         assert!(kfree.hook.free);
-        for group in ["link", "link-in", "link-out", "sched", "bridge", "vlan", "vxlan", "bonding", "ipvlan", "ovs"] {
+        for group in [
+            "link", "link-in", "link-out", "sched", "bridge", "vlan", "vxlan", "bonding", "ipvlan", "ovs",
+        ] {
             assert!(c.names().any(|n| n == group), "{group}");
         }
     }
@@ -304,10 +336,19 @@ mod tests {
     #[test]
     fn every_error_path_has_a_clear_message() {
         let cases = [
-            ("version: 2\ngroups: [{name: a, hooks: [{name: x}]}]", "schema version 2 is not supported"),
+            (
+                "version: 2\ngroups: [{name: a, hooks: [{name: x}]}]",
+                "schema version 2 is not supported",
+            ),
             ("groups: []", "missing field `version`"),
-            ("version: 1\ngroups:\n  - name: a\n    hookz: []", "unknown field `hookz`"),
-            ("version: 1\ngroups:\n  - name: a\n    hooks:\n      - {name: x, kind: f}", "line 5"),
+            (
+                "version: 1\ngroups:\n  - name: a\n    hookz: []",
+                "unknown field `hookz`",
+            ),
+            (
+                "version: 1\ngroups:\n  - name: a\n    hooks:\n      - {name: x, kind: f}",
+                "line 5",
+            ),
             (
                 "version: 1\ngroups: [{name: a, hooks: [{name: x, rules: [{level: warn, msg: m, ret: {eq: 1, ne: 2}}]}]}]",
                 "exactly one of",
@@ -316,12 +357,27 @@ mod tests {
                 "version: 1\ngroups: [{name: a, hooks: [{name: x, rules: [{level: warn, msg: m, ret: some}]}]}]",
                 "is not 'any'",
             ),
-            ("version: 1\ngroups: [{name: a, hooks: [{name: x}, {name: x}]}]", "name is used twice"),
-            ("version: 1\ngroups: [{name: x, hooks: [{name: x}]}]", "name is used twice"),
-            ("version: 1\ngroups: [{name: a, hooks: [{name: x, tp: nocolon}]}]", "must look like 'group:event'"),
+            (
+                "version: 1\ngroups: [{name: a, hooks: [{name: x}, {name: x}]}]",
+                "name is used twice",
+            ),
+            (
+                "version: 1\ngroups: [{name: x, hooks: [{name: x}]}]",
+                "name is used twice",
+            ),
+            (
+                "version: 1\ngroups: [{name: a, hooks: [{name: x, tp: nocolon}]}]",
+                "must look like 'group:event'",
+            ),
             ("version: 1\ngroups: [{name: a}]", "group 'a' is empty"),
-            ("version: 1\ngroups: [{name: 'a b', hooks: [{name: x}]}]", "group name 'a b'"),
-            ("version: 1\ngroups: [{name: a, hooks: [{name: x, free: true, clone: true}]}]", "both free and clone"),
+            (
+                "version: 1\ngroups: [{name: 'a b', hooks: [{name: x}]}]",
+                "group name 'a b'",
+            ),
+            (
+                "version: 1\ngroups: [{name: a, hooks: [{name: x, free: true, clone: true}]}]",
+                "both free and clone",
+            ),
             (
                 "version: 1\ngroups: [{name: a, hooks: [{name: x, rules: [{level: fatal, msg: m}]}]}]",
                 "unknown variant `fatal`",
@@ -338,7 +394,10 @@ mod tests {
                 "version: 1\ngroups: [{name: a, hooks: [{name: x, rules: [{level: warn, msg: m, ret: {range: [5, 1]}}]}]}]",
                 "start after end",
             ),
-            ("version: 1\ngroups: [{name: a, groups: [{name: b, hooks: []}]}]", "group 'a > b' is empty"),
+            (
+                "version: 1\ngroups: [{name: a, groups: [{name: b, hooks: []}]}]",
+                "group 'a > b' is empty",
+            ),
             ("version: 1\ngroups: [", "test.yaml"),
         ];
         for (yaml, needle) in cases {
@@ -364,7 +423,9 @@ mod tests {
 
     #[test]
     fn missing_file_is_an_error() {
-        let e = Catalogue::from_file("/nonexistent/hooks.yaml").unwrap_err().to_string();
+        let e = Catalogue::from_file("/nonexistent/hooks.yaml")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("/nonexistent/hooks.yaml: cannot read"), "{e}");
     }
 }

@@ -13,7 +13,9 @@ pub type Selection = BTreeSet<usize>;
 /// Unknown names are an error naming the closest known ones.
 pub fn select(cat: &Catalogue, list: Option<&str>, flag: &str) -> Result<Selection, String> {
     let Some(list) = list else {
-        return Ok((0..cat.hooks.len()).filter(|&i| cat.hooks[i].hook.default).collect());
+        return Ok((0..cat.hooks.len())
+            .filter(|&i| cat.hooks[i].hook.default)
+            .collect());
     };
     let mut out = Selection::new();
     for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
@@ -51,7 +53,9 @@ pub fn select(cat: &Catalogue, list: Option<&str>, flag: &str) -> Result<Selecti
 }
 
 fn find_group(groups: &[Group], name: &str) -> bool {
-    groups.iter().any(|g| g.name == name || find_group(&g.groups, name))
+    groups
+        .iter()
+        .any(|g| g.name == name || find_group(&g.groups, name))
 }
 
 fn unknown(cat: &Catalogue, flag: &str, name: &str) -> String {
@@ -65,7 +69,10 @@ fn unknown(cat: &Catalogue, flag: &str, name: &str) -> String {
     if close.is_empty() {
         format!("{flag}: unknown hook or group '{name}'")
     } else {
-        format!("{flag}: unknown hook or group '{name}' (did you mean: {}?)", close.join(", "))
+        format!(
+            "{flag}: unknown hook or group '{name}' (did you mean: {}?)",
+            close.join(", ")
+        )
     }
 }
 
@@ -97,7 +104,10 @@ mod tests {
         // Default-off hooks come with `all` or by name.
         let all = select(&cat, Some("all"), "-t").unwrap();
         assert_eq!(all.len(), cat.hooks.len());
-        let by_name = names(&cat, &select(&cat, Some("netif_receive_skb_entry"), "-t").unwrap());
+        let by_name = names(
+            &cat,
+            &select(&cat, Some("netif_receive_skb_entry"), "-t").unwrap(),
+        );
         assert_eq!(by_name, ["netif_receive_skb_entry"]);
     }
 
@@ -105,10 +115,17 @@ mod tests {
     fn unknown_names_suggest_close_ones() {
         let cat = Catalogue::embedded();
         let e = select(&cat, Some("ip_rvc"), "--trace").unwrap_err();
-        assert!(e.starts_with("--trace: unknown hook or group 'ip_rvc' (did you mean: "), "{e}");
+        assert!(
+            e.starts_with("--trace: unknown hook or group 'ip_rvc' (did you mean: "),
+            "{e}"
+        );
         assert!(e.contains("ip_rcv"), "{e}");
         let e = select(&cat, Some("zzzzzz"), "-t").unwrap_err();
         assert_eq!(e, "-t: unknown hook or group 'zzzzzz'");
-        assert!(select(&cat, Some(" , "), "-t").unwrap_err().contains("selects no hook"));
+        assert!(
+            select(&cat, Some(" , "), "-t")
+                .unwrap_err()
+                .contains("selects no hook")
+        );
     }
 }

@@ -77,17 +77,25 @@ impl Config {
         ];
         let mode = if args.drop {
             if let Some((flag, _)) = lifecycle_flags.iter().find(|(_, set)| *set) {
-                return Err(usage!("{flag} is for lifecycle tracing and cannot be combined with --drop"));
+                return Err(usage!(
+                    "{flag} is for lifecycle tracing and cannot be combined with --drop"
+                ));
             }
             if matches!(args.backend, BackendChoice::Fentry | BackendChoice::Kprobe) {
-                return Err(usage!("--drop attaches a tracepoint: --backend must be auto, tp-btf or tracepoint"));
+                return Err(usage!(
+                    "--drop attaches a tracepoint: --backend must be auto, tp-btf or tracepoint"
+                ));
             }
-            Mode::Drop { stack: args.drop_stack }
+            Mode::Drop {
+                stack: args.drop_stack,
+            }
         } else if args.drop_stack {
             return Err(usage!("--drop-stack needs --drop"));
         } else {
             if args.basic && (args.latency_show || args.min_latency.is_some()) {
-                return Err(usage!("--latency-show and --min-latency need packets grouped: drop --basic"));
+                return Err(usage!(
+                    "--latency-show and --min-latency need packets grouped: drop --basic"
+                ));
             }
             let min_latency_ns = match &args.min_latency {
                 Some(v) => v
@@ -174,7 +182,10 @@ fn filter_from_args(args: &Args) -> Result<Filter, UsageError> {
     if let Some(flags) = &args.tcp_flags {
         f.tcp_flags = parse_tcp_flags(flags)?;
         if f.l4_proto != 0 && f.l4_proto != ipproto::TCP {
-            return Err(usage!("--tcp-flags needs TCP, not -p {}", args.proto.as_deref().unwrap_or("")));
+            return Err(usage!(
+                "--tcp-flags needs TCP, not -p {}",
+                args.proto.as_deref().unwrap_or("")
+            ));
         }
     }
     Ok(f)
@@ -253,7 +264,10 @@ pub fn parse_proto(s: &str) -> Result<(u16, u8), UsageError> {
 pub fn parse_len_range(s: &str) -> Result<(u32, u32), UsageError> {
     let bad = || usage!("--pkt-len: '{s}' is not a length or MIN-MAX range");
     let (lo, hi) = match s.split_once('-') {
-        Some((a, b)) => (a.trim().parse::<u32>().map_err(|_| bad())?, b.trim().parse::<u32>().map_err(|_| bad())?),
+        Some((a, b)) => (
+            a.trim().parse::<u32>().map_err(|_| bad())?,
+            b.trim().parse::<u32>().map_err(|_| bad())?,
+        ),
         None => {
             let n = s.trim().parse::<u32>().map_err(|_| bad())?;
             (n, n)
@@ -378,8 +392,19 @@ mod tests {
 
     #[test]
     fn lifecycle_is_the_default_mode() {
-        let c = config(&["-p", "icmp", "-t", "ip,life", "--latency-show", "--min-latency", "50"]).unwrap();
-        let Mode::Lifecycle(l) = c.mode else { panic!("{:?}", c.mode) };
+        let c = config(&[
+            "-p",
+            "icmp",
+            "-t",
+            "ip,life",
+            "--latency-show",
+            "--min-latency",
+            "50",
+        ])
+        .unwrap();
+        let Mode::Lifecycle(l) = c.mode else {
+            panic!("{:?}", c.mode)
+        };
         assert_eq!(l.trace.as_deref(), Some("ip,life"));
         assert!(l.latency_show);
         assert_eq!(l.min_latency_ns, 50_000);
@@ -392,7 +417,10 @@ mod tests {
         assert_eq!(parse_tcp_flags("SA").unwrap(), 0x12);
         assert_eq!(parse_tcp_flags("r").unwrap(), 0x04);
         let c = config(&["--pkt-len", "60-80", "--tcp-flags", "S"]).unwrap();
-        assert_eq!((c.filter.len_min, c.filter.len_max, c.filter.tcp_flags), (60, 80, 0x02));
+        assert_eq!(
+            (c.filter.len_min, c.filter.len_max, c.filter.tcp_flags),
+            (60, 80, 0x02)
+        );
     }
 
     #[test]

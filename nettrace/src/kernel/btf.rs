@@ -63,7 +63,10 @@ impl KernelBtf {
     fn load(path: &Path, backend: btf_rs::Backend) -> Result<Self, BtfError> {
         Btf::from_file_with_backend(path, backend)
             .map(|btf| Self { btf })
-            .map_err(|source| BtfError::Load { path: path.display().to_string(), source })
+            .map_err(|source| BtfError::Load {
+                path: path.display().to_string(),
+                source,
+            })
     }
 
     #[cfg(test)]
@@ -250,7 +253,12 @@ impl KernelBtf {
         proto
             .parameters
             .iter()
-            .map(|p| Some(TpArg { name: self.name_of(p), ty: self.describe(self.chained(p).ok()?).ok()? }))
+            .map(|p| {
+                Some(TpArg {
+                    name: self.name_of(p),
+                    ty: self.describe(self.chained(p).ok()?).ok()?,
+                })
+            })
             .collect()
     }
 
@@ -511,7 +519,13 @@ mod tests {
         assert!(btf.tracepoint_args("consume_skb").is_err());
         assert!(btf.has_function("ip_rcv"));
         let params = btf.function_params("ip_rcv").unwrap();
-        assert_eq!(params, [TpArg { name: "skb".into(), ty: "struct sk_buff *".into() }]);
+        assert_eq!(
+            params,
+            [TpArg {
+                name: "skb".into(),
+                ty: "struct sk_buff *".into()
+            }]
+        );
         assert_eq!(btf.function_params("sk_buff"), None);
         assert!(!btf.has_function("sk_buff"));
     }

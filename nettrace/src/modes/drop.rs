@@ -15,12 +15,7 @@ use nettrace_common::{DropEvent, KernelLayout, drop::DropArgs};
 use crate::{
     cli::BackendChoice,
     decode::decode,
-    kernel::{
-        btf::KernelBtf,
-        caps::Capabilities,
-        reasons::DropReasons,
-        tracefs,
-    },
+    kernel::{btf::KernelBtf, caps::Capabilities, reasons::DropReasons, tracefs},
     output::{Clock, stack::Symbolizer},
 };
 
@@ -110,7 +105,11 @@ pub struct Printer {
 
 impl Printer {
     pub fn new(reasons: DropReasons, clock: Clock, symbols: Symbolizer) -> Self {
-        Self { reasons, clock, symbols }
+        Self {
+            reasons,
+            clock,
+            symbols,
+        }
     }
 
     /// Reads an event from ring-buffer bytes; `None` if it is too short

@@ -20,15 +20,23 @@ impl Symbolizer {
     /// `ebpf`: take the stack map from it (when stacks are wanted).
     pub fn new(ebpf: Option<&mut Ebpf>) -> anyhow::Result<Self> {
         let stacks = match ebpf {
-            Some(ebpf) => Some(StackTraceMap::try_from(ebpf.take_map("STACKS").context("map STACKS missing")?)?),
+            Some(ebpf) => Some(StackTraceMap::try_from(
+                ebpf.take_map("STACKS").context("map STACKS missing")?,
+            )?),
             None => None,
         };
-        Ok(Self { symbols: OnceCell::new(), stacks })
+        Ok(Self {
+            symbols: OnceCell::new(),
+            stacks,
+        })
     }
 
     #[cfg(test)]
     pub fn with_symbols(symbols: Symbols) -> Self {
-        Self { symbols: OnceCell::from(symbols), stacks: None }
+        Self {
+            symbols: OnceCell::from(symbols),
+            stacks: None,
+        }
     }
 
     /// kallsyms is read on first use: start-up does not pay for it.
@@ -61,7 +69,9 @@ impl Symbolizer {
                     // Our own program and the trampoline or tracepoint glue
                     // that ran it are not part of the packet's story.
                     .skip_while(|s| {
-                        s.starts_with("bpf_prog_") || s.starts_with("bpf_trace_run") || s.starts_with("bpf_trampoline")
+                        s.starts_with("bpf_prog_")
+                            || s.starts_with("bpf_trace_run")
+                            || s.starts_with("bpf_trampoline")
                     })
                     .map(|s| format!("    -> {s}")),
             ),

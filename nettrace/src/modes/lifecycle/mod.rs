@@ -60,7 +60,11 @@ pub fn prepare(l: &Lifecycle) -> Result<Prepared, String> {
         .filter_map(|n| catalogue.hooks.iter().position(|h| h.hook.name == n))
         .filter(|i| selected.contains(i))
         .collect();
-    let list = |v: &Option<String>, flag: &str| v.as_deref().map(|s| select(&catalogue, Some(s), flag)).transpose();
+    let list = |v: &Option<String>, flag: &str| {
+        v.as_deref()
+            .map(|s| select(&catalogue, Some(s), flag))
+            .transpose()
+    };
     let opts = PlanOptions {
         backend: None,
         matchers: list(&l.matcher, "--trace-matcher")?,
@@ -69,7 +73,12 @@ pub fn prepare(l: &Lifecycle) -> Result<Prepared, String> {
         want_ret: l.ret,
         no_clone: l.noclone,
     };
-    Ok(Prepared { catalogue, selected, explicit, opts })
+    Ok(Prepared {
+        catalogue,
+        selected,
+        explicit,
+        opts,
+    })
 }
 
 /// Fills the slot table of the eBPF configuration from the plan.
@@ -102,15 +111,20 @@ pub fn attach(
     tracefs_root: Option<&Path>,
     prepared: &Prepared,
 ) -> anyhow::Result<Attached> {
-    let mut report: Vec<(String, Result<Backend, String>)> =
-        plan.skipped.iter().map(|(n, why)| (n.clone(), Err(why.clone()))).collect();
+    let mut report: Vec<(String, Result<Backend, String>)> = plan
+        .skipped
+        .iter()
+        .map(|(n, why)| (n.clone(), Err(why.clone())))
+        .collect();
     let mut names_by_slot = vec![String::new(); plan.hooks.len()];
     let mut free_by_slot = vec![false; plan.hooks.len()];
     let mut classic_loaded = false;
     for p in &plan.hooks {
         let result = attach_one(ebpf, p, btf, tracefs_root, &mut classic_loaded).or_else(|e| {
             if kprobe_fallback && matches!(p.backend, Backend::Fentry) {
-                attach_kprobe(ebpf, p).map(|()| Backend::Kprobe).map_err(|k| format!("fentry: {e}; kprobe: {k}"))
+                attach_kprobe(ebpf, p)
+                    .map(|()| Backend::Kprobe)
+                    .map_err(|k| format!("fentry: {e}; kprobe: {k}"))
             } else {
                 Err(e)
             }
@@ -136,7 +150,12 @@ pub fn attach(
             *counts.entry(b.to_string()).or_insert(0) += 1;
         }
     }
-    Ok(Attached { report, names_by_slot, free_by_slot, counts })
+    Ok(Attached {
+        report,
+        names_by_slot,
+        free_by_slot,
+        counts,
+    })
 }
 
 fn attach_kprobe(ebpf: &mut Ebpf, p: &Planned) -> Result<(), String> {
@@ -155,7 +174,10 @@ fn program<'a, P>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut P, String>
 where
     &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
 {
-    ebpf.program_mut(name).ok_or_else(|| format!("program {name} missing from object"))?.try_into().map_err(chain)
+    ebpf.program_mut(name)
+        .ok_or_else(|| format!("program {name} missing from object"))?
+        .try_into()
+        .map_err(chain)
 }
 
 fn attach_one(
@@ -168,7 +190,10 @@ fn attach_one(
     let slot = p.slot;
     match p.backend {
         Backend::TpBtf => {
-            let (_, event) = p.tracepoint.as_ref().ok_or("tracepoint hook without tracepoint")?;
+            let (_, event) = p
+                .tracepoint
+                .as_ref()
+                .ok_or("tracepoint hook without tracepoint")?;
             let prog: &mut BtfTracePoint = program(ebpf, &format!("tp_btf_{slot}"))?;
             prog.load(event, btf).map_err(chain)?;
             prog.attach().map_err(chain)?;
@@ -188,7 +213,10 @@ fn attach_one(
         }
         Backend::Kprobe => attach_kprobe(ebpf, p)?,
         Backend::Tracepoint => {
-            let (group, event) = p.tracepoint.as_ref().ok_or("tracepoint hook without tracepoint")?;
+            let (group, event) = p
+                .tracepoint
+                .as_ref()
+                .ok_or("tracepoint hook without tracepoint")?;
             let root = tracefs_root.ok_or("no tracefs")?;
             let id: u32 = std::fs::read_to_string(root.join("events").join(group).join(event).join("id"))
                 .map_err(chain)?
@@ -196,7 +224,8 @@ fn attach_one(
                 .parse()
                 .map_err(chain)?;
             let mut slots: BpfHashMap<_, u32, u32> =
-                BpfHashMap::try_from(ebpf.map_mut("TP_SLOTS").ok_or("map TP_SLOTS missing")?).map_err(chain)?;
+                BpfHashMap::try_from(ebpf.map_mut("TP_SLOTS").ok_or("map TP_SLOTS missing")?)
+                    .map_err(chain)?;
             slots.insert(&id, &slot, 0).map_err(chain)?;
             let prog: &mut TracePoint = program(ebpf, "trace_tracepoint")?;
             if !*classic_loaded {
@@ -255,10 +284,12 @@ impl LifecycleSink<'_> {
             prev = Some(ev.ts_ns);
         }
         if p.dropped_events > 0 {
-            self.out.line(&format!("... {} more events not kept", p.dropped_events))?;
+            self.out
+                .line(&format!("... {} more events not kept", p.dropped_events))?;
         }
         if self.printer.style.latency {
-            self.out.line(&format!("total latency: {:.3}ms", life as f64 / 1e6))?;
+            self.out
+                .line(&format!("total latency: {:.3}ms", life as f64 / 1e6))?;
         }
         self.out.line("")?;
         self.printed += 1;
@@ -270,7 +301,11 @@ impl LifecycleSink<'_> {
             self.closed = true;
             return Flow::Stop;
         }
-        if self.count.is_some_and(|n| self.printed >= n) { Flow::Stop } else { Flow::Continue }
+        if self.count.is_some_and(|n| self.printed >= n) {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        }
     }
 
     /// Prints every packet still open (at exit).

@@ -34,12 +34,19 @@ fn cstr(b: &[u8]) -> String {
 /// A return value: small ints (errno, verdicts) as signed decimals, pointers in hex.
 fn ret_value(v: u64) -> String {
     let hi = v >> 32;
-    if hi == 0 || hi == 0xffff_ffff { (v as u32 as i32).to_string() } else { format!("{v:#x}") }
+    if hi == 0 || hi == 0xffff_ffff {
+        (v as u32 as i32).to_string()
+    } else {
+        format!("{v:#x}")
+    }
 }
 
 impl LinePrinter {
     fn name(&self, ev: &TraceEvent) -> &str {
-        self.names.get(ev.slot as usize).map(String::as_str).unwrap_or("?")
+        self.names
+            .get(ev.slot as usize)
+            .map(String::as_str)
+            .unwrap_or("?")
     }
 
     /// One event. `prev_ts`: the previous event of the same packet, for
@@ -68,14 +75,19 @@ impl LinePrinter {
             match ev.kind {
                 event_kind::CLONE => parts.push(format!("clone: {:08x}", ev.extra as u32)),
                 event_kind::EXIT => parts.push(format!("ret: {}", ret_value(ev.extra))),
-                _ if !self.reasons.is_empty() => parts.push(format!("reason: {}", self.reasons.name(ev.extra as u32))),
+                _ if !self.reasons.is_empty() => {
+                    parts.push(format!("reason: {}", self.reasons.name(ev.extra as u32)))
+                }
                 _ => {}
             }
         }
         if self.style.latency
             && let Some(prev) = prev_ts
         {
-            parts.push(format!("latency: {:.3}ms", ev.ts_ns.saturating_sub(prev) as f64 / 1e6));
+            parts.push(format!(
+                "latency: {:.3}ms",
+                ev.ts_ns.saturating_sub(prev) as f64 / 1e6
+            ));
         }
         parts.join(" ")
     }
@@ -109,7 +121,8 @@ mod tests {
         e.skb = 0xffff_8880_e8fb_c700;
         e.l3_proto = ethertype::IPV4;
         let ping = [
-            0x45, 0, 0, 84, 0, 0, 0x40, 0, 64, 1, 0, 0, 169, 254, 128, 15, 172, 27, 0, 6, 8, 0, 0, 0, 0, 1, 0xd5, 0xe2,
+            0x45, 0, 0, 84, 0, 0, 0x40, 0, 64, 1, 0, 0, 169, 254, 128, 15, 172, 27, 0, 6, 8, 0, 0, 0, 0, 1,
+            0xd5, 0xe2,
         ];
         e.hdr[..ping.len()].copy_from_slice(&ping);
         e.hdr_len = ping.len() as u16;
@@ -141,7 +154,11 @@ mod tests {
 
     #[test]
     fn detail_tiny_latency_and_reason() {
-        let p = printer(Style { detail: true, tiny: true, latency: true });
+        let p = printer(Style {
+            detail: true,
+            tiny: true,
+            latency: true,
+        });
         let mut e = ev(1, 2_000_016_000);
         e.has_extra = 1;
         e.extra = 3;
@@ -158,7 +175,16 @@ mod tests {
         assert_eq!(ret_value((-1i64) as u64), "-1");
         assert_eq!(ret_value(0xffff_8880_0000_1000), "0xffff888000001000");
         let p = printer(Style::default());
-        let pkt = Packet { skbs: vec![0xffff_8880_e8fb_c700, 0xe8fb_dc00], events: vec![], dropped_events: 0, live: 0, last_ts: 0 };
-        assert_eq!(p.header(&pkt), "***************** e8fbc700,e8fbdc00 ***************");
+        let pkt = Packet {
+            skbs: vec![0xffff_8880_e8fb_c700, 0xe8fb_dc00],
+            events: vec![],
+            dropped_events: 0,
+            live: 0,
+            last_ts: 0,
+        };
+        assert_eq!(
+            p.header(&pkt),
+            "***************** e8fbc700,e8fbdc00 ***************"
+        );
     }
 }

@@ -44,7 +44,13 @@ impl Tracker {
                 self.by_skb.insert(ev.skb, id);
                 self.packets.insert(
                     id,
-                    Packet { skbs: vec![ev.skb], events: Vec::new(), dropped_events: 0, live: 1, last_ts: ev.ts_ns },
+                    Packet {
+                        skbs: vec![ev.skb],
+                        events: Vec::new(),
+                        dropped_events: 0,
+                        live: 1,
+                        last_ts: ev.ts_ns,
+                    },
                 );
                 id
             }
@@ -74,13 +80,20 @@ impl Tracker {
     /// Removes packets idle since before `cutoff_ns` (all with `u64::MAX`),
     /// oldest first.
     pub fn flush_idle(&mut self, cutoff_ns: u64) -> Vec<Packet> {
-        let ids: Vec<u64> = self.packets.iter().filter(|(_, p)| p.last_ts < cutoff_ns).map(|(&id, _)| id).collect();
-        let mut out: Vec<Packet> = ids.into_iter().filter_map(|id| self.packets.remove(&id)).collect();
+        let ids: Vec<u64> = self
+            .packets
+            .iter()
+            .filter(|(_, p)| p.last_ts < cutoff_ns)
+            .map(|(&id, _)| id)
+            .collect();
+        let mut out: Vec<Packet> = ids
+            .into_iter()
+            .filter_map(|id| self.packets.remove(&id))
+            .collect();
         self.by_skb.retain(|_, id| self.packets.contains_key(id));
         out.sort_by_key(|p| p.events.first().map(|e| e.ts_ns).unwrap_or(0));
         out
     }
-
 }
 
 #[cfg(test)]
