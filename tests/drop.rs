@@ -193,30 +193,43 @@ fn sigterm_also_ends_cleanly() {
 
 #[test]
 fn closed_output_pipe_ends_quietly() {
+    use std::io::{BufRead as _, BufReader};
     let net = Pair::new();
-    // `nettrace --drop | head -1`: head exits after the first line.
-    // The timeout only guards against a hang; it kills (status 137), so it
+    // `nettrace --drop | head -1`: head exits after the first line. The
+    // timeout only guards against a hang; it kills (status 137), so it
     // cannot pass for a clean exit.
     let script = format!(
-        "timeout -s KILL 20 {BIN} --drop -d {} -D 9991 | head -1; echo \"status=${{PIPESTATUS[0]}}\"",
+        "timeout -s KILL 120 {BIN} --drop -d {} -D 9991 | head -1; echo \"status=${{PIPESTATUS[0]}}\"",
         net.b4
     );
-    let child = Command::new("bash")
+    let mut child = Command::new("bash")
         .args(["-c", &script])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_secs(3));
-    // head has read "begin trace..." and exited; the next event hits a closed pipe.
-    for _ in 0..3 {
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert_eq!(first, "begin trace...\n");
+    // head has exited: the next event hits a closed pipe. Keep making drops
+    // until nettrace notices and the script reports its status.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut rest);
+        let _ = tx.send(rest);
+    });
+    let rest = loop {
         net.syn(9991);
-    }
+        if let Ok(rest) = rx.recv_timeout(Duration::from_millis(500)) {
+            break rest;
+        }
+    };
     let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
-        stdout,
-        "begin trace...\nstatus=0\n",
+        rest,
+        "status=0\n",
         "stderr: {}",
         String::from_utf8_lossy(&out.stderr)
     );

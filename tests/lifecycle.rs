@@ -5,7 +5,7 @@ mod util;
 
 use std::{process::Command, time::Duration};
 
-use util::{BIN, Pair, Tracer, sh};
+use util::{BIN, Pair, Tracer, function_hooks, sh};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -357,4 +357,96 @@ fn debug_lists_every_hook_with_backend_or_reason() {
     );
     assert!(hook_lines.iter().any(|l| l.contains("skipped: ")), "{err}");
     assert!(err.contains("attached "), "{err}");
+}
+
+/// Kernel functions (not just tracepoints) where the kernel allows hooking
+/// them: fentry/fexit or kprobes in the VM tier; on a kernel without either
+/// (this project's CI host) naming one must fail loudly, not silently.
+#[test]
+fn function_hooks_when_the_kernel_allows() {
+    let net = Pair::new();
+    let (functions, fexit) = function_hooks();
+    if !functions {
+        let out = Command::new(BIN)
+            .args(["-t", "ip_rcv,consume_skb", "-p", "icmp"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("cannot attach hook ip_rcv: no fentry or kprobe on this kernel"),
+            "{stderr}"
+        );
+        return;
+    }
+    let hooks = "net_dev_queue,ip_rcv,ip_local_deliver,icmp_rcv,consume_skb";
+    let mut t = Tracer::start(&["-p", "icmp", "-s", &net.a4, "-d", &net.b4, "-t", hooks, "-c", "1"]);
+    ping(&net, 1);
+    assert!(t.wait_exit(T).success(), "{}", t.stderr());
+    let g = groups(&t.lines());
+    let names: Vec<&str> = g[0].1.iter().map(|e| hook(e)).collect();
+    assert_eq!(
+        names,
+        [
+            "net_dev_queue",
+            "ip_rcv",
+            "ip_local_deliver",
+            "icmp_rcv",
+            "consume_skb"
+        ],
+        "{:#?}",
+        t.lines()
+    );
+    if !fexit {
+        return;
+    }
+    // fexit: return values, and clones followed as part of the packet (the
+    // echo reply is cloned for the ping's raw socket).
+    let mut t = Tracer::start(&[
+        "-p",
+        "icmp",
+        "-d",
+        &net.b4,
+        "-t",
+        "ip_route_input_noref,consume_skb",
+        "--ret",
+        "-c",
+        "1",
+    ]);
+    ping(&net, 1);
+    assert!(t.wait_exit(T).success(), "{}", t.stderr());
+    assert!(
+        t.lines()
+            .iter()
+            .any(|l| l.contains("[ip_route_input_noref") && l.ends_with(" ret: 0")),
+        "{:#?}",
+        t.lines()
+    );
+    let mut t = Tracer::start(&[
+        "-p",
+        "icmp",
+        "-s",
+        &net.b4,
+        "-d",
+        &net.a4,
+        "-t",
+        "netif_receive_skb,skb_clone,consume_skb,kfree_skb",
+        "-c",
+        "1",
+    ]);
+    ping(&net, 1);
+    assert!(t.wait_exit(T).success(), "{}", t.stderr());
+    let g = groups(&t.lines());
+    assert!(
+        g[0].0.contains(','),
+        "the clone joins the packet: {:#?}",
+        t.lines()
+    );
+    assert!(
+        g[0].1
+            .iter()
+            .any(|e| hook(e) == "skb_clone" && e.contains(" clone: ")),
+        "{:#?}",
+        t.lines()
+    );
 }

@@ -167,9 +167,20 @@ pub struct Tracer {
 
 impl Tracer {
     /// Starts nettrace and waits for `begin trace...`.
+    ///
+    /// `NETTRACE_TEST_BACKEND` (set by the VM tier) forces an attach backend
+    /// for lifecycle runs, so the same tests cover fentry and kprobes.
     pub fn start(args: &[&str]) -> Self {
+        let mut args: Vec<&str> = args.to_vec();
+        let forced = std::env::var("NETTRACE_TEST_BACKEND").ok();
+        if let Some(b) = forced.as_deref()
+            && !args.contains(&"--drop")
+            && !args.contains(&"--backend")
+        {
+            args.extend(["--backend", b]);
+        }
         let mut child = Command::new(BIN)
-            .args(args)
+            .args(&args)
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -279,6 +290,25 @@ impl Drop for Tracer {
             let _ = c.wait();
         }
     }
+}
+
+/// How long nettrace may take to attach. Under software emulation (the VM
+/// tier) loading a hundred fentry programs takes far longer than natively,
+/// so the VM raises it with `NETTRACE_TEST_START_SECS`.
+pub fn start_timeout() -> Duration {
+    let secs = std::env::var("NETTRACE_TEST_START_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    Duration::from_secs(secs)
+}
+
+/// Whether this kernel lets nettrace hook kernel functions (kprobes; the
+/// VM tier's kernel also has fentry), and whether the run uses fexit.
+pub fn function_hooks() -> (bool, bool) {
+    let kprobes = std::path::Path::new("/sys/bus/event_source/devices/kprobe/type").exists();
+    let forced_kprobe = std::env::var("NETTRACE_TEST_BACKEND").is_ok_and(|b| b == "kprobe");
+    (kprobes, kprobes && !forced_kprobe)
 }
 
 /// Names of BPF programs currently loaded in the kernel (`bpftool prog show`).

@@ -116,17 +116,19 @@ fn toolchain() -> anyhow::Result<PathBuf> {
     sysroot(()).context("pinned toolchain still not usable after install")
 }
 
-/// Where our tools live: outside `target/` so `cargo clean` keeps them, and
-/// keyed by versions so a bump rebuilds.
-fn tools_dir() -> PathBuf {
-    let cache = std::env::var_os("XDG_CACHE_HOME")
+/// Where downloaded and built tools live: outside `target/` so `cargo clean`
+/// keeps them.
+pub fn cache_dir() -> PathBuf {
+    let home = || PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache");
+    std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache")
-        });
-    cache
+        .unwrap_or_else(home)
         .join("nettrace")
-        .join(format!("bpf-linker-{BPF_LINKER_VERSION}-{PINNED}"))
+}
+
+/// Keyed by versions so a bump rebuilds.
+fn tools_dir() -> PathBuf {
+    cache_dir().join(format!("bpf-linker-{BPF_LINKER_VERSION}-{PINNED}"))
 }
 
 /// Builds bpf-linker against the toolchain's libLLVM; returns its bin dir.

@@ -1,0 +1,412 @@
+//! VM test tier: the integration tests on a kernel this host cannot show.
+//!
+//! The CI host refuses fentry and has no kprobes, so those backends are
+//! tested in Debian 12's cloud kernel (`linux-image-*-cloud-amd64`, which
+//! has kprobes, BPF trampolines and BTF) booted under qemu with software
+//! emulation. The VM is an initramfs: busybox as `/init`, the test binaries
+//! and `nettrace` at the same absolute paths as on the host (tests find the
+//! binary through a compile-time path), the tools tests run (ip, iptables,
+//! nft, ping, nc, bash, bpftool, setpriv) with their libraries, and the
+//! kernel modules for veth and netfilter. Results come back over the serial
+//! console as `NETTRACE-VM-RESULT <name> rc=<n>` lines.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    fs,
+    io::{BufRead as _, BufReader},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+
+use crate::status;
+
+/// Debian's metapackage that names the current 6.1 cloud kernel.
+const KERNEL_META: &str = "linux-image-cloud-amd64";
+
+/// Modules the tests need (dependencies are added from `.modinfo`).
+const MODULES: &[&str] = &[
+    "veth",
+    "nf_tables",
+    "nft_compat",
+    "nft_chain_nat",
+    "nft_nat",
+    "nft_ct",
+    "nft_reject_ipv4",
+    "nf_nat",
+    "nf_conntrack",
+    "x_tables",
+    "xt_tcpudp",
+    "xt_nat",
+    "xt_conntrack",
+    "xt_MASQUERADE",
+];
+
+/// Host tools copied into the VM (resolved through symlinks), by the name
+/// tests call them.
+const TOOLS: &[(&str, &str)] = &[
+    ("/usr/sbin/ip", "/usr/sbin/ip"),
+    ("/usr/sbin/xtables-nft-multi", "/usr/sbin/xtables-nft-multi"),
+    ("/usr/sbin/nft", "/usr/sbin/nft"),
+    ("/usr/bin/ping", "/usr/bin/ping"),
+    ("/bin/nc.openbsd", "/usr/bin/nc"),
+    ("/bin/bash", "/bin/bash"),
+    ("/usr/sbin/bpftool", "/usr/sbin/bpftool"),
+    ("/usr/bin/setpriv", "/usr/bin/setpriv"),
+];
+
+pub struct Kernel {
+    pub vmlinuz: PathBuf,
+    pub modules: PathBuf,
+    pub release: String,
+}
+
+/// Downloads and unpacks the kernel package once; later runs reuse it.
+pub fn kernel(cache: &Path) -> anyhow::Result<Kernel> {
+    let dir = cache.join("vm-kernel");
+    let root = dir.join("root");
+    if !root.join("boot").is_dir() {
+        let deps = String::from_utf8(
+            Command::new("apt-cache")
+                .args(["depends", KERNEL_META])
+                .output()?
+                .stdout,
+        )?;
+        let pkg = deps
+            .lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("Depends: ")
+                    .filter(|p| p.starts_with("linux-image-"))
+            })
+            .with_context(|| format!("apt-cache depends {KERNEL_META}: no kernel package"))?
+            .to_string();
+        eprintln!("xtask: downloading {pkg} for the VM tier");
+        fs::create_dir_all(&dir)?;
+        status({
+            let mut c = Command::new("apt-get");
+            c.current_dir(&dir).args(["download", "-q", &pkg]);
+            c
+        })?;
+        let deb = fs::read_dir(&dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.extension().is_some_and(|x| x == "deb"))
+            .context("downloaded .deb not found")?;
+        let tmp = dir.join("root.tmp");
+        let _ = fs::remove_dir_all(&tmp);
+        status({
+            let mut c = Command::new("dpkg");
+            c.arg("-x").arg(&deb).arg(&tmp);
+            c
+        })?;
+        fs::rename(&tmp, &root)?;
+        let _ = fs::remove_file(&deb);
+    }
+    let vmlinuz = fs::read_dir(root.join("boot"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+        })
+        .context("no vmlinuz in the kernel package")?;
+    let release = vmlinuz
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .trim_start_matches("vmlinuz-")
+        .to_string();
+    let modules = root.join("lib/modules").join(&release);
+    Ok(Kernel {
+        vmlinuz,
+        modules,
+        release,
+    })
+}
+
+/// `name=` and `depends=` from a module's `.modinfo` strings.
+fn modinfo(ko: &[u8]) -> (Option<String>, Vec<String>) {
+    let field = |key: &[u8]| {
+        ko.windows(key.len()).position(|w| w == key).map(|at| {
+            let rest = &ko[at + key.len()..];
+            let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+            String::from_utf8_lossy(&rest[..end]).into_owned()
+        })
+    };
+    let name = field(b"\0name=");
+    let deps = field(b"\0depends=")
+        .map(|d| {
+            d.split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    (name, deps)
+}
+
+/// Module files in load order (dependencies first).
+fn module_order(k: &Kernel) -> anyhow::Result<Vec<PathBuf>> {
+    let mut by_name: HashMap<String, PathBuf> = HashMap::new();
+    let mut stack = vec![k.modules.join("kernel")];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d)? {
+            let p = e?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "ko") {
+                let stem = p.file_stem().unwrap().to_string_lossy().replace('-', "_");
+                by_name.insert(stem, p);
+            }
+        }
+    }
+    let mut order = Vec::new();
+    let mut seen = BTreeSet::new();
+    fn visit(
+        name: &str,
+        by_name: &HashMap<String, PathBuf>,
+        seen: &mut BTreeSet<String>,
+        order: &mut Vec<PathBuf>,
+    ) -> anyhow::Result<()> {
+        let name = name.replace('-', "_");
+        if !seen.insert(name.clone()) {
+            return Ok(());
+        }
+        // Built into the kernel: nothing to load.
+        let Some(path) = by_name.get(&name) else {
+            return Ok(());
+        };
+        let (_, deps) = modinfo(&fs::read(path)?);
+        for d in deps {
+            visit(&d, by_name, seen, order)?;
+        }
+        order.push(path.clone());
+        Ok(())
+    }
+    for m in MODULES {
+        visit(m, &by_name, &mut seen, &mut order)?;
+    }
+    Ok(order)
+}
+
+/// Shared libraries `bin` needs (from ldd), resolved.
+fn libraries(bin: &Path, out: &mut BTreeSet<PathBuf>) -> anyhow::Result<()> {
+    let text = String::from_utf8_lossy(&Command::new("ldd").arg(bin).output()?.stdout).into_owned();
+    for line in text.lines() {
+        let path = match line.split_once("=>") {
+            Some((_, rhs)) => rhs.split_whitespace().next(),
+            None => line.split_whitespace().next().filter(|p| p.starts_with('/')),
+        };
+        if let Some(p) = path.filter(|p| p.starts_with('/')) {
+            out.insert(PathBuf::from(p));
+        }
+    }
+    Ok(())
+}
+
+/// Copies `src` to `stage/dst`, following symlinks; strips debug info from
+/// ELF files to keep the initramfs small.
+fn put(stage: &Path, src: &Path, dst: &Path, strip: bool) -> anyhow::Result<()> {
+    let target = stage.join(dst.strip_prefix("/").unwrap_or(dst));
+    fs::create_dir_all(target.parent().unwrap())?;
+    if strip {
+        let ok = Command::new("objcopy")
+            .arg("--strip-debug")
+            .arg(src)
+            .arg(&target)
+            .status()?
+            .success();
+        if ok {
+            return Ok(());
+        }
+    }
+    fs::copy(fs::canonicalize(src)?, &target).with_context(|| format!("copy {}", src.display()))?;
+    Ok(())
+}
+
+/// One test run inside the VM.
+pub struct Pass {
+    pub name: String,
+    pub env: Vec<(String, String)>,
+    pub binary: PathBuf,
+    pub args: Vec<String>,
+}
+
+pub fn initramfs(k: &Kernel, nettrace: &Path, passes: &[Pass], out: &Path) -> anyhow::Result<()> {
+    let stage = out.with_extension("d");
+    let _ = fs::remove_dir_all(&stage);
+    fs::create_dir_all(&stage)?;
+    for d in [
+        "bin", "sbin", "proc", "sys", "dev", "run", "tmp", "etc", "lib64", "root", "modules",
+    ] {
+        fs::create_dir_all(stage.join(d))?;
+    }
+    put(
+        &stage,
+        Path::new("/bin/busybox"),
+        Path::new("/bin/busybox"),
+        false,
+    )?;
+    let mut libs = BTreeSet::new();
+    for (src, dst) in TOOLS {
+        put(&stage, Path::new(src), Path::new(dst), false)?;
+        libraries(Path::new(src), &mut libs)?;
+    }
+    // iptables loads its match/target extensions at run time.
+    let xt = Path::new("/usr/lib/x86_64-linux-gnu/xtables");
+    for e in fs::read_dir(xt)? {
+        let p = e?.path();
+        put(&stage, &p, &p, false)?;
+        libraries(&p, &mut libs)?;
+    }
+    for (name, _) in [("iptables", ()), ("iptables-nft", ()), ("ip6tables", ())] {
+        std::os::unix::fs::symlink("xtables-nft-multi", stage.join("usr/sbin").join(name))?;
+    }
+    for bin in std::iter::once(nettrace).chain(passes.iter().map(|p| p.binary.as_path())) {
+        put(&stage, bin, bin, true)?;
+        libraries(bin, &mut libs)?;
+    }
+    for lib in &libs {
+        put(&stage, lib, lib, false)?;
+    }
+    for f in ["/etc/protocols", "/etc/services", "/etc/ethertypes"] {
+        if Path::new(f).exists() {
+            put(&stage, Path::new(f), Path::new(f), false)?;
+        }
+    }
+    fs::write(
+        stage.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+    )?;
+    fs::write(stage.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n")?;
+
+    let mut load = String::new();
+    for (i, m) in module_order(k)?.iter().enumerate() {
+        let name = format!("{i:03}-{}", m.file_name().unwrap().to_string_lossy());
+        fs::copy(m, stage.join("modules").join(&name))?;
+        load += &format!("insmod /modules/{name} || echo 'insmod {name} failed'\n");
+    }
+    let mut tests = String::new();
+    for p in passes {
+        let env: String = p.env.iter().map(|(k, v)| format!("{k}={v} ")).collect();
+        tests += &format!(
+            "echo '== VM pass: {name}'\n(cd /tmp && env {env} RUST_BACKTRACE=0 {bin} {args}) 2>&1\necho \"NETTRACE-VM-RESULT {name} rc=$?\"\n",
+            name = p.name,
+            bin = p.binary.display(),
+            args = p.args.join(" "),
+        );
+    }
+    // Start-up of the default hook set, for the record (not a test).
+    let startup = format!(
+        "echo '== VM start-up, default hook set (software emulation: pessimistic)'\n\
+         ({nt} --debug -p icmp -d 10.255.255.1 > /tmp/su.out 2> /tmp/su.err &)\n\
+         i=0; while [ $i -lt 300 ] && ! grep -q 'begin trace' /tmp/su.out; do sleep 1; i=$((i+1)); done\n\
+         killall -INT nettrace; sleep 2\n\
+         grep -E 'kernel capabilities|^  [a-zA-Z]|attached|ready|plan:' /tmp/su.err\n",
+        nt = nettrace.display()
+    );
+    let init = format!(
+        "#!/bin/busybox sh\n\
+         /bin/busybox --install -s /bin\n\
+         export PATH=/usr/sbin:/usr/bin:/sbin:/bin\n\
+         mount -t proc proc /proc\nmount -t sysfs sys /sys\nmount -t devtmpfs dev /dev\n\
+         mount -t tmpfs tmpfs /run\nmount -t tmpfs tmpfs /tmp\nmkdir -p /run/netns\n\
+         mount -t tracefs tracefs /sys/kernel/tracing\nmount -t debugfs debugfs /sys/kernel/debug\n\
+         mount -t bpf bpf /sys/fs/bpf\n\
+         {load}ip link set lo up\n\
+         echo NETTRACE-VM-READY $(uname -r)\n\
+         {startup}{tests}echo NETTRACE-VM-DONE\npoweroff -f\n"
+    );
+    let init_path = stage.join("init");
+    fs::write(&init_path, init)?;
+    std::os::unix::fs::PermissionsExt::set_mode(&mut fs::metadata(&init_path)?.permissions(), 0o755);
+    fs::set_permissions(&init_path, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+
+    let script = format!(
+        "cd {} && find . | cpio -o -H newc --quiet | gzip -1 > {}",
+        stage.display(),
+        out.display()
+    );
+    status({
+        let mut c = Command::new("sh");
+        c.args(["-c", &script]);
+        c
+    })?;
+    fs::remove_dir_all(&stage)?;
+    Ok(())
+}
+
+/// Boots the VM, echoes its console, and fails unless every pass reported
+/// rc=0 before `limit`.
+pub fn boot(k: &Kernel, initrd: &Path, passes: &[Pass], limit: Duration) -> anyhow::Result<()> {
+    let mut child = Command::new("qemu-system-x86_64")
+        .args([
+            "-accel",
+            "tcg",
+            "-cpu",
+            "max",
+            "-m",
+            "2048",
+            "-smp",
+            "2",
+            "-nographic",
+            "-no-reboot",
+        ])
+        .arg("-kernel")
+        .arg(&k.vmlinuz)
+        .arg("-initrd")
+        .arg(initrd)
+        .args(["-append", "console=ttyS0 panic=-1 quiet loglevel=3"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .stdin(Stdio::null())
+        .spawn()
+        .context("start qemu-system-x86_64")?;
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let start = Instant::now();
+    let mut results: HashMap<String, i32> = HashMap::new();
+    let mut done = false;
+    while !done {
+        let left = limit.checked_sub(start.elapsed()).unwrap_or_default();
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                println!("vm| {line}");
+                if let Some(rest) = line.trim().strip_prefix("NETTRACE-VM-RESULT ")
+                    && let Some((name, rc)) = rest.rsplit_once(" rc=")
+                {
+                    results.insert(name.to_string(), rc.trim().parse().unwrap_or(-1));
+                }
+                done = line.contains("NETTRACE-VM-DONE");
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let _ = child.kill();
+                bail!("VM did not finish within {limit:?}");
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let _ = child.wait();
+    println!("vm: finished in {:.0} s", start.elapsed().as_secs_f64());
+    let mut failed = Vec::new();
+    for p in passes {
+        match results.get(&p.name) {
+            Some(0) => println!("vm: PASS {}", p.name),
+            Some(rc) => failed.push(format!("{} (rc={rc})", p.name)),
+            None => failed.push(format!("{} (no result)", p.name)),
+        }
+    }
+    if !failed.is_empty() {
+        bail!("VM tier failed: {}", failed.join(", "));
+    }
+    Ok(())
+}
