@@ -8,7 +8,7 @@ use std::{process::Command, time::Duration};
 
 use util::{BIN, OUR_PROGRAMS, Pair, Tracer, loaded_programs, sh};
 
-const T: Duration = Duration::from_secs(15);
+
 
 /// Lines that are events (not the begin/end markers).
 fn events(t: &Tracer) -> Vec<String> {
@@ -22,7 +22,7 @@ fn syn_to_closed_port_is_no_socket_with_its_four_tuple() {
         "--drop", "-p", "tcp", "-s", &net.a4, "-d", &net.b4, "-D", "9999", "-c", "1",
     ]);
     net.syn(9999);
-    let st = t.wait_exit(T);
+    let st = t.wait_exit(util::start_timeout());
     assert!(st.success(), "exit {st}; stderr: {}", t.stderr());
     let ev = events(&t);
     assert_eq!(ev.len(), 1, "{ev:#?}");
@@ -57,7 +57,7 @@ fn iptables_drop_is_netfilter_drop() {
     );
     let mut t = Tracer::start(&["--drop", "-d", &net.b4, "-D", "9998", "-c", "1"]);
     net.syn(9998);
-    assert!(t.wait_exit(T).success());
+    assert!(t.wait_exit(util::start_timeout()).success());
     let ev = events(&t);
     assert_eq!(ev.len(), 1, "{ev:#?}");
     assert!(ev[0].contains(&format!("-> {}:9998 ", net.b4)), "{}", ev[0]);
@@ -86,7 +86,7 @@ fn filters_keep_out_what_does_not_match() {
     std::thread::sleep(Duration::from_millis(300));
     assert!(events(&t).is_empty(), "unfiltered: {:#?}", events(&t));
     net.syn(9997);
-    assert!(t.wait_exit(T).success());
+    assert!(t.wait_exit(util::start_timeout()).success());
     let ev = events(&t);
     assert_eq!(ev.len(), 1, "{ev:#?}");
     assert!(
@@ -104,12 +104,12 @@ fn source_address_and_netns_filters() {
     let mut wrong = Tracer::start(&["--drop", "-s", "10.231.255.254", "-D", "9995"]);
     let mut right = Tracer::start(&["--drop", "--netns", &ns_b, "-D", "9995", "-c", "1"]);
     net.syn(9995);
-    assert!(right.wait_exit(T).success());
+    assert!(right.wait_exit(util::start_timeout()).success());
     assert_eq!(events(&right).len(), 1, "{:#?}", right.lines());
     std::thread::sleep(Duration::from_millis(200));
     assert!(events(&wrong).is_empty(), "{:#?}", events(&wrong));
     wrong.signal(libc::SIGINT);
-    assert!(wrong.wait_exit(T).success());
+    assert!(wrong.wait_exit(util::start_timeout()).success());
 }
 
 #[test]
@@ -117,7 +117,7 @@ fn ipv6_syn_is_decoded_and_filtered() {
     let net = Pair::new();
     let mut t = Tracer::start(&["--drop", "-p", "tcp", "--addr", &net.b6, "-P", "9994", "-c", "1"]);
     net.syn6(9994);
-    assert!(t.wait_exit(T).success(), "{}", t.stderr());
+    assert!(t.wait_exit(util::start_timeout()).success(), "{}", t.stderr());
     let ev = events(&t);
     assert_eq!(ev.len(), 1, "{ev:#?}");
     assert!(ev[0].contains(&format!("TCP: [{}]:", net.a6)), "{}", ev[0]);
@@ -141,7 +141,7 @@ fn classic_tracepoint_backend_and_drop_stack() {
         "1",
     ]);
     net.syn(9993);
-    assert!(t.wait_exit(T).success());
+    assert!(t.wait_exit(util::start_timeout()).success());
     let lines = t.lines();
     let at = lines
         .iter()
@@ -170,9 +170,9 @@ fn sigint_detaches_everything_and_ends_trace() {
     // Probe programs are unloaded right after probing.
     assert!(!loaded.iter().any(|n| n.starts_with("probe_")), "{loaded:?}");
     net.syn(9992);
-    t.wait_for("reason: NO_SOCKET", T);
+    t.wait_for("reason: NO_SOCKET", util::start_timeout());
     t.signal(libc::SIGINT);
-    let st = t.wait_exit(T);
+    let st = t.wait_exit(util::start_timeout());
     assert!(st.success(), "exit {st}");
     assert_eq!(t.lines().last().map(String::as_str), Some("end trace..."));
     let after = loaded_programs();
@@ -187,7 +187,7 @@ fn sigint_detaches_everything_and_ends_trace() {
 fn sigterm_also_ends_cleanly() {
     let mut t = Tracer::start(&["--drop", "-d", "10.231.255.253"]);
     t.signal(libc::SIGTERM);
-    assert!(t.wait_exit(T).success());
+    assert!(t.wait_exit(util::start_timeout()).success());
     assert_eq!(t.lines(), ["begin trace...", "end trace..."]);
 }
 
@@ -287,7 +287,7 @@ fn not_root_is_told_what_is_missing() {
 fn debug_reports_kernel_capabilities() {
     let mut t = Tracer::start(&["--drop", "--debug", "-d", "10.231.255.252"]);
     t.signal(libc::SIGINT);
-    assert!(t.wait_exit(T).success());
+    assert!(t.wait_exit(util::start_timeout()).success());
     let err = t.stderr();
     for row in [
         "BTF ",
@@ -350,7 +350,7 @@ fn ring_buffer_overflow_is_counted_exactly() {
         last = n;
     }
     t.signal(libc::SIGINT);
-    assert!(t.wait_exit(T).success());
+    assert!(t.wait_exit(util::start_timeout()).success());
     let printed = events(&t)
         .iter()
         .filter(|l| l.contains(&format!("-> {}:9990", net.b4)))

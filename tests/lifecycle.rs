@@ -7,7 +7,7 @@ use std::{process::Command, time::Duration};
 
 use util::{BIN, Pair, Tracer, function_hooks, sh};
 
-const T: Duration = Duration::from_secs(20);
+
 
 /// Packets printed: (header, event lines) per group.
 fn groups(lines: &[String]) -> Vec<(String, Vec<String>)> {
@@ -55,7 +55,7 @@ fn ping_is_followed_hook_by_hook_across_namespaces() {
     let net = Pair::new();
     let mut t = Tracer::start(&["-p", "icmp", "-s", &net.a4, "-d", &net.b4, "--detail", "-c", "1"]);
     ping(&net, 1);
-    assert!(t.wait_exit(T).success(), "{}", t.stderr());
+    assert!(t.wait_exit(util::start_timeout()).success(), "{}", t.stderr());
     let g = groups(&t.lines());
     assert_eq!(g.len(), 1, "{:#?}", t.lines());
     let (header, events) = &g[0];
@@ -144,7 +144,7 @@ fn dnat_changes_the_address_mid_trace_and_the_packet_is_still_followed() {
         "-p", "icmp", "-s", &net.a4, "-d", &net.b4, "-t", PATH_HOOKS, "-c", "1",
     ]);
     ping(&net, 1);
-    assert!(t.wait_exit(T).success(), "{}", t.stderr());
+    assert!(t.wait_exit(util::start_timeout()).success(), "{}", t.stderr());
     let g = groups(&t.lines());
     assert_eq!(g.len(), 1, "{:#?}", t.lines());
     let events = &g[0].1;
@@ -171,7 +171,7 @@ fn filters_keep_out_other_traffic() {
     net.syn(9989);
     std::thread::sleep(Duration::from_millis(500));
     t.signal(libc::SIGINT);
-    assert!(t.wait_exit(T).success());
+    assert!(t.wait_exit(util::start_timeout()).success());
     let lines = t.lines();
     let events: Vec<&String> = lines.iter().filter(|l| l.starts_with('[')).collect();
     assert!(
@@ -211,7 +211,7 @@ fn trace_exclude_and_trace_matcher() {
         "1",
     ]);
     ping(&net, 1);
-    assert!(t.wait_exit(T).success(), "{}", t.stderr());
+    assert!(t.wait_exit(util::start_timeout()).success(), "{}", t.stderr());
     let g = groups(&t.lines());
     let hooks: Vec<&str> = g[0].1.iter().map(|e| hook(e)).collect();
     assert!(
@@ -241,7 +241,7 @@ fn tiny_show_latency_show_and_trace_stack() {
         "1",
     ]);
     ping(&net, 1);
-    assert!(t.wait_exit(T).success(), "{}", t.stderr());
+    assert!(t.wait_exit(util::start_timeout()).success(), "{}", t.stderr());
     let lines = t.lines();
     let events: Vec<&String> = lines.iter().filter(|l| l.starts_with('[')).collect();
     assert!(events.len() >= 3, "{lines:#?}");
@@ -275,7 +275,7 @@ fn basic_prints_events_without_grouping() {
         "--basic", "-p", "icmp", "-d", &net.b4, "-t", PATH_HOOKS, "-c", "3",
     ]);
     ping(&net, 1);
-    assert!(t.wait_exit(T).success(), "{}", t.stderr());
+    assert!(t.wait_exit(util::start_timeout()).success(), "{}", t.stderr());
     let lines = t.lines();
     assert!(!lines.iter().any(|l| l.starts_with("****")), "{lines:#?}");
     assert_eq!(
@@ -305,7 +305,7 @@ fn user_catalogue_replaces_the_embedded_one() {
         "1",
     ]);
     ping(&net, 1);
-    let st = t.wait_exit(T);
+    let st = t.wait_exit(util::start_timeout());
     let _ = std::fs::remove_file(&path);
     assert!(st.success(), "{}", t.stderr());
     let g = groups(&t.lines());
@@ -344,7 +344,7 @@ fn bad_hook_names_and_catalogues_exit_2() {
 fn debug_lists_every_hook_with_backend_or_reason() {
     let mut t = Tracer::start(&["--debug", "-p", "icmp", "-d", "10.231.255.251"]);
     t.signal(libc::SIGINT);
-    assert!(t.wait_exit(T).success());
+    assert!(t.wait_exit(util::start_timeout()).success());
     let err = t.stderr();
     let hook_lines: Vec<&str> = err.lines().filter(|l| l.contains("] hook ")).collect();
     // Every default hook of the catalogue is accounted for.
@@ -382,7 +382,7 @@ fn function_hooks_when_the_kernel_allows() {
     let hooks = "net_dev_queue,ip_rcv,ip_local_deliver,icmp_rcv,consume_skb";
     let mut t = Tracer::start(&["-p", "icmp", "-s", &net.a4, "-d", &net.b4, "-t", hooks, "-c", "1"]);
     ping(&net, 1);
-    assert!(t.wait_exit(T).success(), "{}", t.stderr());
+    assert!(t.wait_exit(util::start_timeout()).success(), "{}", t.stderr());
     let g = groups(&t.lines());
     let names: Vec<&str> = g[0].1.iter().map(|e| hook(e)).collect();
     assert_eq!(
@@ -414,7 +414,7 @@ fn function_hooks_when_the_kernel_allows() {
         "1",
     ]);
     ping(&net, 1);
-    assert!(t.wait_exit(T).success(), "{}", t.stderr());
+    assert!(t.wait_exit(util::start_timeout()).success(), "{}", t.stderr());
     assert!(
         t.lines()
             .iter()
@@ -435,7 +435,7 @@ fn function_hooks_when_the_kernel_allows() {
         "1",
     ]);
     ping(&net, 1);
-    assert!(t.wait_exit(T).success(), "{}", t.stderr());
+    assert!(t.wait_exit(util::start_timeout()).success(), "{}", t.stderr());
     let g = groups(&t.lines());
     assert!(
         g[0].0.contains(','),

@@ -59,6 +59,10 @@ pub enum Ended {
 
 pub struct Events {
     ring: AsyncFd<RingBuf<MapData>>,
+    // Registered before `begin trace...` is printed: a Ctrl-C right after
+    // it must end tracing cleanly, not kill the process.
+    sigint: tokio::signal::unix::Signal,
+    sigterm: tokio::signal::unix::Signal,
     lost: PerCpuArray<MapData, u64>,
     reported_lost: u64,
     reported_untracked: u64,
@@ -74,6 +78,8 @@ impl Events {
             .map_err(|e| anyhow::anyhow!("poll ring buffer: {e}"))?;
         Ok(Self {
             ring,
+            sigint: signal(SignalKind::interrupt())?,
+            sigterm: signal(SignalKind::terminate())?,
             lost,
             reported_lost: 0,
             reported_untracked: 0,
@@ -96,8 +102,6 @@ impl Events {
 
     /// Runs until a signal, or until the sink says stop.
     pub async fn run(&mut self, sink: &mut impl Sink) -> anyhow::Result<Ended> {
-        let mut sigint = signal(SignalKind::interrupt())?;
-        let mut sigterm = signal(SignalKind::terminate())?;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
@@ -116,8 +120,8 @@ impl Events {
                         return Ok(Ended::Done);
                     }
                 }
-                _ = sigint.recv() => return Ok(Ended::Signal),
-                _ = sigterm.recv() => return Ok(Ended::Signal),
+                _ = self.sigint.recv() => return Ok(Ended::Signal),
+                _ = self.sigterm.recv() => return Ok(Ended::Signal),
                 _ = tick.tick() => {
                     self.report_lost_growth();
                     if sink.tick(monotonic_ns()) == Flow::Stop {

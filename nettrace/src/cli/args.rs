@@ -10,6 +10,8 @@ use clap::{ArgAction, Parser, ValueEnum};
 ///
 /// nettrace attaches eBPF programs to kernel tracepoints and functions, filters
 /// packets inside the kernel and prints one line per event, ready for grep.
+/// Without a mode flag it follows each matching packet hook by hook until the
+/// kernel frees it (lifecycle mode); --drop reports dropped packets instead.
 #[derive(Debug, Parser)]
 #[command(
     name = "nettrace",
