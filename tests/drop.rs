@@ -8,8 +8,6 @@ use std::{process::Command, time::Duration};
 
 use util::{BIN, OUR_PROGRAMS, Pair, Tracer, loaded_programs, sh};
 
-
-
 /// Lines that are events (not the begin/end markers).
 fn events(t: &Tracer) -> Vec<String> {
     t.lines().into_iter().filter(|l| l.starts_with('[')).collect()

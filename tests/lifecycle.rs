@@ -7,8 +7,6 @@ use std::{process::Command, time::Duration};
 
 use util::{BIN, Pair, Tracer, function_hooks, sh};
 
-
-
 /// Packets printed: (header, event lines) per group.
 fn groups(lines: &[String]) -> Vec<(String, Vec<String>)> {
     let mut out: Vec<(String, Vec<String>)> = Vec::new();

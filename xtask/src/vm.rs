@@ -299,14 +299,17 @@ pub fn initramfs(k: &Kernel, nettrace: &Path, passes: &[Pass], out: &Path) -> an
         );
     }
     // Start-up of the default hook set, for the record (not a test).
-    let startup = format!(
-        "echo '== VM start-up, default hook set (software emulation: pessimistic)'\n\
-         ({nt} --debug -p icmp -d 10.255.255.1 > /tmp/su.out 2> /tmp/su.err &)\n\
-         i=0; while [ $i -lt 300 ] && ! grep -q 'begin trace' /tmp/su.out; do sleep 1; i=$((i+1)); done\n\
-         killall -INT nettrace; sleep 2\n\
-         grep -E 'kernel capabilities|^  [a-zA-Z]|attached|ready|plan:' /tmp/su.err\n",
-        nt = nettrace.display()
-    );
+    let mut startup = String::new();
+    for backend in ["auto", "kprobe"] {
+        startup += &format!(
+            "echo '== VM start-up, default hook set, --backend {backend} (software emulation: pessimistic)'\n\
+             rm -f /tmp/su.out; ({nt} --debug --backend {backend} -p icmp -d 10.255.255.1 > /tmp/su.out 2> /tmp/su.err &)\n\
+             i=0; while [ $i -lt 300 ] && ! grep -q 'begin trace' /tmp/su.out 2>/dev/null; do sleep 1; i=$((i+1)); done\n\
+             killall -INT nettrace; sleep 3\n\
+             grep -E 'kernel capabilities|^  [a-zA-Z]|attached|ready|plan:' /tmp/su.err\n",
+            nt = nettrace.display()
+        );
+    }
     let init = format!(
         "#!/bin/busybox sh\n\
          /bin/busybox --install -s /bin\n\
