@@ -306,7 +306,7 @@ pub fn initramfs(k: &Kernel, nettrace: &Path, passes: &[Pass], out: &Path) -> an
              rm -f /tmp/su.out; ({nt} --debug --backend {backend} -p icmp -d 10.255.255.1 > /tmp/su.out 2> /tmp/su.err &)\n\
              i=0; while [ $i -lt 300 ] && ! grep -q 'begin trace' /tmp/su.out 2>/dev/null; do sleep 1; i=$((i+1)); done\n\
              killall -INT nettrace; sleep 3\n\
-             grep -E 'kernel capabilities|^  [a-zA-Z]|attached|ready|plan:' /tmp/su.err\n",
+             grep -E 'kernel capabilities|^  [a-zA-Z]|attached|ready|plan:|nettrace: [a-z]' /tmp/su.err\n",
             nt = nettrace.display()
         );
     }
@@ -314,8 +314,10 @@ pub fn initramfs(k: &Kernel, nettrace: &Path, passes: &[Pass], out: &Path) -> an
         "#!/bin/busybox sh\n\
          /bin/busybox --install -s /bin\n\
          export PATH=/usr/sbin:/usr/bin:/sbin:/bin\n\
+         # /tmp stays part of the initramfs (already writable): the host's\n\
+         # workspace, and so the test binaries, may live under /tmp.\n\
          mount -t proc proc /proc\nmount -t sysfs sys /sys\nmount -t devtmpfs dev /dev\n\
-         mount -t tmpfs tmpfs /run\nmount -t tmpfs tmpfs /tmp\nmkdir -p /run/netns\n\
+         mount -t tmpfs tmpfs /run\nmkdir -p /run/netns\n\
          mount -t tracefs tracefs /sys/kernel/tracing\nmount -t debugfs debugfs /sys/kernel/debug\n\
          mount -t bpf bpf /sys/fs/bpf\n\
          {load}ip link set lo up\n\
