@@ -28,6 +28,8 @@ pub mod slot_flags {
     pub const CLONE: u32 = 8;
     /// `extra_arg` holds a value to report (drop reason, …).
     pub const EXTRA: u32 = 16;
+    /// `loc_arg` holds a code address to report (where a drop happened).
+    pub const LOCATION: u32 = 32;
 }
 
 /// Where a slot's program finds its values. For tp_btf/fentry/fexit/kprobe
@@ -41,6 +43,8 @@ pub struct HookSlot {
     pub extra_arg: u32,
     /// fexit: index of the return value (= number of arguments).
     pub ret_arg: u32,
+    /// Reported in `TraceEvent::location` when `LOCATION` is set.
+    pub loc_arg: u32,
     pub flags: u32,
 }
 
@@ -72,6 +76,8 @@ pub struct TraceEvent {
     pub skb: u64,
     /// Drop reason, return value or clone address (see `kind`, `has_extra`).
     pub extra: u64,
+    /// Code address reported by the hook (kfree_skb's `location`), or 0.
+    pub location: u64,
     pub slot: u32,
     pub cpu: u32,
     pub pid: u32,

@@ -83,20 +83,53 @@ fn extra_of(s: &HookSlot, read: impl FnOnce(u32) -> u64) -> u64 {
     }
 }
 
+/// What an entry point read from its arguments, handed to `handle`
+/// (through a stack pointer: BPF calls take at most five arguments).
+struct HookArgs {
+    skb: u64,
+    extra: u64,
+    location: u64,
+    /// Event kind (low nibble) and whether `extra` is meaningful (bit 4).
+    kind_and_has: u8,
+}
+
 #[inline(always)]
 pub fn on_tp_btf(ctx: &BtfTracePointContext, i: usize) {
     let s = slot(i);
     let skb = arg_at!(ctx, s.skb_arg);
     let extra = extra_of(s, |a| arg_at!(ctx, a));
+    let location = if s.flags & slot_flags::LOCATION != 0 {
+        arg_at!(ctx, s.loc_arg)
+    } else {
+        0
+    };
     let has = (s.flags & slot_flags::EXTRA != 0) as u8;
-    handle(ctx.as_ptr(), i as u32, skb, extra, event_kind::ENTRY | (has << 4));
+    handle(
+        ctx.as_ptr(),
+        i as u32,
+        &HookArgs {
+            skb,
+            extra,
+            location,
+            kind_and_has: event_kind::ENTRY | (has << 4),
+        },
+    );
 }
 
 #[inline(always)]
 pub fn on_fentry(ctx: &FEntryContext, i: usize) {
     let s = slot(i);
     let skb = arg_at!(ctx, s.skb_arg);
-    handle(ctx.as_ptr(), i as u32, skb, 0, event_kind::ENTRY);
+    handle(
+        ctx.as_ptr(),
+        i as u32,
+        &HookArgs {
+            skb,
+            extra: 0,
+            location: 0,
+            kind_and_has: event_kind::ENTRY,
+        },
+    );
 }
 
 #[inline(always)]
@@ -109,7 +142,16 @@ pub fn on_fexit(ctx: &FExitContext, i: usize) {
     } else {
         event_kind::EXIT
     };
-    handle(ctx.as_ptr(), i as u32, skb, ret, kind | (1 << 4));
+    handle(
+        ctx.as_ptr(),
+        i as u32,
+        &HookArgs {
+            skb,
+            extra: ret,
+            location: 0,
+            kind_and_has: kind | (1 << 4),
+        },
+    );
 }
 
 /// Offset in `struct pt_regs` of the register carrying argument `n` (the
@@ -141,7 +183,16 @@ pub fn on_kprobe(ctx: &ProbeContext, i: usize) {
             unsafe { bpf_probe_read_kernel((ctx.as_ptr() as usize + off) as *const u64) }.ok()
         })
         .unwrap_or(0);
-    handle(ctx.as_ptr(), i as u32, skb, 0, event_kind::ENTRY);
+    handle(
+        ctx.as_ptr(),
+        i as u32,
+        &HookArgs {
+            skb,
+            extra: 0,
+            location: 0,
+            kind_and_has: event_kind::ENTRY,
+        },
+    );
 }
 
 /// One program for every classic tracepoint: the record's first field,
@@ -167,21 +218,31 @@ pub fn trace_tracepoint(ctx: TracePointContext) -> u32 {
     } else {
         0
     };
+    let location = if s.flags & slot_flags::LOCATION != 0 {
+        // SAFETY: as above.
+        unsafe { ctx.read_at::<u64>(s.loc_arg as usize) }.unwrap_or(0)
+    } else {
+        0
+    };
+    let kind_and_has = event_kind::ENTRY | ((has as u8) << 4);
     handle(
         ctx.as_ptr(),
         i,
-        skb,
-        extra,
-        event_kind::ENTRY | ((has as u8) << 4),
+        &HookArgs {
+            skb,
+            extra,
+            location,
+            kind_and_has,
+        },
     );
     0
 }
 
 /// Shared by every entry point (a BPF-to-BPF call, verified once per
-/// program, rather than inlined into a thousand copies). `kind_and_has`
-/// packs the event kind (low nibble) and whether `extra` is meaningful.
+/// program, rather than inlined into a thousand copies).
 #[inline(never)]
-fn handle(ctx: *mut c_void, slot: u32, skb: u64, extra: u64, kind_and_has: u8) {
+fn handle(ctx: *mut c_void, slot: u32, args: &HookArgs) {
+    let (skb, extra, kind_and_has) = (args.skb, args.extra, args.kind_and_has);
     if skb == 0 {
         return;
     }
@@ -220,6 +281,7 @@ fn handle(ctx: *mut c_void, slot: u32, skb: u64, extra: u64, kind_and_has: u8) {
     ev.ts_ns = now;
     ev.skb = skb;
     ev.extra = extra;
+    ev.location = args.location;
     ev.slot = slot;
     // SAFETY: no preconditions.
     ev.cpu = unsafe { bpf_get_smp_processor_id() };

@@ -66,6 +66,8 @@ pub struct PlanOptions {
     pub stacks: Selection,
     pub want_ret: bool,
     pub no_clone: bool,
+    /// `--diag`: hooks with return-value rules are attached at exit.
+    pub diag: bool,
 }
 
 #[derive(Debug, Default)]
@@ -128,6 +130,7 @@ pub fn build(
             skb_arg: 0,
             extra_arg: KernelLayout::NONE,
             ret_arg: KernelLayout::NONE,
+            loc_arg: KernelLayout::NONE,
             flags,
         };
 
@@ -142,6 +145,12 @@ pub fn build(
                 if let Some(r) = position(&args, "enum skb_drop_reason") {
                     cfg.extra_arg = r;
                     cfg.flags |= slot_flags::EXTRA;
+                    // Where the drop happened: `location`, the first `void *`.
+                    let by_name = args.iter().position(|a| a.name == "location").map(|i| i as u32);
+                    if let Some(l) = by_name.or_else(|| position(&args, "void *")).filter(|&l| l <= 5) {
+                        cfg.loc_arg = l;
+                        cfg.flags |= slot_flags::LOCATION;
+                    }
                 }
                 plan.hooks.push(Planned {
                     hook: i,
@@ -176,6 +185,10 @@ pub fn build(
                 cfg.extra_arg = r.offset;
                 cfg.flags |= slot_flags::EXTRA;
             }
+            if let Some(l) = fmt.get("location") {
+                cfg.loc_arg = l.offset;
+                cfg.flags |= slot_flags::LOCATION;
+            }
             plan.hooks.push(Planned {
                 hook: i,
                 name: h.name.clone(),
@@ -207,7 +220,9 @@ pub fn build(
             continue;
         }
         cfg.skb_arg = skb;
-        let needs_exit = opts.want_ret || (h.clone && !opts.no_clone);
+        // Diagnosis rules on the return value need fexit too.
+        let ret_rules = opts.diag && h.rules.iter().any(|r| r.ret.is_some());
+        let needs_exit = opts.want_ret || ret_rules || (h.clone && !opts.no_clone);
         let backend = if fentry_ok {
             if needs_exit {
                 cfg.ret_arg = params.len() as u32;
@@ -315,8 +330,9 @@ mod tests {
         );
         assert_eq!(
             kfree.config.flags,
-            slot_flags::MATCHER | slot_flags::FREE | slot_flags::EXTRA
+            slot_flags::MATCHER | slot_flags::FREE | slot_flags::EXTRA | slot_flags::LOCATION
         );
+        assert_eq!(kfree.config.loc_arg, 1);
         // Slots are dense, in plan order.
         let slots: Vec<u32> = p.hooks.iter().map(|h| h.slot).collect();
         assert_eq!(slots, [0, 1, 2]);
@@ -390,6 +406,9 @@ mod tests {
             slot_flags::MATCHER | slot_flags::FREE | slot_flags::STACK
         );
         // --trace-free replaces the catalogue's own `free: true`.
-        assert_eq!(find(&p, "kfree_skb").config.flags, slot_flags::EXTRA);
+        assert_eq!(
+            find(&p, "kfree_skb").config.flags,
+            slot_flags::EXTRA | slot_flags::LOCATION
+        );
     }
 }

@@ -271,8 +271,28 @@ async fn run_lifecycle(
         },
     };
     let mut out = Out::new();
+    let diag = l.diag.map(|opts| lifecycle::DiagState {
+        opts,
+        rules_by_slot: attached
+            .hook_by_slot
+            .iter()
+            .map(|&i| prepared.catalogue.hooks[i].hook.rules.clone())
+            .collect(),
+        group_by_slot: attached
+            .hook_by_slot
+            .iter()
+            .map(|&i| {
+                prepared.catalogue.hooks[i]
+                    .path
+                    .first()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .collect(),
+    });
     let mut sink = LifecycleSink {
         printer,
+        diag,
         symbols: Symbolizer::new(stacks_wanted.then_some(&mut ebpf))?,
         tracker: Tracker::default(),
         out: &mut out,
@@ -282,6 +302,7 @@ async fn run_lifecycle(
         count: config.count,
         printed: 0,
         closed: false,
+        diagnosed: false,
     };
     let _: &Selection = &prepared.selected;
     stream(s, ebpf, &mut sink, |sink| {

@@ -43,6 +43,20 @@ pub struct Args {
     #[arg(long, help_heading = "Modes")]
     pub drop_stack: bool,
 
+    /// Diagnose: apply the catalogue's rules, annotate events and print an
+    /// ANALYSIS RESULT (what went wrong, where, how to fix it) for packets
+    /// that had a problem; tracing stops after the first one.
+    #[arg(long, help_heading = "Modes")]
+    pub diag: bool,
+
+    /// With --diag: print only packets that had a problem.
+    #[arg(long, help_heading = "Modes")]
+    pub diag_quiet: bool,
+
+    /// With --diag: keep tracing after a problem is found.
+    #[arg(long, help_heading = "Modes")]
+    pub diag_keep: bool,
+
     // ---- lifecycle tracing ----
     /// Hooks to attach: group or hook names, comma separated, or `all`
     /// (default: every hook not marked default-off). See rules/hooks.yaml.

@@ -46,6 +46,16 @@ pub struct Lifecycle {
     pub latency_show: bool,
     /// Nanoseconds.
     pub min_latency_ns: u64,
+    /// `--diag`.
+    pub diag: Option<Diag>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Diag {
+    /// `--diag-quiet`: only packets with a problem.
+    pub quiet: bool,
+    /// `--diag-keep`: do not stop after the first problem.
+    pub keep: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,7 +84,14 @@ impl Config {
             ("--tiny-show", args.tiny_show),
             ("--latency-show", args.latency_show),
             ("--min-latency", args.min_latency.is_some()),
+            ("--diag", args.diag),
         ];
+        if (args.diag_quiet || args.diag_keep) && !args.diag {
+            return Err(usage!("--diag-quiet and --diag-keep need --diag"));
+        }
+        if args.diag && args.basic {
+            return Err(usage!("--diag analyses whole packets: drop --basic"));
+        }
         let mode = if args.drop {
             if let Some((flag, _)) = lifecycle_flags.iter().find(|(_, set)| *set) {
                 return Err(usage!(
@@ -118,6 +135,10 @@ impl Config {
                 tiny: args.tiny_show,
                 latency_show: args.latency_show,
                 min_latency_ns,
+                diag: args.diag.then_some(Diag {
+                    quiet: args.diag_quiet,
+                    keep: args.diag_keep,
+                }),
             })
         };
         Ok(Config {
@@ -382,6 +403,9 @@ mod tests {
             (&["--pkt-len", "5-1"], "is empty"),
             (&["--pkt-len", "abc"], "--pkt-len"),
             (&["--tcp-flags", "SX"], "'X' is not one of"),
+            (&["--diag-quiet"], "need --diag"),
+            (&["--diag", "--basic"], "drop --basic"),
+            (&["--drop", "--diag"], "cannot be combined with --drop"),
             (&["-p", "udp", "--tcp-flags", "S"], "needs TCP"),
         ] {
             let err = config(argv).expect_err(needle);

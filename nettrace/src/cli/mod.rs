@@ -4,4 +4,4 @@ mod args;
 mod config;
 
 pub use args::{Args, BackendChoice};
-pub use config::{Config, Lifecycle, Mode};
+pub use config::{Config, Diag, Lifecycle, Mode};

@@ -5,6 +5,7 @@
 //! `crate::plan` decides how each hook attaches here; `attach` loads the
 //! per-slot programs; `LifecycleSink` groups events per packet and prints.
 
+pub mod diag;
 pub mod print;
 pub mod track;
 
@@ -72,6 +73,7 @@ pub fn prepare(l: &Lifecycle) -> Result<Prepared, String> {
         stacks: list(&l.stack, "--trace-stack")?.unwrap_or_default(),
         want_ret: l.ret,
         no_clone: l.noclone,
+        diag: l.diag.is_some(),
     };
     Ok(Prepared {
         catalogue,
@@ -93,6 +95,8 @@ pub struct Attached {
     /// Per catalogue hook: backend used, or why not.
     pub report: Vec<(String, Result<Backend, String>)>,
     pub names_by_slot: Vec<String>,
+    /// Catalogue index of each slot's hook.
+    pub hook_by_slot: Vec<usize>,
     pub free_by_slot: Vec<bool>,
     pub counts: BTreeMap<String, usize>,
 }
@@ -117,6 +121,7 @@ pub fn attach(
         .map(|(n, why)| (n.clone(), Err(why.clone())))
         .collect();
     let mut names_by_slot = vec![String::new(); plan.hooks.len()];
+    let mut hook_by_slot = vec![0; plan.hooks.len()];
     let mut free_by_slot = vec![false; plan.hooks.len()];
     let mut classic_loaded = false;
     for p in &plan.hooks {
@@ -135,6 +140,7 @@ pub fn attach(
             anyhow::bail!("cannot attach hook {}: {why}", p.name);
         }
         names_by_slot[p.slot as usize] = p.name.clone();
+        hook_by_slot[p.slot as usize] = p.hook;
         free_by_slot[p.slot as usize] = p.config.flags & slot_flags::FREE != 0;
         report.push((p.name.clone(), result));
     }
@@ -153,6 +159,7 @@ pub fn attach(
     Ok(Attached {
         report,
         names_by_slot,
+        hook_by_slot,
         free_by_slot,
         counts,
     })
@@ -239,8 +246,17 @@ fn attach_one(
 }
 
 /// Groups events per packet (or prints them as they come with `--basic`).
+/// What `--diag` needs per slot.
+pub struct DiagState {
+    pub opts: crate::cli::Diag,
+    pub rules_by_slot: Vec<Vec<crate::catalogue::Rule>>,
+    /// Top-level catalogue group of each slot's hook (`life`, `ip`, …).
+    pub group_by_slot: Vec<String>,
+}
+
 pub struct LifecycleSink<'a> {
     pub printer: LinePrinter,
+    pub diag: Option<DiagState>,
     pub symbols: Symbolizer,
     pub tracker: Tracker,
     pub out: &'a mut Out,
@@ -250,6 +266,8 @@ pub struct LifecycleSink<'a> {
     pub count: Option<u64>,
     pub printed: u64,
     pub closed: bool,
+    /// A diagnosis ended tracing (without `--diag-keep`).
+    pub diagnosed: bool,
 }
 
 /// Packets with no event for this long are printed even without a free.
@@ -262,26 +280,71 @@ impl LifecycleSink<'_> {
             .then(|| unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<TraceEvent>()) })
     }
 
-    fn write_event(&mut self, ev: &TraceEvent, show_packet: bool, prev: Option<u64>) -> Result<(), Closed> {
-        self.out.line(&self.printer.event(ev, show_packet, prev))?;
-        if ev.stack_id >= 0 {
-            for l in self.symbols.stack(ev.stack_id) {
+    fn write_event(&mut self, line: &str, stack_id: i32) -> Result<(), Closed> {
+        self.out.line(line)?;
+        if stack_id >= 0 {
+            for l in self.symbols.stack(stack_id) {
                 self.out.line(&l)?;
             }
         }
         Ok(())
     }
 
-    fn write_packet(&mut self, p: &track::Packet) -> Result<(), Closed> {
+    /// Diagnosis of one event: notes for its line, findings for the report.
+    fn diagnose(&self, ev: &TraceEvent) -> (String, Vec<diag::Finding>) {
+        let Some(d) = &self.diag else {
+            return (String::new(), Vec::new());
+        };
+        let slot = ev.slot as usize;
+        let reason = (ev.has_extra != 0
+            && ev.kind == nettrace_common::trace::event_kind::ENTRY
+            && !self.printer.reasons.is_empty())
+        .then(|| self.printer.reasons.name(ev.extra as u32));
+        let mut notes = String::new();
+        let mut findings = Vec::new();
+        for rule in d.rules_by_slot.get(slot).into_iter().flatten() {
+            if !diag::fires(rule, ev, reason.as_deref()) {
+                continue;
+            }
+            notes += &format!(" *{}*", rule.msg);
+            if rule.level >= crate::catalogue::Level::Warn {
+                findings.push(diag::Finding {
+                    level: rule.level,
+                    hook: self.printer.names.get(slot).cloned().unwrap_or_default(),
+                    group: d.group_by_slot.get(slot).cloned().unwrap_or_default(),
+                    msg: rule.msg.clone(),
+                    adv: rule.adv.clone(),
+                    location: (ev.location != 0).then(|| self.symbols.symbolize(ev.location)),
+                    reason: reason.clone(),
+                });
+            }
+        }
+        (notes, findings)
+    }
+
+    /// Prints a finished packet; `Ok(true)` when diagnosis says stop.
+    fn write_packet(&mut self, p: &track::Packet) -> Result<bool, Closed> {
         let life = LinePrinter::life(p);
         if life < self.min_latency_ns {
-            return Ok(());
+            return Ok(false);
         }
-        self.out.line(&self.printer.header(p))?;
+        let mut lines = Vec::with_capacity(p.events.len());
+        let mut findings = Vec::new();
         let mut prev = None;
         for (i, ev) in p.events.iter().enumerate() {
-            self.write_event(ev, i == 0 || !self.printer.style.tiny, prev)?;
+            let (notes, mut f) = self.diagnose(ev);
+            findings.append(&mut f);
+            let line = self.printer.event(ev, i == 0 || !self.printer.style.tiny, prev) + &notes;
+            lines.push((line, ev.stack_id));
             prev = Some(ev.ts_ns);
+        }
+        let quiet = self.diag.as_ref().is_some_and(|d| d.opts.quiet);
+        if quiet && findings.is_empty() {
+            return Ok(false);
+        }
+        self.out.line(&self.printer.header(p))?;
+        for (line, stack_id) in lines {
+            self.write_event(&line, stack_id)?;
         }
         if p.dropped_events > 0 {
             self.out
@@ -291,26 +354,35 @@ impl LifecycleSink<'_> {
             self.out
                 .line(&format!("total latency: {:.3}ms", life as f64 / 1e6))?;
         }
+        if !findings.is_empty() {
+            for l in diag::report(&findings) {
+                self.out.line(&l)?;
+            }
+        }
         self.out.line("")?;
         self.printed += 1;
-        Ok(())
+        let keep = self.diag.as_ref().is_none_or(|d| d.opts.keep);
+        Ok(!findings.is_empty() && !keep)
     }
 
-    fn after(&mut self, r: Result<(), Closed>) -> Flow {
-        if r.is_err() {
-            self.closed = true;
-            return Flow::Stop;
-        }
-        if self.count.is_some_and(|n| self.printed >= n) {
-            Flow::Stop
-        } else {
-            Flow::Continue
+    fn after(&mut self, r: Result<bool, Closed>) -> Flow {
+        match r {
+            Err(Closed) => {
+                self.closed = true;
+                Flow::Stop
+            }
+            Ok(true) => {
+                self.diagnosed = true;
+                Flow::Stop
+            }
+            Ok(false) if self.count.is_some_and(|n| self.printed >= n) => Flow::Stop,
+            Ok(false) => Flow::Continue,
         }
     }
 
     /// Prints every packet still open (at exit).
     pub fn finish(&mut self) {
-        if self.closed || self.count.is_some_and(|n| self.printed >= n) {
+        if self.closed || self.diagnosed || self.count.is_some_and(|n| self.printed >= n) {
             return;
         }
         for p in self.tracker.flush_idle(u64::MAX) {
@@ -329,7 +401,8 @@ impl Sink for LifecycleSink<'_> {
             return Flow::Continue;
         };
         if self.basic {
-            let r = self.write_event(&ev, true, None);
+            let line = self.printer.event(&ev, true, None);
+            let r = self.write_event(&line, ev.stack_id).map(|()| false);
             self.printed += 1;
             return self.after(r);
         }
@@ -344,7 +417,7 @@ impl Sink for LifecycleSink<'_> {
     }
 
     fn batch_done(&mut self) -> Flow {
-        let r = self.out.flush();
+        let r = self.out.flush().map(|()| false);
         self.after(r)
     }
 
@@ -355,7 +428,7 @@ impl Sink for LifecycleSink<'_> {
                 return Flow::Stop;
             }
         }
-        let r = self.out.flush();
+        let r = self.out.flush().map(|()| false);
         self.after(r)
     }
 }

@@ -1,0 +1,160 @@
+//! `--diag`: the catalogue's rules applied to what each hook saw, as notes on
+//! event lines (`*packet is dropped by kernel*`) and, for a packet where
+//! something went wrong, an `ANALYSIS RESULT` block that says what happened,
+//! where, and what to do about it.
+//!
+//! Rules match a drop reason (read from the kernel at the hook), a return
+//! value (fexit), or nothing (they fire whenever the hook is reached). Drop
+//! reasons carry most of the diagnosis on tracepoint-only kernels.
+
+use nettrace_common::{TraceEvent, trace::event_kind};
+
+use crate::catalogue::{Level, RetMatch, Rule};
+
+/// A return value as the kernel meant it: 32-bit ints sign-extended.
+pub fn signed(v: u64) -> i64 {
+    let hi = v >> 32;
+    if hi == 0 || hi == 0xffff_ffff {
+        v as u32 as i32 as i64
+    } else {
+        v as i64
+    }
+}
+
+impl RetMatch {
+    pub fn matches(&self, v: i64) -> bool {
+        match *self {
+            RetMatch::Any => true,
+            RetMatch::Eq(x) => v == x,
+            RetMatch::Ne(x) => v != x,
+            RetMatch::Lt(x) => v < x,
+            RetMatch::Gt(x) => v > x,
+            RetMatch::Range([a, b]) => (a..=b).contains(&v),
+        }
+    }
+}
+
+/// Does `rule` fire for this event? `reason` is the drop reason's name when
+/// the event carries one.
+pub fn fires(rule: &Rule, ev: &TraceEvent, reason: Option<&str>) -> bool {
+    match (&rule.ret, &rule.reason) {
+        (Some(m), _) => ev.kind == event_kind::EXIT && ev.has_extra != 0 && m.matches(signed(ev.extra)),
+        (None, Some(want)) => reason == Some(want.as_str()),
+        (None, None) => true,
+    }
+}
+
+/// A rule at warn or error level that fired, with what the report needs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Finding {
+    pub level: Level,
+    pub hook: String,
+    pub group: String,
+    pub msg: String,
+    pub adv: Option<String>,
+    pub location: Option<String>,
+    pub reason: Option<String>,
+}
+
+/// The `ANALYSIS RESULT` block, compatible with the C nettrace's layout.
+pub fn report(findings: &[Finding]) -> Vec<String> {
+    let mut out = vec!["---------------- ANALYSIS RESULT ---------------------".to_string()];
+    for (i, f) in findings.iter().enumerate() {
+        let level = match f.level {
+            Level::Error => "ERROR",
+            Level::Warn => "WARN",
+            Level::Info => "INFO",
+        };
+        out.push(format!("[{}] {level} happens in {}({}):", i + 1, f.hook, f.group));
+        out.push(format!("        {}", f.msg));
+        if let Some(l) = &f.location {
+            out.push("    location:".into());
+            out.push(format!("        {l}"));
+        }
+        if let Some(r) = &f.reason {
+            out.push("    drop reason:".into());
+            out.push(format!("        {r}"));
+        }
+        if let Some(a) = &f.adv {
+            out.push(String::new());
+            out.push("    fix advice:".into());
+            out.push(format!("        {a}"));
+        }
+        out.push(String::new());
+    }
+    out.push("analysis finished!".into());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(yaml: &str) -> Rule {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    fn ev(kind: u8, extra: u64) -> TraceEvent {
+        // SAFETY: plain data.
+        let mut e: TraceEvent = unsafe { std::mem::zeroed() };
+        e.kind = kind;
+        e.has_extra = 1;
+        e.extra = extra;
+        e
+    }
+
+    #[test]
+    fn return_value_matchers() {
+        let minus_one = (-1i64) as u64 & 0xffff_ffff;
+        assert_eq!(signed(minus_one), -1);
+        assert_eq!(signed(1), 1);
+        let r = rule("{level: error, msg: dropped, ret: {lt: 0}}");
+        assert!(fires(&r, &ev(event_kind::EXIT, minus_one), None));
+        assert!(!fires(&r, &ev(event_kind::EXIT, 1), None));
+        // A return-value rule never fires on an entry event.
+        assert!(!fires(&r, &ev(event_kind::ENTRY, minus_one), None));
+        assert!(RetMatch::Range([1, 3]).matches(3) && !RetMatch::Range([1, 3]).matches(4));
+        assert!(RetMatch::Ne(0).matches(2) && RetMatch::Gt(0).matches(1) && RetMatch::Any.matches(-9));
+        assert!(RetMatch::Eq(7).matches(7));
+    }
+
+    #[test]
+    fn reason_and_unconditional_rules() {
+        let r = rule("{level: error, msg: m, reason: NETFILTER_DROP}");
+        let e = ev(event_kind::ENTRY, 12);
+        assert!(fires(&r, &e, Some("NETFILTER_DROP")));
+        assert!(!fires(&r, &e, Some("NO_SOCKET")));
+        assert!(!fires(&r, &e, None));
+        assert!(fires(&rule("{level: info, msg: freed}"), &e, None));
+    }
+
+    #[test]
+    fn report_layout() {
+        let f = Finding {
+            level: Level::Error,
+            hook: "kfree_skb".into(),
+            group: "life".into(),
+            msg: "packet is dropped by kernel".into(),
+            adv: Some("check your netfilter rule".into()),
+            location: Some("nf_hook_slow+0x96".into()),
+            reason: Some("NETFILTER_DROP".into()),
+        };
+        assert_eq!(
+            report(&[f]),
+            [
+                "---------------- ANALYSIS RESULT ---------------------",
+                "[1] ERROR happens in kfree_skb(life):",
+                "        packet is dropped by kernel",
+                "    location:",
+                "        nf_hook_slow+0x96",
+                "    drop reason:",
+                "        NETFILTER_DROP",
+                "",
+                "    fix advice:",
+                "        check your netfilter rule",
+                "",
+                "analysis finished!",
+            ]
+        );
+    }
+}

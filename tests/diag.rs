@@ -1,0 +1,132 @@
+//! Root integration tests for `--diag`: real drops in namespaces this test
+//! creates, diagnosed from the catalogue's rules.
+
+mod util;
+
+use std::process::Command;
+
+use util::{Pair, Tracer, start_timeout};
+
+/// The lines from `ANALYSIS RESULT` to `analysis finished!`.
+fn analysis(lines: &[String]) -> Vec<String> {
+    let start = lines
+        .iter()
+        .position(|l| l.contains("ANALYSIS RESULT"))
+        .unwrap_or_else(|| panic!("no analysis: {lines:#?}"));
+    let end = lines
+        .iter()
+        .position(|l| l == "analysis finished!")
+        .unwrap_or_else(|| panic!("unfinished: {lines:#?}"));
+    lines[start..=end].to_vec()
+}
+
+#[test]
+fn iptables_drop_is_diagnosed_with_advice_and_tracing_stops() {
+    let net = Pair::new();
+    net.exec(
+        &net.b,
+        &[
+            "iptables", "-A", "INPUT", "-p", "icmp", "-s", &net.a4, "-j", "DROP",
+        ],
+    );
+    let rules = Command::new("ip")
+        .args(["netns", "exec", &net.b, "iptables", "-S", "INPUT"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&rules.stdout).contains("-j DROP"),
+        "rule not installed"
+    );
+    // No -c: the first diagnosed problem ends tracing by itself.
+    let mut t = Tracer::start(&["--diag", "-p", "icmp", "-s", &net.a4, "-d", &net.b4]);
+    net.exec(&net.a, &["ping", "-c", "1", "-W", "1", &net.b4]);
+    assert!(t.wait_exit(start_timeout()).success(), "{}", t.stderr());
+    let lines = t.lines();
+    let a = analysis(&lines);
+    let text = a.join("\n");
+    assert!(
+        a[1].starts_with("[1] ERROR happens in kfree_skb(life):"),
+        "{text}"
+    );
+    assert!(text.contains("        packet is dropped by kernel"), "{text}");
+    assert!(
+        text.contains("        packet is dropped by netfilter (NF_DROP)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("    drop reason:\n        NETFILTER_DROP"),
+        "{text}"
+    );
+    assert!(text.contains("    location:\n        nf"), "{text}");
+    assert!(
+        text.contains("    fix advice:\n        check your netfilter rules"),
+        "{text}"
+    );
+    // The dropping event carries the notes on its line.
+    let kfree = lines.iter().find(|l| l.contains("[kfree_skb")).unwrap();
+    assert!(
+        kfree.ends_with("*packet is dropped by kernel* *packet is dropped by netfilter (NF_DROP)*"),
+        "{kfree}"
+    );
+    assert_eq!(lines.last().map(String::as_str), Some("end trace..."));
+}
+
+#[test]
+fn syn_to_closed_port_says_port_not_listened() {
+    let net = Pair::new();
+    let mut t = Tracer::start(&["--diag", "--diag-quiet", "-p", "tcp", "-d", &net.b4, "-P", "9988"]);
+    net.syn(9988);
+    assert!(t.wait_exit(start_timeout()).success(), "{}", t.stderr());
+    let text = analysis(&t.lines()).join("\n");
+    assert!(text.contains("port is not listened"), "{text}");
+    assert!(text.contains("packet is dropped by kernel"), "{text}");
+    assert!(text.contains("NO_SOCKET"), "{text}");
+    assert!(
+        text.contains("fix advice:\n        check that the service is running"),
+        "{text}"
+    );
+}
+
+#[test]
+fn healthy_packets_print_nothing_when_quiet_and_notes_otherwise() {
+    let net = Pair::new();
+    let mut quiet = Tracer::start(&[
+        "--diag",
+        "--diag-quiet",
+        "-p",
+        "icmp",
+        "-s",
+        &net.a4,
+        "-d",
+        &net.b4,
+    ]);
+    let mut loud = Tracer::start(&[
+        "--diag",
+        "--diag-keep",
+        "-p",
+        "icmp",
+        "-s",
+        &net.a4,
+        "-d",
+        &net.b4,
+        "-c",
+        "1",
+    ]);
+    net.exec(&net.a, &["ping", "-c", "2", "-i", "0.2", "-W", "1", &net.b4]);
+    assert!(loud.wait_exit(start_timeout()).success(), "{}", loud.stderr());
+    let loud_lines = loud.lines();
+    // A normal free is noted as such, and no analysis is printed.
+    assert!(
+        loud_lines
+            .iter()
+            .any(|l| l.contains("[consume_skb") && l.ends_with("*packet is freed (normally)*")),
+        "{loud_lines:#?}"
+    );
+    assert!(
+        !loud_lines.iter().any(|l| l.contains("ANALYSIS")),
+        "{loud_lines:#?}"
+    );
+    quiet.signal(libc::SIGINT);
+    assert!(quiet.wait_exit(start_timeout()).success());
+    assert_eq!(quiet.lines(), ["begin trace...", "end trace..."]);
+}
