@@ -171,14 +171,14 @@ fn test_binaries(env: &setup::Env, names: &[&str]) -> anyhow::Result<Vec<(String
 
 fn vm_tier(env: &setup::Env) -> anyhow::Result<()> {
     println!("== tier 3: VM (Debian 12 cloud kernel under qemu/TCG: fentry, fexit, kprobes)");
-    let bins = test_binaries(env, &["drop", "lifecycle"])?;
+    let bins = test_binaries(env, &["drop", "lifecycle", "diag"])?;
     let bin = |n: &str| {
         bins.iter()
             .find(|(name, _)| name == n)
             .map(|(_, p)| p.clone())
             .context(format!("no {n} test binary"))
     };
-    let (drop, lifecycle) = (bin("drop")?, bin("lifecycle")?);
+    let (drop, lifecycle, diag) = (bin("drop")?, bin("lifecycle")?, bin("diag")?);
     let nettrace = workspace_root().join("target/debug/nettrace");
     let passes = [
         vm::Pass {
@@ -196,6 +196,12 @@ fn vm_tier(env: &setup::Env) -> anyhow::Result<()> {
             name: "lifecycle-fentry".into(),
             env: vec![("NETTRACE_TEST_START_SECS".into(), "240".into())],
             binary: lifecycle.clone(),
+            args: vec!["--test-threads=1".into()],
+        },
+        vm::Pass {
+            name: "diag".into(),
+            env: vec![("NETTRACE_TEST_START_SECS".into(), "240".into())],
+            binary: diag,
             args: vec!["--test-threads=1".into()],
         },
         vm::Pass {
