@@ -378,73 +378,30 @@ fn function_hooks_when_the_kernel_allows() {
         return;
     }
     let hooks = "net_dev_queue,ip_rcv,ip_local_deliver,icmp_rcv,consume_skb";
-    let mut t = Tracer::start(&["-p", "icmp", "-s", &net.a4, "-d", &net.b4, "-t", hooks, "-c", "1"]);
-    ping(&net, 1);
-    assert!(t.wait_exit(util::start_timeout()).success(), "{}", t.stderr());
-    let g = groups(&t.lines());
+    let (g, lines) = one_ping(&net, &["-p", "icmp", "-s", &net.a4, "-d", &net.b4, "-t", hooks]);
     let names: Vec<&str> = g[0].1.iter().map(|e| hook(e)).collect();
-    assert_eq!(
-        names,
-        [
-            "net_dev_queue",
-            "ip_rcv",
-            "ip_local_deliver",
-            "icmp_rcv",
-            "consume_skb"
-        ],
-        "{:#?}",
-        t.lines()
-    );
+    assert_eq!(names, ["net_dev_queue", "ip_rcv", "ip_local_deliver", "icmp_rcv", "consume_skb"], "{lines:#?}");
     if !fexit {
         return;
     }
     // fexit: return values, and clones followed as part of the packet (the
     // echo reply is cloned for the ping's raw socket).
-    let mut t = Tracer::start(&[
-        "-p",
-        "icmp",
-        "-d",
-        &net.b4,
-        "-t",
-        "ip_route_input_noref,consume_skb",
-        "--ret",
-        "-c",
-        "1",
-    ]);
-    ping(&net, 1);
+    let (_, lines) = one_ping(&net, &["-p", "icmp", "-d", &net.b4, "-t", "ip_route_input_noref,consume_skb", "--ret"]);
+    assert!(lines.iter().any(|l| l.contains("[ip_route_input_noref") && l.ends_with(" ret: 0")), "{lines:#?}");
+    let hooks = "netif_receive_skb,skb_clone,consume_skb,kfree_skb";
+    let (g, lines) = one_ping(&net, &["-p", "icmp", "-s", &net.b4, "-d", &net.a4, "-t", hooks]);
+    assert!(g[0].0.contains(','), "the clone joins the packet: {lines:#?}");
+    assert!(g[0].1.iter().any(|e| hook(e) == "skb_clone" && e.contains(" clone: ")), "{lines:#?}");
+}
+
+/// Traces the first packet (`-c 1`) of one ping from a to b with `args`;
+/// returns its groups and all output lines.
+fn one_ping(net: &Pair, args: &[&str]) -> (Vec<(String, Vec<String>)>, Vec<String>) {
+    let mut all = args.to_vec();
+    all.extend(["-c", "1"]);
+    let mut t = Tracer::start(&all);
+    ping(net, 1);
     assert!(t.wait_exit(util::start_timeout()).success(), "{}", t.stderr());
-    assert!(
-        t.lines()
-            .iter()
-            .any(|l| l.contains("[ip_route_input_noref") && l.ends_with(" ret: 0")),
-        "{:#?}",
-        t.lines()
-    );
-    let mut t = Tracer::start(&[
-        "-p",
-        "icmp",
-        "-s",
-        &net.b4,
-        "-d",
-        &net.a4,
-        "-t",
-        "netif_receive_skb,skb_clone,consume_skb,kfree_skb",
-        "-c",
-        "1",
-    ]);
-    ping(&net, 1);
-    assert!(t.wait_exit(util::start_timeout()).success(), "{}", t.stderr());
-    let g = groups(&t.lines());
-    assert!(
-        g[0].0.contains(','),
-        "the clone joins the packet: {:#?}",
-        t.lines()
-    );
-    assert!(
-        g[0].1
-            .iter()
-            .any(|e| hook(e) == "skb_clone" && e.contains(" clone: ")),
-        "{:#?}",
-        t.lines()
-    );
+    let lines = t.lines();
+    (groups(&lines), lines)
 }

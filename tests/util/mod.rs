@@ -209,7 +209,7 @@ impl Tracer {
             lines,
             stderr,
         };
-        t.wait_for("begin trace...", Duration::from_secs(30));
+        t.wait_for("begin trace...", start_timeout());
         t
     }
 

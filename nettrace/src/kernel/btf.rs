@@ -213,7 +213,9 @@ impl KernelBtf {
         let Type::FuncProto(proto) = self.strip(self.chained(&p)?)? else {
             return Err(no_type());
         };
-        let probe_names = self.function_param_names(&format!("__bpf_trace_{tp}"));
+        let probe_names: Option<Vec<String>> = self
+            .function_params(&format!("__bpf_trace_{tp}"))
+            .map(|params| params.into_iter().map(|p| p.name).collect());
         proto
             .parameters
             .iter()
@@ -260,23 +262,6 @@ impl KernelBtf {
                 })
             })
             .collect()
-    }
-
-    /// Parameter names of function `func`, if BTF has it.
-    fn function_param_names(&self, func: &str) -> Option<Vec<String>> {
-        let f = self
-            .btf
-            .resolve_types_by_name(func)
-            .ok()?
-            .into_iter()
-            .find_map(|t| match t {
-                Type::Func(f) => Some(f),
-                _ => None,
-            })?;
-        let Type::FuncProto(proto) = self.chained(&f).ok()? else {
-            return None;
-        };
-        Some(proto.parameters.iter().map(|p| self.name_of(p)).collect())
     }
 
     /// A C-like spelling of a type: `struct sk_buff *`, `enum x`, `void *`.
