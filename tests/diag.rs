@@ -7,6 +7,11 @@ use std::process::Command;
 
 use util::{Pair, Tracer, start_timeout};
 
+/// The hooks these diagnoses need (the path in, and the packet's end):
+/// a small set keeps start-up short where every hook is an fentry program
+/// loaded under emulation (the VM tier).
+const HOOKS: &str = "netif_receive_skb,life";
+
 /// The lines from `ANALYSIS RESULT` to `analysis finished!`.
 fn analysis(lines: &[String]) -> Vec<String> {
     let start = lines
@@ -38,7 +43,7 @@ fn iptables_drop_is_diagnosed_with_advice_and_tracing_stops() {
         "rule not installed"
     );
     // No -c: the first diagnosed problem ends tracing by itself.
-    let mut t = Tracer::start(&["--diag", "-p", "icmp", "-s", &net.a4, "-d", &net.b4]);
+    let mut t = Tracer::start(&["-t", HOOKS, "--diag", "-p", "icmp", "-s", &net.a4, "-d", &net.b4]);
     net.exec(&net.a, &["ping", "-c", "1", "-W", "1", &net.b4]);
     assert!(t.wait_exit(start_timeout()).success(), "{}", t.stderr());
     let lines = t.lines();
@@ -74,7 +79,7 @@ fn iptables_drop_is_diagnosed_with_advice_and_tracing_stops() {
 #[test]
 fn syn_to_closed_port_says_port_not_listened() {
     let net = Pair::new();
-    let mut t = Tracer::start(&["--diag", "--diag-quiet", "-p", "tcp", "-d", &net.b4, "-P", "9988"]);
+    let mut t = Tracer::start(&["-t", HOOKS, "--diag", "--diag-quiet", "-p", "tcp", "-d", &net.b4, "-P", "9988"]);
     net.syn(9988);
     assert!(t.wait_exit(start_timeout()).success(), "{}", t.stderr());
     let text = analysis(&t.lines()).join("\n");
@@ -91,6 +96,8 @@ fn syn_to_closed_port_says_port_not_listened() {
 fn healthy_packets_print_nothing_when_quiet_and_notes_otherwise() {
     let net = Pair::new();
     let mut quiet = Tracer::start(&[
+        "-t",
+        HOOKS,
         "--diag",
         "--diag-quiet",
         "-p",
@@ -101,6 +108,8 @@ fn healthy_packets_print_nothing_when_quiet_and_notes_otherwise() {
         &net.b4,
     ]);
     let mut loud = Tracer::start(&[
+        "-t",
+        HOOKS,
         "--diag",
         "--diag-keep",
         "-p",

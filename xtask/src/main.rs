@@ -43,9 +43,9 @@ fn dispatch(args: &[String]) -> anyhow::Result<()> {
         "build" => build(&setup::all()?),
         "run" => run(rest),
         "test" => test(),
-        "vm" => vm_tier(&setup::all()?),
+        "vm" => vm_tier(&setup::all()?, rest.iter().any(|a| a == "--startup")),
         "help" | "-h" | "--help" => {
-            println!("usage: cargo xtask <setup|build|run [-- nettrace flags]|test|vm>");
+            println!("usage: cargo xtask <setup|build|run [-- nettrace flags]|test|vm [--startup]>");
             Ok(())
         }
         other => bail!("unknown command '{other}' (try: setup, build, run, test)"),
@@ -129,7 +129,7 @@ fn test() -> anyhow::Result<()> {
         "--test-threads=1",
     ]);
     status(integ)?;
-    vm_tier(&env)
+    vm_tier(&env, false)
 }
 
 /// Test executables cargo built for `--test NAME`, from its JSON messages.
@@ -169,7 +169,8 @@ fn test_binaries(env: &setup::Env, names: &[&str]) -> anyhow::Result<Vec<(String
     Ok(found)
 }
 
-fn vm_tier(env: &setup::Env) -> anyhow::Result<()> {
+/// `startup`: also report start-up of the default hook set in the VM.
+fn vm_tier(env: &setup::Env, startup: bool) -> anyhow::Result<()> {
     println!("== tier 3: VM (Debian 12 cloud kernel under qemu/TCG: fentry, fexit, kprobes)");
     let bins = test_binaries(env, &["drop", "lifecycle", "diag"])?;
     let bin = |n: &str| {
@@ -217,7 +218,8 @@ fn vm_tier(env: &setup::Env) -> anyhow::Result<()> {
     let kernel = vm::kernel(&setup::cache_dir())?;
     let initrd = workspace_root().join("target/vm/initrd.gz");
     std::fs::create_dir_all(initrd.parent().unwrap())?;
-    vm::initramfs(&kernel, &nettrace, &passes, &initrd)?;
+    let startup_backends: &[&str] = if startup { &["auto", "kprobe"] } else { &[] };
+    vm::initramfs(&kernel, &nettrace, &passes, startup_backends, &initrd)?;
     println!(
         "vm: kernel {}, initramfs {} MiB",
         kernel.release,

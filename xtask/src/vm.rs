@@ -234,7 +234,16 @@ pub struct Pass {
     pub args: Vec<String>,
 }
 
-pub fn initramfs(k: &Kernel, nettrace: &Path, passes: &[Pass], out: &Path) -> anyhow::Result<()> {
+/// `startup_backends`: measure start-up of the default hook set with these
+/// `--backend` values before the tests (`cargo xtask vm --startup`); each
+/// costs about 40 s of emulated time, so CI leaves them out.
+pub fn initramfs(
+    k: &Kernel,
+    nettrace: &Path,
+    passes: &[Pass],
+    startup_backends: &[&str],
+    out: &Path,
+) -> anyhow::Result<()> {
     let stage = out.with_extension("d");
     let _ = fs::remove_dir_all(&stage);
     fs::create_dir_all(&stage)?;
@@ -300,7 +309,7 @@ pub fn initramfs(k: &Kernel, nettrace: &Path, passes: &[Pass], out: &Path) -> an
     }
     // Start-up of the default hook set, for the record (not a test).
     let mut startup = String::new();
-    for backend in ["auto", "kprobe"] {
+    for backend in startup_backends {
         startup += &format!(
             "echo '== VM start-up, default hook set, --backend {backend} (software emulation: pessimistic)'\n\
              rm -f /tmp/su.out; ({nt} --debug --backend {backend} -p icmp -d 10.255.255.1 > /tmp/su.out 2> /tmp/su.err &)\n\
