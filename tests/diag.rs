@@ -79,7 +79,18 @@ fn iptables_drop_is_diagnosed_with_advice_and_tracing_stops() {
 #[test]
 fn syn_to_closed_port_says_port_not_listened() {
     let net = Pair::new();
-    let mut t = Tracer::start(&["-t", HOOKS, "--diag", "--diag-quiet", "-p", "tcp", "-d", &net.b4, "-P", "9988"]);
+    let mut t = Tracer::start(&[
+        "-t",
+        HOOKS,
+        "--diag",
+        "--diag-quiet",
+        "-p",
+        "tcp",
+        "-d",
+        &net.b4,
+        "-P",
+        "9988",
+    ]);
     net.syn(9988);
     assert!(t.wait_exit(start_timeout()).success(), "{}", t.stderr());
     let text = analysis(&t.lines()).join("\n");

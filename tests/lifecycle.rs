@@ -380,18 +380,49 @@ fn function_hooks_when_the_kernel_allows() {
     let hooks = "net_dev_queue,ip_rcv,ip_local_deliver,icmp_rcv,consume_skb";
     let (g, lines) = one_ping(&net, &["-p", "icmp", "-s", &net.a4, "-d", &net.b4, "-t", hooks]);
     let names: Vec<&str> = g[0].1.iter().map(|e| hook(e)).collect();
-    assert_eq!(names, ["net_dev_queue", "ip_rcv", "ip_local_deliver", "icmp_rcv", "consume_skb"], "{lines:#?}");
+    assert_eq!(
+        names,
+        [
+            "net_dev_queue",
+            "ip_rcv",
+            "ip_local_deliver",
+            "icmp_rcv",
+            "consume_skb"
+        ],
+        "{lines:#?}"
+    );
     if !fexit {
         return;
     }
     // fexit: return values, and clones followed as part of the packet (the
     // echo reply is cloned for the ping's raw socket).
-    let (_, lines) = one_ping(&net, &["-p", "icmp", "-d", &net.b4, "-t", "ip_route_input_noref,consume_skb", "--ret"]);
-    assert!(lines.iter().any(|l| l.contains("[ip_route_input_noref") && l.ends_with(" ret: 0")), "{lines:#?}");
+    let (_, lines) = one_ping(
+        &net,
+        &[
+            "-p",
+            "icmp",
+            "-d",
+            &net.b4,
+            "-t",
+            "ip_route_input_noref,consume_skb",
+            "--ret",
+        ],
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("[ip_route_input_noref") && l.ends_with(" ret: 0")),
+        "{lines:#?}"
+    );
     let hooks = "netif_receive_skb,skb_clone,consume_skb,kfree_skb";
     let (g, lines) = one_ping(&net, &["-p", "icmp", "-s", &net.b4, "-d", &net.a4, "-t", hooks]);
     assert!(g[0].0.contains(','), "the clone joins the packet: {lines:#?}");
-    assert!(g[0].1.iter().any(|e| hook(e) == "skb_clone" && e.contains(" clone: ")), "{lines:#?}");
+    assert!(
+        g[0].1
+            .iter()
+            .any(|e| hook(e) == "skb_clone" && e.contains(" clone: ")),
+        "{lines:#?}"
+    );
 }
 
 /// Traces the first packet (`-c 1`) of one ping from a to b with `args`;
