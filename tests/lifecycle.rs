@@ -51,9 +51,10 @@ const PATH_HOOKS: &str =
 #[test]
 fn ping_is_followed_hook_by_hook_across_namespaces() {
     let net = Pair::new();
-    let mut t = Tracer::start(&["-p", "icmp", "-s", &net.a4, "-d", &net.b4, "--detail", "-c", "1"]);
-    ping(&net, 1);
-    assert!(t.wait_exit(util::start_timeout()).success(), "{}", t.stderr());
+    let t = traced_ping(
+        &net,
+        &["-p", "icmp", "-s", &net.a4, "-d", &net.b4, "--detail", "-c", "1"],
+    );
     let g = groups(&t.lines());
     assert_eq!(g.len(), 1, "{:#?}", t.lines());
     let (header, events) = &g[0];
@@ -138,11 +139,12 @@ fn dnat_changes_the_address_mid_trace_and_the_packet_is_still_followed() {
         String::from_utf8_lossy(&rules.stdout).contains("DNAT"),
         "nat rule missing"
     );
-    let mut t = Tracer::start(&[
-        "-p", "icmp", "-s", &net.a4, "-d", &net.b4, "-t", PATH_HOOKS, "-c", "1",
-    ]);
-    ping(&net, 1);
-    assert!(t.wait_exit(util::start_timeout()).success(), "{}", t.stderr());
+    let t = traced_ping(
+        &net,
+        &[
+            "-p", "icmp", "-s", &net.a4, "-d", &net.b4, "-t", PATH_HOOKS, "-c", "1",
+        ],
+    );
     let g = groups(&t.lines());
     assert_eq!(g.len(), 1, "{:#?}", t.lines());
     let events = &g[0].1;
@@ -194,22 +196,23 @@ fn filters_keep_out_other_traffic() {
 #[test]
 fn trace_exclude_and_trace_matcher() {
     let net = Pair::new();
-    let mut t = Tracer::start(&[
-        "-p",
-        "icmp",
-        "-d",
-        &net.b4,
-        "-t",
-        PATH_HOOKS,
-        "--trace-exclude",
-        "net_dev_xmit",
-        "--trace-matcher",
-        "netif_receive_skb",
-        "-c",
-        "1",
-    ]);
-    ping(&net, 1);
-    assert!(t.wait_exit(util::start_timeout()).success(), "{}", t.stderr());
+    let t = traced_ping(
+        &net,
+        &[
+            "-p",
+            "icmp",
+            "-d",
+            &net.b4,
+            "-t",
+            PATH_HOOKS,
+            "--trace-exclude",
+            "net_dev_xmit",
+            "--trace-matcher",
+            "netif_receive_skb",
+            "-c",
+            "1",
+        ],
+    );
     let g = groups(&t.lines());
     let hooks: Vec<&str> = g[0].1.iter().map(|e| hook(e)).collect();
     assert!(
@@ -224,22 +227,23 @@ fn trace_exclude_and_trace_matcher() {
 #[test]
 fn tiny_show_latency_show_and_trace_stack() {
     let net = Pair::new();
-    let mut t = Tracer::start(&[
-        "-p",
-        "icmp",
-        "-d",
-        &net.b4,
-        "-t",
-        PATH_HOOKS,
-        "--tiny-show",
-        "--latency-show",
-        "--trace-stack",
-        "consume_skb",
-        "-c",
-        "1",
-    ]);
-    ping(&net, 1);
-    assert!(t.wait_exit(util::start_timeout()).success(), "{}", t.stderr());
+    let t = traced_ping(
+        &net,
+        &[
+            "-p",
+            "icmp",
+            "-d",
+            &net.b4,
+            "-t",
+            PATH_HOOKS,
+            "--tiny-show",
+            "--latency-show",
+            "--trace-stack",
+            "consume_skb",
+            "-c",
+            "1",
+        ],
+    );
     let lines = t.lines();
     let events: Vec<&String> = lines.iter().filter(|l| l.starts_with('[')).collect();
     assert!(events.len() >= 3, "{lines:#?}");
@@ -269,11 +273,12 @@ fn tiny_show_latency_show_and_trace_stack() {
 #[test]
 fn basic_prints_events_without_grouping() {
     let net = Pair::new();
-    let mut t = Tracer::start(&[
-        "--basic", "-p", "icmp", "-d", &net.b4, "-t", PATH_HOOKS, "-c", "3",
-    ]);
-    ping(&net, 1);
-    assert!(t.wait_exit(util::start_timeout()).success(), "{}", t.stderr());
+    let t = traced_ping(
+        &net,
+        &[
+            "--basic", "-p", "icmp", "-d", &net.b4, "-t", PATH_HOOKS, "-c", "3",
+        ],
+    );
     let lines = t.lines();
     assert!(!lines.iter().any(|l| l.starts_with("****")), "{lines:#?}");
     assert_eq!(
@@ -430,9 +435,16 @@ fn function_hooks_when_the_kernel_allows() {
 fn one_ping(net: &Pair, args: &[&str]) -> (Vec<(String, Vec<String>)>, Vec<String>) {
     let mut all = args.to_vec();
     all.extend(["-c", "1"]);
-    let mut t = Tracer::start(&all);
+    let lines = traced_ping(net, &all).lines();
+    (groups(&lines), lines)
+}
+
+/// Starts nettrace with `args` (which must make it exit by itself, e.g.
+/// `-c`), sends one ping from a to b, and returns the tracer once it exited
+/// successfully.
+fn traced_ping(net: &Pair, args: &[&str]) -> Tracer {
+    let mut t = Tracer::start(args);
     ping(net, 1);
     assert!(t.wait_exit(util::start_timeout()).success(), "{}", t.stderr());
-    let lines = t.lines();
-    (groups(&lines), lines)
+    t
 }

@@ -93,6 +93,19 @@ struct HookArgs {
     kind_and_has: u8,
 }
 
+impl HookArgs {
+    /// A plain entry event: only the skb.
+    #[inline(always)]
+    fn entry(skb: u64) -> Self {
+        Self {
+            skb,
+            extra: 0,
+            location: 0,
+            kind_and_has: event_kind::ENTRY,
+        }
+    }
+}
+
 #[inline(always)]
 pub fn on_tp_btf(ctx: &BtfTracePointContext, i: usize) {
     let s = slot(i);
@@ -120,16 +133,7 @@ pub fn on_tp_btf(ctx: &BtfTracePointContext, i: usize) {
 pub fn on_fentry(ctx: &FEntryContext, i: usize) {
     let s = slot(i);
     let skb = arg_at!(ctx, s.skb_arg);
-    handle(
-        ctx.as_ptr(),
-        i as u32,
-        &HookArgs {
-            skb,
-            extra: 0,
-            location: 0,
-            kind_and_has: event_kind::ENTRY,
-        },
-    );
+    handle(ctx.as_ptr(), i as u32, &HookArgs::entry(skb));
 }
 
 #[inline(always)]
@@ -183,16 +187,7 @@ pub fn on_kprobe(ctx: &ProbeContext, i: usize) {
             unsafe { bpf_probe_read_kernel((ctx.as_ptr() as usize + off) as *const u64) }.ok()
         })
         .unwrap_or(0);
-    handle(
-        ctx.as_ptr(),
-        i as u32,
-        &HookArgs {
-            skb,
-            extra: 0,
-            location: 0,
-            kind_and_has: event_kind::ENTRY,
-        },
-    );
+    handle(ctx.as_ptr(), i as u32, &HookArgs::entry(skb));
 }
 
 /// One program for every classic tracepoint: the record's first field,
