@@ -1,7 +1,8 @@
 //! The hook catalogue (`rules/hooks.yaml`): which kernel functions and
 //! tracepoints nettrace can hook, grouped in a tree so users can select
 //! `-t link-in,tcp` or single hooks. The default catalogue is embedded in the
-//! binary; `--rules FILE` loads another.
+//! binary; `--rules FILE` merges a user's rule pack (same schema) into it:
+//! hooks already known gain the pack's rules, new hooks and groups are added.
 //!
 //! Parsing is serde's (unknown fields are errors, with line numbers); the
 //! checks serde cannot express (unique names, tracepoint syntax, rule
@@ -176,29 +177,46 @@ impl Catalogue {
         Self::parse(EMBEDDED, "embedded catalogue").expect("the embedded catalogue is valid (unit-tested)")
     }
 
-    pub fn from_file(path: &str) -> Result<Self, CatalogueError> {
+    /// The embedded catalogue with the rule pack at `path` merged in.
+    pub fn with_pack_file(path: &str) -> Result<Self, CatalogueError> {
         let text = std::fs::read_to_string(path).map_err(|e| CatalogueError::Invalid {
             origin: path.to_string(),
             msg: format!("cannot read: {e}"),
         })?;
-        Self::parse(&text, path)
+        Self::with_pack(&text, path)
+    }
+
+    /// The embedded catalogue with a rule pack merged in; every error names
+    /// the pack (the embedded part is known to be valid).
+    pub fn with_pack(text: &str, origin: &str) -> Result<Self, CatalogueError> {
+        let mut base =
+            read(EMBEDDED, "embedded catalogue").expect("the embedded catalogue is valid (unit-tested)");
+        let pack = read(text, origin)?;
+        // The pack must be a valid catalogue on its own (names, matchers,
+        // empty groups), so its errors are reported against its own text.
+        Self::build(
+            File {
+                version: pack.version,
+                groups: pack.groups.clone(),
+            },
+            origin,
+        )?;
+        merge(&mut base.groups, pack.groups, &mut Vec::new()).map_err(|msg| CatalogueError::Invalid {
+            origin: origin.to_string(),
+            msg,
+        })?;
+        Self::build(base, origin)
     }
 
     pub fn parse(text: &str, origin: &str) -> Result<Self, CatalogueError> {
-        let file: File = serde_yaml::from_str(text).map_err(|source| CatalogueError::Parse {
-            origin: origin.to_string(),
-            source,
-        })?;
+        Self::build(read(text, origin)?, origin)
+    }
+
+    fn build(file: File, origin: &str) -> Result<Self, CatalogueError> {
         let invalid = |msg: String| CatalogueError::Invalid {
             origin: origin.to_string(),
             msg,
         };
-        if file.version != SCHEMA_VERSION {
-            return Err(invalid(format!(
-                "schema version {} is not supported (this nettrace reads version {SCHEMA_VERSION})",
-                file.version
-            )));
-        }
         let mut hooks = Vec::new();
         let mut names = HashSet::new();
         validate(&file.groups, &mut Vec::new(), &mut names, &mut hooks).map_err(invalid)?;
@@ -218,6 +236,108 @@ impl Catalogue {
         all.into_iter()
             .chain(self.hooks.iter().map(|h| h.hook.name.as_str()))
     }
+}
+
+/// Parses one file and checks its schema version.
+fn read(text: &str, origin: &str) -> Result<File, CatalogueError> {
+    let file: File = serde_yaml::from_str(text).map_err(|source| CatalogueError::Parse {
+        origin: origin.to_string(),
+        source,
+    })?;
+    if file.version != SCHEMA_VERSION {
+        return Err(CatalogueError::Invalid {
+            origin: origin.to_string(),
+            msg: format!(
+                "schema version {} is not supported (this nettrace reads version {SCHEMA_VERSION})",
+                file.version
+            ),
+        });
+    }
+    Ok(file)
+}
+
+fn find_hook<'a>(groups: &'a mut [Group], name: &str) -> Option<&'a mut Hook> {
+    for g in groups {
+        if let Some(h) = g.hooks.iter_mut().find(|h| h.name == name) {
+            return Some(h);
+        }
+        if let Some(h) = find_hook(&mut g.groups, name) {
+            return Some(h);
+        }
+    }
+    None
+}
+
+fn find_group<'a>(groups: &'a mut [Group], name: &str) -> Option<&'a mut Group> {
+    for g in groups {
+        if g.name == name {
+            return Some(g);
+        }
+        if let Some(found) = find_group(&mut g.groups, name) {
+            return Some(found);
+        }
+    }
+    None
+}
+
+/// The group at the end of `path` (pack group names from the root down):
+/// the deepest name the catalogue already has anchors it, wherever it sits
+/// in the tree; the names after it are created beneath.
+fn group_for<'a>(root: &'a mut Vec<Group>, path: &[String]) -> &'a mut Group {
+    let anchor = path.iter().rposition(|n| find_group(root, n).is_some());
+    if anchor == Some(path.len() - 1) {
+        return find_group(root, &path[path.len() - 1]).expect("found above");
+    }
+    let (mut children, rest) = match anchor {
+        Some(i) => (
+            &mut find_group(root, &path[i]).expect("found above").groups,
+            &path[i + 1..],
+        ),
+        None => (root, path),
+    };
+    let (last, middle) = rest
+        .split_last()
+        .expect("the path's last group is not in the catalogue");
+    for name in middle {
+        children.push(Group {
+            name: name.clone(),
+            groups: Vec::new(),
+            hooks: Vec::new(),
+        });
+        children = &mut children.last_mut().expect("just pushed").groups;
+    }
+    children.push(Group {
+        name: last.clone(),
+        groups: Vec::new(),
+        hooks: Vec::new(),
+    });
+    children.last_mut().expect("just pushed")
+}
+
+/// Merges a rule pack's groups into the catalogue's. A hook the catalogue
+/// has gains the pack's rules (its other fields stay; a different `tp` is an
+/// error, not a silent override); a new hook is added to its group.
+fn merge(root: &mut Vec<Group>, pack: Vec<Group>, path: &mut Vec<String>) -> Result<(), String> {
+    for g in pack {
+        path.push(g.name.clone());
+        for h in g.hooks {
+            if let Some(known) = find_hook(root, &h.name) {
+                if h.tp.is_some() && h.tp != known.tp {
+                    return Err(format!(
+                        "hook '{}' is already in the catalogue with tp {:?}; a pack may only add rules to it",
+                        h.name,
+                        known.tp.as_deref().unwrap_or("(none: a function)")
+                    ));
+                }
+                known.rules.extend(h.rules);
+            } else {
+                group_for(root, path).hooks.push(h);
+            }
+        }
+        merge(root, g.groups, path)?;
+        path.pop();
+    }
+    Ok(())
 }
 
 fn collect_group_names<'a>(groups: &'a [Group], out: &mut Vec<&'a str>) {
@@ -421,9 +541,88 @@ mod tests {
         assert_eq!(r[1].ret, Some(RetMatch::Any));
     }
 
+    fn pack(yaml: &str) -> Result<Catalogue, String> {
+        Catalogue::with_pack(yaml, "pack.yaml").map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_rule_pack_adds_rules_hooks_and_groups() {
+        let base = Catalogue::embedded();
+        let rules_of = |c: &Catalogue, n: &str| {
+            c.hooks
+                .iter()
+                .find(|h| h.hook.name == n)
+                .unwrap()
+                .hook
+                .rules
+                .clone()
+        };
+        let merged = pack(
+            "version: 1\ngroups:\n  - name: mine\n    hooks:\n      - name: kfree_skb\n        rules: [{level: warn, reason: NO_SOCKET, msg: my note}]\n  - name: tcp\n    groups: [{name: tcp-extra, hooks: [{name: tcp_my_func}]}]\n  - name: brand-new\n    hooks: [{name: my_tp, tp: 'my:tp'}]\n",
+        )
+        .unwrap();
+        let before = rules_of(&base, "kfree_skb");
+        let after = rules_of(&merged, "kfree_skb");
+        assert_eq!(after.len(), before.len() + 1);
+        assert_eq!(after[..before.len()], before[..]);
+        assert_eq!(after.last().unwrap().msg, "my note");
+        // The known hook stays where it was; the pack's group 'mine' held
+        // only known hooks, so it is not created.
+        let kfree = merged.hooks.iter().find(|h| h.hook.name == "kfree_skb").unwrap();
+        assert_eq!(
+            kfree.path,
+            base.hooks
+                .iter()
+                .find(|h| h.hook.name == "kfree_skb")
+                .unwrap()
+                .path
+        );
+        assert!(!merged.names().any(|n| n == "mine"));
+        let new = merged
+            .hooks
+            .iter()
+            .find(|h| h.hook.name == "tcp_my_func")
+            .unwrap();
+        assert_eq!(new.path.last().map(String::as_str), Some("tcp-extra"));
+        assert_eq!(new.path[new.path.len() - 2], "tcp");
+        let tp = merged.hooks.iter().find(|h| h.hook.name == "my_tp").unwrap();
+        assert_eq!(tp.path, ["brand-new"]);
+        assert_eq!(merged.hooks.len(), base.hooks.len() + 2);
+    }
+
+    #[test]
+    fn rule_pack_errors_name_the_pack() {
+        let cases = [
+            (
+                "version: 1\ngroups: [{name: life, hooks: [{name: kfree_skb, tp: 'skb:other'}]}]",
+                "a pack may only add rules",
+            ),
+            (
+                "version: 1\ngroups: [{name: x, hooks: [{name: kfree_skb, rules: [{level: warn, msg: ''}]}]}]",
+                "empty msg",
+            ),
+            // A new hook may not take a name the catalogue gives a group.
+            (
+                "version: 1\ngroups: [{name: x, hooks: [{name: tcp}]}]",
+                "used twice",
+            ),
+            ("version: 1\ngroups: [{name: x}]", "group 'x' is empty"),
+            (
+                "version: 1\ngroups:\n  - name: x\n    hooks: [{nme: y}]",
+                "line 3",
+            ),
+            ("version: 3\ngroups: []", "schema version 3"),
+        ];
+        for (yaml, needle) in cases {
+            let e = pack(yaml).unwrap_err();
+            assert!(e.starts_with("pack.yaml: "), "{e}");
+            assert!(e.contains(needle), "{yaml:?}: {e}");
+        }
+    }
+
     #[test]
     fn missing_file_is_an_error() {
-        let e = Catalogue::from_file("/nonexistent/hooks.yaml")
+        let e = Catalogue::with_pack_file("/nonexistent/hooks.yaml")
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("/nonexistent/hooks.yaml: cannot read"), "{e}");

@@ -63,7 +63,8 @@ pub struct Args {
     #[arg(short = 't', long, value_name = "LIST", help_heading = "Lifecycle")]
     pub trace: Option<String>,
 
-    /// Load this hook catalogue instead of the embedded one.
+    /// Merge a rule pack (same YAML schema as rules/hooks.yaml) into the
+    /// embedded catalogue: known hooks gain its rules, new hooks are added.
     #[arg(long, value_name = "FILE", help_heading = "Lifecycle")]
     pub rules: Option<String>,
 

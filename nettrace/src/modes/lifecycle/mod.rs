@@ -40,7 +40,7 @@ pub struct Prepared {
 /// Resolves `-t`, `--trace-*` lists and `--rules`; errors are usage errors.
 pub fn prepare(l: &Lifecycle) -> Result<Prepared, String> {
     let catalogue = match &l.rules {
-        Some(path) => Catalogue::from_file(path).map_err(|e| format!("--rules {e}"))?,
+        Some(path) => Catalogue::with_pack_file(path).map_err(|e| format!("--rules {e}"))?,
         None => Catalogue::embedded(),
     };
     let mut selected = select(&catalogue, l.trace.as_deref(), "--trace")?;
