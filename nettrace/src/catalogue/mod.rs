@@ -609,7 +609,7 @@ mod tests {
             ("version: 1\ngroups: [{name: x}]", "group 'x' is empty"),
             (
                 "version: 1\ngroups:\n  - name: x\n    hooks: [{nme: y}]",
-                "line 3",
+                "line 4",
             ),
             ("version: 3\ngroups: []", "schema version 3"),
         ];
