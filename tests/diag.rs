@@ -25,29 +25,24 @@ fn analysis(lines: &[String]) -> Vec<String> {
     lines[start..=end].to_vec()
 }
 
-#[test]
-fn iptables_drop_is_diagnosed_with_advice_and_tracing_stops() {
-    let net = Pair::new();
-    net.exec(
-        &net.b,
-        &[
-            "iptables", "-A", "INPUT", "-p", "icmp", "-s", &net.a4, "-j", "DROP",
-        ],
-    );
-    let rules = Command::new("ip")
-        .args(["netns", "exec", &net.b, "iptables", "-S", "INPUT"])
+/// Installs `rule` (iptables arguments) in `ns` and checks it is there.
+fn iptables(net: &Pair, ns: &str, rule: &[&str]) {
+    net.exec(ns, &[&["iptables"][..], rule].concat());
+    let listed = Command::new("ip")
+        .args(["netns", "exec", ns, "iptables", "-S", "INPUT"])
         .output()
         .unwrap();
     assert!(
-        String::from_utf8_lossy(&rules.stdout).contains("-j DROP"),
+        String::from_utf8_lossy(&listed.stdout).contains("-j DROP"),
         "rule not installed"
     );
-    // No -c: the first diagnosed problem ends tracing by itself.
-    let mut t = Tracer::start(&["-t", HOOKS, "--diag", "-p", "icmp", "-s", &net.a4, "-d", &net.b4]);
-    net.exec(&net.a, &["ping", "-c", "1", "-W", "1", &net.b4]);
-    assert!(t.wait_exit(start_timeout()).success(), "{}", t.stderr());
-    let lines = t.lines();
-    let a = analysis(&lines);
+}
+
+/// Checks the diagnosis of a packet an iptables rule on INPUT dropped, with
+/// `--hooks`: both findings, the blamed hook function, the hook point note,
+/// and that tracing ended by itself.
+fn assert_netfilter_diagnosis(lines: &[String]) {
+    let a = analysis(lines);
     let text = a.join("\n");
     assert!(
         a[1].starts_with("[1] ERROR happens in kfree_skb(life):"),
@@ -67,13 +62,70 @@ fn iptables_drop_is_diagnosed_with_advice_and_tracing_stops() {
         text.contains("    fix advice:\n        check your netfilter rules"),
         "{text}"
     );
+    // The hook function that holds the filter table's INPUT chain, read from
+    // the namespace at the drop: nftables' (iptables-nft) or the legacy one.
+    let blamed = a
+        .iter()
+        .position(|l| l == "    following hook functions are blamed:")
+        .unwrap_or_else(|| panic!("nothing blamed: {text}"));
+    let functions: Vec<&str> = a[blamed + 1..]
+        .iter()
+        .take_while(|l| !l.is_empty())
+        .map(|l| l.trim())
+        .collect();
+    assert!(
+        functions
+            .iter()
+            .any(|f| f.starts_with("nft_do_chain") || *f == "iptable_filter_hook"),
+        "{functions:?}"
+    );
     // The dropping event carries the notes on its line.
     let kfree = lines.iter().find(|l| l.contains("[kfree_skb")).unwrap();
     assert!(
-        kfree.ends_with("*packet is dropped by kernel* *packet is dropped by netfilter (NF_DROP)*"),
+        kfree.ends_with(
+            "*ipv4 in chain: LOCAL_IN* *packet is dropped by kernel* *packet is dropped by netfilter (NF_DROP)*"
+        ),
         "{kfree}"
     );
     assert_eq!(lines.last().map(String::as_str), Some("end trace..."));
+}
+
+#[test]
+fn iptables_icmp_drop_is_diagnosed_with_blamed_hooks_and_tracing_stops() {
+    let net = Pair::new();
+    iptables(
+        &net,
+        &net.b,
+        &["-A", "INPUT", "-p", "icmp", "-s", &net.a4, "-j", "DROP"],
+    );
+    // No -c: the first diagnosed problem ends tracing by itself.
+    let mut t = Tracer::start(&[
+        "-t", HOOKS, "--diag", "--hooks", "-p", "icmp", "-s", &net.a4, "-d", &net.b4,
+    ]);
+    net.exec(&net.a, &["ping", "-c", "1", "-W", "1", &net.b4]);
+    assert!(t.wait_exit(start_timeout()).success(), "{}", t.stderr());
+    assert_netfilter_diagnosis(&t.lines());
+}
+
+#[test]
+fn iptables_tcp_drop_is_diagnosed_with_blamed_hooks() {
+    let net = Pair::new();
+    iptables(
+        &net,
+        &net.b,
+        &["-A", "INPUT", "-p", "tcp", "--dport", "9977", "-j", "DROP"],
+    );
+    let mut t = Tracer::start(&["-t", HOOKS, "--diag", "--hooks", "-p", "tcp", "--port", "9977"]);
+    net.syn(9977);
+    assert!(t.wait_exit(start_timeout()).success(), "{}", t.stderr());
+    let lines = t.lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("TCP: ") && l.contains(":9977") && l.contains("flags:S")),
+        "{lines:#?}"
+    );
+    assert_netfilter_diagnosis(&lines);
 }
 
 #[test]

@@ -30,6 +30,65 @@ pub mod slot_flags {
     pub const EXTRA: u32 = 16;
     /// `loc_arg` holds a code address to report (where a drop happened).
     pub const LOCATION: u32 = 32;
+    /// `--hooks`: when this hook reports the drop reason
+    /// `NfLayout::drop_reason`, first emit an `NfHooksEvent`.
+    pub const NF_HOOKS: u32 = 64;
+}
+
+/// Where the netfilter hook functions of a namespace are (`--hooks`), from
+/// BTF: `net->nf.hooks_ipv4[point]` points to a `struct nf_hook_entries`
+/// (`u16 num_hook_entries; struct nf_hook_entry hooks[]`), each entry
+/// starting with the hook function's address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NfLayout {
+    /// Value of `SKB_DROP_REASON_NETFILTER_DROP`; `KernelLayout::NONE` = off.
+    pub drop_reason: u32,
+    /// `net.nf.hooks_ipv4` and `net.nf.hooks_ipv6` (arrays of pointers).
+    pub net_hooks_ipv4: u32,
+    pub net_hooks_ipv6: u32,
+    /// `nf_hook_entries.num_hook_entries` (`u16`) and `.hooks`.
+    pub entries_num: u32,
+    pub entries_hooks: u32,
+    /// `sizeof(struct nf_hook_entry)` and the offset of its `hook`.
+    pub entry_size: u32,
+    pub entry_hook: u32,
+    /// Hook points per family (`NF_INET_NUMHOOKS`), at most `NF_HOOK_POINTS`.
+    pub points: u32,
+}
+
+impl NfLayout {
+    pub const OFF: Self = Self {
+        drop_reason: u32::MAX,
+        net_hooks_ipv4: 0,
+        net_hooks_ipv6: 0,
+        entries_num: 0,
+        entries_hooks: 0,
+        entry_size: 0,
+        entry_hook: 0,
+        points: 0,
+    };
+}
+
+/// Hook points kept per family (PRE_ROUTING … POST_ROUTING).
+pub const NF_HOOK_POINTS: usize = 5;
+/// Hook functions kept per point; `NfHooksEvent::counts` has the real number.
+pub const NF_HOOKS_KEPT: usize = 8;
+
+/// The netfilter hook functions registered in a dropped packet's namespace
+/// for its family, at every hook point: which point dropped it is decided in
+/// userspace (from the drop's kernel stack). Sent just before the drop's
+/// `TraceEvent`; told apart from it by its size.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NfHooksEvent {
+    pub skb: u64,
+    /// 4 or 6.
+    pub ip_version: u8,
+    pub _pad: [u8; 5],
+    /// Functions registered at each point (may exceed `NF_HOOKS_KEPT`).
+    pub counts: [u16; NF_HOOK_POINTS],
+    pub funcs: [[u64; NF_HOOKS_KEPT]; NF_HOOK_POINTS],
 }
 
 /// Where a slot's program finds its values. For tp_btf/fentry/fexit/kprobe
@@ -57,6 +116,7 @@ pub struct TraceConfig {
     /// addresses) still report them. Zero when the filter matches everything.
     pub track: u32,
     pub _pad: u32,
+    pub nf: NfLayout,
     pub slots: [HookSlot; MAX_SLOTS],
 }
 

@@ -18,6 +18,8 @@ const HEADER_UNSET: u16 = 0xffff;
 pub struct Meta {
     /// `struct net_device *`, 0 if none.
     pub dev: u64,
+    /// `struct net *` of the packet's namespace, 0 if unknown.
+    pub net: u64,
     pub ifindex: u32,
     pub netns: u32,
     /// Ethertype, host order; 0 if unknown.
@@ -42,6 +44,7 @@ pub fn read_packet(layout: &KernelLayout, skb: u64, hdr: &mut [u8; PKT_HDR_LEN])
         let sk: u64 = field(skb, layout.skb_sk).unwrap_or(0);
         net = field(sk, layout.sk_net).unwrap_or(0);
     }
+    m.net = net;
     m.netns = field::<u32>(net, layout.net_inum).unwrap_or(0);
     m.l3_proto = u16::from_be(field::<u16>(skb, layout.skb_protocol).unwrap_or(0));
     let (Some(nh), Some(head), Some(data), Some(len)) = (

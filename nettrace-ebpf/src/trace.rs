@@ -19,13 +19,17 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, FEntryContext, FExitContext, ProbeContext, TracePointContext},
 };
 use nettrace_common::{
-    KernelLayout, TraceConfig, TraceEvent,
-    trace::{HookSlot, MAX_SLOTS, MAX_TRACKED, event_kind, lost, slot_flags},
+    KernelLayout, TraceConfig, TraceEvent, ethertype,
+    trace::{
+        HookSlot, MAX_SLOTS, MAX_TRACKED, NF_HOOK_POINTS, NF_HOOKS_KEPT, NfHooksEvent, NfLayout, event_kind,
+        lost, slot_flags,
+    },
 };
 
 use crate::{
     filter::packet_matches,
     maps::{EVENTS, STACKS, count_lost_at},
+    read::field,
     skb::read_packet,
 };
 
@@ -303,6 +307,10 @@ fn handle(ctx: *mut c_void, slot: u32, args: &HookArgs) {
     } else {
         -1
     };
+    if flags & slot_flags::NF_HOOKS != 0 && ev.has_extra != 0 && extra as u32 == cfg.nf.drop_reason {
+        // Before the drop's own event, which ends the packet in userspace.
+        emit_nf_hooks(&cfg.nf, m.net, skb, m.l3_proto);
+    }
     if EVENTS.output(ev, 0).is_err() {
         count_lost_at(lost::RING);
     }
@@ -312,4 +320,48 @@ fn handle(ctx: *mut c_void, slot: u32, args: &HookArgs) {
     if tracked && flags & slot_flags::FREE != 0 {
         let _ = TRACKED.remove(&skb);
     }
+}
+
+/// `--hooks`: the netfilter hook functions of the namespace `net` for the
+/// packet's family, at every hook point (see `NfHooksEvent`).
+#[inline(never)]
+fn emit_nf_hooks(nf: &NfLayout, net: u64, skb: u64, l3_proto: u16) {
+    let (version, table) = match l3_proto {
+        ethertype::IPV4 => (4, nf.net_hooks_ipv4),
+        ethertype::IPV6 => (6, nf.net_hooks_ipv6),
+        _ => return,
+    };
+    if net == 0 {
+        return;
+    }
+    let Some(mut entry) = EVENTS.reserve::<NfHooksEvent>(0) else {
+        count_lost_at(lost::RING);
+        return;
+    };
+    let out = entry.as_mut_ptr();
+    // SAFETY: `out` is our reserved record; every field is written below
+    // (reserved memory is not zeroed).
+    unsafe {
+        (*out).skb = skb;
+        (*out).ip_version = version;
+        (*out)._pad = [0; 5];
+        for p in 0..NF_HOOK_POINTS {
+            let entries: u64 = if (p as u32) < nf.points {
+                field(net, table + (p * 8) as u32).unwrap_or(0)
+            } else {
+                0
+            };
+            let count: u16 = field(entries, nf.entries_num).unwrap_or(0);
+            (*out).counts[p] = count;
+            for i in 0..NF_HOOKS_KEPT {
+                let at = nf.entries_hooks + i as u32 * nf.entry_size + nf.entry_hook;
+                (*out).funcs[p][i] = if (i as u16) < count {
+                    field(entries, at).unwrap_or(0)
+                } else {
+                    0
+                };
+            }
+        }
+    }
+    entry.submit(0);
 }

@@ -68,6 +68,19 @@ pub struct PlanOptions {
     pub no_clone: bool,
     /// `--diag`: hooks with return-value rules are attached at exit.
     pub diag: bool,
+    /// `--hooks`: hooks that report drop reasons also report the netfilter
+    /// hook functions (and a stack, to tell the hook point) on NETFILTER_DROP.
+    pub nf_hooks: bool,
+}
+
+/// Flags for a hook that reports drop reasons.
+fn drop_reason_flags(opts: &PlanOptions) -> u32 {
+    let nf = if opts.nf_hooks {
+        slot_flags::NF_HOOKS | slot_flags::STACK
+    } else {
+        0
+    };
+    slot_flags::EXTRA | nf
 }
 
 #[derive(Debug, Default)]
@@ -144,7 +157,7 @@ pub fn build(
                 cfg.skb_arg = skb;
                 if let Some(r) = position(&args, "enum skb_drop_reason") {
                     cfg.extra_arg = r;
-                    cfg.flags |= slot_flags::EXTRA;
+                    cfg.flags |= drop_reason_flags(opts);
                     // Where the drop happened: `location`, the first `void *`.
                     let by_name = args.iter().position(|a| a.name == "location").map(|i| i as u32);
                     if let Some(l) = by_name.or_else(|| position(&args, "void *")).filter(|&l| l <= 5) {
@@ -183,7 +196,7 @@ pub fn build(
             cfg.skb_arg = skb.offset;
             if let Some(r) = fmt.get("reason") {
                 cfg.extra_arg = r.offset;
-                cfg.flags |= slot_flags::EXTRA;
+                cfg.flags |= drop_reason_flags(opts);
             }
             if let Some(l) = fmt.get("location") {
                 cfg.loc_arg = l.offset;

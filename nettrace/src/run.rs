@@ -132,6 +132,7 @@ fn trace_config(k: &Kernel, config: &Config, track: bool) -> TraceConfig {
         filter: config.filter,
         track: track as u32,
         _pad: 0,
+        nf: nettrace_common::trace::NfLayout::OFF,
         slots: [HookSlot::default(); nettrace_common::trace::MAX_SLOTS],
     }
 }
@@ -224,6 +225,14 @@ async fn run_lifecycle(
     let track = config.filter != nettrace_common::Filter::default() || prepared.opts.matchers.is_some();
     let mut trace = trace_config(k, config, track);
     lifecycle::configure(&mut trace, &plan);
+    let reasons = DropReasons::from_btf(&k.btf).map_err(anyhow::Error::from)?;
+    let nf_hooks = if prepared.opts.nf_hooks {
+        trace.nf = crate::kernel::layout::netfilter(&k.btf, &reasons)
+            .map_err(|why| Failure::Unusable(format!("--hooks cannot work on this kernel: {why}")))?;
+        Some(lifecycle::netfilter::NfHooks::from_btf(&k.btf).map_err(anyhow::Error::from)?)
+    } else {
+        None
+    };
     let drop_config = DropConfig {
         layout: k.layout,
         filter: config.filter,
@@ -258,8 +267,7 @@ async fn run_lifecycle(
             "no hook could be attached (run with --debug to see why each was skipped)"
         )));
     }
-    let stacks_wanted = !prepared.opts.stacks.is_empty();
-    let reasons = DropReasons::from_btf(&k.btf).map_err(anyhow::Error::from)?;
+    let stacks_wanted = !prepared.opts.stacks.is_empty() || nf_hooks.is_some();
     let printer = LinePrinter {
         clock: Clock::new(config.date),
         names: attached.names_by_slot,
@@ -289,6 +297,7 @@ async fn run_lifecycle(
                     .unwrap_or_default()
             })
             .collect(),
+        nf_hooks,
     });
     let mut sink = LifecycleSink {
         printer,
@@ -296,6 +305,11 @@ async fn run_lifecycle(
         symbols: Symbolizer::new(stacks_wanted.then_some(&mut ebpf))?,
         tracker: Tracker::default(),
         out: &mut out,
+        print_stack_by_slot: attached
+            .hook_by_slot
+            .iter()
+            .map(|i| prepared.opts.stacks.contains(i))
+            .collect(),
         free_by_slot: attached.free_by_slot,
         basic: l.basic,
         min_latency_ns: l.min_latency_ns,

@@ -57,6 +57,12 @@ pub struct Args {
     #[arg(long, help_heading = "Modes")]
     pub diag_keep: bool,
 
+    /// With --diag: when netfilter drops a packet, name the hook functions
+    /// registered at that hook point in the packet's namespace (read from the
+    /// kernel at the drop) and the hook point itself.
+    #[arg(long, help_heading = "Modes")]
+    pub hooks: bool,
+
     // ---- lifecycle tracing ----
     /// Hooks to attach: group or hook names, comma separated, or `all`
     /// (default: every hook not marked default-off). See rules/hooks.yaml.

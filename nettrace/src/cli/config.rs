@@ -56,6 +56,8 @@ pub struct Diag {
     pub quiet: bool,
     /// `--diag-keep`: do not stop after the first problem.
     pub keep: bool,
+    /// `--hooks`: blame netfilter hook functions on NETFILTER_DROP.
+    pub hooks: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,8 +88,8 @@ impl Config {
             ("--min-latency", args.min_latency.is_some()),
             ("--diag", args.diag),
         ];
-        if (args.diag_quiet || args.diag_keep) && !args.diag {
-            return Err(usage!("--diag-quiet and --diag-keep need --diag"));
+        if (args.diag_quiet || args.diag_keep || args.hooks) && !args.diag {
+            return Err(usage!("--diag-quiet, --diag-keep and --hooks need --diag"));
         }
         if args.diag && args.basic {
             return Err(usage!("--diag analyses whole packets: drop --basic"));
@@ -138,6 +140,7 @@ impl Config {
                 diag: args.diag.then_some(Diag {
                     quiet: args.diag_quiet,
                     keep: args.diag_keep,
+                    hooks: args.hooks,
                 }),
             })
         };
@@ -404,6 +407,7 @@ mod tests {
             (&["--pkt-len", "abc"], "--pkt-len"),
             (&["--tcp-flags", "SX"], "'X' is not one of"),
             (&["--diag-quiet"], "need --diag"),
+            (&["--hooks"], "need --diag"),
             (&["--diag", "--basic"], "drop --basic"),
             (&["--drop", "--diag"], "cannot be combined with --drop"),
             (&["-p", "udp", "--tcp-flags", "S"], "needs TCP"),

@@ -116,6 +116,11 @@ impl KernelBtf {
             })
     }
 
+    /// `sizeof(struct name)`.
+    pub fn struct_size(&self, name: &str) -> Result<u32, BtfError> {
+        Ok(self.composite(name)?.size() as u32)
+    }
+
     /// Byte offset of `path` (e.g. `["nd_net", "net"]`) inside struct `ty`,
     /// looking through anonymous unions and structs the way C does.
     pub fn member_offset(&self, ty: &str, path: &[&str]) -> Result<u32, BtfError> {

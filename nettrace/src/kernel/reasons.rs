@@ -39,6 +39,12 @@ impl DropReasons {
         self.names.is_empty()
     }
 
+    /// The value of the reason called `name` (without prefix), if this
+    /// kernel has it.
+    pub fn value(&self, name: &str) -> Option<u32> {
+        self.names.iter().find(|(_, n)| *n == name).map(|(v, _)| *v)
+    }
+
     /// `NO_SOCKET` for `SKB_DROP_REASON_NO_SOCKET`; the number when unknown.
     pub fn name(&self, value: u32) -> String {
         match self.names.get(&value) {

@@ -53,28 +53,42 @@ impl Symbolizer {
         self.symbols().symbolize(addr)
     }
 
+    /// A function's name from its address (`nft_do_chain_ipv4`), with the
+    /// offset only when the address is not a function's start.
+    pub fn function(&self, addr: u64) -> String {
+        let s = self.symbolize(addr);
+        match s.strip_suffix("+0x0") {
+            Some(name) => name.to_string(),
+            None => s,
+        }
+    }
+
+    /// The symbolized frames (`func+0xoff`, innermost first) of a recorded
+    /// stack, without our own program and the glue that ran it.
+    pub fn frames(&self, stack_id: i32) -> Option<Vec<String>> {
+        let (Some(map), Ok(id)) = (&self.stacks, u32::try_from(stack_id)) else {
+            return None;
+        };
+        let trace = map.get(&id, 0).ok()?;
+        Some(
+            trace
+                .frames()
+                .iter()
+                .map(|f| self.symbolize(f.ip))
+                .skip_while(|s| {
+                    s.starts_with("bpf_prog_")
+                        || s.starts_with("bpf_trace_run")
+                        || s.starts_with("bpf_trampoline")
+                })
+                .collect(),
+        )
+    }
+
     /// The `Call Stack:` block for a stack id from the eBPF side.
     pub fn stack(&self, stack_id: i32) -> Vec<String> {
         let mut out = vec!["Call Stack:".to_string()];
-        let frames = match (&self.stacks, u32::try_from(stack_id)) {
-            (Some(map), Ok(id)) => map.get(&id, 0).ok(),
-            _ => None,
-        };
-        match frames {
-            Some(trace) => out.extend(
-                trace
-                    .frames()
-                    .iter()
-                    .map(|f| self.symbolize(f.ip))
-                    // Our own program and the trampoline or tracepoint glue
-                    // that ran it are not part of the packet's story.
-                    .skip_while(|s| {
-                        s.starts_with("bpf_prog_")
-                            || s.starts_with("bpf_trace_run")
-                            || s.starts_with("bpf_trampoline")
-                    })
-                    .map(|s| format!("    -> {s}")),
-            ),
+        match self.frames(stack_id) {
+            Some(frames) => out.extend(frames.into_iter().map(|s| format!("    -> {s}"))),
             None => out.push("    (stack not recorded)".into()),
         }
         out

@@ -54,6 +54,8 @@ pub struct Finding {
     pub adv: Option<String>,
     pub location: Option<String>,
     pub reason: Option<String>,
+    /// `--hooks`: netfilter hook functions at the point that dropped it.
+    pub blamed: Vec<String>,
 }
 
 /// The `ANALYSIS RESULT` block, compatible with the C nettrace's layout.
@@ -74,6 +76,11 @@ pub fn report(findings: &[Finding]) -> Vec<String> {
         if let Some(r) = &f.reason {
             out.push("    drop reason:".into());
             out.push(format!("        {r}"));
+        }
+        if !f.blamed.is_empty() {
+            out.push(String::new());
+            out.push("    following hook functions are blamed:".into());
+            out.extend(f.blamed.iter().map(|b| format!("        {b}")));
         }
         if let Some(a) = &f.adv {
             out.push(String::new());
@@ -138,6 +145,7 @@ mod tests {
             adv: Some("check your netfilter rule".into()),
             location: Some("nf_hook_slow+0x96".into()),
             reason: Some("NETFILTER_DROP".into()),
+            blamed: vec!["nft_do_chain_inet".into()],
         };
         assert_eq!(
             report(&[f]),
@@ -149,6 +157,9 @@ mod tests {
                 "        nf_hook_slow+0x96",
                 "    drop reason:",
                 "        NETFILTER_DROP",
+                "",
+                "    following hook functions are blamed:",
+                "        nft_do_chain_inet",
                 "",
                 "    fix advice:",
                 "        check your netfilter rule",

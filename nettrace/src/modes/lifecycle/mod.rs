@@ -6,6 +6,7 @@
 //! per-slot programs; `LifecycleSink` groups events per packet and prints.
 
 pub mod diag;
+pub mod netfilter;
 pub mod print;
 pub mod track;
 
@@ -74,6 +75,7 @@ pub fn prepare(l: &Lifecycle) -> Result<Prepared, String> {
         want_ret: l.ret,
         no_clone: l.noclone,
         diag: l.diag.is_some(),
+        nf_hooks: l.diag.is_some_and(|d| d.hooks),
     };
     Ok(Prepared {
         catalogue,
@@ -252,7 +254,12 @@ pub struct DiagState {
     pub rules_by_slot: Vec<Vec<crate::catalogue::Rule>>,
     /// Top-level catalogue group of each slot's hook (`life`, `ip`, …).
     pub group_by_slot: Vec<String>,
+    /// `--hooks`.
+    pub nf_hooks: Option<netfilter::NfHooks>,
 }
+
+/// The drop reason whose findings `--hooks` adds blamed functions to.
+const NETFILTER_DROP: &str = "NETFILTER_DROP";
 
 pub struct LifecycleSink<'a> {
     pub printer: LinePrinter,
@@ -261,6 +268,9 @@ pub struct LifecycleSink<'a> {
     pub tracker: Tracker,
     pub out: &'a mut Out,
     pub free_by_slot: Vec<bool>,
+    /// Slots whose stack the user asked to see (`--trace-stack`); others
+    /// may record one for the diagnosis only.
+    pub print_stack_by_slot: Vec<bool>,
     pub basic: bool,
     pub min_latency_ns: u64,
     pub count: Option<u64>,
@@ -280,9 +290,15 @@ impl LifecycleSink<'_> {
             .then(|| unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<TraceEvent>()) })
     }
 
-    fn write_event(&mut self, line: &str, stack_id: i32) -> Result<(), Closed> {
+    fn write_event(&mut self, line: &str, slot: u32, stack_id: i32) -> Result<(), Closed> {
         self.out.line(line)?;
-        if stack_id >= 0 {
+        if stack_id >= 0
+            && self
+                .print_stack_by_slot
+                .get(slot as usize)
+                .copied()
+                .unwrap_or(false)
+        {
             for l in self.symbols.stack(stack_id) {
                 self.out.line(&l)?;
             }
@@ -291,8 +307,8 @@ impl LifecycleSink<'_> {
     }
 
     /// Diagnosis of one event: notes for its line, findings for the report.
-    fn diagnose(&self, ev: &TraceEvent) -> (String, Vec<diag::Finding>) {
-        let Some(d) = &self.diag else {
+    fn diagnose(&mut self, ev: &TraceEvent) -> (String, Vec<diag::Finding>) {
+        let Some(d) = &mut self.diag else {
             return (String::new(), Vec::new());
         };
         let slot = ev.slot as usize;
@@ -302,6 +318,16 @@ impl LifecycleSink<'_> {
         .then(|| self.printer.reasons.name(ev.extra as u32));
         let mut notes = String::new();
         let mut findings = Vec::new();
+        let blame = match &mut d.nf_hooks {
+            Some(nf) if reason.as_deref() == Some(NETFILTER_DROP) => {
+                let frames = self.symbols.frames(ev.stack_id).unwrap_or_default();
+                Some(nf.blame(ev.skb, &frames, &self.symbols))
+            }
+            _ => None,
+        };
+        if let Some(note) = blame.as_ref().and_then(|b| b.note.as_ref()) {
+            notes += &format!(" *{note}*");
+        }
         for rule in d.rules_by_slot.get(slot).into_iter().flatten() {
             if !diag::fires(rule, ev, reason.as_deref()) {
                 continue;
@@ -316,6 +342,10 @@ impl LifecycleSink<'_> {
                     adv: rule.adv.clone(),
                     location: (ev.location != 0).then(|| self.symbols.symbolize(ev.location)),
                     reason: reason.clone(),
+                    blamed: match &blame {
+                        Some(b) if rule.reason.as_deref() == Some(NETFILTER_DROP) => b.functions.clone(),
+                        _ => Vec::new(),
+                    },
                 });
             }
         }
@@ -335,7 +365,7 @@ impl LifecycleSink<'_> {
             let (notes, mut f) = self.diagnose(ev);
             findings.append(&mut f);
             let line = self.printer.event(ev, i == 0 || !self.printer.style.tiny, prev) + &notes;
-            lines.push((line, ev.stack_id));
+            lines.push((line, ev.slot, ev.stack_id));
             prev = Some(ev.ts_ns);
         }
         let quiet = self.diag.as_ref().is_some_and(|d| d.opts.quiet);
@@ -343,8 +373,8 @@ impl LifecycleSink<'_> {
             return Ok(false);
         }
         self.out.line(&self.printer.header(p))?;
-        for (line, stack_id) in lines {
-            self.write_event(&line, stack_id)?;
+        for (line, slot, stack_id) in lines {
+            self.write_event(&line, slot, stack_id)?;
         }
         if p.dropped_events > 0 {
             self.out
@@ -397,12 +427,18 @@ impl LifecycleSink<'_> {
 
 impl Sink for LifecycleSink<'_> {
     fn event(&mut self, bytes: &[u8]) -> Flow {
+        if let Some(snapshot) = netfilter::NfHooks::parse(bytes) {
+            if let Some(nf) = self.diag.as_mut().and_then(|d| d.nf_hooks.as_mut()) {
+                nf.remember(snapshot);
+            }
+            return Flow::Continue;
+        }
         let Some(ev) = Self::parse(bytes) else {
             return Flow::Continue;
         };
         if self.basic {
             let line = self.printer.event(&ev, true, None);
-            let r = self.write_event(&line, ev.stack_id).map(|()| false);
+            let r = self.write_event(&line, ev.slot, ev.stack_id).map(|()| false);
             self.printed += 1;
             return self.after(r);
         }

@@ -1,0 +1,247 @@
+//! `--hooks`: when netfilter drops a packet, which hook point it was at and
+//! which hook functions are registered there in the packet's namespace.
+//!
+//! Works with tracepoints only: at the `kfree_skb` tracepoint the eBPF side
+//! reads every hook point's function list from the packet's `struct net`
+//! (an `NfHooksEvent`, sent just before the drop) and records the kernel
+//! stack. The hook point is the innermost caller of `nf_hook_slow` that is
+//! an `NF_HOOK` site (`ip_local_deliver` → LOCAL_IN, …); its index into the
+//! lists comes from BTF (`enum nf_inet_hooks`).
+
+use std::collections::HashMap;
+
+use nettrace_common::trace::{NF_HOOKS_KEPT, NfHooksEvent};
+
+use crate::{
+    kernel::btf::{BtfError, KernelBtf},
+    output::stack::Symbolizer,
+};
+
+/// Functions that run `NF_HOOK` themselves, and the hook point they pass
+/// (the kernel's own call sites in net/ipv4 and net/ipv6).
+const HOOK_SITES: &[(&str, &str)] = &[
+    ("ip_rcv", "PRE_ROUTING"),
+    ("ip_list_rcv", "PRE_ROUTING"),
+    ("ip_sublist_rcv", "PRE_ROUTING"),
+    ("ipv6_rcv", "PRE_ROUTING"),
+    ("ipv6_list_rcv", "PRE_ROUTING"),
+    ("ip_local_deliver", "LOCAL_IN"),
+    ("ip6_input", "LOCAL_IN"),
+    ("ip_forward", "FORWARD"),
+    ("ip6_forward", "FORWARD"),
+    ("__ip_local_out", "LOCAL_OUT"),
+    ("__ip6_local_out", "LOCAL_OUT"),
+    ("ip6_xmit", "LOCAL_OUT"),
+    ("ip_output", "POST_ROUTING"),
+    ("ip_mc_output", "POST_ROUTING"),
+    ("ip6_output", "POST_ROUTING"),
+];
+
+/// `func` from `func.isra.0+0x1f`.
+fn function_of(frame: &str) -> &str {
+    let f = frame.split('+').next().unwrap_or(frame);
+    f.split('.').next().unwrap_or(f)
+}
+
+/// The hook point of a netfilter drop, from its stack (innermost first).
+pub fn hook_point(frames: &[String]) -> Option<&'static str> {
+    frames.iter().find_map(|f| {
+        let func = function_of(f);
+        HOOK_SITES
+            .iter()
+            .find(|(site, _)| *site == func)
+            .map(|(_, point)| *point)
+    })
+}
+
+/// What `--hooks` found for one drop.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Blame {
+    /// `ipv4 in chain: LOCAL_IN`, when the hook point is known.
+    pub note: Option<String>,
+    /// The hook functions to blame (or every point's list when the point is
+    /// unknown), and a line for those not kept.
+    pub functions: Vec<String>,
+}
+
+pub struct NfHooks {
+    /// `PRE_ROUTING` → index of `NF_INET_PRE_ROUTING`.
+    points: HashMap<String, usize>,
+    /// Snapshots waiting for their drop event, by skb address.
+    pending: HashMap<u64, NfHooksEvent>,
+}
+
+/// Snapshots whose drop event never came (lost) are dropped beyond this.
+const MAX_PENDING: usize = 4096;
+
+impl NfHooks {
+    pub fn from_btf(btf: &KernelBtf) -> Result<Self, BtfError> {
+        let points = btf
+            .enum_values("nf_inet_hooks")?
+            .into_iter()
+            .filter_map(|(v, n)| Some((n.strip_prefix("NF_INET_")?.to_string(), v as usize)))
+            .collect();
+        Ok(Self::with_points(points))
+    }
+
+    pub fn with_points(points: HashMap<String, usize>) -> Self {
+        Self {
+            points,
+            pending: HashMap::new(),
+        }
+    }
+
+    /// An `NfHooksEvent` from the ring, if `bytes` is one (by size).
+    pub fn parse(bytes: &[u8]) -> Option<NfHooksEvent> {
+        (bytes.len() == size_of::<NfHooksEvent>())
+            // SAFETY: plain data, length checked, unaligned read.
+            .then(|| unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<NfHooksEvent>()) })
+    }
+
+    pub fn remember(&mut self, ev: NfHooksEvent) {
+        if self.pending.len() >= MAX_PENDING {
+            self.pending.clear();
+        }
+        self.pending.insert(ev.skb, ev);
+    }
+
+    /// The blame for the netfilter drop of `skb` whose stack is `frames`.
+    pub fn blame(&mut self, skb: u64, frames: &[String], symbols: &Symbolizer) -> Blame {
+        let snapshot = self.pending.remove(&skb);
+        let point = hook_point(frames);
+        let family = snapshot.map(|s| format!("ipv{}", s.ip_version));
+        let note = point.map(|p| format!("{} in chain: {p}", family.as_deref().unwrap_or("ip")));
+        let Some(s) = snapshot else {
+            return Blame {
+                note,
+                functions: vec!["(hook functions not recorded)".into()],
+            };
+        };
+        let list = |i: usize| {
+            let n = s.counts[i] as usize;
+            let mut names: Vec<String> = s.funcs[i][..n.min(NF_HOOKS_KEPT)]
+                .iter()
+                .map(|&a| symbols.function(a))
+                .collect();
+            if n > NF_HOOKS_KEPT {
+                names.push(format!("... and {} more", n - NF_HOOKS_KEPT));
+            }
+            names
+        };
+        let functions = match point
+            .and_then(|p| self.points.get(p))
+            .filter(|&&i| i < s.counts.len())
+        {
+            Some(&i) => list(i),
+            // Unknown point: every point's functions, labelled.
+            None => {
+                let mut by_index: Vec<(&String, &usize)> = self.points.iter().collect();
+                by_index.sort_by_key(|(_, i)| **i);
+                by_index
+                    .into_iter()
+                    .filter(|(_, i)| **i < s.counts.len())
+                    .flat_map(|(name, &i)| list(i).into_iter().map(move |f| format!("{f} ({name})")))
+                    .collect()
+            }
+        };
+        Blame { note, functions }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::kallsyms::Symbols;
+
+    fn frames(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn hook_point_is_the_innermost_nf_hook_site() {
+        let local_in = frames(&[
+            "kfree_skb_reason+0x9c",
+            "nf_hook_slow+0x96",
+            "ip_local_deliver+0xd3",
+            "ip_rcv+0x2f",
+            "__netif_receive_skb_one_core+0x8a",
+        ]);
+        assert_eq!(hook_point(&local_in), Some("LOCAL_IN"));
+        // Output: POST_ROUTING is called from within ip_local_out's path.
+        let post = frames(&[
+            "nf_hook_slow+0x40",
+            "ip_output+0x7b",
+            "__ip_local_out+0x11",
+            "ip_send_skb+0x1",
+        ]);
+        assert_eq!(hook_point(&post), Some("POST_ROUTING"));
+        assert_eq!(
+            hook_point(&frames(&["nf_hook_slow+0x1", "ip6_forward.cold+0x3"])),
+            Some("FORWARD")
+        );
+        assert_eq!(hook_point(&frames(&["tcp_v4_rcv+0x99"])), None);
+    }
+
+    fn symbols() -> Symbolizer {
+        Symbolizer::with_symbols(Symbols::parse(
+            "ffffffffa0001000 t nft_do_chain_ipv4 [nf_tables]\nffffffffa0002000 t ipv4_conntrack_in [nf_conntrack]\n",
+        ))
+    }
+
+    fn snapshot(skb: u64) -> NfHooksEvent {
+        // SAFETY: plain data.
+        let mut s: NfHooksEvent = unsafe { std::mem::zeroed() };
+        s.skb = skb;
+        s.ip_version = 4;
+        // LOCAL_IN (index 1 here): two functions.
+        s.counts[1] = 2;
+        s.funcs[1][0] = 0xffffffffa0002000;
+        s.funcs[1][1] = 0xffffffffa0001000;
+        // PRE_ROUTING: more than kept.
+        s.counts[0] = NF_HOOKS_KEPT as u16 + 3;
+        s.funcs[0] = [0xffffffffa0001000; NF_HOOKS_KEPT];
+        s
+    }
+
+    fn points() -> HashMap<String, usize> {
+        [("PRE_ROUTING", 0), ("LOCAL_IN", 1), ("FORWARD", 2)]
+            .into_iter()
+            .map(|(n, i)| (n.to_string(), i))
+            .collect()
+    }
+
+    #[test]
+    fn blames_the_functions_at_the_hook_point() {
+        let mut nf = NfHooks::with_points(points());
+        let bytes: Vec<u8> = {
+            let s = snapshot(7);
+            // SAFETY: plain data viewed as bytes.
+            unsafe { std::slice::from_raw_parts((&raw const s).cast::<u8>(), size_of::<NfHooksEvent>()) }
+                .to_vec()
+        };
+        nf.remember(NfHooks::parse(&bytes).unwrap());
+        assert!(NfHooks::parse(&bytes[1..]).is_none());
+        let b = nf.blame(
+            7,
+            &frames(&["nf_hook_slow+0x96", "ip_local_deliver+0xd3"]),
+            &symbols(),
+        );
+        assert_eq!(b.note.as_deref(), Some("ipv4 in chain: LOCAL_IN"));
+        assert_eq!(b.functions, ["ipv4_conntrack_in", "nft_do_chain_ipv4"]);
+        // Used once: a second drop of the same address has no snapshot.
+        let again = nf.blame(7, &frames(&["ip_local_deliver+0xd3"]), &symbols());
+        assert_eq!(again.functions, ["(hook functions not recorded)"]);
+    }
+
+    #[test]
+    fn unknown_point_lists_every_point_and_counts_what_was_not_kept() {
+        let mut nf = NfHooks::with_points(points());
+        nf.remember(snapshot(9));
+        let b = nf.blame(9, &frames(&["nf_hook_slow+0x96"]), &symbols());
+        assert_eq!(b.note, None);
+        assert_eq!(b.functions.len(), NF_HOOKS_KEPT + 1 + 2);
+        assert_eq!(b.functions[0], "nft_do_chain_ipv4 (PRE_ROUTING)");
+        assert_eq!(b.functions[NF_HOOKS_KEPT], "... and 3 more (PRE_ROUTING)");
+        assert_eq!(b.functions.last().unwrap(), "nft_do_chain_ipv4 (LOCAL_IN)");
+    }
+}
