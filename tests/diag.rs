@@ -128,12 +128,18 @@ fn iptables_tcp_drop_is_diagnosed_with_blamed_hooks() {
     assert_netfilter_diagnosis(&lines);
 }
 
+/// Does this kernel's `tcp:tcp_send_reset` say why (6.10+)?
+fn reset_reasons_reported() -> bool {
+    std::fs::read_to_string("/sys/kernel/tracing/events/tcp/tcp_send_reset/format")
+        .is_ok_and(|f| f.contains("enum sk_rst_reason reason"))
+}
+
 #[test]
-fn syn_to_closed_port_says_port_not_listened() {
+fn syn_to_closed_port_says_port_not_listened_and_why_a_reset_was_sent() {
     let net = Pair::new();
     let mut t = Tracer::start(&[
         "-t",
-        HOOKS,
+        &format!("{HOOKS},tcp_send_reset"),
         "--diag",
         "--diag-quiet",
         "-p",
@@ -153,6 +159,14 @@ fn syn_to_closed_port_says_port_not_listened() {
         text.contains("fix advice:\n        check that the service is running"),
         "{text}"
     );
+    if reset_reasons_reported() {
+        assert!(
+            text.contains(
+                "WARN happens in tcp_send_reset(tcp):\n        TCP reset sent: port is not listened (no socket)\n    reset reason:\n        NO_SOCKET"
+            ),
+            "{text}"
+        );
+    }
 }
 
 #[test]

@@ -6,7 +6,7 @@ mod util;
 
 use std::{process::Command, time::Duration};
 
-use util::{BIN, OUR_PROGRAMS, Pair, Tracer, loaded_programs, sh};
+use util::{BIN, Pair, Tracer, sh};
 
 /// Lines that are events (not the begin/end markers).
 fn events(t: &Tracer) -> Vec<String> {
@@ -160,25 +160,29 @@ fn classic_tracepoint_backend_and_drop_stack() {
 fn sigint_detaches_everything_and_ends_trace() {
     let net = Pair::new();
     let mut t = Tracer::start(&["--drop", "-d", &net.b4]);
-    let loaded = loaded_programs();
-    assert!(
-        loaded.iter().any(|n| n == "drop_tp_btf"),
-        "not loaded while tracing: {loaded:?}"
-    );
+    let held = util::bpf_objects_of(t.pid());
+    for kind in ["prog", "map", "link"] {
+        assert!(
+            held.iter().any(|(k, _)| *k == kind),
+            "no {kind} held while tracing: {held:?}"
+        );
+    }
+    let names: Vec<String> = held
+        .iter()
+        .filter(|(k, _)| *k == "prog")
+        .map(|(_, id)| sh(&["bpftool", "prog", "show", "id", &id.to_string()]))
+        .collect();
+    assert!(names.iter().any(|n| n.contains("name drop_tp_btf")), "{names:?}");
     // Probe programs are unloaded right after probing.
-    assert!(!loaded.iter().any(|n| n.starts_with("probe_")), "{loaded:?}");
+    assert!(!names.iter().any(|n| n.contains("name probe_")), "{names:?}");
     net.syn(9992);
     t.wait_for("reason: NO_SOCKET", util::start_timeout());
     t.signal(libc::SIGINT);
     let st = t.wait_exit(util::start_timeout());
     assert!(st.success(), "exit {st}");
     assert_eq!(t.lines().last().map(String::as_str), Some("end trace..."));
-    let after = loaded_programs();
-    let ours: Vec<_> = after
-        .iter()
-        .filter(|n| OUR_PROGRAMS.contains(&n.as_str()))
-        .collect();
-    assert!(ours.is_empty(), "left loaded after exit: {ours:?}");
+    let left: Vec<_> = held.into_iter().filter(|o| util::bpf_object_exists(*o)).collect();
+    assert!(left.is_empty(), "left in the kernel after exit: {left:?}");
 }
 
 #[test]

@@ -289,17 +289,22 @@ fn basic_prints_events_without_grouping() {
 }
 
 #[test]
-fn user_catalogue_replaces_the_embedded_one() {
+fn user_rule_pack_merges_into_the_catalogue() {
     let net = Pair::new();
     let path = std::env::temp_dir().join(format!("nettrace-rules-{}.yaml", std::process::id()));
+    // A rule for a hook the catalogue has, and a hook of its own.
     std::fs::write(
         &path,
-        "version: 1\ngroups:\n  - name: mine\n    hooks:\n      - {name: rx, tp: \"net:netif_receive_skb\"}\n      - {name: bye, tp: \"skb:consume_skb\", free: true}\n",
+        "version: 1\ngroups:\n  - name: mine\n    hooks:\n      - name: consume_skb\n        rules: [{level: info, msg: my pack saw this}]\n      - {name: rx, tp: \"net:netif_receive_skb\"}\n",
     )
     .unwrap();
     let mut t = Tracer::start(&[
         "--rules",
         path.to_str().unwrap(),
+        "-t",
+        "mine,consume_skb",
+        "--diag",
+        "--diag-keep",
         "-p",
         "icmp",
         "-d",
@@ -313,7 +318,13 @@ fn user_catalogue_replaces_the_embedded_one() {
     assert!(st.success(), "{}", t.stderr());
     let g = groups(&t.lines());
     let hooks: Vec<&str> = g[0].1.iter().map(|e| hook(e)).collect();
-    assert_eq!(hooks, ["rx", "bye"]);
+    assert_eq!(hooks, ["rx", "consume_skb"]);
+    // The embedded rule and the pack's, in that order.
+    assert!(
+        g[0].1[1].ends_with("*packet is freed (normally)* *my pack saw this*"),
+        "{}",
+        g[0].1[1]
+    );
 }
 
 #[test]

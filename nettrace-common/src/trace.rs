@@ -33,6 +33,9 @@ pub mod slot_flags {
     /// `--hooks`: when this hook reports the drop reason
     /// `NfLayout::drop_reason`, first emit an `NfHooksEvent`.
     pub const NF_HOOKS: u32 = 64;
+    /// The extra value is an `enum sk_rst_reason`, not a drop reason (for
+    /// userspace; the programs read it like any extra value).
+    pub const RESET_REASON: u32 = 128;
 }
 
 /// Where the netfilter hook functions of a namespace are (`--hooks`), from

@@ -96,6 +96,8 @@ fn position(args: &[TpArg], ty: &str) -> Option<u32> {
 }
 
 const SKB: &str = "struct sk_buff *";
+const DROP_REASON: &str = "enum skb_drop_reason";
+const RESET_REASON: &str = "enum sk_rst_reason";
 /// Arguments the entry points can read (registers on x86-64 for kprobes,
 /// and the `arg_at!` arms for BTF contexts).
 const MAX_ARG: u32 = 4;
@@ -155,7 +157,11 @@ pub fn build(
                     continue;
                 };
                 cfg.skb_arg = skb;
-                if let Some(r) = position(&args, "enum skb_drop_reason") {
+                if let Some(r) = position(&args, RESET_REASON).filter(|&r| r <= 5) {
+                    cfg.extra_arg = r;
+                    cfg.flags |= slot_flags::EXTRA | slot_flags::RESET_REASON;
+                }
+                if let Some(r) = position(&args, DROP_REASON) {
                     cfg.extra_arg = r;
                     cfg.flags |= drop_reason_flags(opts);
                     // Where the drop happened: `location`, the first `void *`.
@@ -194,9 +200,16 @@ pub fn build(
                 continue;
             };
             cfg.skb_arg = skb.offset;
-            if let Some(r) = fmt.get("reason") {
-                cfg.extra_arg = r.offset;
-                cfg.flags |= drop_reason_flags(opts);
+            match fmt.get("reason") {
+                Some(r) if r.ty == DROP_REASON => {
+                    cfg.extra_arg = r.offset;
+                    cfg.flags |= drop_reason_flags(opts);
+                }
+                Some(r) if r.ty == RESET_REASON => {
+                    cfg.extra_arg = r.offset;
+                    cfg.flags |= slot_flags::EXTRA | slot_flags::RESET_REASON;
+                }
+                _ => {}
             }
             if let Some(l) = fmt.get("location") {
                 cfg.loc_arg = l.offset;

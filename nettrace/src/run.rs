@@ -272,6 +272,8 @@ async fn run_lifecycle(
         clock: Clock::new(config.date),
         names: attached.names_by_slot,
         reasons,
+        resets: DropReasons::resets_from_btf(&k.btf).map_err(anyhow::Error::from)?,
+        reset_by_slot: attached.reset_by_slot,
         style: lifecycle::print::Style {
             detail: l.detail,
             tiny: l.tiny,

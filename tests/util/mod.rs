@@ -311,29 +311,37 @@ pub fn function_hooks() -> (bool, bool) {
     (kprobes, kprobes && !forced_kprobe)
 }
 
-/// Names of BPF programs currently loaded in the kernel (`bpftool prog show`).
-pub fn loaded_programs() -> Vec<String> {
-    sh(&["bpftool", "prog", "show"])
-        .lines()
-        .filter_map(|l| {
-            let mut it = l.split_whitespace();
-            while let Some(w) = it.next() {
-                if w == "name" {
-                    return it.next().map(str::to_string);
+/// The BPF programs, maps and links process `pid` holds, as
+/// (`prog`|`map`|`link`, id), from its fds' `/proc/PID/fdinfo` entries:
+/// exact even while other tests run tracers of their own.
+pub fn bpf_objects_of(pid: i32) -> Vec<(&'static str, u32)> {
+    let mut out = Vec::new();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return out;
+    };
+    for fd in fds.flatten() {
+        let Ok(info) = std::fs::read_to_string(fd.path()) else {
+            continue;
+        };
+        for line in info.lines() {
+            for (key, kind) in [("prog_id:", "prog"), ("map_id:", "map"), ("link_id:", "link")] {
+                if let Some(id) = line.strip_prefix(key).and_then(|v| v.trim().parse().ok()) {
+                    out.push((kind, id));
                 }
             }
-            None
-        })
-        .collect()
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
-/// Our program names (the kernel keeps the first 15 characters).
-pub const OUR_PROGRAMS: [&str; 7] = [
-    "drop_tp_btf",
-    "drop_tracepoint",
-    "probe_tp_btf",
-    "probe_raw_tp",
-    "probe_tracepoin",
-    "probe_fentry",
-    "probe_kprobe",
-];
+/// Whether a BPF object with this id still exists in the kernel.
+pub fn bpf_object_exists((kind, id): (&str, u32)) -> bool {
+    Command::new("bpftool")
+        .args([kind, "show", "id", &id.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}

@@ -101,6 +101,9 @@ pub struct Rule {
     pub ret: Option<RetMatch>,
     #[serde(default)]
     pub reason: Option<String>,
+    /// Why TCP sent a reset (`enum sk_rst_reason` without its prefix).
+    #[serde(default)]
+    pub rst_reason: Option<String>,
 }
 
 /// How a rule matches a function's return value: `any`, or a one-key map
@@ -402,9 +405,10 @@ fn validate(
                 if r.msg.trim().is_empty() {
                     return Err(format!("{here}: rule {} has an empty msg", i + 1));
                 }
-                if r.ret.is_some() && r.reason.is_some() {
+                let matchers = [r.ret.is_some(), r.reason.is_some(), r.rst_reason.is_some()];
+                if matchers.iter().filter(|&&m| m).count() > 1 {
                     return Err(format!(
-                        "{here}: rule {} has both 'ret' and 'reason'; use one matcher",
+                        "{here}: rule {} has more than one of 'ret', 'reason', 'rst_reason'; use one matcher",
                         i + 1
                     ));
                 }
@@ -508,6 +512,10 @@ mod tests {
             ),
             (
                 "version: 1\ngroups: [{name: a, hooks: [{name: x, rules: [{level: warn, msg: m, ret: {eq: 0}, reason: X}]}]}]",
+                "use one matcher",
+            ),
+            (
+                "version: 1\ngroups: [{name: a, hooks: [{name: x, rules: [{level: warn, msg: m, reason: X, rst_reason: Y}]}]}]",
                 "use one matcher",
             ),
             (

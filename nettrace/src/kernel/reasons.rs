@@ -1,4 +1,5 @@
-//! Names of `enum skb_drop_reason` values, from the running kernel's BTF.
+//! Names of `enum skb_drop_reason` (and `enum sk_rst_reason`) values, from
+//! the running kernel's BTF.
 //!
 //! No table is compiled in: every kernel release adds reasons, and a stale
 //! table would print wrong names. Reasons outside the core enum (subsystem
@@ -9,6 +10,7 @@ use std::collections::HashMap;
 use super::btf::{BtfError, KernelBtf};
 
 const PREFIX: &str = "SKB_DROP_REASON_";
+const RST_PREFIX: &str = "SK_RST_REASON_";
 
 #[derive(Debug, Default)]
 pub struct DropReasons {
@@ -18,21 +20,41 @@ pub struct DropReasons {
 impl DropReasons {
     /// `Ok(empty)` when the kernel predates drop reasons (no such enum).
     pub fn from_btf(btf: &KernelBtf) -> Result<Self, BtfError> {
-        match btf.enum_values("skb_drop_reason") {
-            Ok(values) => Ok(Self::from_values(values)),
+        Self::from_enum(btf, "skb_drop_reason", PREFIX)
+    }
+
+    /// Why TCP sent a reset (`tcp:tcp_send_reset`, 6.10+); empty before.
+    pub fn resets_from_btf(btf: &KernelBtf) -> Result<Self, BtfError> {
+        Self::from_enum(btf, "sk_rst_reason", RST_PREFIX)
+    }
+
+    fn from_enum(btf: &KernelBtf, name: &str, prefix: &str) -> Result<Self, BtfError> {
+        match btf.enum_values(name) {
+            Ok(values) => Ok(Self::with_prefix(values, prefix)),
             Err(BtfError::NoType { .. }) => Ok(Self::default()),
             Err(e) => Err(e),
         }
     }
 
+    #[cfg(test)]
     pub fn from_values(values: impl IntoIterator<Item = (u64, String)>) -> Self {
+        Self::with_prefix(values, PREFIX)
+    }
+
+    fn with_prefix(values: impl IntoIterator<Item = (u64, String)>, prefix: &str) -> Self {
         let names = values
             .into_iter()
-            // SKB_DROP_REASON_MAX is a bound, not a reason.
-            .filter(|(_, n)| n != "SKB_DROP_REASON_MAX")
-            .map(|(v, n)| (v as u32, n.strip_prefix(PREFIX).unwrap_or(&n).to_string()))
+            .map(|(v, n)| (v as u32, n.strip_prefix(prefix).unwrap_or(&n).to_string()))
+            // `…_MAX` is a bound and `…_SUBSYS_MASK` a mask, not reasons.
+            .filter(|(_, n)| n != "MAX" && n != "SUBSYS_MASK")
             .collect();
         Self { names }
+    }
+
+    /// Every name this kernel has.
+    #[cfg(test)]
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.names.values().map(String::as_str)
     }
 
     pub fn is_empty(&self) -> bool {

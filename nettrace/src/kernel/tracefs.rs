@@ -38,10 +38,12 @@ pub fn ensure_mounted() -> io::Result<(PathBuf, bool)> {
 }
 
 /// A field of a tracepoint record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Field {
     pub offset: u32,
     pub size: u32,
+    /// The declaration without the name: `enum skb_drop_reason`, `void *`.
+    pub ty: String,
 }
 
 /// Reads `events/<group>/<name>/format` into field name → offset/size.
@@ -70,9 +72,10 @@ pub fn parse_format(text: &str) -> HashMap<String, Field> {
         }
         if let (Some(decl), Some(offset), Some(size)) = (decl, offset, size) {
             // The name is the declaration's last word, minus any array suffix.
-            let name = decl.split_whitespace().last().unwrap_or("");
-            let name = name.split('[').next().unwrap_or(name);
-            fields.insert(name.to_string(), Field { offset, size });
+            let last = decl.split_whitespace().last().unwrap_or("");
+            let name = last.split('[').next().unwrap_or(last);
+            let ty = decl[..decl.len() - last.len()].trim().to_string();
+            fields.insert(name.to_string(), Field { offset, size, ty });
         }
     }
     fields
@@ -90,17 +93,21 @@ mod tests {
         ))
         .unwrap();
         let f = parse_format(&text);
-        assert_eq!(f["skbaddr"], Field { offset: 8, size: 8 });
-        assert_eq!(f["location"], Field { offset: 16, size: 8 });
-        assert_eq!(f["reason"].size, 4);
-        assert_eq!(f["common_type"], Field { offset: 0, size: 2 });
+        let at = |n: &str| (f[n].offset, f[n].size, f[n].ty.as_str());
+        assert_eq!(at("skbaddr"), (8, 8, "void *"));
+        assert_eq!(at("location"), (16, 8, "void *"));
+        assert_eq!(at("reason"), (36, 4, "enum skb_drop_reason"));
+        assert_eq!(at("common_type"), (0, 2, "unsigned short"));
         assert!(!f.contains_key("print"));
     }
 
     #[test]
     fn array_fields_and_junk() {
         let f = parse_format("\tfield:char name[16];\toffset:12;\tsize:16;\tsigned:0;\nnonsense\n");
-        assert_eq!(f["name"], Field { offset: 12, size: 16 });
+        assert_eq!(
+            (f["name"].offset, f["name"].size, f["name"].ty.as_str()),
+            (12, 16, "char")
+        );
         assert_eq!(f.len(), 1);
     }
 }

@@ -3,12 +3,14 @@
 //! something went wrong, an `ANALYSIS RESULT` block that says what happened,
 //! where, and what to do about it.
 //!
-//! Rules match a drop reason (read from the kernel at the hook), a return
-//! value (fexit), or nothing (they fire whenever the hook is reached). Drop
-//! reasons carry most of the diagnosis on tracepoint-only kernels.
+//! Rules match a drop reason or a TCP reset reason (read from the kernel at
+//! the hook), a return value (fexit), or nothing (they fire whenever the
+//! hook is reached). Drop reasons carry most of the diagnosis on
+//! tracepoint-only kernels.
 
 use nettrace_common::{TraceEvent, trace::event_kind};
 
+use super::print::Reason;
 use crate::catalogue::{Level, RetMatch, Rule};
 
 /// A return value as the kernel meant it: 32-bit ints sign-extended.
@@ -34,13 +36,17 @@ impl RetMatch {
     }
 }
 
-/// Does `rule` fire for this event? `reason` is the drop reason's name when
-/// the event carries one.
-pub fn fires(rule: &Rule, ev: &TraceEvent, reason: Option<&str>) -> bool {
-    match (&rule.ret, &rule.reason) {
-        (Some(m), _) => ev.kind == event_kind::EXIT && ev.has_extra != 0 && m.matches(signed(ev.extra)),
-        (None, Some(want)) => reason == Some(want.as_str()),
-        (None, None) => true,
+/// Does `rule` fire for this event? `reason` is the drop or reset reason
+/// the event carries, if any.
+pub fn fires(rule: &Rule, ev: &TraceEvent, reason: Option<&Reason>) -> bool {
+    if let Some(m) = &rule.ret {
+        return ev.kind == event_kind::EXIT && ev.has_extra != 0 && m.matches(signed(ev.extra));
+    }
+    match (&rule.reason, &rule.rst_reason, reason) {
+        (Some(want), _, Some(Reason::Drop(got))) => want == got,
+        (_, Some(want), Some(Reason::Reset(got))) => want == got,
+        (None, None, _) => true,
+        _ => false,
     }
 }
 
@@ -53,7 +59,7 @@ pub struct Finding {
     pub msg: String,
     pub adv: Option<String>,
     pub location: Option<String>,
-    pub reason: Option<String>,
+    pub reason: Option<Reason>,
     /// `--hooks`: netfilter hook functions at the point that dropped it.
     pub blamed: Vec<String>,
 }
@@ -73,9 +79,10 @@ pub fn report(findings: &[Finding]) -> Vec<String> {
             out.push("    location:".into());
             out.push(format!("        {l}"));
         }
-        if let Some(r) = &f.reason {
-            out.push("    drop reason:".into());
-            out.push(format!("        {r}"));
+        match &f.reason {
+            Some(Reason::Drop(r)) => out.extend(["    drop reason:".into(), format!("        {r}")]),
+            Some(Reason::Reset(r)) => out.extend(["    reset reason:".into(), format!("        {r}")]),
+            None => {}
         }
         if !f.blamed.is_empty() {
             out.push(String::new());
@@ -129,10 +136,59 @@ mod tests {
     fn reason_and_unconditional_rules() {
         let r = rule("{level: error, msg: m, reason: NETFILTER_DROP}");
         let e = ev(event_kind::ENTRY, 12);
-        assert!(fires(&r, &e, Some("NETFILTER_DROP")));
-        assert!(!fires(&r, &e, Some("NO_SOCKET")));
+        let drop = |n: &str| Reason::Drop(n.into());
+        let reset = |n: &str| Reason::Reset(n.into());
+        assert!(fires(&r, &e, Some(&drop("NETFILTER_DROP"))));
+        assert!(!fires(&r, &e, Some(&drop("NO_SOCKET"))));
+        // A drop-reason rule does not match a reset reason of the same name.
+        assert!(!fires(&r, &e, Some(&reset("NETFILTER_DROP"))));
         assert!(!fires(&r, &e, None));
+        let rst = rule("{level: warn, msg: m, rst_reason: NO_SOCKET}");
+        assert!(fires(&rst, &e, Some(&reset("NO_SOCKET"))));
+        assert!(!fires(&rst, &e, Some(&drop("NO_SOCKET"))));
+        assert!(!fires(&rst, &e, Some(&reset("TCP_STATE"))));
         assert!(fires(&rule("{level: info, msg: freed}"), &e, None));
+    }
+
+    /// Every drop reason and reset reason the running kernel can report
+    /// has a rule that explains it (the catalogue is the diagnosis on
+    /// tracepoint-only kernels).
+    #[test]
+    fn every_reason_of_the_running_kernel_has_a_rule() {
+        use crate::{
+            catalogue::Catalogue,
+            kernel::{
+                btf::{KernelBtf, VMLINUX_BTF},
+                reasons::DropReasons,
+            },
+        };
+        let btf = KernelBtf::from_file(VMLINUX_BTF).unwrap();
+        let cat = Catalogue::embedded();
+        let rules = |hook: &str| {
+            cat.hooks
+                .iter()
+                .find(|h| h.hook.name == hook)
+                .unwrap()
+                .hook
+                .rules
+                .clone()
+        };
+        let drops = DropReasons::from_btf(&btf).unwrap();
+        let kfree = rules("kfree_skb");
+        // The two values below the reasons mean "not dropped".
+        let missing: Vec<&str> = drops
+            .names()
+            .filter(|n| *n != "SKB_NOT_DROPPED_YET" && *n != "SKB_CONSUMED")
+            .filter(|n| !kfree.iter().any(|r| r.reason.as_deref() == Some(*n)))
+            .collect();
+        assert!(drops.names().count() > 50 && missing.is_empty(), "{missing:?}");
+        let resets = DropReasons::resets_from_btf(&btf).unwrap();
+        let send_reset = rules("tcp_send_reset");
+        let missing: Vec<&str> = resets
+            .names()
+            .filter(|n| !send_reset.iter().any(|r| r.rst_reason.as_deref() == Some(*n)))
+            .collect();
+        assert!(resets.names().count() > 10 && missing.is_empty(), "{missing:?}");
     }
 
     #[test]
@@ -144,7 +200,7 @@ mod tests {
             msg: "packet is dropped by kernel".into(),
             adv: Some("check your netfilter rule".into()),
             location: Some("nf_hook_slow+0x96".into()),
-            reason: Some("NETFILTER_DROP".into()),
+            reason: Some(Reason::Drop("NETFILTER_DROP".into())),
             blamed: vec!["nft_do_chain_inet".into()],
         };
         assert_eq!(

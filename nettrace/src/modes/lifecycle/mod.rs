@@ -100,6 +100,8 @@ pub struct Attached {
     /// Catalogue index of each slot's hook.
     pub hook_by_slot: Vec<usize>,
     pub free_by_slot: Vec<bool>,
+    /// Slots whose extra value is a TCP reset reason.
+    pub reset_by_slot: Vec<bool>,
     pub counts: BTreeMap<String, usize>,
 }
 
@@ -125,6 +127,7 @@ pub fn attach(
     let mut names_by_slot = vec![String::new(); plan.hooks.len()];
     let mut hook_by_slot = vec![0; plan.hooks.len()];
     let mut free_by_slot = vec![false; plan.hooks.len()];
+    let mut reset_by_slot = vec![false; plan.hooks.len()];
     let mut classic_loaded = false;
     for p in &plan.hooks {
         let result = attach_one(ebpf, p, btf, tracefs_root, &mut classic_loaded).or_else(|e| {
@@ -144,6 +147,7 @@ pub fn attach(
         names_by_slot[p.slot as usize] = p.name.clone();
         hook_by_slot[p.slot as usize] = p.hook;
         free_by_slot[p.slot as usize] = p.config.flags & slot_flags::FREE != 0;
+        reset_by_slot[p.slot as usize] = p.config.flags & slot_flags::RESET_REASON != 0;
         report.push((p.name.clone(), result));
     }
     for i in &prepared.explicit {
@@ -163,6 +167,7 @@ pub fn attach(
         names_by_slot,
         hook_by_slot,
         free_by_slot,
+        reset_by_slot,
         counts,
     })
 }
@@ -312,14 +317,11 @@ impl LifecycleSink<'_> {
             return (String::new(), Vec::new());
         };
         let slot = ev.slot as usize;
-        let reason = (ev.has_extra != 0
-            && ev.kind == nettrace_common::trace::event_kind::ENTRY
-            && !self.printer.reasons.is_empty())
-        .then(|| self.printer.reasons.name(ev.extra as u32));
+        let reason = self.printer.reason(ev);
         let mut notes = String::new();
         let mut findings = Vec::new();
         let blame = match &mut d.nf_hooks {
-            Some(nf) if reason.as_deref() == Some(NETFILTER_DROP) => {
+            Some(nf) if matches!(&reason, Some(print::Reason::Drop(r)) if r == NETFILTER_DROP) => {
                 let frames = self.symbols.frames(ev.stack_id).unwrap_or_default();
                 Some(nf.blame(ev.skb, &frames, &self.symbols))
             }
@@ -329,7 +331,7 @@ impl LifecycleSink<'_> {
             notes += &format!(" *{note}*");
         }
         for rule in d.rules_by_slot.get(slot).into_iter().flatten() {
-            if !diag::fires(rule, ev, reason.as_deref()) {
+            if !diag::fires(rule, ev, reason.as_ref()) {
                 continue;
             }
             notes += &format!(" *{}*", rule.msg);

@@ -18,11 +18,21 @@ pub struct Style {
     pub latency: bool,
 }
 
+/// What an entry event's extra value names.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reason {
+    Drop(String),
+    Reset(String),
+}
+
 pub struct LinePrinter {
     pub clock: Clock,
     /// Hook name per slot.
     pub names: Vec<String>,
     pub reasons: DropReasons,
+    /// `enum sk_rst_reason` names, and the slots whose extra value is one.
+    pub resets: DropReasons,
+    pub reset_by_slot: Vec<bool>,
     pub style: Style,
 }
 
@@ -42,6 +52,17 @@ fn ret_value(v: u64) -> String {
 }
 
 impl LinePrinter {
+    /// The drop or reset reason an entry event carries, by name.
+    pub fn reason(&self, ev: &TraceEvent) -> Option<Reason> {
+        if ev.has_extra == 0 || ev.kind != event_kind::ENTRY {
+            return None;
+        }
+        if self.reset_by_slot.get(ev.slot as usize).copied().unwrap_or(false) {
+            return (!self.resets.is_empty()).then(|| Reason::Reset(self.resets.name(ev.extra as u32)));
+        }
+        (!self.reasons.is_empty()).then(|| Reason::Drop(self.reasons.name(ev.extra as u32)))
+    }
+
     fn name(&self, ev: &TraceEvent) -> &str {
         self.names
             .get(ev.slot as usize)
@@ -75,10 +96,11 @@ impl LinePrinter {
             match ev.kind {
                 event_kind::CLONE => parts.push(format!("clone: {:08x}", ev.extra as u32)),
                 event_kind::EXIT => parts.push(format!("ret: {}", ret_value(ev.extra))),
-                _ if !self.reasons.is_empty() => {
-                    parts.push(format!("reason: {}", self.reasons.name(ev.extra as u32)))
-                }
-                _ => {}
+                _ => match self.reason(ev) {
+                    Some(Reason::Drop(r)) => parts.push(format!("reason: {r}")),
+                    Some(Reason::Reset(r)) => parts.push(format!("reset reason: {r}")),
+                    None => {}
+                },
             }
         }
         if self.style.latency
@@ -139,6 +161,8 @@ mod tests {
             clock: Clock::new(false),
             names: vec!["ip_rcv".into(), "kfree_skb".into()],
             reasons: DropReasons::from_values([(3, "SKB_DROP_REASON_NO_SOCKET".to_string())]),
+            resets: DropReasons::default(),
+            reset_by_slot: Vec::new(),
             style,
         }
     }
