@@ -33,6 +33,15 @@ pub mod ethertype {
     pub const ARP: u16 = 0x0806;
 }
 
+/// Netfilter protocol families (`NFPROTO_*`, uapi `linux/netfilter.h`).
+pub mod nfproto {
+    pub const INET: u8 = 1;
+    pub const IPV4: u8 = 2;
+    pub const ARP: u8 = 3;
+    pub const BRIDGE: u8 = 7;
+    pub const IPV6: u8 = 10;
+}
+
 /// IP protocol numbers the filters understand.
 pub mod ipproto {
     pub const ICMP: u8 = 1;

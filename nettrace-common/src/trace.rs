@@ -36,6 +36,16 @@ pub mod slot_flags {
     /// The extra value is an `enum sk_rst_reason`, not a drop reason (for
     /// userspace; the programs read it like any extra value).
     pub const RESET_REASON: u32 = 128;
+    /// Netfilter context (an `NfContextEvent` before the event):
+    /// `nf_arg` is a `struct nf_hook_state *` (`nf_hook_slow`).
+    pub const NF_STATE: u32 = 256;
+    /// `nf_arg` is a `struct xt_table *`, `nf_arg2` the hook state
+    /// (`ipt_do_table`: iptables-legacy).
+    pub const NF_XT_TABLE: u32 = 512;
+    /// `nf_arg` is a `struct nft_pktinfo *`, `nf_arg2` a `struct nft_chain *`
+    /// (`nft_do_chain`: nftables and iptables-nft).
+    pub const NF_NFT_CHAIN: u32 = 1024;
+    pub const NF_CONTEXT: u32 = NF_STATE | NF_XT_TABLE | NF_NFT_CHAIN;
 }
 
 /// Where the netfilter hook functions of a namespace are (`--hooks`), from
@@ -58,6 +68,18 @@ pub struct NfLayout {
     pub entry_hook: u32,
     /// Hook points per family (`NF_INET_NUMHOOKS`), at most `NF_HOOK_POINTS`.
     pub points: u32,
+    /// `nf_hook_state.hook` and `.pf` (`u8` each).
+    pub state_hook: u32,
+    pub state_pf: u32,
+    /// `xt_table.name` (`char[32]`).
+    pub xt_table_name: u32,
+    /// `nft_pktinfo.state`, `nft_chain.name` (`char *`), `nft_chain.table`,
+    /// `nft_table.name` (`char *`).
+    pub nft_pktinfo_state: u32,
+    pub nft_chain_name: u32,
+    pub nft_chain_table: u32,
+    pub nft_table_name: u32,
+    pub _pad: u32,
 }
 
 impl NfLayout {
@@ -70,7 +92,35 @@ impl NfLayout {
         entry_size: 0,
         entry_hook: 0,
         points: 0,
+        state_hook: u32::MAX,
+        state_pf: u32::MAX,
+        xt_table_name: u32::MAX,
+        nft_pktinfo_state: u32::MAX,
+        nft_chain_name: u32::MAX,
+        nft_chain_table: u32::MAX,
+        nft_table_name: u32::MAX,
+        _pad: 0,
     };
+}
+
+/// Length of the table and chain names kept (`XT_TABLE_MAXNAMELEN`).
+pub const NF_NAME_LEN: usize = 32;
+
+/// What a netfilter function saw: hook point and family, and for
+/// iptables/nftables the table and chain. Sent just before the hook's
+/// `TraceEvent`; told apart from it by its size.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NfContextEvent {
+    pub skb: u64,
+    /// `nf_hook_state.hook` (an `enum nf_inet_hooks` value) and `.pf`
+    /// (`NFPROTO_*`); 0xff when unread.
+    pub hook: u8,
+    pub pf: u8,
+    pub _pad: [u8; 6],
+    /// NUL-terminated; empty when the hook has no table/chain.
+    pub table: [u8; NF_NAME_LEN],
+    pub chain: [u8; NF_NAME_LEN],
 }
 
 /// Hook points kept per family (PRE_ROUTING … POST_ROUTING).
@@ -108,6 +158,9 @@ pub struct HookSlot {
     /// Reported in `TraceEvent::location` when `LOCATION` is set.
     pub loc_arg: u32,
     pub flags: u32,
+    /// Netfilter context arguments (see `slot_flags::NF_*`).
+    pub nf_arg: u32,
+    pub nf_arg2: u32,
 }
 
 #[repr(C)]

@@ -12,7 +12,7 @@ use aya_ebpf::{
     EbpfContext,
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_get_stackid,
-        bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_kernel_buf,
+        bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_kernel_buf, bpf_probe_read_kernel_str_bytes,
     },
     macros::{map, tracepoint},
     maps::{HashMap, PerCpuArray},
@@ -21,8 +21,8 @@ use aya_ebpf::{
 use nettrace_common::{
     KernelLayout, TraceConfig, TraceEvent, ethertype,
     trace::{
-        HookSlot, MAX_SLOTS, MAX_TRACKED, NF_HOOK_POINTS, NF_HOOKS_KEPT, NfHooksEvent, NfLayout, event_kind,
-        lost, slot_flags,
+        HookSlot, MAX_SLOTS, MAX_TRACKED, NF_HOOK_POINTS, NF_HOOKS_KEPT, NfContextEvent, NfHooksEvent,
+        NfLayout, event_kind, lost, slot_flags,
     },
 };
 
@@ -95,6 +95,8 @@ struct HookArgs {
     location: u64,
     /// Event kind (low nibble) and whether `extra` is meaningful (bit 4).
     kind_and_has: u8,
+    /// Netfilter context arguments (`HookSlot::nf_arg`, `nf_arg2`).
+    nf: [u64; 2],
 }
 
 impl HookArgs {
@@ -106,6 +108,7 @@ impl HookArgs {
             extra: 0,
             location: 0,
             kind_and_has: event_kind::ENTRY,
+            nf: [0; 2],
         }
     }
 }
@@ -129,6 +132,7 @@ pub fn on_tp_btf(ctx: &BtfTracePointContext, i: usize) {
             extra,
             location,
             kind_and_has: event_kind::ENTRY | (has << 4),
+            nf: [0; 2],
         },
     );
 }
@@ -137,7 +141,11 @@ pub fn on_tp_btf(ctx: &BtfTracePointContext, i: usize) {
 pub fn on_fentry(ctx: &FEntryContext, i: usize) {
     let s = slot(i);
     let skb = arg_at!(ctx, s.skb_arg);
-    handle(ctx.as_ptr(), i as u32, &HookArgs::entry(skb));
+    let mut args = HookArgs::entry(skb);
+    if s.flags & slot_flags::NF_CONTEXT != 0 {
+        args.nf = [arg_at!(ctx, s.nf_arg), arg_at!(ctx, s.nf_arg2)];
+    }
+    handle(ctx.as_ptr(), i as u32, &args);
 }
 
 #[inline(always)]
@@ -150,6 +158,11 @@ pub fn on_fexit(ctx: &FExitContext, i: usize) {
     } else {
         event_kind::EXIT
     };
+    let nf = if s.flags & slot_flags::NF_CONTEXT != 0 {
+        [arg_at!(ctx, s.nf_arg), arg_at!(ctx, s.nf_arg2)]
+    } else {
+        [0; 2]
+    };
     handle(
         ctx.as_ptr(),
         i as u32,
@@ -158,6 +171,7 @@ pub fn on_fexit(ctx: &FExitContext, i: usize) {
             extra: ret,
             location: 0,
             kind_and_has: kind | (1 << 4),
+            nf,
         },
     );
 }
@@ -185,13 +199,19 @@ pub fn on_kprobe(ctx: &ProbeContext, i: usize) {
     // Read the register through a helper: LLVM folds the per-register loads
     // into one load at a computed offset, and the verifier rejects direct
     // context reads at a modified offset (seen on 6.1).
-    let skb = arg_register_offset(s.skb_arg)
-        .and_then(|off| {
-            // SAFETY: probe read from our own pt_regs.
-            unsafe { bpf_probe_read_kernel((ctx.as_ptr() as usize + off) as *const u64) }.ok()
-        })
-        .unwrap_or(0);
-    handle(ctx.as_ptr(), i as u32, &HookArgs::entry(skb));
+    let reg = |n: u32| {
+        arg_register_offset(n)
+            .and_then(|off| {
+                // SAFETY: probe read from our own pt_regs.
+                unsafe { bpf_probe_read_kernel((ctx.as_ptr() as usize + off) as *const u64) }.ok()
+            })
+            .unwrap_or(0)
+    };
+    let mut args = HookArgs::entry(reg(s.skb_arg));
+    if s.flags & slot_flags::NF_CONTEXT != 0 {
+        args.nf = [reg(s.nf_arg), reg(s.nf_arg2)];
+    }
+    handle(ctx.as_ptr(), i as u32, &args);
 }
 
 /// One program for every classic tracepoint: the record's first field,
@@ -232,6 +252,7 @@ pub fn trace_tracepoint(ctx: TracePointContext) -> u32 {
             extra,
             location,
             kind_and_has,
+            nf: [0; 2],
         },
     );
     0
@@ -307,6 +328,9 @@ fn handle(ctx: *mut c_void, slot: u32, args: &HookArgs) {
     } else {
         -1
     };
+    if flags & slot_flags::NF_CONTEXT != 0 {
+        emit_nf_context(&cfg.nf, flags, &args.nf, skb);
+    }
     if flags & slot_flags::NF_HOOKS != 0 && ev.has_extra != 0 && extra as u32 == cfg.nf.drop_reason {
         // Before the drop's own event, which ends the packet in userspace.
         emit_nf_hooks(&cfg.nf, m.net, skb, m.l3_proto);
@@ -363,5 +387,50 @@ fn emit_nf_hooks(nf: &NfLayout, net: u64, skb: u64, l3_proto: u16) {
             }
         }
     }
+    entry.submit(0);
+}
+
+/// Reads a NUL-terminated string at `src` into `dest` (empty on failure).
+#[inline(always)]
+fn read_name(src: u64, dest: &mut [u8; nettrace_common::trace::NF_NAME_LEN]) {
+    dest[0] = 0;
+    if src != 0 {
+        // SAFETY: the helper bounds the read by `dest` and never faults.
+        let _ = unsafe { bpf_probe_read_kernel_str_bytes(src as *const u8, dest) };
+    }
+}
+
+/// Netfilter context of a hook (see `NfContextEvent`): the hook point and
+/// family from the `nf_hook_state`, and the iptables table or nftables
+/// table and chain the function is about to run.
+#[inline(never)]
+fn emit_nf_context(nf: &NfLayout, flags: u32, args: &[u64; 2], skb: u64) {
+    let Some(mut entry) = EVENTS.reserve::<NfContextEvent>(0) else {
+        count_lost_at(lost::RING);
+        return;
+    };
+    let out = entry.as_mut_ptr();
+    // SAFETY: `out` is our reserved record; every field is written.
+    let out = unsafe { &mut *out };
+    out.skb = skb;
+    out._pad = [0; 6];
+    out.table[0] = 0;
+    out.chain[0] = 0;
+    let state: u64 = if flags & slot_flags::NF_STATE != 0 {
+        args[0]
+    } else if flags & slot_flags::NF_XT_TABLE != 0 {
+        if args[0] != 0 && nf.xt_table_name != KernelLayout::NONE {
+            read_name(args[0] + nf.xt_table_name as u64, &mut out.table);
+        }
+        args[1]
+    } else {
+        let chain = args[1];
+        read_name(field(chain, nf.nft_chain_name).unwrap_or(0), &mut out.chain);
+        let table: u64 = field(chain, nf.nft_chain_table).unwrap_or(0);
+        read_name(field(table, nf.nft_table_name).unwrap_or(0), &mut out.table);
+        field(args[0], nf.nft_pktinfo_state).unwrap_or(0)
+    };
+    out.hook = field(state, nf.state_hook).unwrap_or(0xff);
+    out.pf = field(state, nf.state_pf).unwrap_or(0xff);
     entry.submit(0);
 }

@@ -13,7 +13,7 @@ use nettrace_common::{
 };
 
 use crate::{
-    catalogue::{Catalogue, Selection},
+    catalogue::{Catalogue, NfContext, Selection},
     cli::BackendChoice,
     kernel::{
         btf::{KernelBtf, TpArg},
@@ -73,6 +73,31 @@ pub struct PlanOptions {
     pub nf_hooks: bool,
 }
 
+/// Where a netfilter function's context arguments are (by type; `priv`
+/// pointers are `void *` in recent kernels). Nothing is set when a type is
+/// missing or beyond the arguments the programs read.
+fn nf_context(cfg: &mut HookSlot, nf: NfContext, params: &[TpArg]) {
+    let state = position(params, "struct nf_hook_state *");
+    let typed_or_priv = |ty: &str| position(params, ty).or_else(|| position(params, "void *"));
+    let (flag, a, b) = match nf {
+        NfContext::State => (slot_flags::NF_STATE, state, Some(0)),
+        NfContext::XtTable => (slot_flags::NF_XT_TABLE, typed_or_priv("struct xt_table *"), state),
+        NfContext::NftChain => (
+            slot_flags::NF_NFT_CHAIN,
+            position(params, "struct nft_pktinfo *"),
+            typed_or_priv("struct nft_chain *"),
+        ),
+    };
+    if let (Some(a), Some(b)) = (a, b)
+        && a <= MAX_ARG
+        && b <= MAX_ARG
+    {
+        cfg.nf_arg = a;
+        cfg.nf_arg2 = b;
+        cfg.flags |= flag;
+    }
+}
+
 /// Flags for a hook that reports drop reasons.
 fn drop_reason_flags(opts: &PlanOptions) -> u32 {
     let nf = if opts.nf_hooks {
@@ -118,6 +143,7 @@ pub fn build(
     let fentry_ok = caps.fentry.is_ok() && !matches!(opts.backend, Some(BackendChoice::Kprobe));
     let kprobe_ok = caps.kprobe.is_ok() && !matches!(opts.backend, Some(BackendChoice::Fentry));
     let mut formats: HashMap<(String, String), Option<HashMap<String, tracefs::Field>>> = HashMap::new();
+    let mut modules: HashMap<String, Option<KernelBtf>> = HashMap::new();
 
     for &i in selected {
         let h = &cat.hooks[i].hook;
@@ -147,6 +173,8 @@ pub fn build(
             ret_arg: KernelLayout::NONE,
             loc_arg: KernelLayout::NONE,
             flags,
+            nf_arg: KernelLayout::NONE,
+            nf_arg2: KernelLayout::NONE,
         };
 
         if let Some((group, event)) = h.tracepoint() {
@@ -226,8 +254,21 @@ pub fn build(
             continue;
         }
 
-        // A kernel function.
-        let Some(params) = btf.function_params(&h.name) else {
+        // A kernel function, described by vmlinux's BTF or, when it lives in
+        // a module, by the module's.
+        let module_btf = match &h.module {
+            Some(m) if !btf.has_function(&h.name) => {
+                match modules.entry(m.clone()).or_insert_with(|| btf.module(m)) {
+                    Some(b) => Some(&*b),
+                    None => {
+                        skip(&mut plan, format!("module {m} is not loaded"));
+                        continue;
+                    }
+                }
+            }
+            _ => None,
+        };
+        let Some(params) = module_btf.unwrap_or(btf).function_params(&h.name) else {
             skip(
                 &mut plan,
                 "function not in BTF (renamed, inlined or compiled out)".into(),
@@ -246,10 +287,17 @@ pub fn build(
             continue;
         }
         cfg.skb_arg = skb;
+        if opts.diag
+            && let Some(nf) = h.nf
+        {
+            nf_context(&mut cfg, nf, &params);
+        }
         // Diagnosis rules on the return value need fexit too.
         let ret_rules = opts.diag && h.rules.iter().any(|r| r.ret.is_some());
         let needs_exit = opts.want_ret || ret_rules || (h.clone && !opts.no_clone);
-        let backend = if fentry_ok {
+        // aya loads fentry programs against vmlinux's BTF only: module
+        // functions attach with kprobes.
+        let backend = if fentry_ok && module_btf.is_none() {
             if needs_exit {
                 cfg.ret_arg = params.len() as u32;
                 if cfg.ret_arg > 5 {

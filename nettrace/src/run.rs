@@ -226,8 +226,11 @@ async fn run_lifecycle(
     let mut trace = trace_config(k, config, track);
     lifecycle::configure(&mut trace, &plan);
     let reasons = DropReasons::from_btf(&k.btf).map_err(anyhow::Error::from)?;
+    if l.diag.is_some() {
+        trace.nf = crate::kernel::layout::nf_context(&k.btf);
+    }
     let nf_hooks = if prepared.opts.nf_hooks {
-        trace.nf = crate::kernel::layout::netfilter(&k.btf, &reasons)
+        crate::kernel::layout::nf_hooks(&k.btf, &reasons, &mut trace.nf)
             .map_err(|why| Failure::Unusable(format!("--hooks cannot work on this kernel: {why}")))?;
         Some(lifecycle::netfilter::NfHooks::from_btf(&k.btf).map_err(anyhow::Error::from)?)
     } else {
@@ -300,6 +303,10 @@ async fn run_lifecycle(
             })
             .collect(),
         nf_hooks,
+        nf_notes: lifecycle::netfilter::NfNotes::new(
+            lifecycle::netfilter::hook_points(&k.btf).unwrap_or_default(),
+        ),
+        flags_by_slot: attached.flags_by_slot.clone(),
     });
     let mut sink = LifecycleSink {
         printer,

@@ -66,8 +66,31 @@ pub struct Hook {
     pub clone: bool,
     #[serde(default)]
     pub monitor: bool,
+    /// The kernel module whose BTF describes this function when it is not
+    /// built in (`nf_tables`); such functions attach with kprobes.
+    #[serde(default)]
+    pub module: Option<String>,
+    /// What netfilter context the function's arguments give (`--diag`
+    /// notes: hook point, iptables/nftables table and chain).
+    #[serde(default)]
+    pub nf: Option<NfContext>,
     #[serde(default)]
     pub rules: Vec<Rule>,
+}
+
+/// How to read a netfilter function's context; where each argument is
+/// comes from BTF by type.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum NfContext {
+    /// A `struct nf_hook_state *` argument (`nf_hook_slow`).
+    State,
+    /// `void *priv` is a `struct xt_table *`, plus the hook state
+    /// (`ipt_do_table`).
+    XtTable,
+    /// A `struct nft_pktinfo *` and `void *priv`, a `struct nft_chain *`
+    /// (`nft_do_chain`).
+    NftChain,
 }
 
 fn yes() -> bool {

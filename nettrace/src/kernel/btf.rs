@@ -69,6 +69,16 @@ impl KernelBtf {
             })
     }
 
+    /// The BTF of a loaded kernel module (`/sys/kernel/btf/<module>`, split
+    /// on top of vmlinux): its functions and types, and vmlinux's. `None`
+    /// when the module is not loaded or built in (then vmlinux has it all).
+    pub fn module(&self, name: &str) -> Option<Self> {
+        let path = Path::new("/sys/kernel/btf").join(name);
+        Btf::from_split_file(&path, &self.btf)
+            .ok()
+            .map(|btf| Self { btf })
+    }
+
     #[cfg(test)]
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, BtfError> {
         Btf::from_bytes(bytes)

@@ -33,9 +33,37 @@ pub fn resolve(btf: &KernelBtf) -> Result<KernelLayout, BtfError> {
     })
 }
 
-/// Where a namespace's netfilter hook functions are (`--hooks`). Errors
-/// name what this kernel lacks; the caller says `--hooks` cannot work here.
-pub fn netfilter(btf: &KernelBtf, reasons: &DropReasons) -> Result<NfLayout, String> {
+/// Offsets for the netfilter context notes of `--diag` (hook state,
+/// iptables table, nftables chain and table), from vmlinux or, where
+/// netfilter is modular, the modules' BTF. What is missing stays
+/// `KernelLayout::NONE` and the note lacks it. `--hooks` is off.
+pub fn nf_context(btf: &KernelBtf) -> NfLayout {
+    let modules: Vec<KernelBtf> = ["x_tables", "ip_tables", "nf_tables"]
+        .iter()
+        .filter_map(|m| btf.module(m))
+        .collect();
+    let off = |ty: &str, path: &[&str]| {
+        std::iter::once(btf)
+            .chain(&modules)
+            .find_map(|b| b.member_offset(ty, path).ok())
+            .unwrap_or(KernelLayout::NONE)
+    };
+    NfLayout {
+        state_hook: off("nf_hook_state", &["hook"]),
+        state_pf: off("nf_hook_state", &["pf"]),
+        xt_table_name: off("xt_table", &["name"]),
+        nft_pktinfo_state: off("nft_pktinfo", &["state"]),
+        nft_chain_name: off("nft_chain", &["name"]),
+        nft_chain_table: off("nft_chain", &["table"]),
+        nft_table_name: off("nft_table", &["name"]),
+        ..NfLayout::OFF
+    }
+}
+
+/// Adds where a namespace's netfilter hook functions are (`--hooks`).
+/// Errors name what this kernel lacks; the caller says `--hooks` cannot
+/// work here.
+pub fn nf_hooks(btf: &KernelBtf, reasons: &DropReasons, nf: &mut NfLayout) -> Result<(), String> {
     let drop_reason = reasons
         .value("NETFILTER_DROP")
         .ok_or("this kernel reports no NETFILTER_DROP drop reason")?;
@@ -47,16 +75,15 @@ pub fn netfilter(btf: &KernelBtf, reasons: &DropReasons) -> Result<NfLayout, Str
         .find(|(_, n)| n == "NF_INET_NUMHOOKS")
         .map(|(v, _)| v as u32)
         .ok_or("enum nf_inet_hooks has no NF_INET_NUMHOOKS")?;
-    Ok(NfLayout {
-        drop_reason,
-        net_hooks_ipv4: off("net", &["nf", "hooks_ipv4"])?,
-        net_hooks_ipv6: off("net", &["nf", "hooks_ipv6"])?,
-        entries_num: off("nf_hook_entries", &["num_hook_entries"])?,
-        entries_hooks: off("nf_hook_entries", &["hooks"])?,
-        entry_size: btf.struct_size("nf_hook_entry").map_err(|e| e.to_string())?,
-        entry_hook: off("nf_hook_entry", &["hook"])?,
-        points: points.min(NF_HOOK_POINTS as u32),
-    })
+    nf.net_hooks_ipv4 = off("net", &["nf", "hooks_ipv4"])?;
+    nf.net_hooks_ipv6 = off("net", &["nf", "hooks_ipv6"])?;
+    nf.entries_num = off("nf_hook_entries", &["num_hook_entries"])?;
+    nf.entries_hooks = off("nf_hook_entries", &["hooks"])?;
+    nf.entry_size = btf.struct_size("nf_hook_entry").map_err(|e| e.to_string())?;
+    nf.entry_hook = off("nf_hook_entry", &["hook"])?;
+    nf.points = points.min(NF_HOOK_POINTS as u32);
+    nf.drop_reason = drop_reason;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -70,7 +97,17 @@ mod tests {
     fn netfilter_layout_of_the_running_kernel() {
         let btf = KernelBtf::from_file(VMLINUX_BTF).unwrap();
         let reasons = DropReasons::from_btf(&btf).unwrap();
-        let nf = netfilter(&btf, &reasons).unwrap();
+        let mut nf = nf_context(&btf);
+        // Built in here: everything comes from vmlinux.
+        assert_eq!((nf.state_hook, nf.state_pf), (0, 1));
+        assert_eq!(
+            nf.xt_table_name,
+            btf.member_offset("xt_table", &["name"]).unwrap()
+        );
+        assert_eq!(nf.nft_pktinfo_state, 8);
+        assert!(nf.nft_chain_name != KernelLayout::NONE && nf.nft_table_name != KernelLayout::NONE);
+        assert_eq!(nf.drop_reason, NfLayout::OFF.drop_reason);
+        nf_hooks(&btf, &reasons, &mut nf).unwrap();
         assert_eq!(nf.points, 5);
         assert_eq!((nf.entry_size, nf.entry_hook), (16, 0));
         assert_eq!(nf.entries_num, 0);

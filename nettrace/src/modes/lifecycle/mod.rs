@@ -102,6 +102,8 @@ pub struct Attached {
     pub free_by_slot: Vec<bool>,
     /// Slots whose extra value is a TCP reset reason.
     pub reset_by_slot: Vec<bool>,
+    /// Each slot's `slot_flags`.
+    pub flags_by_slot: Vec<u32>,
     pub counts: BTreeMap<String, usize>,
 }
 
@@ -128,6 +130,7 @@ pub fn attach(
     let mut hook_by_slot = vec![0; plan.hooks.len()];
     let mut free_by_slot = vec![false; plan.hooks.len()];
     let mut reset_by_slot = vec![false; plan.hooks.len()];
+    let mut flags_by_slot = vec![0; plan.hooks.len()];
     let mut classic_loaded = false;
     for p in &plan.hooks {
         let result = attach_one(ebpf, p, btf, tracefs_root, &mut classic_loaded).or_else(|e| {
@@ -148,6 +151,7 @@ pub fn attach(
         hook_by_slot[p.slot as usize] = p.hook;
         free_by_slot[p.slot as usize] = p.config.flags & slot_flags::FREE != 0;
         reset_by_slot[p.slot as usize] = p.config.flags & slot_flags::RESET_REASON != 0;
+        flags_by_slot[p.slot as usize] = p.config.flags;
         report.push((p.name.clone(), result));
     }
     for i in &prepared.explicit {
@@ -168,6 +172,7 @@ pub fn attach(
         hook_by_slot,
         free_by_slot,
         reset_by_slot,
+        flags_by_slot,
         counts,
     })
 }
@@ -261,6 +266,10 @@ pub struct DiagState {
     pub group_by_slot: Vec<String>,
     /// `--hooks`.
     pub nf_hooks: Option<netfilter::NfHooks>,
+    /// Hook point / table / chain notes, and each slot's flags saying which
+    /// context its hook reads.
+    pub nf_notes: netfilter::NfNotes,
+    pub flags_by_slot: Vec<u32>,
 }
 
 /// The drop reason whose findings `--hooks` adds blamed functions to.
@@ -320,6 +329,9 @@ impl LifecycleSink<'_> {
         let reason = self.printer.reason(ev);
         let mut notes = String::new();
         let mut findings = Vec::new();
+        if let Some(note) = d.nf_notes.take(ev.skb, ev.ts_ns) {
+            notes += &format!(" *{note}*");
+        }
         let blame = match &mut d.nf_hooks {
             Some(nf) if matches!(&reason, Some(print::Reason::Drop(r)) if r == NETFILTER_DROP) => {
                 let frames = self.symbols.frames(ev.stack_id).unwrap_or_default();
@@ -435,9 +447,19 @@ impl Sink for LifecycleSink<'_> {
             }
             return Flow::Continue;
         }
+        if let Some(ctx) = netfilter::NfNotes::parse(bytes) {
+            if let Some(d) = self.diag.as_mut() {
+                d.nf_notes.remember(ctx);
+            }
+            return Flow::Continue;
+        }
         let Some(ev) = Self::parse(bytes) else {
             return Flow::Continue;
         };
+        if let Some(d) = self.diag.as_mut() {
+            let flags = d.flags_by_slot.get(ev.slot as usize).copied().unwrap_or(0);
+            d.nf_notes.on_event(ev.skb, ev.ts_ns, flags);
+        }
         if self.basic {
             let line = self.printer.event(&ev, true, None);
             let r = self.write_event(&line, ev.slot, ev.stack_id).map(|()| false);

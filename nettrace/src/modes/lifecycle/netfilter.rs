@@ -1,5 +1,8 @@
-//! `--hooks`: when netfilter drops a packet, which hook point it was at and
-//! which hook functions are registered there in the packet's namespace.
+//! Netfilter insight for `--diag`: notes saying which hook point, table and
+//! chain a packet was in (from `nf_hook_slow`, `ipt_do_table`,
+//! `nft_do_chain` where functions can be hooked), and `--hooks`: when
+//! netfilter drops a packet, which hook point it was at and which hook
+//! functions are registered there in the packet's namespace.
 //!
 //! Works with tracepoints only: at the `kfree_skb` tracepoint the eBPF side
 //! reads every hook point's function list from the packet's `struct net`
@@ -10,7 +13,10 @@
 
 use std::collections::HashMap;
 
-use nettrace_common::trace::{NF_HOOKS_KEPT, NfHooksEvent};
+use nettrace_common::{
+    nfproto,
+    trace::{NF_HOOKS_KEPT, NfContextEvent, NfHooksEvent, slot_flags},
+};
 
 use crate::{
     kernel::btf::{BtfError, KernelBtf},
@@ -36,6 +42,120 @@ const HOOK_SITES: &[(&str, &str)] = &[
     ("ip_mc_output", "POST_ROUTING"),
     ("ip6_output", "POST_ROUTING"),
 ];
+
+/// Hook point names (`PRE_ROUTING`, …) by `enum nf_inet_hooks` value.
+pub fn hook_points(btf: &KernelBtf) -> Result<HashMap<String, usize>, BtfError> {
+    Ok(btf
+        .enum_values("nf_inet_hooks")?
+        .into_iter()
+        .filter_map(|(v, n)| Some((n.strip_prefix("NF_INET_")?.to_string(), v as usize)))
+        .collect())
+}
+
+fn family(pf: u8) -> String {
+    match pf {
+        nfproto::IPV4 => "ipv4".into(),
+        nfproto::IPV6 => "ipv6".into(),
+        nfproto::INET => "inet".into(),
+        nfproto::ARP => "arp".into(),
+        nfproto::BRIDGE => "bridge".into(),
+        other => format!("pf{other}"),
+    }
+}
+
+/// The chain iptables calls a hook point by (`INPUT` for LOCAL_IN).
+fn iptables_chain(point: &str) -> &str {
+    match point {
+        "PRE_ROUTING" => "PREROUTING",
+        "LOCAL_IN" => "INPUT",
+        "LOCAL_OUT" => "OUTPUT",
+        "POST_ROUTING" => "POSTROUTING",
+        other => other,
+    }
+}
+
+fn cstr(b: &[u8]) -> String {
+    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    String::from_utf8_lossy(&b[..end]).into_owned()
+}
+
+/// Context notes: the `NfContextEvent` sent before a hook's event becomes a
+/// note on that event's line.
+#[derive(Default)]
+pub struct NfNotes {
+    /// `PRE_ROUTING` → index.
+    points: HashMap<String, usize>,
+    /// Context waiting for its hook's event, by skb.
+    pending: HashMap<u64, NfContextEvent>,
+    /// Finished notes by (skb, event time), until the packet is printed.
+    notes: HashMap<(u64, u64), String>,
+}
+
+impl NfNotes {
+    pub fn new(points: HashMap<String, usize>) -> Self {
+        Self {
+            points,
+            ..Self::default()
+        }
+    }
+
+    /// An `NfContextEvent` from the ring, if `bytes` is one (by size).
+    pub fn parse(bytes: &[u8]) -> Option<NfContextEvent> {
+        (bytes.len() == size_of::<NfContextEvent>())
+            // SAFETY: plain data, length checked, unaligned read.
+            .then(|| unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<NfContextEvent>()) })
+    }
+
+    pub fn remember(&mut self, ctx: NfContextEvent) {
+        if self.pending.len() >= MAX_PENDING {
+            self.pending.clear();
+        }
+        self.pending.insert(ctx.skb, ctx);
+    }
+
+    fn point(&self, hook: u8) -> String {
+        self.points
+            .iter()
+            .find(|(_, i)| **i == hook as usize)
+            .map(|(n, _)| n.clone())
+            .unwrap_or_else(|| format!("hook {hook}"))
+    }
+
+    /// The note for a context, as the hook's `flags` say to read it.
+    pub fn note(&self, ctx: &NfContextEvent, flags: u32) -> Option<String> {
+        let point = (ctx.hook != 0xff).then(|| self.point(ctx.hook));
+        let table = cstr(&ctx.table);
+        if flags & slot_flags::NF_STATE != 0 {
+            return Some(format!("{} in chain: {}", family(ctx.pf), point?));
+        }
+        if flags & slot_flags::NF_XT_TABLE != 0 {
+            let chain = point.as_deref().map(iptables_chain).unwrap_or("?");
+            return Some(format!("iptables table:{table}, chain:{chain}"));
+        }
+        (flags & slot_flags::NF_NFT_CHAIN != 0)
+            .then(|| format!("nftables table:{table}, chain:{}", cstr(&ctx.chain)))
+    }
+
+    /// A hook's event arrived: pair it with the context sent before it.
+    pub fn on_event(&mut self, skb: u64, ts_ns: u64, flags: u32) {
+        if flags & slot_flags::NF_CONTEXT == 0 {
+            return;
+        }
+        if let Some(ctx) = self.pending.remove(&skb)
+            && let Some(note) = self.note(&ctx, flags)
+        {
+            if self.notes.len() >= MAX_PENDING {
+                self.notes.clear();
+            }
+            self.notes.insert((skb, ts_ns), note);
+        }
+    }
+
+    /// The note for an event being printed (once).
+    pub fn take(&mut self, skb: u64, ts_ns: u64) -> Option<String> {
+        self.notes.remove(&(skb, ts_ns))
+    }
+}
 
 /// `func` from `func.isra.0+0x1f`.
 fn function_of(frame: &str) -> &str {
@@ -76,12 +196,7 @@ const MAX_PENDING: usize = 4096;
 
 impl NfHooks {
     pub fn from_btf(btf: &KernelBtf) -> Result<Self, BtfError> {
-        let points = btf
-            .enum_values("nf_inet_hooks")?
-            .into_iter()
-            .filter_map(|(v, n)| Some((n.strip_prefix("NF_INET_")?.to_string(), v as usize)))
-            .collect();
-        Ok(Self::with_points(points))
+        Ok(Self::with_points(hook_points(btf)?))
     }
 
     pub fn with_points(points: HashMap<String, usize>) -> Self {
@@ -231,6 +346,52 @@ mod tests {
         // Used once: a second drop of the same address has no snapshot.
         let again = nf.blame(7, &frames(&["ip_local_deliver+0xd3"]), &symbols());
         assert_eq!(again.functions, ["(hook functions not recorded)"]);
+    }
+
+    fn context(hook: u8, pf: u8, table: &str, chain: &str) -> NfContextEvent {
+        // SAFETY: plain data.
+        let mut c: NfContextEvent = unsafe { std::mem::zeroed() };
+        c.skb = 5;
+        c.hook = hook;
+        c.pf = pf;
+        c.table[..table.len()].copy_from_slice(table.as_bytes());
+        c.chain[..chain.len()].copy_from_slice(chain.as_bytes());
+        c
+    }
+
+    #[test]
+    fn context_notes_like_the_c_nettrace() {
+        let mut n = NfNotes::new(points());
+        let state = context(1, nfproto::IPV4, "", "");
+        assert_eq!(
+            n.note(&state, slot_flags::NF_STATE).as_deref(),
+            Some("ipv4 in chain: LOCAL_IN")
+        );
+        let xt = context(1, nfproto::IPV4, "filter", "");
+        assert_eq!(
+            n.note(&xt, slot_flags::NF_XT_TABLE).as_deref(),
+            Some("iptables table:filter, chain:INPUT")
+        );
+        let nft = context(0, nfproto::IPV6, "nat", "PREROUTING");
+        assert_eq!(
+            n.note(&nft, slot_flags::NF_NFT_CHAIN).as_deref(),
+            Some("nftables table:nat, chain:PREROUTING")
+        );
+        // Unread state: no hook-point note rather than a wrong one.
+        assert_eq!(n.note(&context(0xff, 0xff, "", ""), slot_flags::NF_STATE), None);
+        // Paired with the next event of the same skb, taken once.
+        n.remember(state);
+        n.on_event(5, 100, slot_flags::NF_STATE);
+        assert_eq!(n.take(5, 100).as_deref(), Some("ipv4 in chain: LOCAL_IN"));
+        assert_eq!(n.take(5, 100), None);
+        // A hook without context flags does not consume the pending context.
+        n.remember(xt);
+        n.on_event(5, 101, 0);
+        n.on_event(5, 102, slot_flags::NF_XT_TABLE);
+        assert_eq!(n.take(5, 101), None);
+        assert!(n.take(5, 102).is_some());
+        let bytes = [0u8; size_of::<NfContextEvent>()];
+        assert!(NfNotes::parse(&bytes).is_some() && NfNotes::parse(&bytes[1..]).is_none());
     }
 
     #[test]
