@@ -216,3 +216,56 @@ fn healthy_packets_print_nothing_when_quiet_and_notes_otherwise() {
     assert!(quiet.wait_exit(start_timeout()).success());
     assert_eq!(quiet.lines(), ["begin trace...", "end trace..."]);
 }
+
+/// Runs a ping from `a` to `b` through `iptables` rules (ACCEPT on a's
+/// OUTPUT, DROP on b's INPUT) with the netfilter functions hooked.
+fn ping_through_netfilter(iptables: &str) -> Vec<String> {
+    let net = Pair::new();
+    net.exec(&net.a, &[iptables, "-A", "OUTPUT", "-p", "icmp", "-j", "ACCEPT"]);
+    net.exec(
+        &net.b,
+        &[iptables, "-A", "INPUT", "-p", "icmp", "-s", &net.a4, "-j", "DROP"],
+    );
+    let mut t = Tracer::start(&[
+        "-t",
+        "nf_hook_slow,nft_do_chain,ipt_do_table,life",
+        "--diag",
+        "-p",
+        "icmp",
+        "-s",
+        &net.a4,
+        "-d",
+        &net.b4,
+    ]);
+    net.exec(&net.a, &["ping", "-c", "1", "-W", "1", &net.b4]);
+    assert!(t.wait_exit(start_timeout()).success(), "{}", t.stderr());
+    t.lines()
+}
+
+fn line_of<'a>(lines: &'a [String], hook: &str, note: &str) -> &'a String {
+    lines
+        .iter()
+        .find(|l| l.contains(&format!("[{hook}")) && l.contains(note))
+        .unwrap_or_else(|| panic!("no {hook} line with {note}: {lines:#?}"))
+}
+
+/// Needs function hooks (the VM tier's kernel): the hook point from
+/// `nf_hook_slow`'s state, the table and chain from `nft_do_chain`
+/// (iptables-nft) and `ipt_do_table` (iptables-legacy).
+#[test]
+fn netfilter_functions_name_hook_point_table_and_chain() {
+    if !util::function_hooks().0 {
+        eprintln!("skipped: this kernel cannot hook functions (the VM tier runs this)");
+        return;
+    }
+    let nft = ping_through_netfilter("iptables-nft");
+    // Accepted on the way out (fexit: the packet lives on).
+    line_of(&nft, "nf_hook_slow", "*ipv4 in chain: LOCAL_OUT*");
+    line_of(&nft, "nft_do_chain", "*nftables table:filter, chain:OUTPUT*");
+    line_of(&nft, "nft_do_chain", "*nftables table:filter, chain:INPUT*");
+    line_of(&nft, "kfree_skb", "reason: NETFILTER_DROP");
+    let legacy = ping_through_netfilter("iptables-legacy");
+    line_of(&legacy, "ipt_do_table", "*iptables table:filter, chain:OUTPUT*");
+    line_of(&legacy, "ipt_do_table", "*iptables table:filter, chain:INPUT*");
+    line_of(&legacy, "kfree_skb", "reason: NETFILTER_DROP");
+}

@@ -161,6 +161,10 @@ pub struct HookSlot {
     /// Netfilter context arguments (see `slot_flags::NF_*`).
     pub nf_arg: u32,
     pub nf_arg2: u32,
+    /// When not `KernelLayout::NONE`, argument `skb_arg` is a struct
+    /// holding the skb pointer at this offset (`nft_pktinfo.skb`).
+    pub skb_member: u32,
+    pub _pad: u32,
 }
 
 #[repr(C)]

@@ -78,6 +78,17 @@ macro_rules! arg_at {
     };
 }
 
+/// The skb from argument `raw`: itself, or the member of the struct it
+/// points to (`HookSlot::skb_member`).
+#[inline(always)]
+fn skb_of(s: &HookSlot, raw: u64) -> u64 {
+    if s.skb_member == KernelLayout::NONE {
+        raw
+    } else {
+        field(raw, s.skb_member).unwrap_or(0)
+    }
+}
+
 #[inline(always)]
 fn extra_of(s: &HookSlot, read: impl FnOnce(u32) -> u64) -> u64 {
     if s.flags & slot_flags::EXTRA != 0 {
@@ -140,7 +151,7 @@ pub fn on_tp_btf(ctx: &BtfTracePointContext, i: usize) {
 #[inline(always)]
 pub fn on_fentry(ctx: &FEntryContext, i: usize) {
     let s = slot(i);
-    let skb = arg_at!(ctx, s.skb_arg);
+    let skb = skb_of(s, arg_at!(ctx, s.skb_arg));
     let mut args = HookArgs::entry(skb);
     if s.flags & slot_flags::NF_CONTEXT != 0 {
         args.nf = [arg_at!(ctx, s.nf_arg), arg_at!(ctx, s.nf_arg2)];
@@ -151,7 +162,7 @@ pub fn on_fentry(ctx: &FEntryContext, i: usize) {
 #[inline(always)]
 pub fn on_fexit(ctx: &FExitContext, i: usize) {
     let s = slot(i);
-    let skb = arg_at!(ctx, s.skb_arg);
+    let skb = skb_of(s, arg_at!(ctx, s.skb_arg));
     let ret = arg_at!(ctx, s.ret_arg);
     let kind = if s.flags & slot_flags::CLONE != 0 {
         event_kind::CLONE
@@ -207,7 +218,7 @@ pub fn on_kprobe(ctx: &ProbeContext, i: usize) {
             })
             .unwrap_or(0)
     };
-    let mut args = HookArgs::entry(reg(s.skb_arg));
+    let mut args = HookArgs::entry(skb_of(s, reg(s.skb_arg)));
     if s.flags & slot_flags::NF_CONTEXT != 0 {
         args.nf = [reg(s.nf_arg), reg(s.nf_arg2)];
     }

@@ -175,6 +175,8 @@ pub fn build(
             flags,
             nf_arg: KernelLayout::NONE,
             nf_arg2: KernelLayout::NONE,
+            skb_member: KernelLayout::NONE,
+            _pad: 0,
         };
 
         if let Some((group, event)) = h.tracepoint() {
@@ -268,14 +270,23 @@ pub fn build(
             }
             _ => None,
         };
-        let Some(params) = module_btf.unwrap_or(btf).function_params(&h.name) else {
+        let fbtf = module_btf.unwrap_or(btf);
+        let Some(params) = fbtf.function_params(&h.name) else {
             skip(
                 &mut plan,
                 "function not in BTF (renamed, inlined or compiled out)".into(),
             );
             continue;
         };
-        let Some(skb) = position(&params, SKB) else {
+        let Some(skb) = position(&params, SKB).or_else(|| {
+            // Or a struct argument that carries it (`nft_pktinfo.skb`).
+            let (i, off) = params.iter().enumerate().find_map(|(i, p)| {
+                let name = p.ty.strip_prefix("struct ")?.strip_suffix(" *")?;
+                Some((i, fbtf.member_offset(name, &["skb"]).ok()?))
+            })?;
+            cfg.skb_member = off;
+            Some(i as u32)
+        }) else {
             skip(&mut plan, "function has no sk_buff argument".into());
             continue;
         };

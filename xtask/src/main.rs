@@ -215,6 +215,12 @@ fn vm_tier(env: &setup::Env, startup: bool) -> anyhow::Result<()> {
             args: vec!["--test-threads=1".into()],
         },
     ];
+    // For development: `NETTRACE_VM_PASSES=diag cargo xtask vm` runs one pass.
+    let only = std::env::var("NETTRACE_VM_PASSES").ok();
+    let passes: Vec<vm::Pass> = passes
+        .into_iter()
+        .filter(|p| only.as_deref().is_none_or(|o| o.split(',').any(|n| n == p.name)))
+        .collect();
     let kernel = vm::kernel(&setup::cache_dir())?;
     let initrd = workspace_root().join("target/vm/initrd.gz");
     std::fs::create_dir_all(initrd.parent().unwrap())?;

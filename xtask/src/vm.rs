@@ -39,6 +39,8 @@ const MODULES: &[&str] = &[
     "nf_nat",
     "nf_conntrack",
     "x_tables",
+    "ip_tables",
+    "iptable_filter",
     "xt_tcpudp",
     "xt_nat",
     "xt_conntrack",
@@ -50,6 +52,7 @@ const MODULES: &[&str] = &[
 const TOOLS: &[(&str, &str)] = &[
     ("/usr/sbin/ip", "/usr/sbin/ip"),
     ("/usr/sbin/xtables-nft-multi", "/usr/sbin/xtables-nft-multi"),
+    ("/usr/sbin/xtables-legacy-multi", "/usr/sbin/xtables-legacy-multi"),
     ("/usr/sbin/nft", "/usr/sbin/nft"),
     ("/usr/bin/ping", "/usr/bin/ping"),
     ("/bin/nc.openbsd", "/usr/bin/nc"),
@@ -273,6 +276,7 @@ pub fn initramfs(
     for (name, _) in [("iptables", ()), ("iptables-nft", ()), ("ip6tables", ())] {
         std::os::unix::fs::symlink("xtables-nft-multi", stage.join("usr/sbin").join(name))?;
     }
+    std::os::unix::fs::symlink("xtables-legacy-multi", stage.join("usr/sbin/iptables-legacy"))?;
     for bin in std::iter::once(nettrace).chain(passes.iter().map(|p| p.binary.as_path())) {
         put(&stage, bin, bin, true)?;
         libraries(bin, &mut libs)?;
