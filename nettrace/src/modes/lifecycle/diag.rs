@@ -8,6 +8,7 @@
 //! hook is reached). Drop reasons carry most of the diagnosis on
 //! tracepoint-only kernels.
 
+use colored::Colorize as _;
 use nettrace_common::{TraceEvent, trace::event_kind};
 
 use super::print::Reason;
@@ -64,14 +65,15 @@ pub struct Finding {
     pub blamed: Vec<String>,
 }
 
-/// The `ANALYSIS RESULT` block, compatible with the C nettrace's layout.
+/// The `ANALYSIS RESULT` block, compatible with the C nettrace's layout;
+/// levels are coloured when output goes to a terminal (`output::Out`).
 pub fn report(findings: &[Finding]) -> Vec<String> {
     let mut out = vec!["---------------- ANALYSIS RESULT ---------------------".to_string()];
     for (i, f) in findings.iter().enumerate() {
         let level = match f.level {
-            Level::Error => "ERROR",
-            Level::Warn => "WARN",
-            Level::Info => "INFO",
+            Level::Error => "ERROR".red().bold(),
+            Level::Warn => "WARN".yellow().bold(),
+            Level::Info => "INFO".normal(),
         };
         out.push(format!("[{}] {level} happens in {}({}):", i + 1, f.hook, f.group));
         out.push(format!("        {}", f.msg));
@@ -193,6 +195,7 @@ mod tests {
 
     #[test]
     fn report_layout() {
+        colored::control::set_override(false);
         let f = Finding {
             level: Level::Error,
             hook: "kfree_skb".into(),
