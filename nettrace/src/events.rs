@@ -26,6 +26,15 @@ pub enum Flow {
     Stop,
 }
 
+/// A `#[repr(C)]` plain-data record from the ring, if `bytes` is exactly
+/// one `T` (records of one mode are told apart by their sizes).
+pub fn record<T: Copy>(bytes: &[u8]) -> Option<T> {
+    (bytes.len() == size_of::<T>())
+        // SAFETY: callers use plain-data types only (integers and byte
+        // arrays, any bit pattern valid); length checked, unaligned read.
+        .then(|| unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
 /// Receives what the ring buffer delivers.
 pub trait Sink {
     /// One event's bytes.

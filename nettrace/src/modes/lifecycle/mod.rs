@@ -23,7 +23,7 @@ use self::{print::LinePrinter, track::Tracker};
 use crate::{
     catalogue::{Catalogue, Selection, select},
     cli::Lifecycle,
-    events::{Flow, Sink},
+    events::{Flow, Sink, record},
     output::{Closed, Out, stack::Symbolizer},
     plan::{Backend, Plan, PlanOptions},
 };
@@ -298,12 +298,6 @@ pub struct LifecycleSink<'a> {
 const IDLE_NS: u64 = 5_000_000_000;
 
 impl LifecycleSink<'_> {
-    pub fn parse(bytes: &[u8]) -> Option<TraceEvent> {
-        (bytes.len() >= size_of::<TraceEvent>())
-            // SAFETY: plain data, length checked, unaligned read.
-            .then(|| unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<TraceEvent>()) })
-    }
-
     fn write_event(&mut self, line: &str, slot: u32, stack_id: i32) -> Result<(), Closed> {
         self.out.line(line)?;
         if stack_id >= 0
@@ -441,19 +435,19 @@ impl LifecycleSink<'_> {
 
 impl Sink for LifecycleSink<'_> {
     fn event(&mut self, bytes: &[u8]) -> Flow {
-        if let Some(snapshot) = netfilter::NfHooks::parse(bytes) {
+        if let Some(snapshot) = record(bytes) {
             if let Some(nf) = self.diag.as_mut().and_then(|d| d.nf_hooks.as_mut()) {
                 nf.remember(snapshot);
             }
             return Flow::Continue;
         }
-        if let Some(ctx) = netfilter::NfNotes::parse(bytes) {
+        if let Some(ctx) = record(bytes) {
             if let Some(d) = self.diag.as_mut() {
                 d.nf_notes.remember(ctx);
             }
             return Flow::Continue;
         }
-        let Some(ev) = Self::parse(bytes) else {
+        let Some(ev) = record::<TraceEvent>(bytes) else {
             return Flow::Continue;
         };
         if let Some(d) = self.diag.as_mut() {

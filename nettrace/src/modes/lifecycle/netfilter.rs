@@ -99,18 +99,8 @@ impl NfNotes {
         }
     }
 
-    /// An `NfContextEvent` from the ring, if `bytes` is one (by size).
-    pub fn parse(bytes: &[u8]) -> Option<NfContextEvent> {
-        (bytes.len() == size_of::<NfContextEvent>())
-            // SAFETY: plain data, length checked, unaligned read.
-            .then(|| unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<NfContextEvent>()) })
-    }
-
     pub fn remember(&mut self, ctx: NfContextEvent) {
-        if self.pending.len() >= MAX_PENDING {
-            self.pending.clear();
-        }
-        self.pending.insert(ctx.skb, ctx);
+        bounded_insert(&mut self.pending, ctx.skb, ctx);
     }
 
     fn point(&self, hook: u8) -> String {
@@ -144,10 +134,7 @@ impl NfNotes {
         if let Some(ctx) = self.pending.remove(&skb)
             && let Some(note) = self.note(&ctx, flags)
         {
-            if self.notes.len() >= MAX_PENDING {
-                self.notes.clear();
-            }
-            self.notes.insert((skb, ts_ns), note);
+            bounded_insert(&mut self.notes, (skb, ts_ns), note);
         }
     }
 
@@ -155,6 +142,17 @@ impl NfNotes {
     pub fn take(&mut self, skb: u64, ts_ns: u64) -> Option<String> {
         self.notes.remove(&(skb, ts_ns))
     }
+}
+
+/// Records waiting for the event they belong to are dropped beyond this
+/// many (their events were lost, or the packet was never printed).
+const MAX_PENDING: usize = 4096;
+
+fn bounded_insert<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>, key: K, value: V) {
+    if map.len() >= MAX_PENDING {
+        map.clear();
+    }
+    map.insert(key, value);
 }
 
 /// `func` from `func.isra.0+0x1f`.
@@ -191,9 +189,6 @@ pub struct NfHooks {
     pending: HashMap<u64, NfHooksEvent>,
 }
 
-/// Snapshots whose drop event never came (lost) are dropped beyond this.
-const MAX_PENDING: usize = 4096;
-
 impl NfHooks {
     pub fn from_btf(btf: &KernelBtf) -> Result<Self, BtfError> {
         Ok(Self::with_points(hook_points(btf)?))
@@ -206,18 +201,8 @@ impl NfHooks {
         }
     }
 
-    /// An `NfHooksEvent` from the ring, if `bytes` is one (by size).
-    pub fn parse(bytes: &[u8]) -> Option<NfHooksEvent> {
-        (bytes.len() == size_of::<NfHooksEvent>())
-            // SAFETY: plain data, length checked, unaligned read.
-            .then(|| unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<NfHooksEvent>()) })
-    }
-
     pub fn remember(&mut self, ev: NfHooksEvent) {
-        if self.pending.len() >= MAX_PENDING {
-            self.pending.clear();
-        }
-        self.pending.insert(ev.skb, ev);
+        bounded_insert(&mut self.pending, ev.skb, ev);
     }
 
     /// The blame for the netfilter drop of `skb` whose stack is `frames`.
@@ -334,8 +319,8 @@ mod tests {
             unsafe { std::slice::from_raw_parts((&raw const s).cast::<u8>(), size_of::<NfHooksEvent>()) }
                 .to_vec()
         };
-        nf.remember(NfHooks::parse(&bytes).unwrap());
-        assert!(NfHooks::parse(&bytes[1..]).is_none());
+        nf.remember(crate::events::record::<NfHooksEvent>(&bytes).unwrap());
+        assert!(crate::events::record::<NfHooksEvent>(&bytes[1..]).is_none());
         let b = nf.blame(
             7,
             &frames(&["nf_hook_slow+0x96", "ip_local_deliver+0xd3"]),
@@ -391,7 +376,10 @@ mod tests {
         assert_eq!(n.take(5, 101), None);
         assert!(n.take(5, 102).is_some());
         let bytes = [0u8; size_of::<NfContextEvent>()];
-        assert!(NfNotes::parse(&bytes).is_some() && NfNotes::parse(&bytes[1..]).is_none());
+        assert!(
+            crate::events::record::<NfContextEvent>(&bytes).is_some()
+                && crate::events::record::<NfContextEvent>(&bytes[1..]).is_none()
+        );
     }
 
     #[test]
