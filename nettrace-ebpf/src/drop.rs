@@ -7,16 +7,22 @@
 use aya_ebpf::{
     EbpfContext,
     helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns},
-    macros::{btf_tracepoint, tracepoint},
+    macros::{btf_tracepoint, map, tracepoint},
+    maps::PerCpuArray,
     programs::{BtfTracePointContext, TracePointContext, tracing::StackIdContext},
 };
-use nettrace_common::{DropConfig, KernelLayout};
+use nettrace_common::{DropConfig, DropEvent, KernelLayout, trace::lost};
 
 use crate::{
     filter::packet_matches,
-    maps::{EVENTS, SCRATCH, STACKS, count_lost},
+    maps::{EVENTS, STACKS, count_lost_at},
     skb::read_packet,
 };
+
+/// Scratch space to build an event in: 160 bytes is too much for comfort on
+/// the 512-byte BPF stack once helpers' frames are added.
+#[map]
+static SCRATCH: PerCpuArray<DropEvent> = PerCpuArray::with_max_entries(1, 0);
 
 /// Set by userspace before load (`EbpfLoader::override_global`).
 #[unsafe(no_mangle)]
@@ -117,6 +123,6 @@ fn handle<C: EbpfContext + StackIdContext>(ctx: &C, skb: u64, location: u64, rea
         -1
     };
     if EVENTS.output(ev, 0).is_err() {
-        count_lost();
+        count_lost_at(lost::RING);
     }
 }

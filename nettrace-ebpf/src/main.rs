@@ -1,13 +1,13 @@
-//! nettrace's eBPF programs.
+//! nettrace's lifecycle-tracing eBPF object (`--drop` has its own small
+//! object, `drop_main.rs`; the capability probes another, `probe_main.rs`).
 //!
-//! Thin entry points per hook family live in their own modules (`drop`,
-//! `probe`); packet reading and filtering shared by all of them is in `skb`
+//! Thin per-slot entry points (`slots`, generated) call one handler
+//! (`trace`); packet reading and filtering shared by all objects is in `skb`
 //! and `filter`; maps in `maps`. Kernel struct offsets are never compiled in:
 //! userspace resolves them from BTF and passes them as read-only globals.
 #![no_std]
 #![no_main]
 
-mod drop;
 mod filter;
 mod maps;
 mod read;
@@ -21,7 +21,7 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
     loop {}
 }
 
-// GPL-compatible: the drop programs use GPL-only helpers (probe_read_kernel,
+// GPL-compatible: the programs use GPL-only helpers (probe_read_kernel,
 // get_stackid, ringbuf).
 #[unsafe(link_section = "license")]
 #[unsafe(no_mangle)]

@@ -4,7 +4,6 @@ use aya_ebpf::{
     macros::map,
     maps::{PerCpuArray, RingBuf, StackTrace},
 };
-use nettrace_common::DropEvent;
 
 /// Events to userspace. 4 MiB holds ~26k drop events: enough to ride out a
 /// burst while userspace is descheduled; overflow is counted in `LOST`.
@@ -15,20 +14,9 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
 #[map]
 pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
 
-/// Scratch space to build an event in: 160 bytes is too much for comfort on
-/// the 512-byte BPF stack once helpers' frames are added.
-#[map]
-pub static SCRATCH: PerCpuArray<DropEvent> = PerCpuArray::with_max_entries(1, 0);
-
 /// Kernel stacks for `--drop-stack`.
 #[map]
 pub static STACKS: StackTrace = StackTrace::with_max_entries(4096, 0);
-
-/// Counts an event that could not be delivered.
-#[inline(always)]
-pub fn count_lost() {
-    count_lost_at(nettrace_common::trace::lost::RING);
-}
 
 /// Counts a loss of kind `index` (see `nettrace_common::trace::lost`).
 #[inline(always)]

@@ -75,6 +75,11 @@ pub struct Events {
     lost: PerCpuArray<MapData, u64>,
     reported_lost: u64,
     reported_untracked: u64,
+    /// Records handed to the sink, and when the first and the last came
+    /// (monotonic ns): the pipeline's rate for `--debug` and the benchmark.
+    pub received: u64,
+    first_ns: u64,
+    last_ns: u64,
 }
 
 impl Events {
@@ -92,7 +97,15 @@ impl Events {
             lost,
             reported_lost: 0,
             reported_untracked: 0,
+            received: 0,
+            first_ns: 0,
+            last_ns: 0,
         })
+    }
+
+    /// Seconds from the first batch of records to the end of the last.
+    pub fn busy_secs(&self) -> f64 {
+        self.last_ns.saturating_sub(self.first_ns) as f64 / 1e9
     }
 
     /// Events the kernel could not deliver so far.
@@ -118,10 +131,18 @@ impl Events {
                     let mut guard = guard?;
                     let ring = guard.get_inner_mut();
                     let mut flow = Flow::Continue;
+                    let before = self.received;
                     while let Some(item) = ring.next() {
+                        self.received += 1;
                         flow = sink.event(&item);
                         if flow == Flow::Stop {
                             break;
+                        }
+                    }
+                    if self.received > before {
+                        self.last_ns = monotonic_ns();
+                        if before == 0 {
+                            self.first_ns = self.last_ns;
                         }
                     }
                     guard.clear_ready();

@@ -1,10 +1,13 @@
 //! The embedded eBPF objects and how they are loaded.
 
-use aya::{Ebpf, EbpfLoader};
+use aya::{Btf, Ebpf, EbpfLoader};
 use nettrace_common::{DropConfig, TraceConfig};
 
 /// Built by `build.rs` (aya-build) from the `nettrace-ebpf` crate.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/nettrace"));
+
+/// The `--drop` monitor (`nettrace-ebpf/src/drop_main.rs`).
+static DROP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/nettrace-drop"));
 
 /// The capability probes (`nettrace-ebpf/src/probe_main.rs`).
 static PROBES: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/nettrace-probe"));
@@ -12,15 +15,33 @@ static PROBES: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ne
 /// Parses the tracing object and creates its maps, with the configuration
 /// globals written into `.rodata` first: the verifier then treats them as
 /// constants. Programs are loaded one by one afterwards (see `modes`).
-pub fn load(drop: &DropConfig, trace: &TraceConfig) -> Result<Ebpf, aya::EbpfError> {
-    EbpfLoader::new()
+/// `btf`: the kernel BTF already parsed for attaching. Without it aya parses
+/// its own copy, which costs ~100 ms and tens of MiB each time.
+pub fn load(trace: &TraceConfig, btf: Option<&Btf>) -> Result<Ebpf, aya::EbpfError> {
+    let mut loader = EbpfLoader::new();
+    if let Some(btf) = btf {
+        loader.btf(btf);
+    }
+    loader.override_global("TRACE_CONFIG", trace, true).load(OBJECT)
+}
+
+/// The drop monitor's object, configured like `load`'s.
+pub fn load_drop(drop: &DropConfig, btf: Option<&Btf>) -> Result<Ebpf, aya::EbpfError> {
+    let mut loader = EbpfLoader::new();
+    if let Some(btf) = btf {
+        loader.btf(btf);
+    }
+    loader
         .override_global("DROP_CONFIG", drop, true)
-        .override_global("TRACE_CONFIG", trace, true)
-        .load(OBJECT)
+        .load(DROP_OBJECT)
 }
 
 /// The small object holding only the capability probes: parsed in a
 /// moment, so the tracing object can be configured from what they find.
-pub fn load_probes() -> Result<Ebpf, aya::EbpfError> {
-    EbpfLoader::new().load(PROBES)
+pub fn load_probes(btf: Option<&Btf>) -> Result<Ebpf, aya::EbpfError> {
+    let mut loader = EbpfLoader::new();
+    if let Some(btf) = btf {
+        loader.btf(btf);
+    }
+    loader.load(PROBES)
 }

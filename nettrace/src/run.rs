@@ -61,8 +61,9 @@ impl Session<'_> {
     fn debug(&self, msg: impl std::fmt::Display) {
         if self.config.debug {
             eprintln!(
-                "nettrace: [{:6.1} ms] {msg}",
-                self.start.elapsed().as_secs_f64() * 1e3
+                "nettrace: [{:6.1} ms, {:4} MiB] {msg}",
+                self.start.elapsed().as_secs_f64() * 1e3,
+                resident_mib()
             );
         }
     }
@@ -103,7 +104,7 @@ impl Session<'_> {
             }
         };
         let aya_btf = Btf::from_sys_fs().ok();
-        let mut probes = load::load_probes()?;
+        let mut probes = load::load_probes(aya_btf.as_ref())?;
         let caps = caps::probe(&mut probes, aya_btf.as_ref(), &btf);
         drop(probes);
         self.debug(format_args!("{caps}"));
@@ -115,6 +116,21 @@ impl Session<'_> {
             caps,
         })
     }
+}
+
+/// Resident memory now (`VmRSS`), for `--debug`: where memory goes.
+fn resident_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))?
+                .split_whitespace()
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .map_or(0, |kib| kib / 1024)
 }
 
 fn none_args() -> DropArgs {
@@ -167,7 +183,7 @@ async fn run_drop(s: &Session<'_>, k: &Kernel, stack: bool) -> Result<(), Failur
         stack: stack as u32,
         _pad: 0,
     };
-    let mut ebpf = load::load(&drop_config, &trace_config(k, config, false))?;
+    let mut ebpf = load::load_drop(&drop_config, k.aya_btf.as_ref())?;
     s.debug("object loaded");
     let how = drop::attach(
         &mut ebpf,
@@ -236,15 +252,7 @@ async fn run_lifecycle(
     } else {
         None
     };
-    let drop_config = DropConfig {
-        layout: k.layout,
-        filter: config.filter,
-        btf_args: none_args(),
-        tp_args: none_args(),
-        stack: 0,
-        _pad: 0,
-    };
-    let mut ebpf = load::load(&drop_config, &trace)?;
+    let mut ebpf = load::load(&trace, Some(aya_btf))?;
     s.debug("object loaded");
     let kprobe_fallback = k.caps.kprobe.is_ok() && config.backend != BackendChoice::Fentry;
     let attached = lifecycle::attach(
@@ -354,6 +362,11 @@ async fn stream<S: Sink + HasOut>(
         return Ok(());
     }
     let ended = events.run(sink).await;
+    s.debug(format_args!(
+        "stream: {} records in {:.3} s",
+        events.received,
+        events.busy_secs()
+    ));
     let lost = events.lost().unwrap_or(0);
     let untracked = events.untracked().unwrap_or(0);
     // Detach before saying so: dropping the object closes every link.

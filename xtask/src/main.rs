@@ -8,8 +8,11 @@
 //! cargo xtask test              run every test tier
 //! cargo xtask setup             only install/check the prerequisites
 //! cargo xtask build             only build (release)
+//! cargo xtask bench [--secs N] [--pairs N] [--vm]
+//!                               measure overhead, start-up, event pipeline
 //! ```
 
+mod bench;
 mod setup;
 mod toolchain;
 mod vm;
@@ -44,8 +47,16 @@ fn dispatch(args: &[String]) -> anyhow::Result<()> {
         "run" => run(rest),
         "test" => test(),
         "vm" => vm_tier(&setup::all()?, rest.iter().any(|a| a == "--startup")),
+        "bench" => bench_cmd(rest),
+        // Internal: the benchmark's UDP flood, run inside a namespace.
+        "flood" => {
+            let arg = |i: usize| rest.get(i).map(String::as_str).unwrap_or("");
+            bench::flood(arg(0), arg(1).parse()?, arg(2).parse()?, arg(3).parse()?)
+        }
         "help" | "-h" | "--help" => {
-            println!("usage: cargo xtask <setup|build|run [-- nettrace flags]|test|vm [--startup]>");
+            println!(
+                "usage: cargo xtask <setup|build|run [-- nettrace flags]|test|vm [--startup]|bench [--secs N] [--pairs N] [--vm]>"
+            );
             Ok(())
         }
         other => bail!("unknown command '{other}' (try: setup, build, run, test)"),
@@ -86,6 +97,35 @@ fn build(env: &setup::Env) -> anyhow::Result<()> {
     let mut cmd = cargo(env);
     cmd.args(["build", "--release", "--package", "nettrace"]);
     status(cmd)
+}
+
+fn bench_cmd(args: &[String]) -> anyhow::Result<()> {
+    let env = setup::all()?;
+    let value = |flag: &str, default: u32| -> anyhow::Result<u32> {
+        match args.iter().position(|a| a == flag) {
+            Some(i) => args
+                .get(i + 1)
+                .and_then(|v| v.parse().ok())
+                .filter(|&v| v > 0)
+                .with_context(|| format!("{flag} needs a positive number")),
+            None => Ok(default),
+        }
+    };
+    let opts = bench::Options {
+        secs: value("--secs", 5)?,
+        pairs: value("--pairs", 3)? as usize,
+    };
+    if args.iter().any(|a| a == "--vm") {
+        println!(
+            "bench --vm: start-up of the default set with fentry and kprobe backends in the VM. \
+             qemu emulates the CPU (TCG), so every time here is pessimistic, many times the host's."
+        );
+        // SAFETY: single-threaded at this point.
+        unsafe { std::env::set_var("NETTRACE_VM_PASSES", "none") };
+        return vm_tier(&env, true);
+    }
+    build(&env)?;
+    bench::run(&workspace_root().join("target/release/nettrace"), &opts)
 }
 
 fn run(args: &[String]) -> anyhow::Result<()> {
