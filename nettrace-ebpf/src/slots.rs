@@ -7,4 +7,5 @@ use aya_ebpf::{
 
 use crate::trace;
 
-include!(concat!(env!("OUT_DIR"), "/slots.rs"));
+include!(concat!(env!("OUT_DIR"), "/slots_functions.rs"));
+include!(concat!(env!("OUT_DIR"), "/slots_tracepoints.rs"));

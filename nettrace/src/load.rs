@@ -6,6 +6,9 @@ use nettrace_common::{DropConfig, TraceConfig};
 /// Built by `build.rs` (aya-build) from the `nettrace-ebpf` crate.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/nettrace"));
 
+/// The lifecycle object with tracepoint entry points only (`tp_main.rs`).
+static TP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/nettrace-tp"));
+
 /// The `--drop` monitor (`nettrace-ebpf/src/drop_main.rs`).
 static DROP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/nettrace-drop"));
 
@@ -17,12 +20,16 @@ static PROBES: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ne
 /// constants. Programs are loaded one by one afterwards (see `modes`).
 /// `btf`: the kernel BTF already parsed for attaching. Without it aya parses
 /// its own copy, which costs ~100 ms and tens of MiB each time.
-pub fn load(trace: &TraceConfig, btf: Option<&Btf>) -> Result<Ebpf, aya::EbpfError> {
+/// `functions`: the plan hooks kernel functions (or may fall back to
+/// kprobes); otherwise the much smaller tracepoint-only object is enough.
+pub fn load(trace: &TraceConfig, btf: Option<&Btf>, functions: bool) -> Result<Ebpf, aya::EbpfError> {
     let mut loader = EbpfLoader::new();
     if let Some(btf) = btf {
         loader.btf(btf);
     }
-    loader.override_global("TRACE_CONFIG", trace, true).load(OBJECT)
+    loader
+        .override_global("TRACE_CONFIG", trace, true)
+        .load(if functions { OBJECT } else { TP_OBJECT })
 }
 
 /// The drop monitor's object, configured like `load`'s.

@@ -24,7 +24,7 @@ use crate::{
         lifecycle::{self, LifecycleSink, print::LinePrinter, track::Tracker},
     },
     output::{Clock, Closed, Out, stack::Symbolizer},
-    plan,
+    plan::{self, Backend},
 };
 
 /// How a session failed.
@@ -252,7 +252,11 @@ async fn run_lifecycle(
     } else {
         None
     };
-    let mut ebpf = load::load(&trace, Some(aya_btf))?;
+    let functions = plan
+        .hooks
+        .iter()
+        .any(|p| matches!(p.backend, Backend::Fentry | Backend::Fexit | Backend::Kprobe));
+    let mut ebpf = load::load(&trace, Some(aya_btf), functions)?;
     s.debug("object loaded");
     let kprobe_fallback = k.caps.kprobe.is_ok() && config.backend != BackendChoice::Fentry;
     let attached = lifecycle::attach(

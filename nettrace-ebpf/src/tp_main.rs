@@ -1,0 +1,33 @@
+//! The tracepoint-only variant of the lifecycle object (`main.rs`): the same
+//! handler and maps, but only the tp_btf and classic tracepoint entry
+//! points. On kernels without fentry and kprobes (or when the plan uses
+//! none) nettrace loads this one: a quarter of the programs for aya to parse
+//! and link, so start-up and memory shrink accordingly.
+//!
+//! Thin per-slot entry points (`slots`, generated) call one handler
+//! (`trace`); packet reading and filtering shared by all objects is in `skb`
+//! and `filter`; maps in `maps`. Kernel struct offsets are never compiled in:
+//! userspace resolves them from BTF and passes them as read-only globals.
+#![no_std]
+#![no_main]
+
+mod filter;
+mod maps;
+mod read;
+mod skb;
+#[path = "slots_tp.rs"]
+mod slots;
+#[allow(dead_code, reason = "the function entry points live in the full object only")]
+mod trace;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+// GPL-compatible: the programs use GPL-only helpers (probe_read_kernel,
+// get_stackid, ringbuf).
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
