@@ -7,6 +7,7 @@
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
 use std::{
+    collections::BTreeSet,
     io::{BufRead as _, BufReader},
     process::{Child, Command, ExitStatus, Stdio},
     sync::{
@@ -334,6 +335,51 @@ pub fn bpf_objects_of(pid: i32) -> Vec<(&'static str, u32)> {
     out.sort_unstable();
     out.dedup();
     out
+}
+
+/// Every BPF program, map and link in the kernel now (`bpftool … show`).
+pub fn all_bpf_objects() -> BTreeSet<(&'static str, u32)> {
+    let mut out = BTreeSet::new();
+    for kind in ["prog", "map", "link"] {
+        for line in sh(&["bpftool", kind, "show"]).lines() {
+            if let Some(id) = line.split(':').next().and_then(|n| n.trim().parse().ok())
+                && !line.starts_with(char::is_whitespace)
+            {
+                out.insert((kind, id));
+            }
+        }
+    }
+    out
+}
+
+/// BPF objects held open by any process (their fds' fdinfo).
+fn held_by_any_process() -> BTreeSet<(&'static str, u32)> {
+    let mut out = BTreeSet::new();
+    for p in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if let Some(pid) = p.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) {
+            out.extend(bpf_objects_of(pid));
+        }
+    }
+    out
+}
+
+/// Objects created since `before` that nothing holds any more: what an
+/// exited nettrace left behind (exact while other tracers run, because
+/// theirs are held by their own fds). Waits up to 3 s for the kernel's
+/// deferred frees.
+pub fn leaked_since(before: &BTreeSet<(&'static str, u32)>) -> Vec<(&'static str, u32)> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let held = held_by_any_process();
+        let leaked: Vec<_> = all_bpf_objects()
+            .into_iter()
+            .filter(|o| !before.contains(o) && !held.contains(o))
+            .collect();
+        if leaked.is_empty() || Instant::now() > deadline {
+            return leaked;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// Whether a BPF object with this id still exists in the kernel.

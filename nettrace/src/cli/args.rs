@@ -116,7 +116,12 @@ pub struct Args {
     pub latency_show: bool,
 
     /// Only print packets that lived at least this long (microseconds).
-    #[arg(long, value_name = "US", help_heading = "Lifecycle")]
+    #[arg(
+        long,
+        value_name = "US",
+        help_heading = "Lifecycle",
+        allow_negative_numbers = true
+    )]
     pub min_latency: Option<String>,
 
     // ---- filters (evaluated in the kernel) ----
@@ -133,15 +138,33 @@ pub struct Args {
     pub addr: Option<String>,
 
     /// Source port (TCP/UDP).
-    #[arg(short = 'S', long, value_name = "PORT", help_heading = "Filters")]
+    #[arg(
+        short = 'S',
+        long,
+        value_name = "PORT",
+        help_heading = "Filters",
+        allow_negative_numbers = true
+    )]
     pub sport: Option<String>,
 
     /// Destination port (TCP/UDP).
-    #[arg(short = 'D', long, value_name = "PORT", help_heading = "Filters")]
+    #[arg(
+        short = 'D',
+        long,
+        value_name = "PORT",
+        help_heading = "Filters",
+        allow_negative_numbers = true
+    )]
     pub dport: Option<String>,
 
     /// Source or destination port (TCP/UDP).
-    #[arg(short = 'P', long, value_name = "PORT", help_heading = "Filters")]
+    #[arg(
+        short = 'P',
+        long,
+        value_name = "PORT",
+        help_heading = "Filters",
+        allow_negative_numbers = true
+    )]
     pub port: Option<String>,
 
     /// Protocol: tcp, udp, icmp, icmp6, ip, ip6, arp.
@@ -149,7 +172,12 @@ pub struct Args {
     pub proto: Option<String>,
 
     /// Network namespace, by inode number (see `ls -iL /proc/PID/ns/net`).
-    #[arg(long, value_name = "INODE", help_heading = "Filters")]
+    #[arg(
+        long,
+        value_name = "INODE",
+        help_heading = "Filters",
+        allow_negative_numbers = true
+    )]
     pub netns: Option<String>,
 
     /// Network namespace of nettrace itself.
@@ -170,7 +198,13 @@ pub struct Args {
 
     // ---- output ----
     /// Exit after this many events (--drop, --basic) or packets.
-    #[arg(short = 'c', long, value_name = "N", help_heading = "Output")]
+    #[arg(
+        short = 'c',
+        long,
+        value_name = "N",
+        help_heading = "Output",
+        allow_negative_numbers = true
+    )]
     pub count: Option<String>,
 
     /// Print local date-time instead of seconds since boot.
