@@ -33,8 +33,18 @@ pub struct Meta {
 /// Reads device, namespace, L3 protocol and the first `PKT_HDR_LEN` bytes
 /// from the network header into `hdr`.
 #[inline(always)]
+#[allow(dead_code, reason = "the drop object uses it; the lifecycle objects read in two steps")]
 pub fn read_packet(layout: &KernelLayout, skb: u64, hdr: &mut [u8; PKT_HDR_LEN]) -> Meta {
     let mut m = Meta::default();
+    read_where(layout, skb, &mut m);
+    read_l3(layout, skb, hdr, &mut m);
+    m
+}
+
+/// Device and namespace: only needed for packets that pass the filters
+/// (or to check a namespace filter), so kept apart from `read_l3`.
+#[inline(always)]
+pub fn read_where(layout: &KernelLayout, skb: u64, m: &mut Meta) {
     m.dev = field(skb, layout.skb_dev).unwrap_or(0);
     m.ifindex = field::<u32>(m.dev, layout.dev_ifindex).unwrap_or(0);
     let mut net: u64 = field(m.dev, layout.dev_net).unwrap_or(0);
@@ -46,6 +56,12 @@ pub fn read_packet(layout: &KernelLayout, skb: u64, hdr: &mut [u8; PKT_HDR_LEN])
     }
     m.net = net;
     m.netns = field::<u32>(net, layout.net_inum).unwrap_or(0);
+}
+
+/// L3 protocol, length and the first `PKT_HDR_LEN` bytes from the network
+/// header into `hdr`: what the packet filters look at.
+#[inline(always)]
+pub fn read_l3(layout: &KernelLayout, skb: u64, hdr: &mut [u8; PKT_HDR_LEN], m: &mut Meta) {
     m.l3_proto = u16::from_be(field::<u16>(skb, layout.skb_protocol).unwrap_or(0));
     let (Some(nh), Some(head), Some(data), Some(len)) = (
         field::<u16>(skb, layout.skb_network_header),
@@ -53,18 +69,18 @@ pub fn read_packet(layout: &KernelLayout, skb: u64, hdr: &mut [u8; PKT_HDR_LEN])
         field::<u64>(skb, layout.skb_data),
         field::<u32>(skb, layout.skb_len),
     ) else {
-        return m;
+        return;
     };
     m.len = len;
     if nh == HEADER_UNSET {
-        return m;
+        return;
     }
     let l3 = head + nh as u64;
     // Bytes of packet from the network header to the end: the network header
     // may lie before `data` (already pulled on receive) or after it.
     let end = data + len as u64;
     if end <= l3 {
-        return m;
+        return;
     }
     let avail = end - l3;
     // Always copy a fixed size (the verifier wants a constant), then record
@@ -72,7 +88,7 @@ pub fn read_packet(layout: &KernelLayout, skb: u64, hdr: &mut [u8; PKT_HDR_LEN])
     // which is followed by `skb_shared_info`, so it does not fault.
     // SAFETY: probe read of kernel memory into our own buffer.
     if unsafe { bpf_probe_read_kernel_buf(l3 as *const u8, hdr) }.is_err() {
-        return m;
+        return;
     }
     m.hdr_len = if avail < PKT_HDR_LEN as u64 {
         avail as u16
@@ -88,5 +104,4 @@ pub fn read_packet(layout: &KernelLayout, skb: u64, hdr: &mut [u8; PKT_HDR_LEN])
             _ => 0,
         };
     }
-    m
 }

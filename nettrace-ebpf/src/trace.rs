@@ -30,7 +30,7 @@ use crate::{
     filter::packet_matches,
     maps::{EVENTS, STACKS, count_lost_at},
     read::field,
-    skb::read_packet,
+    skb::{Meta, read_l3, read_where},
 };
 
 /// Set by userspace before load (`EbpfLoader::override_global`).
@@ -290,21 +290,30 @@ fn handle(ctx: *mut c_void, slot: u32, args: &HookArgs) {
     let track = cfg.track != 0;
     // SAFETY: plain lookup; the value is not kept.
     let tracked = track && unsafe { TRACKED.get(&skb) }.is_some();
-    let m = read_packet(&cfg.layout, skb, &mut ev.hdr);
+    // Most packets at most hooks are not ours: leave before reading them.
+    if !tracked && flags & slot_flags::MATCHER == 0 {
+        return;
+    }
     let pid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    // SAFETY: helpers without preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let mut m = Meta::default();
+    read_l3(&cfg.layout, skb, &mut ev.hdr, &mut m);
+    let f = &cfg.filter;
     if !tracked {
-        if flags & slot_flags::MATCHER == 0 {
-            return;
-        }
-        let f = &cfg.filter;
-        if (f.pid != 0 && f.pid != pid) || (f.netns != 0 && f.netns != m.netns) {
+        if f.pid != 0 && f.pid != pid {
             return;
         }
         if !packet_matches(f, m.l3_proto, &ev.hdr, m.len) {
             return;
         }
+    }
+    // Device and namespace only for packets that are ours so far.
+    read_where(&cfg.layout, skb, &mut m);
+    if !tracked && f.netns != 0 && f.netns != m.netns {
+        return;
+    }
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if !tracked {
         if track && flags & slot_flags::FREE == 0 && TRACKED.insert(&skb, &now, 0).is_err() {
             count_lost_at(lost::TRACK_FULL);
         }

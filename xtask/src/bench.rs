@@ -21,10 +21,10 @@ use serde_json::{Value, json};
 
 /// Addresses of the two benchmark namespaces (a private /24 nothing else uses).
 const A4: &str = "10.201.0.1";
-const B4: &str = "10.201.0.2";
-const IPERF_PORT: &str = "5201";
+pub(crate) const B4: &str = "10.201.0.2";
+pub(crate) const IPERF_PORT: &str = "5201";
 /// Nobody listens here: the flood's datagrams are dropped (NO_SOCKET).
-const CLOSED_PORT: u16 = 9;
+pub(crate) const CLOSED_PORT: u16 = 9;
 
 pub struct Options {
     /// Seconds per iperf3 run.
@@ -34,9 +34,9 @@ pub struct Options {
 }
 
 /// Two namespaces joined by a veth pair; removed on drop (also on error).
-struct Net {
-    a: String,
-    b: String,
+pub(crate) struct Net {
+    pub(crate) a: String,
+    pub(crate) b: String,
 }
 
 fn ip(args: &[&str]) -> anyhow::Result<()> {
@@ -48,7 +48,7 @@ fn ip(args: &[&str]) -> anyhow::Result<()> {
 }
 
 impl Net {
-    fn new() -> anyhow::Result<Self> {
+    pub(crate) fn new() -> anyhow::Result<Self> {
         let id = std::process::id();
         let net = Net {
             a: format!("ntbench-a-{id}"),
@@ -68,7 +68,7 @@ impl Net {
         Ok(net)
     }
 
-    fn cmd(&self, ns: &str, argv: &[&str]) -> Command {
+    pub(crate) fn cmd(&self, ns: &str, argv: &[&str]) -> Command {
         let mut c = Command::new("ip");
         c.args(["netns", "exec", ns]).args(argv);
         c
@@ -87,7 +87,7 @@ impl Drop for Net {
 }
 
 /// A child killed when dropped (servers, tracers left behind by an error).
-struct Guard(Child);
+pub(crate) struct Guard(pub(crate) Child);
 
 impl Drop for Guard {
     fn drop(&mut self) {
@@ -113,8 +113,21 @@ fn iperf(net: &Net, udp: bool, secs: u32) -> anyhow::Result<f64> {
     bps.with_context(|| format!("iperf3 reported no throughput: {}", v["error"]))
 }
 
+/// The iperf3 server in `b`, stopped when dropped.
+pub(crate) fn iperf_server(net: &Net) -> anyhow::Result<Guard> {
+    let g = Guard(
+        net.cmd(&net.b, &["iperf3", "-s", "-p", IPERF_PORT])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("start iperf3 server")?,
+    );
+    thread::sleep(Duration::from_millis(300));
+    Ok(g)
+}
+
 /// A running nettrace: stdout to /dev/null, `--debug` on stderr.
-struct Tracer {
+pub(crate) struct Tracer {
     child: Guard,
     stderr: mpsc::Receiver<String>,
     lines: Vec<String>,
@@ -124,7 +137,7 @@ impl Tracer {
     /// Starts nettrace and waits until it is tracing (its `ready` debug line
     /// is printed right before `begin trace...`); returns it and the time
     /// from exec to that point.
-    fn start(bin: &Path, args: &[&str]) -> anyhow::Result<(Self, Duration)> {
+    pub(crate) fn start(bin: &Path, args: &[&str]) -> anyhow::Result<(Self, Duration)> {
         let started = Instant::now();
         let mut child = Command::new(bin)
             .args(args)
@@ -161,12 +174,12 @@ impl Tracer {
         }
     }
 
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.0.id()
     }
 
     /// CPU seconds (user + system) so far, from /proc.
-    fn cpu_secs(&self) -> f64 {
+    pub(crate) fn cpu_secs(&self) -> f64 {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
         // Fields after the `(comm)`: utime and stime are the 12th and 13th.
         let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
@@ -180,7 +193,7 @@ impl Tracer {
     }
 
     /// Peak resident set size in MiB (`VmHWM`).
-    fn peak_rss_mib(&self) -> f64 {
+    pub(crate) fn peak_rss_mib(&self) -> f64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
         status
             .lines()
@@ -190,7 +203,7 @@ impl Tracer {
     }
 
     /// SIGINT, then wait; returns the time to exit and every stderr line.
-    fn stop(mut self) -> anyhow::Result<(Duration, Vec<String>)> {
+    pub(crate) fn stop(mut self) -> anyhow::Result<(Duration, Vec<String>)> {
         let asked = Instant::now();
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.pid() as i32, libc::SIGINT) };
@@ -217,7 +230,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// A number in nettrace's `--debug` line `... {before}N{after}...`.
-fn number_after(lines: &[String], before: &str) -> Option<f64> {
+pub(crate) fn number_after(lines: &[String], before: &str) -> Option<f64> {
     lines.iter().rev().find_map(|l| {
         let rest = &l[l.find(before)? + before.len()..];
         let num: String = rest
@@ -302,9 +315,10 @@ fn startup(bin: &Path, name: &str, args: &[&str]) -> anyhow::Result<Value> {
     }))
 }
 
-/// Sends UDP datagrams to `addr:port` from `threads` threads for `secs`;
-/// prints how many were sent. Run inside a namespace by `pipeline`.
-pub fn flood(addr: &str, port: u16, secs: u64, threads: usize) -> anyhow::Result<()> {
+/// Sends UDP datagrams to `addr:port` from `threads` threads for `secs`
+/// (at most `rate` per second per thread when given); prints how many were
+/// sent. Run inside a namespace by `pipeline` and the soak.
+pub fn flood(addr: &str, port: u16, secs: u64, threads: usize, rate: Option<u64>) -> anyhow::Result<()> {
     let until = Instant::now() + Duration::from_secs(secs);
     let workers: Vec<_> = (0..threads)
         .map(|_| {
@@ -315,10 +329,17 @@ pub fn flood(addr: &str, port: u16, secs: u64, threads: usize) -> anyhow::Result
                 };
                 let mut sent = 0;
                 let payload = [0u8; 32];
+                let start = Instant::now();
                 while Instant::now() < until {
                     for _ in 0..256 {
                         if s.send_to(&payload, &dst).is_ok() {
                             sent += 1;
+                        }
+                    }
+                    if let Some(r) = rate {
+                        let due = Duration::from_secs_f64(sent as f64 / r as f64);
+                        if let Some(wait) = due.checked_sub(start.elapsed()) {
+                            thread::sleep(wait);
                         }
                     }
                 }
@@ -384,14 +405,7 @@ pub fn run(bin: &Path, o: &Options) -> anyhow::Result<()> {
         bail!("iperf3 is missing (cargo xtask setup installs it)");
     }
     let net = Net::new()?;
-    let _server = Guard(
-        net.cmd(&net.b, &["iperf3", "-s", "-p", IPERF_PORT])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("start iperf3 server")?,
-    );
-    thread::sleep(Duration::from_millis(300));
+    let _server = iperf_server(&net)?;
     println!(
         "bench: host, tracepoint backend; {} s iperf3 runs, {} untraced/traced pairs per row",
         o.secs, o.pairs
@@ -459,7 +473,7 @@ pub fn run(bin: &Path, o: &Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn which(name: &str) -> Option<PathBuf> {
+pub(crate) fn which(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")
         .map(|p| {
             std::env::split_paths(&p)

@@ -10,10 +10,13 @@
 //! cargo xtask build             only build (release)
 //! cargo xtask bench [--secs N] [--pairs N] [--vm]
 //!                               measure overhead, start-up, event pipeline
+//! cargo xtask soak [--minutes N] long run under traffic: memory, accounting
+//! cargo xtask fuzz [--secs N]   fuzz the packet decoder and the rule parser
 //! ```
 
 mod bench;
 mod setup;
+mod soak;
 mod toolchain;
 mod vm;
 
@@ -48,14 +51,27 @@ fn dispatch(args: &[String]) -> anyhow::Result<()> {
         "test" => test(),
         "vm" => vm_tier(&setup::all()?, rest.iter().any(|a| a == "--startup")),
         "bench" => bench_cmd(rest),
+        "soak" => {
+            let env = setup::all()?;
+            build(&env)?;
+            let minutes = flag_value(rest, "--minutes", 10)?;
+            soak::run(&workspace_root().join("target/release/nettrace"), minutes.into())
+        }
+        "fuzz" => fuzz(&setup::all()?, flag_value(rest, "--secs", 180)?),
         // Internal: the benchmark's UDP flood, run inside a namespace.
         "flood" => {
             let arg = |i: usize| rest.get(i).map(String::as_str).unwrap_or("");
-            bench::flood(arg(0), arg(1).parse()?, arg(2).parse()?, arg(3).parse()?)
+            bench::flood(
+                arg(0),
+                arg(1).parse()?,
+                arg(2).parse()?,
+                arg(3).parse()?,
+                arg(4).parse().ok(),
+            )
         }
         "help" | "-h" | "--help" => {
             println!(
-                "usage: cargo xtask <setup|build|run [-- nettrace flags]|test|vm [--startup]|bench [--secs N] [--pairs N] [--vm]>"
+                "usage: cargo xtask <setup|build|run [-- nettrace flags]|test|vm [--startup]|bench [--secs N] [--pairs N] [--vm]|soak [--minutes N]|fuzz [--secs N]>"
             );
             Ok(())
         }
@@ -99,21 +115,51 @@ fn build(env: &setup::Env) -> anyhow::Result<()> {
     status(cmd)
 }
 
+/// `--flag N` among `args` (a positive number), or `default`.
+fn flag_value(args: &[String], flag: &str, default: u32) -> anyhow::Result<u32> {
+    match args.iter().position(|a| a == flag) {
+        Some(i) => args
+            .get(i + 1)
+            .and_then(|v| v.parse().ok())
+            .filter(|&v| v > 0)
+            .with_context(|| format!("{flag} needs a positive number")),
+        None => Ok(default),
+    }
+}
+
+/// Runs each cargo-fuzz target for `secs`. New inputs go to
+/// `target/fuzz-corpus/` (the checked-in seeds in `fuzz/corpus/` stay
+/// small); crashes to `target/fuzz-artifacts/`.
+fn fuzz(env: &setup::Env, secs: u32) -> anyhow::Result<()> {
+    let fuzz_bin = setup::cargo_fuzz()?;
+    let root = workspace_root();
+    for target in ["decode", "rules"] {
+        let grown = root.join("target/fuzz-corpus").join(target);
+        let artifacts = root.join("target/fuzz-artifacts").join(target);
+        std::fs::create_dir_all(&grown)?;
+        std::fs::create_dir_all(&artifacts)?;
+        println!("== fuzz {target} for {secs} s");
+        let mut c = cargo(env);
+        let path =
+            std::env::join_paths(std::iter::once(fuzz_bin.clone()).chain(std::env::split_paths(&env.path)))?;
+        c.current_dir(&root)
+            .env("PATH", path)
+            .args(["fuzz", "run", "--fuzz-dir", "fuzz", target])
+            .arg(&grown)
+            .arg(root.join("fuzz/corpus").join(target))
+            .arg("--")
+            .arg(format!("-max_total_time={secs}"))
+            .arg(format!("-artifact_prefix={}/", artifacts.display()));
+        status(c)?;
+    }
+    Ok(())
+}
+
 fn bench_cmd(args: &[String]) -> anyhow::Result<()> {
     let env = setup::all()?;
-    let value = |flag: &str, default: u32| -> anyhow::Result<u32> {
-        match args.iter().position(|a| a == flag) {
-            Some(i) => args
-                .get(i + 1)
-                .and_then(|v| v.parse().ok())
-                .filter(|&v| v > 0)
-                .with_context(|| format!("{flag} needs a positive number")),
-            None => Ok(default),
-        }
-    };
     let opts = bench::Options {
-        secs: value("--secs", 5)?,
-        pairs: value("--pairs", 3)? as usize,
+        secs: flag_value(args, "--secs", 5)?,
+        pairs: flag_value(args, "--pairs", 3)? as usize,
     };
     if args.iter().any(|a| a == "--vm") {
         println!(

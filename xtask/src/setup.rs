@@ -217,3 +217,34 @@ fn tracefs() {
         eprintln!("xtask: could not mount tracefs; classic-tracepoint tests will fail");
     }
 }
+
+/// cargo-fuzz, pinned; only `cargo xtask fuzz` needs it.
+const CARGO_FUZZ_VERSION: &str = "0.13.1";
+
+/// Installs cargo-fuzz (built with the pinned nightly) under the cache;
+/// returns its bin dir.
+pub fn cargo_fuzz() -> anyhow::Result<PathBuf> {
+    let root = cache_dir().join(format!("cargo-fuzz-{CARGO_FUZZ_VERSION}"));
+    let bin = root.join("bin");
+    if bin.join("cargo-fuzz").exists() {
+        return Ok(bin);
+    }
+    eprintln!("xtask: installing cargo-fuzz {CARGO_FUZZ_VERSION} (about a minute)");
+    status({
+        let mut c = Command::new("cargo");
+        c.env("RUSTUP_TOOLCHAIN", PINNED)
+            .env_remove("RUSTC")
+            .env_remove("CARGO")
+            .args([
+                "install",
+                "cargo-fuzz",
+                "--version",
+                CARGO_FUZZ_VERSION,
+                "--locked",
+                "--root",
+            ])
+            .arg(&root);
+        c
+    })?;
+    Ok(bin)
+}
