@@ -33,7 +33,10 @@ pub struct Meta {
 /// Reads device, namespace, L3 protocol and the first `PKT_HDR_LEN` bytes
 /// from the network header into `hdr`.
 #[inline(always)]
-#[allow(dead_code, reason = "the drop object uses it; the lifecycle objects read in two steps")]
+#[allow(
+    dead_code,
+    reason = "the drop object uses it; the lifecycle objects read in two steps"
+)]
 pub fn read_packet(layout: &KernelLayout, skb: u64, hdr: &mut [u8; PKT_HDR_LEN]) -> Meta {
     let mut m = Meta::default();
     read_where(layout, skb, &mut m);

@@ -126,6 +126,26 @@ pub(crate) fn iperf_server(net: &Net) -> anyhow::Result<Guard> {
     Ok(g)
 }
 
+/// `kernel.bpf_stats_enabled=1` while the benchmark runs (BPF run time per
+/// program, which costs a little itself); the old value comes back on drop.
+struct BpfStats(String);
+
+impl BpfStats {
+    const PATH: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+    fn enable() -> Self {
+        let old = std::fs::read_to_string(Self::PATH).unwrap_or_else(|_| "0".into());
+        let _ = std::fs::write(Self::PATH, "1");
+        BpfStats(old.trim().to_string())
+    }
+}
+
+impl Drop for BpfStats {
+    fn drop(&mut self) {
+        let _ = std::fs::write(Self::PATH, &self.0);
+    }
+}
+
 /// A running nettrace: stdout to /dev/null, `--debug` on stderr.
 pub(crate) struct Tracer {
     child: Guard,
@@ -190,6 +210,26 @@ impl Tracer {
             .sum();
         // SAFETY: sysconf has no preconditions.
         ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+    }
+
+    /// (runs, ns) of this tracer's BPF programs so far, from its fds'
+    /// fdinfo (`kernel.bpf_stats_enabled=1` makes the kernel count them).
+    pub(crate) fn bpf_stats(&self) -> (u64, u64) {
+        let mut total = (0, 0);
+        let dir = format!("/proc/{}/fdinfo", self.pid());
+        for fd in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let info = std::fs::read_to_string(fd.path()).unwrap_or_default();
+            let get = |key: &str| {
+                info.lines()
+                    .find_map(|l| l.strip_prefix(key))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+            };
+            if let (Some(ns), Some(runs)) = (get("run_time_ns:"), get("run_cnt:")) {
+                total.0 += runs;
+                total.1 += ns;
+            }
+        }
+        total
     }
 
     /// Peak resident set size in MiB (`VmHWM`).
@@ -273,12 +313,18 @@ fn modes() -> Vec<Mode> {
 fn overhead(bin: &Path, net: &Net, mode: &Mode, udp: bool, o: &Options) -> anyhow::Result<Value> {
     let args: Vec<&str> = mode.args.iter().map(String::as_str).collect();
     let (mut ratios, mut cpu, mut base, mut traced) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut bpf_cpu, mut bpf_per_run) = (Vec::new(), Vec::new());
     for _ in 0..o.pairs {
         let a = iperf(net, udp, o.secs)?;
         let (t, _) = Tracer::start(bin, &args)?;
         let cpu0 = t.cpu_secs();
+        let stats0 = t.bpf_stats();
         let b = iperf(net, udp, o.secs)?;
         cpu.push(t.cpu_secs() - cpu0);
+        let stats = t.bpf_stats();
+        let (runs, ns) = (stats.0 - stats0.0, stats.1 - stats0.1);
+        bpf_cpu.push(ns as f64 / 1e9);
+        bpf_per_run.push(if runs > 0 { ns as f64 / runs as f64 } else { 0.0 });
         t.stop()?;
         ratios.push(b / a);
         base.push(a);
@@ -292,6 +338,8 @@ fn overhead(bin: &Path, net: &Net, mode: &Mode, udp: bool, o: &Options) -> anyho
         "untraced_bps": base,
         "traced_bps": traced,
         "median_tracer_cpu_s": median(cpu.clone()),
+        "median_bpf_cpu_s": median(bpf_cpu),
+        "median_bpf_ns_per_run": median(bpf_per_run),
     }))
 }
 
@@ -406,6 +454,7 @@ pub fn run(bin: &Path, o: &Options) -> anyhow::Result<()> {
     }
     let net = Net::new()?;
     let _server = iperf_server(&net)?;
+    let _stats = BpfStats::enable();
     println!(
         "bench: host, tracepoint backend; {} s iperf3 runs, {} untraced/traced pairs per row",
         o.secs, o.pairs
@@ -415,11 +464,13 @@ pub fn run(bin: &Path, o: &Options) -> anyhow::Result<()> {
         for udp in [false, true] {
             let r = overhead(bin, &net, &mode, udp, o)?;
             println!(
-                "  overhead {:<34} {}  throughput {:>6.1}%  tracer CPU {:.2} s",
+                "  overhead {:<34} {}  throughput {:>6.1}%  tracer CPU {:.2} s  BPF {:.2} s ({:.0} ns/run)",
                 mode.name,
                 r["proto"].as_str().unwrap_or(""),
                 r["median_ratio"].as_f64().unwrap_or(f64::NAN) * 100.0,
-                r["median_tracer_cpu_s"].as_f64().unwrap_or(f64::NAN)
+                r["median_tracer_cpu_s"].as_f64().unwrap_or(f64::NAN),
+                r["median_bpf_cpu_s"].as_f64().unwrap_or(f64::NAN),
+                r["median_bpf_ns_per_run"].as_f64().unwrap_or(f64::NAN)
             );
             rows.push(r);
         }
@@ -498,11 +549,13 @@ fn print_table(r: &Value) {
             _ => "",
         };
         println!(
-            "| throughput {} {} (traced/untraced, median) | {:.1}% (tracer CPU {:.2} s) | {target} |",
+            "| throughput {} {} (traced/untraced, median) | {:.1}% (tracer CPU {:.2} s, BPF {:.2} s at {:.0} ns/run) | {target} |",
             row["mode"].as_str().unwrap_or(""),
             row["proto"].as_str().unwrap_or(""),
             f(&row["median_ratio"]) * 100.0,
             f(&row["median_tracer_cpu_s"]),
+            f(&row["median_bpf_cpu_s"]),
+            f(&row["median_bpf_ns_per_run"]),
         );
     }
     println!("| throughput --monitor | not measured (mode not implemented yet) | |");
