@@ -6,39 +6,62 @@ use std::{io, path::Path};
 
 pub const KALLSYMS: &str = "/proc/kallsyms";
 
+/// Code symbols sorted by address. Names live in one string (a kernel has
+/// ~200k symbols: one allocation each would double the tool's memory), and
+/// the file is read line by line so its text is never held whole.
 #[derive(Debug, Default)]
 pub struct Symbols {
-    /// Sorted by address.
-    syms: Vec<(u64, String)>,
+    /// (address, start and length of the name in `names`), sorted by address.
+    syms: Vec<(u64, u32, u32)>,
+    names: String,
 }
 
 impl Symbols {
     pub fn load(path: impl AsRef<Path>) -> io::Result<Self> {
-        Ok(Self::parse(&std::fs::read_to_string(path)?))
+        let mut s = Self::default();
+        let mut r = io::BufReader::new(std::fs::File::open(path)?);
+        let mut line = String::new();
+        while io::BufRead::read_line(&mut r, &mut line)? > 0 {
+            s.add(&line);
+            line.clear();
+        }
+        s.syms.sort_unstable_by_key(|(a, _, _)| *a);
+        Ok(s)
     }
 
     /// Parses kallsyms text: `ffffffff81000000 T _stext [module]`. Only code
     /// symbols are kept; zero addresses (kptr_restrict) are dropped.
     pub fn parse(text: &str) -> Self {
-        let mut syms: Vec<(u64, String)> = text
-            .lines()
-            .filter_map(|line| {
-                let mut it = line.split_whitespace();
-                let addr = u64::from_str_radix(it.next()?, 16).ok()?;
-                let kind = it.next()?;
-                let name = it.next()?;
-                (addr != 0 && matches!(kind, "t" | "T" | "w" | "W")).then(|| (addr, name.to_string()))
-            })
-            .collect();
-        syms.sort_unstable_by_key(|(a, _)| *a);
-        Self { syms }
+        let mut s = Self::default();
+        text.lines().for_each(|l| s.add(l));
+        s.syms.sort_unstable_by_key(|(a, _, _)| *a);
+        s
+    }
+
+    fn add(&mut self, line: &str) {
+        let mut it = line.split_whitespace();
+        let (Some(addr), Some(kind), Some(name)) = (it.next(), it.next(), it.next()) else {
+            return;
+        };
+        let Ok(addr) = u64::from_str_radix(addr, 16) else {
+            return;
+        };
+        if addr != 0 && matches!(kind, "t" | "T" | "w" | "W") {
+            self.syms.push((addr, self.names.len() as u32, name.len() as u32));
+            self.names.push_str(name);
+        }
+    }
+
+    fn name(&self, i: usize) -> &str {
+        let (_, start, len) = self.syms[i];
+        &self.names[start as usize..(start + len) as usize]
     }
 
     /// `tcp_v4_rcv+0x81`, or the bare hex address when nothing precedes it.
     pub fn symbolize(&self, addr: u64) -> String {
-        let i = self.syms.partition_point(|(a, _)| *a <= addr);
-        match i.checked_sub(1).map(|i| &self.syms[i]) {
-            Some((base, name)) => format!("{name}+{:#x}", addr - base),
+        let i = self.syms.partition_point(|(a, _, _)| *a <= addr);
+        match i.checked_sub(1) {
+            Some(i) => format!("{}+{:#x}", self.name(i), addr - self.syms[i].0),
             None => format!("{addr:#x}"),
         }
     }
