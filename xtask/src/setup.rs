@@ -221,8 +221,10 @@ fn tracefs() {
 /// cargo-fuzz, pinned; only `cargo xtask fuzz` needs it.
 const CARGO_FUZZ_VERSION: &str = "0.13.1";
 
-/// Installs cargo-fuzz (built with the pinned nightly) under the cache;
-/// returns its bin dir.
+/// Installs cargo-fuzz under the cache; returns its bin dir. Built with
+/// the default (stable) toolchain: its locked dependencies detect a nightly
+/// compiler and then use attributes today's nightly rejects. Running the
+/// targets uses the pinned nightly (`cargo fuzz` needs `-Z` flags).
 pub fn cargo_fuzz() -> anyhow::Result<PathBuf> {
     let root = cache_dir().join(format!("cargo-fuzz-{CARGO_FUZZ_VERSION}"));
     let bin = root.join("bin");
@@ -232,7 +234,7 @@ pub fn cargo_fuzz() -> anyhow::Result<PathBuf> {
     eprintln!("xtask: installing cargo-fuzz {CARGO_FUZZ_VERSION} (about a minute)");
     status({
         let mut c = Command::new("cargo");
-        c.env("RUSTUP_TOOLCHAIN", PINNED)
+        c.env_remove("RUSTUP_TOOLCHAIN")
             .env_remove("RUSTC")
             .env_remove("CARGO")
             .args([

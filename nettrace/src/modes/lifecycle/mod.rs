@@ -461,13 +461,14 @@ impl Sink for LifecycleSink<'_> {
             return self.after(r);
         }
         let frees = self.free_by_slot.get(ev.slot as usize).copied().unwrap_or(false);
-        match self.tracker.add(ev, frees) {
-            Some(p) => {
-                let r = self.write_packet(&p);
-                self.after(r)
+        let ended = self.tracker.add(ev, frees);
+        for p in ended.into_iter().chain(self.tracker.over_capacity()) {
+            let r = self.write_packet(&p);
+            if self.after(r) == Flow::Stop {
+                return Flow::Stop;
             }
-            None => Flow::Continue,
         }
+        Flow::Continue
     }
 
     fn batch_done(&mut self) -> Flow {

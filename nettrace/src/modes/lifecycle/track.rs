@@ -13,6 +13,13 @@ use nettrace_common::{TraceEvent, trace::event_kind};
 /// eat memory. Further events are counted, not kept.
 pub const MAX_EVENTS_PER_PACKET: usize = 1024;
 
+/// Events kept in all open packets together (~13 MiB). Beyond it the
+/// packets idle longest are printed early (as idle ones are), so memory stays
+/// bounded however many packets never reach a hooked free: on
+/// tracepoint-only kernels, TCP's acknowledged data is freed by
+/// `__kfree_skb`, which has no tracepoint.
+pub const MAX_EVENTS_KEPT: usize = 65536;
+
 #[derive(Debug)]
 pub struct Packet {
     /// Every skb address this packet had, in order seen.
@@ -31,6 +38,8 @@ pub struct Tracker {
     next_id: u64,
     by_skb: HashMap<u64, u64>,
     packets: HashMap<u64, Packet>,
+    /// Events held in `packets`.
+    kept: usize,
 }
 
 impl Tracker {
@@ -64,6 +73,7 @@ impl Tracker {
         }
         if p.events.len() < MAX_EVENTS_PER_PACKET {
             p.events.push(ev);
+            self.kept += 1;
         } else {
             p.dropped_events += 1;
         }
@@ -71,10 +81,41 @@ impl Tracker {
             self.by_skb.remove(&ev.skb);
             p.live -= 1;
             if p.live == 0 {
-                return self.packets.remove(&id);
+                return self.take(id);
             }
         }
         None
+    }
+
+    fn take(&mut self, id: u64) -> Option<Packet> {
+        let p = self.packets.remove(&id)?;
+        self.kept -= p.events.len();
+        Some(p)
+    }
+
+    /// When more than `MAX_EVENTS_KEPT` events are held, removes the
+    /// packets idle longest until a quarter of the room is free again.
+    pub fn over_capacity(&mut self) -> Vec<Packet> {
+        if self.kept <= MAX_EVENTS_KEPT {
+            return Vec::new();
+        }
+        let mut by_age: Vec<(u64, u64, usize)> = self
+            .packets
+            .iter()
+            .map(|(&id, p)| (p.last_ts, id, p.events.len()))
+            .collect();
+        by_age.sort_unstable();
+        let (mut freed, goal) = (0, self.kept - MAX_EVENTS_KEPT * 3 / 4);
+        let cutoff = by_age
+            .iter()
+            .take_while(|(_, _, n)| {
+                let more = freed < goal;
+                freed += n;
+                more
+            })
+            .last()
+            .map_or(0, |(ts, _, _)| ts + 1);
+        self.flush_idle(cutoff)
     }
 
     /// Removes packets idle since before `cutoff_ns` (all with `u64::MAX`),
@@ -86,10 +127,7 @@ impl Tracker {
             .filter(|(_, p)| p.last_ts < cutoff_ns)
             .map(|(&id, _)| id)
             .collect();
-        let mut out: Vec<Packet> = ids
-            .into_iter()
-            .filter_map(|id| self.packets.remove(&id))
-            .collect();
+        let mut out: Vec<Packet> = ids.into_iter().filter_map(|id| self.take(id)).collect();
         self.by_skb.retain(|_, id| self.packets.contains_key(id));
         out.sort_by_key(|p| p.events.first().map(|e| e.ts_ns).unwrap_or(0));
         out
@@ -150,5 +188,25 @@ mod tests {
         assert_eq!(rest[0].events.len(), MAX_EVENTS_PER_PACKET);
         assert_eq!(rest[0].dropped_events, 5);
         assert!(t.packets.is_empty());
+        assert_eq!(t.kept, 0);
+    }
+
+    #[test]
+    fn memory_is_bounded_by_printing_the_longest_idle_packets_early() {
+        let mut t = Tracker::default();
+        // Packets that never reach a free, one event each.
+        for i in 0..MAX_EVENTS_KEPT as u64 {
+            t.add(ev(0x1000 + i, i), false);
+        }
+        assert!(t.over_capacity().is_empty(), "at the limit, nothing goes");
+        t.add(ev(0x1, 1_000_000), false);
+        let early = t.over_capacity();
+        // The oldest quarter went, oldest first; the newest stayed.
+        assert!(early.len() >= MAX_EVENTS_KEPT / 4, "{}", early.len());
+        assert_eq!(early[0].skbs, [0x1000]);
+        assert!(early.windows(2).all(|w| w[0].last_ts <= w[1].last_ts));
+        assert!(t.kept <= MAX_EVENTS_KEPT * 3 / 4);
+        assert!(t.by_skb.contains_key(&0x1));
+        assert!(!t.by_skb.contains_key(&0x1000));
     }
 }
