@@ -34,7 +34,7 @@ pub enum CatalogueError {
     Invalid { origin: String, msg: String },
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
     version: u32,
@@ -215,8 +215,13 @@ impl Catalogue {
     /// The embedded catalogue with a rule pack merged in; every error names
     /// the pack (the embedded part is known to be valid).
     pub fn with_pack(text: &str, origin: &str) -> Result<Self, CatalogueError> {
-        let mut base =
-            read(EMBEDDED, "embedded catalogue").expect("the embedded catalogue is valid (unit-tested)");
+        // Parsed once per process (the fuzzer merges packs thousands of times).
+        static BASE: std::sync::OnceLock<File> = std::sync::OnceLock::new();
+        let mut base = BASE
+            .get_or_init(|| {
+                read(EMBEDDED, "embedded catalogue").expect("the embedded catalogue is valid (unit-tested)")
+            })
+            .clone();
         let pack = read(text, origin)?;
         // The pack must be a valid catalogue on its own (names, matchers,
         // empty groups), so its errors are reported against its own text.

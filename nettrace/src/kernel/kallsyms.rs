@@ -31,6 +31,7 @@ impl Symbols {
 
     /// Parses kallsyms text: `ffffffff81000000 T _stext [module]`. Only code
     /// symbols are kept; zero addresses (kptr_restrict) are dropped.
+    #[cfg(test)]
     pub fn parse(text: &str) -> Self {
         let mut s = Self::default();
         text.lines().for_each(|l| s.add(l));
