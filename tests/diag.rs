@@ -269,3 +269,64 @@ fn netfilter_functions_name_hook_point_table_and_chain() {
     line_of(&legacy, "ipt_do_table", "*iptables table:filter, chain:INPUT*");
     line_of(&legacy, "kfree_skb", "reason: NETFILTER_DROP");
 }
+
+#[test]
+fn json_diagnosis_is_an_analysis_record() {
+    let net = Pair::new();
+    iptables(
+        &net,
+        &net.b,
+        &["-A", "INPUT", "-p", "icmp", "-s", &net.a4, "-j", "DROP"],
+    );
+    let mut t = Tracer::start(&[
+        "-t", HOOKS, "--diag", "--hooks", "--json", "-p", "icmp", "-s", &net.a4, "-d", &net.b4,
+    ]);
+    net.exec(&net.a, &["ping", "-c", "1", "-W", "1", &net.b4]);
+    assert!(t.wait_exit(start_timeout()).success(), "{}", t.stderr());
+    let records: Vec<serde_json::Value> = t
+        .lines()
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    let packet = records
+        .iter()
+        .find(|r| {
+            r["type"] == "packet"
+                && r["events"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|e| e["hook"] == "kfree_skb")
+        })
+        .expect("the dropped packet");
+    let kfree = packet["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["hook"] == "kfree_skb")
+        .unwrap();
+    assert_eq!(kfree["reason"], "NETFILTER_DROP");
+    assert_eq!(kfree["saddr"], net.a4.as_str());
+    assert!(
+        kfree["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n == "packet is dropped by netfilter (NF_DROP)"),
+        "{kfree}"
+    );
+    let analysis = records
+        .iter()
+        .find(|r| r["type"] == "analysis")
+        .expect("analysis record");
+    let nf = analysis["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["msg"] == "packet is dropped by netfilter (NF_DROP)")
+        .expect("netfilter finding");
+    assert_eq!(nf["level"], "error");
+    assert_eq!(nf["reason"], "NETFILTER_DROP");
+    assert!(!nf["blamed"].as_array().unwrap().is_empty(), "{nf}");
+    assert_eq!(records.last().unwrap()["type"], "end");
+}

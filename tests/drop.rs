@@ -379,3 +379,35 @@ fn ring_buffer_overflow_is_counted_exactly() {
         "growth not reported while running: {err}"
     );
 }
+
+#[test]
+fn json_records_parse_and_carry_what_the_text_line_says() {
+    let net = Pair::new();
+    let mut t = Tracer::start(&["--drop", "--json", "-d", &net.b4, "-D", "9958", "-c", "1"]);
+    net.syn(9958);
+    assert!(t.wait_exit(util::start_timeout()).success(), "{}", t.stderr());
+    let records: Vec<serde_json::Value> = t
+        .lines()
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    assert_eq!(records.first().unwrap()["type"], "begin");
+    assert_eq!(records.last().unwrap()["type"], "end");
+    assert!(records.iter().all(|r| r["v"] == 1), "{records:#?}");
+    let drop = records
+        .iter()
+        .find(|r| r["type"] == "drop")
+        .expect("a drop record");
+    assert_eq!(drop["reason"], "NO_SOCKET");
+    assert_eq!(drop["proto"], "tcp");
+    assert_eq!(drop["flags"], "S");
+    assert_eq!(drop["saddr"], net.a4.as_str());
+    assert_eq!(drop["daddr"], net.b4.as_str());
+    assert_eq!(drop["dport"], 9958);
+    assert_eq!(drop["netns"], net.netns_inode(&net.b));
+    assert!(
+        drop["location"].as_str().unwrap().starts_with("tcp_v4_rcv+0x"),
+        "{drop}"
+    );
+    assert!(drop["ts_ns"].as_u64().unwrap() > 0);
+}

@@ -153,7 +153,7 @@ fn decode_l4(proto: u8, b: &[u8]) -> L4 {
 }
 
 /// TCP flags as letters, in the C nettrace's order.
-fn tcp_flags(flags: u8) -> String {
+pub fn tcp_flags(flags: u8) -> String {
     const NAMES: [(u8, char); 8] = [
         (0x02, 'S'),
         (0x10, 'A'),

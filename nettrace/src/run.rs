@@ -205,6 +205,7 @@ async fn run_drop(s: &Session<'_>, k: &Kernel, stack: bool) -> Result<(), Failur
         printer: &printer,
         out: &mut out,
         stack,
+        json: config.json,
         count: config.count,
         seen: 0,
         closed: false,
@@ -333,6 +334,7 @@ async fn run_lifecycle(
             .collect(),
         free_by_slot: attached.free_by_slot,
         basic: l.basic,
+        json: config.json,
         min_latency_ns: l.min_latency_ns,
         count: config.count,
         printed: 0,
@@ -357,9 +359,17 @@ async fn stream<S: Sink + HasOut>(
 ) -> Result<(), Failure> {
     let mut events = Events::new(&mut ebpf)?;
     s.debug("ready");
+    let json = s.config.json;
+    let marker = |kind: &str, text: &str| {
+        if json {
+            crate::output::json::line(crate::output::json::record(kind))
+        } else {
+            text.to_string()
+        }
+    };
     if sink
         .out()
-        .line("begin trace...")
+        .line(&marker("begin", "begin trace..."))
         .and_then(|()| sink.out().flush())
         .is_err()
     {
@@ -379,8 +389,22 @@ async fn stream<S: Sink + HasOut>(
     let (seen, closed) = finish(sink);
     let ended = ended?;
     s.debug(format_args!("ended by {ended:?} after {seen} events/packets"));
+    if json && !closed {
+        // Losses as records too, so a consumer of the stream sees them.
+        for (kind, n) in [("ring_buffer_full", lost), ("tracking_table_full", untracked)] {
+            if n > 0 {
+                let mut m = crate::output::json::record("lost");
+                m.insert("reason".into(), kind.into());
+                m.insert("count".into(), n.into());
+                let _ = sink.out().line(&crate::output::json::line(m));
+            }
+        }
+    }
     if !closed {
-        let _ = sink.out().line("end trace...").and_then(|()| sink.out().flush());
+        let _ = sink
+            .out()
+            .line(&marker("end", "end trace..."))
+            .and_then(|()| sink.out().flush());
     }
     if lost > 0 {
         eprintln!("nettrace: {lost} events lost (ring buffer full)");
@@ -413,6 +437,7 @@ struct DropSink<'a> {
     printer: &'a drop::Printer,
     out: &'a mut Out,
     stack: bool,
+    json: bool,
     count: Option<u64>,
     seen: u64,
     closed: bool,
@@ -420,6 +445,9 @@ struct DropSink<'a> {
 
 impl DropSink<'_> {
     fn write(&mut self, ev: &nettrace_common::DropEvent) -> Result<(), Closed> {
+        if self.json {
+            return self.out.line(&self.printer.json(ev, self.stack));
+        }
         self.out.line(&self.printer.line(ev))?;
         if self.stack {
             for l in self.printer.stack(ev) {

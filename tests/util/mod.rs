@@ -210,7 +210,12 @@ impl Tracer {
             lines,
             stderr,
         };
-        t.wait_for("begin trace...", start_timeout());
+        let begin = if args.contains(&"--json") {
+            r#"{"v":1,"type":"begin"}"#
+        } else {
+            "begin trace..."
+        };
+        t.wait_for(begin, start_timeout());
         t
     }
 

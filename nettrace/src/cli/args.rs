@@ -211,6 +211,12 @@ pub struct Args {
     #[arg(long, help_heading = "Output")]
     pub date: bool,
 
+    /// One JSON object per line (NDJSON) instead of text: every record has
+    /// "v" (schema version) and "type" (begin, drop, packet, event, end,
+    /// lost); addresses are strings, times in ns. See README.
+    #[arg(long, help_heading = "Output")]
+    pub json: bool,
+
     /// Print what the kernel supports and how each program is attached (stderr).
     #[arg(long, help_heading = "Output", action = ArgAction::SetTrue)]
     pub debug: bool,

@@ -66,6 +66,8 @@ pub struct Config {
     pub filter: Filter,
     pub count: Option<u64>,
     pub date: bool,
+    /// `--json`: NDJSON records instead of text lines.
+    pub json: bool,
     pub debug: bool,
     pub backend: BackendChoice,
 }
@@ -149,6 +151,7 @@ impl Config {
             filter: filter_from_args(args)?,
             count: args.count.as_deref().map(|c| parse_count(c)).transpose()?,
             date: args.date,
+            json: args.json,
             debug: args.debug,
             backend: args.backend,
         })

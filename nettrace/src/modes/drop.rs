@@ -16,7 +16,7 @@ use crate::{
     cli::BackendChoice,
     decode::decode,
     kernel::{btf::KernelBtf, caps::Capabilities, reasons::DropReasons, tracefs},
-    output::{Clock, stack::Symbolizer},
+    output::{Clock, cstr, json, stack::Symbolizer},
 };
 
 const TP: (&str, &str) = ("skb", "kfree_skb");
@@ -135,6 +135,34 @@ impl Printer {
                 reason.red()
             )
         }
+    }
+
+    /// The `--json` record: `{"v":1,"type":"drop","ts_ns":…,"time":…,
+    /// packet fields…,"reason":…,"location":…,"skb":…,"netns":…,
+    /// "ifindex":…,"pid":…,"comm":…}`, plus `"stack":[…]` with `--drop-stack`.
+    pub fn json(&self, ev: &DropEvent, stack: bool) -> String {
+        use serde_json::json;
+        let mut m = json::record("drop");
+        m.insert("ts_ns".into(), json!(ev.ts_ns));
+        m.insert("time".into(), json!(self.clock.format(ev.ts_ns)));
+        let len = usize::from(ev.hdr_len).min(ev.hdr.len());
+        json::packet_fields(&decode(ev.l3_proto, &ev.hdr[..len]), &mut m);
+        if !self.reasons.is_empty() {
+            m.insert("reason".into(), json!(self.reasons.name(ev.reason)));
+        }
+        m.insert("location".into(), json!(self.symbols.symbolize(ev.location)));
+        m.insert("skb".into(), json!(format!("{:x}", ev.skb)));
+        m.insert("netns".into(), json!(ev.netns));
+        m.insert("ifindex".into(), json!(ev.ifindex));
+        m.insert("pid".into(), json!(ev.pid));
+        m.insert("comm".into(), json!(cstr(&ev.comm)));
+        if stack {
+            m.insert(
+                "stack".into(),
+                json!(self.symbols.frames(ev.stack_id).unwrap_or_default()),
+            );
+        }
+        json::line(m)
     }
 
     /// `Call Stack:` and one `    -> func+0xoff` per frame, innermost first.

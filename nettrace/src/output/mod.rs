@@ -6,6 +6,7 @@
 //! (`| head`) is not an error: it ends tracing quietly.
 
 mod clock;
+pub mod json;
 pub mod stack;
 
 use std::io::{self, BufWriter, IsTerminal as _, Stdout, Write as _};
@@ -15,6 +16,12 @@ pub use clock::Clock;
 /// Whether to colour output: only on a terminal, and never with `NO_COLOR`.
 pub fn use_colour() -> bool {
     io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// A NUL-terminated kernel string (`comm`, `ifname`, table names).
+pub fn cstr(b: &[u8]) -> String {
+    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    String::from_utf8_lossy(&b[..end]).into_owned()
 }
 
 /// Signals that the reader went away: stop producing output.

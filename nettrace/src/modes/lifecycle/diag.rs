@@ -65,6 +65,37 @@ pub struct Finding {
     pub blamed: Vec<String>,
 }
 
+impl Finding {
+    /// As a `--json` object (inside an `analysis` record).
+    pub fn json(&self) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        let level = match self.level {
+            Level::Error => "error",
+            Level::Warn => "warn",
+            Level::Info => "info",
+        };
+        m.insert("level".into(), level.into());
+        m.insert("hook".into(), self.hook.clone().into());
+        m.insert("group".into(), self.group.clone().into());
+        m.insert("msg".into(), self.msg.clone().into());
+        if let Some(a) = &self.adv {
+            m.insert("adv".into(), a.clone().into());
+        }
+        if let Some(l) = &self.location {
+            m.insert("location".into(), l.clone().into());
+        }
+        match &self.reason {
+            Some(Reason::Drop(r)) => m.insert("reason".into(), r.clone().into()),
+            Some(Reason::Reset(r)) => m.insert("reset_reason".into(), r.clone().into()),
+            None => None,
+        };
+        if !self.blamed.is_empty() {
+            m.insert("blamed".into(), self.blamed.clone().into());
+        }
+        serde_json::Value::Object(m)
+    }
+}
+
 /// The `ANALYSIS RESULT` block, compatible with the C nettrace's layout;
 /// levels are coloured when output goes to a terminal (`output::Out`).
 pub fn report(findings: &[Finding]) -> Vec<String> {

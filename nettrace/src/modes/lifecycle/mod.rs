@@ -24,7 +24,7 @@ use crate::{
     catalogue::{Catalogue, Selection, select},
     cli::Lifecycle,
     events::{Flow, Sink, record},
-    output::{Closed, Out, stack::Symbolizer},
+    output::{Closed, Out, json, stack::Symbolizer},
     plan::{Backend, Plan, PlanOptions},
 };
 
@@ -286,6 +286,8 @@ pub struct LifecycleSink<'a> {
     /// may record one for the diagnosis only.
     pub print_stack_by_slot: Vec<bool>,
     pub basic: bool,
+    /// `--json`: records instead of lines.
+    pub json: bool,
     pub min_latency_ns: u64,
     pub count: Option<u64>,
     pub printed: u64,
@@ -298,6 +300,16 @@ pub struct LifecycleSink<'a> {
 const IDLE_NS: u64 = 5_000_000_000;
 
 impl LifecycleSink<'_> {
+    /// The frames of an event's stack, when the user asked to see it.
+    fn printed_stack(&self, ev: &TraceEvent) -> Option<Vec<String>> {
+        let wanted = self
+            .print_stack_by_slot
+            .get(ev.slot as usize)
+            .copied()
+            .unwrap_or(false);
+        (wanted && ev.stack_id >= 0).then(|| self.symbols.frames(ev.stack_id).unwrap_or_default())
+    }
+
     fn write_event(&mut self, line: &str, slot: u32, stack_id: i32) -> Result<(), Closed> {
         self.out.line(line)?;
         if stack_id >= 0
@@ -315,16 +327,16 @@ impl LifecycleSink<'_> {
     }
 
     /// Diagnosis of one event: notes for its line, findings for the report.
-    fn diagnose(&mut self, ev: &TraceEvent) -> (String, Vec<diag::Finding>) {
+    fn diagnose(&mut self, ev: &TraceEvent) -> (Vec<String>, Vec<diag::Finding>) {
         let Some(d) = &mut self.diag else {
-            return (String::new(), Vec::new());
+            return (Vec::new(), Vec::new());
         };
         let slot = ev.slot as usize;
         let reason = self.printer.reason(ev);
-        let mut notes = String::new();
+        let mut notes = Vec::new();
         let mut findings = Vec::new();
         if let Some(note) = d.nf_notes.take(ev.skb, ev.ts_ns) {
-            notes += &format!(" *{note}*");
+            notes.push(note);
         }
         let blame = match &mut d.nf_hooks {
             Some(nf) if matches!(&reason, Some(print::Reason::Drop(r)) if r == NETFILTER_DROP) => {
@@ -333,14 +345,14 @@ impl LifecycleSink<'_> {
             }
             _ => None,
         };
-        if let Some(note) = blame.as_ref().and_then(|b| b.note.as_ref()) {
-            notes += &format!(" *{note}*");
+        if let Some(note) = blame.as_ref().and_then(|b| b.note.clone()) {
+            notes.push(note);
         }
         for rule in d.rules_by_slot.get(slot).into_iter().flatten() {
             if !diag::fires(rule, ev, reason.as_ref()) {
                 continue;
             }
-            notes += &format!(" *{}*", rule.msg);
+            notes.push(rule.msg.clone());
             if rule.level >= crate::catalogue::Level::Warn {
                 findings.push(diag::Finding {
                     level: rule.level,
@@ -367,11 +379,24 @@ impl LifecycleSink<'_> {
             return Ok(false);
         }
         let mut lines = Vec::with_capacity(p.events.len());
+        let mut events = Vec::new();
         let mut findings = Vec::new();
         let mut prev = None;
         for (i, ev) in p.events.iter().enumerate() {
             let (notes, mut f) = self.diagnose(ev);
             findings.append(&mut f);
+            if self.json {
+                let mut e = self.printer.event_json(ev);
+                if !notes.is_empty() {
+                    e.insert("notes".into(), notes.into());
+                }
+                if let Some(frames) = self.printed_stack(ev) {
+                    e.insert("stack".into(), frames.into());
+                }
+                events.push(serde_json::Value::Object(e));
+                continue;
+            }
+            let notes: String = notes.iter().map(|n| format!(" *{n}*")).collect();
             let line = self.printer.event(ev, i == 0 || !self.printer.style.tiny, prev) + &notes;
             lines.push((line, ev.slot, ev.stack_id));
             prev = Some(ev.ts_ns);
@@ -379,6 +404,36 @@ impl LifecycleSink<'_> {
         let quiet = self.diag.as_ref().is_some_and(|d| d.opts.quiet);
         if quiet && findings.is_empty() {
             return Ok(false);
+        }
+        let keep = self.diag.as_ref().is_none_or(|d| d.opts.keep);
+        if self.json {
+            let mut m = json::record("packet");
+            let skbs: Vec<String> = p.skbs.iter().map(|s| format!("{s:x}")).collect();
+            m.insert("skbs".into(), skbs.into());
+            m.insert("latency_ns".into(), life.into());
+            m.insert("events".into(), events.into());
+            if p.dropped_events > 0 {
+                m.insert("events_not_kept".into(), p.dropped_events.into());
+            }
+            self.out.line(&json::line(m))?;
+            if !findings.is_empty() {
+                let mut a = json::record("analysis");
+                a.insert(
+                    "skbs".into(),
+                    p.skbs.iter().map(|s| format!("{s:x}")).collect::<Vec<_>>().into(),
+                );
+                a.insert(
+                    "findings".into(),
+                    findings
+                        .iter()
+                        .map(diag::Finding::json)
+                        .collect::<Vec<_>>()
+                        .into(),
+                );
+                self.out.line(&json::line(a))?;
+            }
+            self.printed += 1;
+            return Ok(!findings.is_empty() && !keep);
         }
         self.out.line(&self.printer.header(p))?;
         for (line, slot, stack_id) in lines {
@@ -399,7 +454,6 @@ impl LifecycleSink<'_> {
         }
         self.out.line("")?;
         self.printed += 1;
-        let keep = self.diag.as_ref().is_none_or(|d| d.opts.keep);
         Ok(!findings.is_empty() && !keep)
     }
 
@@ -453,6 +507,17 @@ impl Sink for LifecycleSink<'_> {
         if let Some(d) = self.diag.as_mut() {
             let flags = d.flags_by_slot.get(ev.slot as usize).copied().unwrap_or(0);
             d.nf_notes.on_event(ev.skb, ev.ts_ns, flags);
+        }
+        if self.basic && self.json {
+            let mut e = self.printer.event_json(&ev);
+            e.shift_insert(0, "v".into(), json::V.into());
+            e.shift_insert(1, "type".into(), "event".into());
+            if let Some(frames) = self.printed_stack(&ev) {
+                e.insert("stack".into(), frames.into());
+            }
+            let r = self.out.line(&json::line(e)).map(|()| false);
+            self.printed += 1;
+            return self.after(r);
         }
         if self.basic {
             let line = self.printer.event(&ev, true, None);

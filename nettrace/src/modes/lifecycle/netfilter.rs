@@ -20,7 +20,7 @@ use nettrace_common::{
 
 use crate::{
     kernel::btf::{BtfError, KernelBtf},
-    output::stack::Symbolizer,
+    output::{cstr, stack::Symbolizer},
 };
 
 /// Functions that run `NF_HOOK` themselves, and the hook point they pass
@@ -72,11 +72,6 @@ fn iptables_chain(point: &str) -> &str {
         "POST_ROUTING" => "POSTROUTING",
         other => other,
     }
-}
-
-fn cstr(b: &[u8]) -> String {
-    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-    String::from_utf8_lossy(&b[..end]).into_owned()
 }
 
 /// Context notes: the `NfContextEvent` sent before a hook's event becomes a

@@ -9,7 +9,11 @@
 use nettrace_common::{TraceEvent, trace::event_kind};
 
 use super::track::Packet;
-use crate::{decode::decode, kernel::reasons::DropReasons, output::Clock};
+use crate::{
+    decode::decode,
+    kernel::reasons::DropReasons,
+    output::{Clock, cstr},
+};
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Style {
@@ -34,11 +38,6 @@ pub struct LinePrinter {
     pub resets: DropReasons,
     pub reset_by_slot: Vec<bool>,
     pub style: Style,
-}
-
-fn cstr(b: &[u8]) -> String {
-    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-    String::from_utf8_lossy(&b[..end]).into_owned()
 }
 
 /// A return value: small ints (errno, verdicts) as signed decimals, pointers in hex.
@@ -112,6 +111,39 @@ impl LinePrinter {
             ));
         }
         parts.join(" ")
+    }
+
+    /// One event as a `--json` object (without `v`/`type`: events sit in a
+    /// packet record; `--basic` adds them): time, hook, where, who, the
+    /// packet's fields, and what the hook reported.
+    pub fn event_json(&self, ev: &TraceEvent) -> serde_json::Map<String, serde_json::Value> {
+        use serde_json::json;
+        let mut m = serde_json::Map::new();
+        m.insert("ts_ns".into(), json!(ev.ts_ns));
+        m.insert("time".into(), json!(self.clock.format(ev.ts_ns)));
+        m.insert("hook".into(), json!(self.name(ev)));
+        m.insert("skb".into(), json!(format!("{:x}", ev.skb)));
+        m.insert("cpu".into(), json!(ev.cpu));
+        m.insert("ifname".into(), json!(cstr(&ev.ifname)));
+        m.insert("ifindex".into(), json!(ev.ifindex));
+        m.insert("netns".into(), json!(ev.netns));
+        m.insert("pid".into(), json!(ev.pid));
+        m.insert("comm".into(), json!(cstr(&ev.comm)));
+        m.insert("len".into(), json!(ev.pkt_len));
+        let len = usize::from(ev.hdr_len).min(ev.hdr.len());
+        crate::output::json::packet_fields(&decode(ev.l3_proto, &ev.hdr[..len]), &mut m);
+        if ev.has_extra != 0 {
+            match ev.kind {
+                event_kind::CLONE => m.insert("clone".into(), json!(format!("{:x}", ev.extra))),
+                event_kind::EXIT => m.insert("ret".into(), json!(super::diag::signed(ev.extra))),
+                _ => match self.reason(ev) {
+                    Some(Reason::Drop(r)) => m.insert("reason".into(), json!(r)),
+                    Some(Reason::Reset(r)) => m.insert("reset_reason".into(), json!(r)),
+                    None => None,
+                },
+            };
+        }
+        m
     }
 
     /// `***************** e8fbc700,e8fbdc00 ***************`
