@@ -411,3 +411,61 @@ fn json_records_parse_and_carry_what_the_text_line_says() {
     );
     assert!(drop["ts_ns"].as_u64().unwrap() > 0);
 }
+
+/// `GET /metrics` over loopback.
+fn scrape(port: u16) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics endpoint");
+    c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut body = String::new();
+    c.read_to_string(&mut body).unwrap();
+    body
+}
+
+fn drop_count(metrics: &str, port: u16) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("nettrace_drops_total{reason=\"NO_SOCKET\"") && l.contains("tcp_v4_rcv+0x"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum::<u64>()
+        .max(if metrics.is_empty() {
+            panic!("no metrics from port {port}")
+        } else {
+            0
+        })
+}
+
+#[test]
+fn metrics_endpoint_counts_drops_as_they_happen() {
+    let net = Pair::new();
+    let port = 20000 + (std::process::id() % 20000) as u16;
+    let addr = format!("127.0.0.1:{port}");
+    let mut t = Tracer::start(&["--drop", "--metrics", &addr, "-d", &net.b4, "-D", "9957"]);
+    let first = scrape(port);
+    assert!(first.starts_with("HTTP/1.1 200 OK"), "{first}");
+    assert!(first.contains("application/openmetrics-text"), "{first}");
+    assert_eq!(drop_count(&first, port), 0, "{first}");
+    net.syn(9957);
+    t.wait_for(":9957", util::start_timeout());
+    assert_eq!(drop_count(&scrape(port), port), 1);
+    net.syn(9957);
+    net.syn(9957);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while drop_count(&scrape(port), port) < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let last = scrape(port);
+    assert_eq!(drop_count(&last, port), 3, "{last}");
+    assert!(
+        last.contains("nettrace_events_total{hook=\"kfree_skb\"} 3"),
+        "{last}"
+    );
+    assert!(
+        last.contains("nettrace_lost_events{cause=\"ring_buffer_full\"} 0") || !last.contains("lost_events{"),
+        "{last}"
+    );
+    t.signal(libc::SIGINT);
+    assert!(t.wait_exit(util::start_timeout()).success());
+    // The endpoint closes with the session.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+}

@@ -80,6 +80,8 @@ pub struct Events {
     pub received: u64,
     first_ns: u64,
     last_ns: u64,
+    /// `--metrics`: loss totals are published here every second.
+    pub metrics: Option<std::sync::Arc<crate::output::metrics::Metrics>>,
 }
 
 impl Events {
@@ -100,6 +102,7 @@ impl Events {
             received: 0,
             first_ns: 0,
             last_ns: 0,
+            metrics: None,
         })
     }
 
@@ -163,6 +166,10 @@ impl Events {
     }
 
     fn report_lost_growth(&mut self) {
+        if let Some(m) = &self.metrics {
+            m.lost("ring_buffer_full", self.lost().unwrap_or(0));
+            m.lost("tracking_table_full", self.untracked().unwrap_or(0));
+        }
         if let Ok(lost) = self.lost()
             && lost > self.reported_lost
         {

@@ -2,7 +2,7 @@
 //! plan, load and attach, print `begin trace...`, stream events until done,
 //! detach, print `end trace...`.
 
-use std::{path::PathBuf, time::Instant};
+use std::{path::PathBuf, sync::Arc, time::Instant};
 
 use aya::{Btf, Ebpf};
 use nettrace_common::{DropConfig, KernelLayout, TraceConfig, drop::DropArgs, trace::HookSlot};
@@ -23,7 +23,7 @@ use crate::{
         drop,
         lifecycle::{self, LifecycleSink, print::LinePrinter, track::Tracker},
     },
-    output::{Clock, Closed, Out, stack::Symbolizer},
+    output::{Clock, Closed, Out, metrics::Metrics, stack::Symbolizer},
     plan::{self, Backend},
 };
 
@@ -55,6 +55,8 @@ struct Kernel {
 struct Session<'a> {
     config: &'a Config,
     start: Instant,
+    /// `--metrics`: counters being served.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Session<'_> {
@@ -154,9 +156,10 @@ fn trace_config(k: &Kernel, config: &Config, track: bool) -> TraceConfig {
 }
 
 pub async fn run(config: &Config) -> Result<(), Failure> {
-    let s = Session {
+    let mut s = Session {
         config,
         start: Instant::now(),
+        metrics: None,
     };
     // Lifecycle hook names are checked before touching the kernel: a typo
     // is a usage error even without root.
@@ -165,6 +168,16 @@ pub async fn run(config: &Config) -> Result<(), Failure> {
         Mode::Drop { .. } => None,
     };
     let k = s.kernel(prepared.is_some())?;
+    if let Some(addr) = config.metrics {
+        let m = Arc::new(Metrics::default());
+        let bound = m
+            .clone()
+            .serve(addr)
+            .await
+            .map_err(|e| Failure::Unusable(format!("--metrics {addr}: cannot listen: {e}")))?;
+        s.debug(format_args!("metrics at http://{bound}/metrics"));
+        s.metrics = Some(m);
+    }
     match (&config.mode, prepared) {
         (Mode::Drop { stack }, _) => run_drop(&s, &k, *stack).await,
         (Mode::Lifecycle(l), Some(p)) => run_lifecycle(&s, &k, l, p).await,
@@ -203,6 +216,7 @@ async fn run_drop(s: &Session<'_>, k: &Kernel, stack: bool) -> Result<(), Failur
     let mut out = Out::new();
     let mut sink = DropSink {
         printer: &printer,
+        metrics: s.metrics.clone(),
         out: &mut out,
         stack,
         json: config.json,
@@ -335,6 +349,7 @@ async fn run_lifecycle(
         free_by_slot: attached.free_by_slot,
         basic: l.basic,
         json: config.json,
+        metrics: s.metrics.clone(),
         min_latency_ns: l.min_latency_ns,
         count: config.count,
         printed: 0,
@@ -358,6 +373,7 @@ async fn stream<S: Sink + HasOut>(
     finish: impl FnOnce(&mut S) -> (u64, bool),
 ) -> Result<(), Failure> {
     let mut events = Events::new(&mut ebpf)?;
+    events.metrics = s.metrics.clone();
     s.debug("ready");
     let json = s.config.json;
     let marker = |kind: &str, text: &str| {
@@ -435,6 +451,7 @@ impl HasOut for LifecycleSink<'_> {
 /// Prints drop events as they arrive and stops at `-c N` or a closed pipe.
 struct DropSink<'a> {
     printer: &'a drop::Printer,
+    metrics: Option<Arc<Metrics>>,
     out: &'a mut Out,
     stack: bool,
     json: bool,
@@ -445,6 +462,11 @@ struct DropSink<'a> {
 
 impl DropSink<'_> {
     fn write(&mut self, ev: &nettrace_common::DropEvent) -> Result<(), Closed> {
+        if let Some(m) = &self.metrics {
+            let (reason, location) = self.printer.reason_and_location(ev);
+            m.dropped(&reason, &location);
+            m.event("kfree_skb");
+        }
         if self.json {
             return self.out.line(&self.printer.json(ev, self.stack));
         }

@@ -211,6 +211,12 @@ pub struct Args {
     #[arg(long, help_heading = "Output")]
     pub date: bool,
 
+    /// Serve Prometheus metrics (drops by reason and location, events per
+    /// hook, resets, retransmits, lost events) at http://ADDR/metrics while
+    /// tracing. ADDR: PORT, :PORT (both on 127.0.0.1) or HOST:PORT.
+    #[arg(long, value_name = "ADDR", help_heading = "Output")]
+    pub metrics: Option<String>,
+
     /// One JSON object per line (NDJSON) instead of text: every record has
     /// "v" (schema version) and "type" (begin, drop, packet, event, end,
     /// lost); addresses are strings, times in ns. See README.

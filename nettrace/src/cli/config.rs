@@ -68,6 +68,8 @@ pub struct Config {
     pub date: bool,
     /// `--json`: NDJSON records instead of text lines.
     pub json: bool,
+    /// `--metrics`: where to serve Prometheus metrics.
+    pub metrics: Option<std::net::SocketAddr>,
     pub debug: bool,
     pub backend: BackendChoice,
 }
@@ -152,6 +154,12 @@ impl Config {
             count: args.count.as_deref().map(|c| parse_count(c)).transpose()?,
             date: args.date,
             json: args.json,
+            metrics: args
+                .metrics
+                .as_deref()
+                .map(crate::output::metrics::parse_addr)
+                .transpose()
+                .map_err(UsageError)?,
             debug: args.debug,
             backend: args.backend,
         })
@@ -411,6 +419,7 @@ mod tests {
             (&["--tcp-flags", "SX"], "'X' is not one of"),
             (&["--diag-quiet"], "need --diag"),
             (&["--hooks"], "need --diag"),
+            (&["--metrics", "nohost"], "--metrics"),
             (&["--diag", "--basic"], "drop --basic"),
             (&["--drop", "--diag"], "cannot be combined with --drop"),
             (&["-p", "udp", "--tcp-flags", "S"], "needs TCP"),

@@ -165,6 +165,17 @@ impl Printer {
         json::line(m)
     }
 
+    /// The drop reason's name (`None` on kernels without drop reasons) and
+    /// the symbolized location, for `--metrics`.
+    pub fn reason_and_location(&self, ev: &DropEvent) -> (String, String) {
+        let reason = if self.reasons.is_empty() {
+            "unknown".to_string()
+        } else {
+            self.reasons.name(ev.reason)
+        };
+        (reason, self.symbols.symbolize(ev.location))
+    }
+
     /// `Call Stack:` and one `    -> func+0xoff` per frame, innermost first.
     pub fn stack(&self, ev: &DropEvent) -> Vec<String> {
         self.symbols.stack(ev.stack_id)

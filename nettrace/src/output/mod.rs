@@ -7,6 +7,7 @@
 
 mod clock;
 pub mod json;
+pub mod metrics;
 pub mod stack;
 
 use std::io::{self, BufWriter, IsTerminal as _, Stdout, Write as _};

@@ -288,6 +288,8 @@ pub struct LifecycleSink<'a> {
     pub basic: bool,
     /// `--json`: records instead of lines.
     pub json: bool,
+    /// `--metrics`: counted as events arrive.
+    pub metrics: Option<std::sync::Arc<crate::output::metrics::Metrics>>,
     pub min_latency_ns: u64,
     pub count: Option<u64>,
     pub printed: u64,
@@ -507,6 +509,19 @@ impl Sink for LifecycleSink<'_> {
         if let Some(d) = self.diag.as_mut() {
             let flags = d.flags_by_slot.get(ev.slot as usize).copied().unwrap_or(0);
             d.nf_notes.on_event(ev.skb, ev.ts_ns, flags);
+        }
+        if let Some(m) = &self.metrics {
+            m.event(
+                self.printer
+                    .names
+                    .get(ev.slot as usize)
+                    .map_or("?", String::as_str),
+            );
+            match self.printer.reason(&ev) {
+                Some(print::Reason::Drop(r)) => m.dropped(&r, &self.symbols.symbolize(ev.location)),
+                Some(print::Reason::Reset(r)) => m.reset(&r),
+                None => {}
+            }
         }
         if self.basic && self.json {
             let mut e = self.printer.event_json(&ev);
