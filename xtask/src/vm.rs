@@ -55,6 +55,8 @@ const TOOLS: &[(&str, &str)] = &[
     ("/usr/sbin/xtables-legacy-multi", "/usr/sbin/xtables-legacy-multi"),
     ("/usr/sbin/nft", "/usr/sbin/nft"),
     ("/usr/bin/ping", "/usr/bin/ping"),
+    // `cargo xtask bench --vm` measures overhead with it.
+    ("/usr/bin/iperf3", "/usr/bin/iperf3"),
     ("/bin/nc.openbsd", "/usr/bin/nc"),
     ("/bin/bash", "/bin/bash"),
     ("/usr/sbin/bpftool", "/usr/sbin/bpftool"),
