@@ -371,6 +371,15 @@ fn debug_lists_every_hook_with_backend_or_reason() {
     );
     assert!(hook_lines.iter().any(|l| l.contains("skipped: ")), "{err}");
     assert!(err.contains("attached "), "{err}");
+    // Where fentry is used, our programs pass its verifier: a fallback to
+    // kprobes may only come from the kernel refusing to attach to a
+    // function, never from a rejected program (a regression once hid
+    // behind that fallback for 40 hooks).
+    let rejected: Vec<&&str> = hook_lines
+        .iter()
+        .filter(|l| l.contains("because fentry failed") && l.contains("Permission denied"))
+        .collect();
+    assert!(rejected.is_empty(), "{rejected:#?}");
 }
 
 /// Kernel functions (not just tracepoints) where the kernel allows hooking

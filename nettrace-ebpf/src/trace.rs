@@ -61,21 +61,19 @@ fn slot(i: usize) -> &'static HookSlot {
     &config().slots[i]
 }
 
-/// Reads argument `index` of a BTF-typed context. Context reads must use a
-/// constant offset; because `index` comes from the read-only config at a
-/// constant slot, the verifier knows it and explores only the matching arm.
-macro_rules! arg_at {
-    ($ctx:expr, $index:expr) => {
-        match $index {
-            0 => $ctx.arg::<u64>(0),
-            1 => $ctx.arg::<u64>(1),
-            2 => $ctx.arg::<u64>(2),
-            3 => $ctx.arg::<u64>(3),
-            4 => $ctx.arg::<u64>(4),
-            5 => $ctx.arg::<u64>(5),
-            _ => 0,
-        }
-    };
+/// Argument `n` of a BTF-typed context (fentry, fexit, tp_btf: an array of
+/// u64). Read through a helper at a constant offset from the context:
+/// a plain `ctx[n]` lets LLVM fold the per-index loads into one load at a
+/// computed offset, which the verifier rejects ("modified ctx ptr"; seen on
+/// 6.1 for every hook whose skb is not the first argument). `n` comes from
+/// the read-only config, so the verifier sees the offset as a constant.
+#[inline(always)]
+fn ctx_arg(ctx: *mut c_void, n: u32) -> u64 {
+    if n > 5 {
+        return 0;
+    }
+    // SAFETY: probe read of our own context's argument slot.
+    unsafe { bpf_probe_read_kernel((ctx as usize + n as usize * 8) as *const u64) }.unwrap_or(0)
 }
 
 /// The skb from argument `raw`: itself, or the member of the struct it
@@ -127,10 +125,10 @@ impl HookArgs {
 #[inline(always)]
 pub fn on_tp_btf(ctx: &BtfTracePointContext, i: usize) {
     let s = slot(i);
-    let skb = arg_at!(ctx, s.skb_arg);
-    let extra = extra_of(s, |a| arg_at!(ctx, a));
+    let skb = ctx_arg(ctx.as_ptr(), s.skb_arg);
+    let extra = extra_of(s, |a| ctx_arg(ctx.as_ptr(), a));
     let location = if s.flags & slot_flags::LOCATION != 0 {
-        arg_at!(ctx, s.loc_arg)
+        ctx_arg(ctx.as_ptr(), s.loc_arg)
     } else {
         0
     };
@@ -151,10 +149,10 @@ pub fn on_tp_btf(ctx: &BtfTracePointContext, i: usize) {
 #[inline(always)]
 pub fn on_fentry(ctx: &FEntryContext, i: usize) {
     let s = slot(i);
-    let skb = skb_of(s, arg_at!(ctx, s.skb_arg));
+    let skb = skb_of(s, ctx_arg(ctx.as_ptr(), s.skb_arg));
     let mut args = HookArgs::entry(skb);
     if s.flags & slot_flags::NF_CONTEXT != 0 {
-        args.nf = [arg_at!(ctx, s.nf_arg), arg_at!(ctx, s.nf_arg2)];
+        args.nf = [ctx_arg(ctx.as_ptr(), s.nf_arg), ctx_arg(ctx.as_ptr(), s.nf_arg2)];
     }
     handle(ctx.as_ptr(), i as u32, &args);
 }
@@ -162,15 +160,15 @@ pub fn on_fentry(ctx: &FEntryContext, i: usize) {
 #[inline(always)]
 pub fn on_fexit(ctx: &FExitContext, i: usize) {
     let s = slot(i);
-    let skb = skb_of(s, arg_at!(ctx, s.skb_arg));
-    let ret = arg_at!(ctx, s.ret_arg);
+    let skb = skb_of(s, ctx_arg(ctx.as_ptr(), s.skb_arg));
+    let ret = ctx_arg(ctx.as_ptr(), s.ret_arg);
     let kind = if s.flags & slot_flags::CLONE != 0 {
         event_kind::CLONE
     } else {
         event_kind::EXIT
     };
     let nf = if s.flags & slot_flags::NF_CONTEXT != 0 {
-        [arg_at!(ctx, s.nf_arg), arg_at!(ctx, s.nf_arg2)]
+        [ctx_arg(ctx.as_ptr(), s.nf_arg), ctx_arg(ctx.as_ptr(), s.nf_arg2)]
     } else {
         [0; 2]
     };

@@ -289,6 +289,14 @@ async fn run_lifecycle(
                 Err(why) => s.debug(format_args!("hook {name:<28} skipped: {why}")),
             }
         }
+        for (name, why) in &attached.fallbacks {
+            // A verifier log is many lines; its end says why.
+            let lines: Vec<&str> = why.lines().filter(|l| !l.trim().is_empty()).collect();
+            let tail = lines[lines.len().saturating_sub(4)..].join(" | ");
+            s.debug(format_args!(
+                "hook {name:<28} kprobe, because fentry failed: {tail}"
+            ));
+        }
     }
     let total: usize = attached.counts.values().sum();
     s.debug(format_args!("attached {total} hooks: {:?}", attached.counts));

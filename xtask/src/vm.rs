@@ -321,7 +321,7 @@ pub fn initramfs(
              rm -f /tmp/su.out; ({nt} --debug --backend {backend} -p icmp -d 10.255.255.1 > /tmp/su.out 2> /tmp/su.err &)\n\
              i=0; while [ $i -lt 300 ] && ! grep -q 'begin trace' /tmp/su.out 2>/dev/null; do sleep 1; i=$((i+1)); done\n\
              killall -INT nettrace; sleep 3\n\
-             grep -E 'kernel capabilities|^  [a-zA-Z]|attached|ready|plan:|nettrace: [a-z]' /tmp/su.err\n",
+             grep -E 'kernel capabilities|^  [a-zA-Z]|attached|ready|plan:|nettrace: [a-z]|because fentry failed' /tmp/su.err | cut -c1-700\n",
             nt = nettrace.display()
         );
     }

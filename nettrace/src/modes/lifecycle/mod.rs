@@ -100,6 +100,8 @@ pub struct Attached {
     /// Catalogue index of each slot's hook.
     pub hook_by_slot: Vec<usize>,
     pub free_by_slot: Vec<bool>,
+    /// Hooks that fell back from fentry to a kprobe, and why (`--debug`).
+    pub fallbacks: Vec<(String, String)>,
     /// Slots whose extra value is a TCP reset reason.
     pub reset_by_slot: Vec<bool>,
     /// Each slot's `slot_flags`.
@@ -132,11 +134,15 @@ pub fn attach(
     let mut reset_by_slot = vec![false; plan.hooks.len()];
     let mut flags_by_slot = vec![0; plan.hooks.len()];
     let mut classic_loaded = false;
+    let mut fallbacks = Vec::new();
     for p in &plan.hooks {
         let result = attach_one(ebpf, p, btf, tracefs_root, &mut classic_loaded).or_else(|e| {
             if kprobe_fallback && matches!(p.backend, Backend::Fentry) {
                 attach_kprobe(ebpf, p)
-                    .map(|()| Backend::Kprobe)
+                    .map(|()| {
+                        fallbacks.push((p.name.clone(), e.clone()));
+                        Backend::Kprobe
+                    })
                     .map_err(|k| format!("fentry: {e}; kprobe: {k}"))
             } else {
                 Err(e)
@@ -171,6 +177,7 @@ pub fn attach(
         names_by_slot,
         hook_by_slot,
         free_by_slot,
+        fallbacks,
         reset_by_slot,
         flags_by_slot,
         counts,
