@@ -38,12 +38,4 @@ pub fn probe_kprobe(_ctx: ProbeContext) -> u32 {
     0
 }
 
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    loop {}
-}
-
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
+nettrace_ebpf::object_glue!();

@@ -20,14 +20,4 @@ mod slots;
 #[allow(dead_code, reason = "the function entry points live in the full object only")]
 mod trace;
 
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    loop {}
-}
-
-// GPL-compatible: the programs use GPL-only helpers (probe_read_kernel,
-// get_stackid, ringbuf).
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
+nettrace_ebpf::object_glue!();
