@@ -67,13 +67,18 @@ fn slot(i: usize) -> &'static HookSlot {
 /// computed offset, which the verifier rejects ("modified ctx ptr"; seen on
 /// 6.1 for every hook whose skb is not the first argument). `n` comes from
 /// the read-only config, so the verifier sees the offset as a constant.
+/// The first argument (where most hooks have their skb) is a plain load
+/// at offset 0, which cannot be folded with anything: no helper call on the
+/// common path.
 #[inline(always)]
 fn ctx_arg(ctx: *mut c_void, n: u32) -> u64 {
-    if n > 5 {
-        return 0;
+    match n {
+        // SAFETY: a BTF context always has its first argument at offset 0.
+        0 => unsafe { *(ctx as *const u64) },
+        // SAFETY: probe read of our own context's argument slot.
+        1..=5 => unsafe { bpf_probe_read_kernel((ctx as usize + n as usize * 8) as *const u64) }.unwrap_or(0),
+        _ => 0,
     }
-    // SAFETY: probe read of our own context's argument slot.
-    unsafe { bpf_probe_read_kernel((ctx as usize + n as usize * 8) as *const u64) }.unwrap_or(0)
 }
 
 /// The skb from argument `raw`: itself, or the member of the struct it
