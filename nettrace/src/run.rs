@@ -23,7 +23,11 @@ use crate::{
         drop,
         lifecycle::{self, LifecycleSink, print::LinePrinter, track::Tracker},
     },
-    output::{Clock, Closed, Out, metrics::Metrics, stack::Symbolizer},
+    output::{
+        Clock, Closed, Out,
+        metrics::{Counts, Metrics},
+        stack::Symbolizer,
+    },
     plan::{self, Backend},
 };
 
@@ -216,7 +220,7 @@ async fn run_drop(s: &Session<'_>, k: &Kernel, stack: bool) -> Result<(), Failur
     let mut out = Out::new();
     let mut sink = DropSink {
         printer: &printer,
-        metrics: s.metrics.clone(),
+        metrics: s.metrics.clone().map(Counts::new),
         out: &mut out,
         stack,
         json: config.json,
@@ -357,7 +361,7 @@ async fn run_lifecycle(
         free_by_slot: attached.free_by_slot,
         basic: l.basic,
         json: config.json,
-        metrics: s.metrics.clone(),
+        metrics: s.metrics.clone().map(Counts::new),
         min_latency_ns: l.min_latency_ns,
         count: config.count,
         printed: 0,
@@ -459,7 +463,7 @@ impl HasOut for LifecycleSink<'_> {
 /// Prints drop events as they arrive and stops at `-c N` or a closed pipe.
 struct DropSink<'a> {
     printer: &'a drop::Printer,
-    metrics: Option<Arc<Metrics>>,
+    metrics: Option<Counts>,
     out: &'a mut Out,
     stack: bool,
     json: bool,
@@ -470,10 +474,10 @@ struct DropSink<'a> {
 
 impl DropSink<'_> {
     fn write(&mut self, ev: &nettrace_common::DropEvent) -> Result<(), Closed> {
-        if let Some(m) = &self.metrics {
-            let (reason, location) = self.printer.reason_and_location(ev);
-            m.dropped(&reason, &location);
-            m.event("kfree_skb");
+        if let Some(c) = &mut self.metrics {
+            let printer = self.printer;
+            c.dropped(ev.reason, ev.location, || printer.reason_and_location(ev));
+            c.hook(0, || "kfree_skb".into());
         }
         if self.json {
             return self.out.line(&self.printer.json(ev, self.stack));

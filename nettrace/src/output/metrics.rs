@@ -8,7 +8,7 @@
 //! of lifecycle tracing), events per hook, TCP resets sent by reason,
 //! retransmits, and events lost by cause (the kernel's own counts).
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{collections::HashMap, net::SocketAddr, sync::Arc};
 
 use prometheus_client::{
     encoding::text::encode,
@@ -61,26 +61,32 @@ impl Metrics {
         r
     }
 
-    pub fn dropped(&self, reason: &str, location: &str) {
+    fn drop_counter(&self, reason: &str, location: &str) -> Counter {
         self.drops
             .get_or_create(&vec![
                 ("reason", reason.to_string()),
                 ("location", location.to_string()),
             ])
-            .inc();
+            .clone()
     }
 
-    pub fn event(&self, hook: &str) {
-        self.events.get_or_create(&vec![("hook", hook.to_string())]).inc();
+    /// The counters one event of `hook` increments.
+    fn hook_counters(&self, hook: &str) -> Vec<Counter> {
+        let mut c = vec![
+            self.events
+                .get_or_create(&vec![("hook", hook.to_string())])
+                .clone(),
+        ];
         if hook == "tcp_retransmit_skb" {
-            self.retransmits.inc();
+            c.push(self.retransmits.clone());
         }
+        c
     }
 
-    pub fn reset(&self, reason: &str) {
+    fn reset_counter(&self, reason: &str) -> Counter {
         self.resets
             .get_or_create(&vec![("reason", reason.to_string())])
-            .inc();
+            .clone()
     }
 
     pub fn lost(&self, cause: &str, total: u64) {
@@ -128,6 +134,57 @@ impl Metrics {
     }
 }
 
+/// A sink's handles to the counters, keyed by the raw values events carry:
+/// after the first event of a kind, counting is an atomic add, without
+/// building label strings or symbolizing on the event path.
+pub struct Counts {
+    metrics: Arc<Metrics>,
+    hooks: HashMap<u32, Vec<Counter>>,
+    drops: HashMap<(u32, u64), Counter>,
+    resets: HashMap<u32, Counter>,
+}
+
+impl Counts {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self {
+            metrics,
+            hooks: HashMap::new(),
+            drops: HashMap::new(),
+            resets: HashMap::new(),
+        }
+    }
+
+    /// An event at hook `slot`; `name` is asked for the first time only.
+    pub fn hook(&mut self, slot: u32, name: impl FnOnce() -> String) {
+        let m = &self.metrics;
+        for c in self.hooks.entry(slot).or_insert_with(|| m.hook_counters(&name())) {
+            c.inc();
+        }
+    }
+
+    /// A drop with reason value `reason` at code address `location`;
+    /// `labels` gives their names the first time.
+    pub fn dropped(&mut self, reason: u32, location: u64, labels: impl FnOnce() -> (String, String)) {
+        let m = &self.metrics;
+        self.drops
+            .entry((reason, location))
+            .or_insert_with(|| {
+                let (r, l) = labels();
+                m.drop_counter(&r, &l)
+            })
+            .inc();
+    }
+
+    /// A TCP reset with reason value `reason`.
+    pub fn reset(&mut self, reason: u32, name: impl FnOnce() -> String) {
+        let m = &self.metrics;
+        self.resets
+            .entry(reason)
+            .or_insert_with(|| m.reset_counter(&name()))
+            .inc();
+    }
+}
+
 /// `--metrics` value: `HOST:PORT`, `:PORT` or `PORT` (then 127.0.0.1, so
 /// nothing is exposed beyond this machine unless asked).
 pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
@@ -155,12 +212,15 @@ mod tests {
 
     #[test]
     fn counters_encode_as_openmetrics() {
-        let m = Metrics::default();
-        m.dropped("NO_SOCKET", "tcp_v4_rcv+0x99");
-        m.dropped("NO_SOCKET", "tcp_v4_rcv+0x99");
-        m.event("kfree_skb");
-        m.event("tcp_retransmit_skb");
-        m.reset("NO_SOCKET");
+        let m = Arc::new(Metrics::default());
+        let mut c = Counts::new(m.clone());
+        let labels = || ("NO_SOCKET".to_string(), "tcp_v4_rcv+0x99".to_string());
+        c.dropped(2, 0xffff_0099, labels);
+        // Cached: the labels are not asked for again.
+        c.dropped(2, 0xffff_0099, || unreachable!());
+        c.hook(0, || "kfree_skb".into());
+        c.hook(3, || "tcp_retransmit_skb".into());
+        c.reset(1, || "NO_SOCKET".into());
         m.lost("ring_buffer_full", 7);
         let text = m.encode();
         assert!(

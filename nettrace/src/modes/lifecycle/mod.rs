@@ -296,7 +296,7 @@ pub struct LifecycleSink<'a> {
     /// `--json`: records instead of lines.
     pub json: bool,
     /// `--metrics`: counted as events arrive.
-    pub metrics: Option<std::sync::Arc<crate::output::metrics::Metrics>>,
+    pub metrics: Option<crate::output::metrics::Counts>,
     pub min_latency_ns: u64,
     pub count: Option<u64>,
     pub printed: u64,
@@ -517,16 +517,19 @@ impl Sink for LifecycleSink<'_> {
             let flags = d.flags_by_slot.get(ev.slot as usize).copied().unwrap_or(0);
             d.nf_notes.on_event(ev.skb, ev.ts_ns, flags);
         }
-        if let Some(m) = &self.metrics {
-            m.event(
-                self.printer
-                    .names
-                    .get(ev.slot as usize)
-                    .map_or("?", String::as_str),
-            );
-            match self.printer.reason(&ev) {
-                Some(print::Reason::Drop(r)) => m.dropped(&r, &self.symbols.symbolize(ev.location)),
-                Some(print::Reason::Reset(r)) => m.reset(&r),
+        if let Some(c) = &mut self.metrics {
+            let (printer, symbols) = (&self.printer, &self.symbols);
+            c.hook(ev.slot, || {
+                printer.names.get(ev.slot as usize).cloned().unwrap_or_default()
+            });
+            match printer.reason_kind(&ev) {
+                Some(false) => c.dropped(ev.extra as u32, ev.location, || {
+                    (
+                        printer.reasons.name(ev.extra as u32),
+                        symbols.symbolize(ev.location),
+                    )
+                }),
+                Some(true) => c.reset(ev.extra as u32, || printer.resets.name(ev.extra as u32)),
                 None => {}
             }
         }

@@ -51,15 +51,23 @@ fn ret_value(v: u64) -> String {
 }
 
 impl LinePrinter {
-    /// The drop or reset reason an entry event carries, by name.
-    pub fn reason(&self, ev: &TraceEvent) -> Option<Reason> {
+    /// Whether an entry event carries a reason: `Some(true)` for a TCP reset
+    /// reason, `Some(false)` for a drop reason (its value is `ev.extra`).
+    pub fn reason_kind(&self, ev: &TraceEvent) -> Option<bool> {
         if ev.has_extra == 0 || ev.kind != event_kind::ENTRY {
             return None;
         }
-        if self.reset_by_slot.get(ev.slot as usize).copied().unwrap_or(false) {
-            return (!self.resets.is_empty()).then(|| Reason::Reset(self.resets.name(ev.extra as u32)));
-        }
-        (!self.reasons.is_empty()).then(|| Reason::Drop(self.reasons.name(ev.extra as u32)))
+        let reset = self.reset_by_slot.get(ev.slot as usize).copied().unwrap_or(false);
+        let names = if reset { &self.resets } else { &self.reasons };
+        (!names.is_empty()).then_some(reset)
+    }
+
+    /// The drop or reset reason an entry event carries, by name.
+    pub fn reason(&self, ev: &TraceEvent) -> Option<Reason> {
+        Some(match self.reason_kind(ev)? {
+            true => Reason::Reset(self.resets.name(ev.extra as u32)),
+            false => Reason::Drop(self.reasons.name(ev.extra as u32)),
+        })
     }
 
     fn name(&self, ev: &TraceEvent) -> &str {
