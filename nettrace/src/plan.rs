@@ -98,6 +98,16 @@ fn nf_context(cfg: &mut HookSlot, nf: NfContext, params: &[TpArg]) {
     }
 }
 
+/// Flags for a hook whose argument or record field of type `ty` is worth
+/// reporting: a drop reason or a TCP reset reason.
+fn reason_flags(ty: &str, opts: &PlanOptions) -> Option<u32> {
+    match ty {
+        DROP_REASON => Some(drop_reason_flags(opts)),
+        RESET_REASON => Some(slot_flags::EXTRA | slot_flags::RESET_REASON),
+        _ => None,
+    }
+}
+
 /// Flags for a hook that reports drop reasons.
 fn drop_reason_flags(opts: &PlanOptions) -> u32 {
     let nf = if opts.nf_hooks {
@@ -187,13 +197,16 @@ pub fn build(
                     continue;
                 };
                 cfg.skb_arg = skb;
-                if let Some(r) = position(&args, RESET_REASON).filter(|&r| r <= 5) {
+                let reason = args
+                    .iter()
+                    .enumerate()
+                    .find_map(|(i, a)| Some((i as u32, reason_flags(&a.ty, opts)?)))
+                    .filter(|&(r, _)| r <= 5);
+                if let Some((r, flags)) = reason {
                     cfg.extra_arg = r;
-                    cfg.flags |= slot_flags::EXTRA | slot_flags::RESET_REASON;
+                    cfg.flags |= flags;
                 }
-                if let Some(r) = position(&args, DROP_REASON) {
-                    cfg.extra_arg = r;
-                    cfg.flags |= drop_reason_flags(opts);
+                if cfg.flags & slot_flags::EXTRA != 0 && cfg.flags & slot_flags::RESET_REASON == 0 {
                     // Where the drop happened: `location`, the first `void *`.
                     let by_name = args.iter().position(|a| a.name == "location").map(|i| i as u32);
                     if let Some(l) = by_name.or_else(|| position(&args, "void *")).filter(|&l| l <= 5) {
@@ -230,16 +243,11 @@ pub fn build(
                 continue;
             };
             cfg.skb_arg = skb.offset;
-            match fmt.get("reason") {
-                Some(r) if r.ty == DROP_REASON => {
-                    cfg.extra_arg = r.offset;
-                    cfg.flags |= drop_reason_flags(opts);
-                }
-                Some(r) if r.ty == RESET_REASON => {
-                    cfg.extra_arg = r.offset;
-                    cfg.flags |= slot_flags::EXTRA | slot_flags::RESET_REASON;
-                }
-                _ => {}
+            if let Some(r) = fmt.get("reason")
+                && let Some(flags) = reason_flags(&r.ty, opts)
+            {
+                cfg.extra_arg = r.offset;
+                cfg.flags |= flags;
             }
             if let Some(l) = fmt.get("location") {
                 cfg.loc_arg = l.offset;
