@@ -90,20 +90,28 @@ fn assert_netfilter_diagnosis(lines: &[String]) {
     assert_eq!(lines.last().map(String::as_str), Some("end trace..."));
 }
 
-#[test]
-fn iptables_icmp_drop_is_diagnosed_with_blamed_hooks_and_tracing_stops() {
+/// A ping from `a` that an iptables DROP on `b`'s INPUT drops, traced with
+/// `--diag --hooks` and `extra` flags until tracing ends by itself (no -c).
+fn diagnosed_icmp_drop(extra: &[&str]) -> (Pair, Tracer) {
     let net = Pair::new();
     iptables(
         &net,
         &net.b,
         &["-A", "INPUT", "-p", "icmp", "-s", &net.a4, "-j", "DROP"],
     );
-    // No -c: the first diagnosed problem ends tracing by itself.
-    let mut t = Tracer::start(&[
+    let mut args = vec![
         "-t", HOOKS, "--diag", "--hooks", "-p", "icmp", "-s", &net.a4, "-d", &net.b4,
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let mut t = Tracer::start(&args);
     net.exec(&net.a, &["ping", "-c", "1", "-W", "1", &net.b4]);
     assert!(t.wait_exit(start_timeout()).success(), "{}", t.stderr());
+    (net, t)
+}
+
+#[test]
+fn iptables_icmp_drop_is_diagnosed_with_blamed_hooks_and_tracing_stops() {
+    let (_net, t) = diagnosed_icmp_drop(&[]);
     assert_netfilter_diagnosis(&t.lines());
 }
 
@@ -272,22 +280,8 @@ fn netfilter_functions_name_hook_point_table_and_chain() {
 
 #[test]
 fn json_diagnosis_is_an_analysis_record() {
-    let net = Pair::new();
-    iptables(
-        &net,
-        &net.b,
-        &["-A", "INPUT", "-p", "icmp", "-s", &net.a4, "-j", "DROP"],
-    );
-    let mut t = Tracer::start(&[
-        "-t", HOOKS, "--diag", "--hooks", "--json", "-p", "icmp", "-s", &net.a4, "-d", &net.b4,
-    ]);
-    net.exec(&net.a, &["ping", "-c", "1", "-W", "1", &net.b4]);
-    assert!(t.wait_exit(start_timeout()).success(), "{}", t.stderr());
-    let records: Vec<serde_json::Value> = t
-        .lines()
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
-        .collect();
+    let (net, t) = diagnosed_icmp_drop(&["--json"]);
+    let records = t.json_records();
     let packet = records
         .iter()
         .find(|r| {

@@ -386,11 +386,7 @@ fn json_records_parse_and_carry_what_the_text_line_says() {
     let mut t = Tracer::start(&["--drop", "--json", "-d", &net.b4, "-D", "9958", "-c", "1"]);
     net.syn(9958);
     assert!(t.wait_exit(util::start_timeout()).success(), "{}", t.stderr());
-    let records: Vec<serde_json::Value> = t
-        .lines()
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
-        .collect();
+    let records = t.json_records();
     assert_eq!(records.first().unwrap()["type"], "begin");
     assert_eq!(records.last().unwrap()["type"], "end");
     assert!(records.iter().all(|r| r["v"] == 1), "{records:#?}");

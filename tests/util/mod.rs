@@ -227,6 +227,15 @@ impl Tracer {
         self.lines.lock().unwrap().clone()
     }
 
+    /// Every stdout line parsed as JSON (`--json`); a line that is not JSON
+    /// fails the test.
+    pub fn json_records(&self) -> Vec<serde_json::Value> {
+        self.lines()
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+            .collect()
+    }
+
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
