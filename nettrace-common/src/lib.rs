@@ -10,6 +10,7 @@
 pub mod drop;
 pub mod filter;
 pub mod layout;
+pub mod tcp;
 pub mod trace;
 
 pub use drop::{DropConfig, DropEvent};
@@ -60,4 +61,7 @@ mod pod {
     unsafe impl aya::Pod for crate::KernelLayout {}
     unsafe impl aya::Pod for crate::TraceConfig {}
     unsafe impl aya::Pod for crate::TraceEvent {}
+    unsafe impl aya::Pod for crate::tcp::TcpConfig {}
+    unsafe impl aya::Pod for crate::tcp::TcpEvent {}
+    unsafe impl aya::Pod for crate::tcp::RtEvent {}
 }

@@ -1,7 +1,7 @@
 //! The embedded eBPF objects and how they are loaded.
 
 use aya::{Btf, Ebpf, EbpfLoader};
-use nettrace_common::{DropConfig, TraceConfig};
+use nettrace_common::{DropConfig, TraceConfig, tcp::TcpConfig};
 
 /// Built by `build.rs` (aya-build) from the `nettrace-ebpf` crate.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/nettrace"));
@@ -11,6 +11,9 @@ static TP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "
 
 /// The `--drop` monitor (`nettrace-ebpf/src/drop_main.rs`).
 static DROP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/nettrace-drop"));
+
+/// The `--tcp-monitor` / `--rt` object (`nettrace-ebpf/src/tcp_main.rs`).
+static TCP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/nettrace-tcp"));
 
 /// The capability probes (`nettrace-ebpf/src/probe_main.rs`).
 static PROBES: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/nettrace-probe"));
@@ -41,6 +44,15 @@ pub fn load_drop(drop: &DropConfig, btf: Option<&Btf>) -> Result<Ebpf, aya::Ebpf
     loader
         .override_global("DROP_CONFIG", drop, true)
         .load(DROP_OBJECT)
+}
+
+/// The TCP socket object, configured like `load`'s.
+pub fn load_tcp(tcp: &TcpConfig, btf: Option<&Btf>) -> Result<Ebpf, aya::EbpfError> {
+    let mut loader = EbpfLoader::new();
+    if let Some(btf) = btf {
+        loader.btf(btf);
+    }
+    loader.override_global("TCP_CONFIG", tcp, true).load(TCP_OBJECT)
 }
 
 /// The small object holding only the capability probes: parsed in a

@@ -10,7 +10,7 @@ use nettrace_common::{DropConfig, KernelLayout, TraceConfig, drop::DropArgs, tra
 use crate::{
     catalogue::Selection,
     cli::{BackendChoice, Config, Lifecycle, Mode},
-    events::{Events, Flow, Sink},
+    events::{Events, Flow, Sink, record},
     kernel::{
         btf::{KernelBtf, VMLINUX_BTF},
         caps::{self, Capabilities},
@@ -22,6 +22,7 @@ use crate::{
     modes::{
         drop,
         lifecycle::{self, LifecycleSink, print::LinePrinter, track::Tracker},
+        tcp,
     },
     output::{
         Clock, Closed, Out,
@@ -169,23 +170,173 @@ pub async fn run(config: &Config) -> Result<(), Failure> {
     // is a usage error even without root.
     let prepared = match &config.mode {
         Mode::Lifecycle(l) => Some(lifecycle::prepare(l).map_err(Failure::Unusable)?),
-        Mode::Drop { .. } => None,
+        Mode::Conn { interval, states } => {
+            // No eBPF: netlink only, so no kernel facts to gather.
+            s.metrics = serve_metrics(&s).await?;
+            return run_conn(&s, *interval, *states).await;
+        }
+        _ => None,
     };
     let k = s.kernel(prepared.is_some())?;
-    if let Some(addr) = config.metrics {
-        let m = Arc::new(Metrics::default());
-        let bound = m
-            .clone()
-            .serve(addr)
-            .await
-            .map_err(|e| Failure::Unusable(format!("--metrics {addr}: cannot listen: {e}")))?;
-        s.debug(format_args!("metrics at http://{bound}/metrics"));
-        s.metrics = Some(m);
-    }
+    s.metrics = serve_metrics(&s).await?;
     match (&config.mode, prepared) {
         (Mode::Drop { stack }, _) => run_drop(&s, &k, *stack).await,
         (Mode::Lifecycle(l), Some(p)) => run_lifecycle(&s, &k, l, p).await,
-        (Mode::Lifecycle(_), None) => unreachable!("prepared above"),
+        (Mode::TcpMonitor, _) => run_tcp(&s, &k, None).await,
+        (Mode::Rt { summary }, _) => run_tcp(&s, &k, Some(*summary)).await,
+        (Mode::Lifecycle(_) | Mode::Conn { .. }, _) => unreachable!("handled above"),
+    }
+}
+
+/// `--metrics`: starts serving, or `None` when not asked for.
+async fn serve_metrics(s: &Session<'_>) -> Result<Option<Arc<Metrics>>, Failure> {
+    let Some(addr) = s.config.metrics else {
+        return Ok(None);
+    };
+    let m = Arc::new(Metrics::default());
+    let bound = m
+        .clone()
+        .serve(addr)
+        .await
+        .map_err(|e| Failure::Unusable(format!("--metrics {addr}: cannot listen: {e}")))?;
+    s.debug(format_args!("metrics at http://{bound}/metrics"));
+    Ok(Some(m))
+}
+
+/// `--tcp-monitor` (`rt_summary` `None`) or `--rt`.
+async fn run_tcp(s: &Session<'_>, k: &Kernel, rt_summary: Option<bool>) -> Result<(), Failure> {
+    let config = s.config;
+    let mode = if rt_summary.is_some() {
+        "--rt"
+    } else {
+        "--tcp-monitor"
+    };
+    let root = k.tracefs.as_deref().ok_or_else(|| {
+        Failure::Unusable(format!(
+            "{mode} attaches classic tracepoints, and tracefs cannot be mounted"
+        ))
+    })?;
+    let wanted: &'static [tcp::Tracepoint] = if rt_summary.is_some() {
+        &tcp::RT
+    } else {
+        &tcp::MONITOR
+    };
+    let mut p = tcp::prepare(&k.btf, &k.layout, root, wanted)
+        .map_err(|e| Failure::Unusable(format!("unsupported kernel: {e}")))?;
+    let missing: Vec<String> = p
+        .missing
+        .iter()
+        .map(|t| format!("{}:{}", t.group, t.name))
+        .collect();
+    if rt_summary.is_some() && !missing.is_empty() || p.present.is_empty() {
+        return Err(Failure::Unusable(format!(
+            "{mode} needs tracepoints this kernel lacks: {}",
+            missing.join(", ")
+        )));
+    }
+    for m in &missing {
+        // Said once, so that an absent kind of event is not mistaken for
+        // a healthy network.
+        eprintln!("nettrace: this kernel has no tracepoint {m}: those events cannot be reported");
+    }
+    p.config.filter = config.filter;
+    s.debug(format_args!("tcp config: {:?}", p.config));
+    let mut ebpf = load::load_tcp(&p.config, k.aya_btf.as_ref())?;
+    tcp::attach(&mut ebpf, &p.present)?;
+    s.debug(format_args!("attached {} tracepoints", p.present.len()));
+    let clock = Clock::new(config.date);
+    let mut out = Out::new();
+    let mut sink = TcpSink {
+        monitor: rt_summary.is_none().then(|| tcp::monitor::Printer {
+            clock: clock.clone(),
+            names: p.names,
+            resets: DropReasons::resets_from_btf(&k.btf).unwrap_or_default(),
+        }),
+        summary: rt_summary.unwrap_or(false).then(tcp::rt::Summary::default),
+        clock,
+        out: &mut out,
+        json: config.json,
+        metrics: s.metrics.clone().map(Counts::new),
+        count: config.count,
+        seen: 0,
+        closed: false,
+    };
+    stream(s, ebpf, &mut sink, |sink| (sink.seen, sink.closed)).await
+}
+
+/// `--conn`: one snapshot, or one every `interval` until interrupted.
+async fn run_conn(
+    s: &Session<'_>,
+    interval: Option<std::time::Duration>,
+    states: u32,
+) -> Result<(), Failure> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(Failure::Unusable(
+            "must run as root: --conn enters every network namespace (CAP_SYS_ADMIN)".into(),
+        ));
+    }
+    let config = s.config;
+    let clock = Clock::new(config.date);
+    let mut out = Out::new();
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut printed = 0u64;
+    loop {
+        let filter = config.filter;
+        let snap = tokio::task::spawn_blocking(move || crate::modes::conn::snapshot(&filter, states))
+            .await
+            .map_err(anyhow::Error::from)??;
+        for e in &snap.errors {
+            eprintln!("nettrace: --conn: {e}");
+        }
+        s.debug(format_args!(
+            "{} connections in {} namespaces",
+            snap.conns.len(),
+            snap.namespaces
+        ));
+        let now = crate::events::monotonic_ns();
+        let mut lines = Vec::new();
+        if interval.is_some() && !config.json {
+            lines.push(format!(
+                "[{}] {} connections",
+                clock.format(now),
+                snap.conns.len()
+            ));
+        }
+        for c in &snap.conns {
+            if let Some(m) = &s.metrics {
+                m.rtt(0 /* TODO wire conn rtt */);
+            }
+            lines.push(if config.json {
+                let mut m = c.json();
+                m.insert("ts_ns".into(), now.into());
+                crate::output::json::line(m)
+            } else {
+                c.line()
+            });
+        }
+        for l in &lines {
+            if out.line(l).is_err() {
+                return Ok(());
+            }
+            printed += 1;
+            if config.count.is_some_and(|n| printed >= n) {
+                let _ = out.flush();
+                return Ok(());
+            }
+        }
+        if out.flush().is_err() {
+            return Ok(());
+        }
+        let Some(every) = interval else {
+            return Ok(());
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = sigint.recv() => return Ok(()),
+            _ = sigterm.recv() => return Ok(()),
+        }
     }
 }
 
@@ -454,6 +605,12 @@ impl HasOut for DropSink<'_> {
     }
 }
 
+impl HasOut for TcpSink<'_> {
+    fn out(&mut self) -> &mut Out {
+        self.out
+    }
+}
+
 impl HasOut for LifecycleSink<'_> {
     fn out(&mut self) -> &mut Out {
         self.out
@@ -519,5 +676,107 @@ impl Sink for DropSink<'_> {
         } else {
             Flow::Continue
         }
+    }
+}
+
+/// Prints `--tcp-monitor` events and `--rt` tasks (or, with `--rt-summary`,
+/// their histograms once a second).
+struct TcpSink<'a> {
+    /// `--tcp-monitor`'s printer; `None` for `--rt`.
+    monitor: Option<tcp::monitor::Printer>,
+    /// `--rt-summary`: the current second's histograms.
+    summary: Option<tcp::rt::Summary>,
+    clock: Clock,
+    out: &'a mut Out,
+    json: bool,
+    metrics: Option<Counts>,
+    count: Option<u64>,
+    seen: u64,
+    closed: bool,
+}
+
+impl TcpSink<'_> {
+    fn write(&mut self, bytes: &[u8]) -> Result<bool, Closed> {
+        use nettrace_common::tcp::{RtEvent, TcpEvent, tp};
+        if let (Some(ev), Some(p)) = (record::<TcpEvent>(bytes), &self.monitor) {
+            if let Some(c) = &mut self.metrics {
+                c.hook(ev.kind.into(), || tcp::monitor::event_name(ev.kind).into());
+                if ev.kind == tp::SEND_RESET
+                    && let Some((_, name)) = p.why(&ev)
+                {
+                    c.reset(ev.value, || name);
+                }
+            }
+            let l = if self.json { p.json(&ev) } else { p.line(&ev) };
+            self.out.line(&l)?;
+            return Ok(true);
+        }
+        if let Some(ev) = record::<RtEvent>(bytes) {
+            if let Some(c) = &mut self.metrics {
+                c.task(&ev);
+            }
+            if let Some(sum) = &mut self.summary {
+                sum.add(&ev);
+                return Ok(false);
+            }
+            let l = if self.json {
+                tcp::rt::json(&self.clock, &ev)
+            } else {
+                tcp::rt::line(&self.clock, &ev)
+            };
+            self.out.line(&l)?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}
+
+impl Sink for TcpSink<'_> {
+    fn event(&mut self, bytes: &[u8]) -> Flow {
+        match self.write(bytes) {
+            Err(Closed) => {
+                self.closed = true;
+                Flow::Stop
+            }
+            Ok(printed) => {
+                self.seen += u64::from(printed);
+                if self.count.is_some_and(|n| self.seen >= n) {
+                    Flow::Stop
+                } else {
+                    Flow::Continue
+                }
+            }
+        }
+    }
+
+    fn batch_done(&mut self) -> Flow {
+        if self.out.flush().is_err() {
+            self.closed = true;
+            Flow::Stop
+        } else {
+            Flow::Continue
+        }
+    }
+
+    fn tick(&mut self, now_ns: u64) -> Flow {
+        let Some(sum) = &mut self.summary else {
+            return Flow::Continue;
+        };
+        let lines = if self.json {
+            vec![sum.take_json(now_ns)]
+        } else {
+            sum.take(&self.clock, now_ns)
+        };
+        for l in lines {
+            if self.out.line(&l).is_err() {
+                self.closed = true;
+                return Flow::Stop;
+            }
+        }
+        self.seen += 1;
+        if self.count.is_some_and(|n| self.seen >= n) {
+            return Flow::Stop;
+        }
+        self.batch_done()
     }
 }

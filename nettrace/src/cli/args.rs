@@ -63,6 +63,45 @@ pub struct Args {
     #[arg(long, help_heading = "Modes")]
     pub hooks: bool,
 
+    /// TCP anomalies as they happen, one line each: retransmits, SYN-ACK
+    /// retransmits, resets sent (with the kernel's reason) and received, bad
+    /// checksums, congestion state into Recovery/Loss. Filters see the local
+    /// end as source (-s/-S) and the remote end as destination (-d/-D).
+    #[arg(long, help_heading = "Modes")]
+    pub tcp_monitor: bool,
+
+    /// Snapshot of TCP connections in every network namespace (netlink
+    /// sock_diag with tcp_info): state, rtt, retransmits, cwnd, bytes, owner.
+    /// Local end = source for the filters.
+    #[arg(long, help_heading = "Modes")]
+    pub conn: bool,
+
+    /// With --conn: repeat the snapshot every SECS seconds.
+    #[arg(
+        long,
+        value_name = "SECS",
+        help_heading = "Modes",
+        allow_negative_numbers = true
+    )]
+    pub interval: Option<String>,
+
+    /// With --conn: only these TCP states, comma separated as ss(8) names
+    /// them (established, syn-sent, time-wait, listen, …) or `all` (the
+    /// default).
+    #[arg(long, value_name = "LIST", help_heading = "Modes")]
+    pub state: Option<String>,
+
+    /// Request/response timing of a TCP server (give its port with -P or
+    /// -S): per task, upload (request received), process (until the first
+    /// response byte is sent), download (until the response is acknowledged).
+    #[arg(long, help_heading = "Modes")]
+    pub rt: bool,
+
+    /// With --rt: print histograms of the three times every second instead
+    /// of one line per task.
+    #[arg(long, help_heading = "Modes")]
+    pub rt_summary: bool,
+
     // ---- lifecycle tracing ----
     /// Hooks to attach: group or hook names, comma separated, or `all`
     /// (default: every hook not marked default-off). See rules/hooks.yaml.

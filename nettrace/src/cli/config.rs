@@ -26,6 +26,15 @@ pub enum Mode {
     Drop { stack: bool },
     /// The default: follow packets hook by hook.
     Lifecycle(Lifecycle),
+    /// `--tcp-monitor`.
+    TcpMonitor,
+    /// `--rt`, `--rt-summary`.
+    Rt { summary: bool },
+    /// `--conn`: `states` is the sock_diag state mask.
+    Conn {
+        interval: Option<std::time::Duration>,
+        states: u32,
+    },
 }
 
 /// Lifecycle options as typed; hook names are resolved against the
@@ -98,6 +107,18 @@ impl Config {
         if args.diag && args.basic {
             return Err(usage!("--diag analyses whole packets: drop --basic"));
         }
+        if let Some(mode) = socket_mode(args, &lifecycle_flags)? {
+            return Ok(Config {
+                mode,
+                filter: socket_filter(args)?,
+                count: args.count.as_deref().map(parse_count).transpose()?,
+                date: args.date,
+                json: args.json,
+                metrics: metrics_addr(args)?,
+                debug: args.debug,
+                backend: args.backend,
+            });
+        }
         let mode = if args.drop {
             if let Some((flag, _)) = lifecycle_flags.iter().find(|(_, set)| *set) {
                 return Err(usage!(
@@ -154,16 +175,106 @@ impl Config {
             count: args.count.as_deref().map(|c| parse_count(c)).transpose()?,
             date: args.date,
             json: args.json,
-            metrics: args
-                .metrics
-                .as_deref()
-                .map(crate::output::metrics::parse_addr)
-                .transpose()
-                .map_err(UsageError)?,
+            metrics: metrics_addr(args)?,
             debug: args.debug,
             backend: args.backend,
         })
     }
+}
+
+fn metrics_addr(args: &Args) -> Result<Option<std::net::SocketAddr>, UsageError> {
+    args.metrics
+        .as_deref()
+        .map(crate::output::metrics::parse_addr)
+        .transpose()
+        .map_err(UsageError)
+}
+
+/// The socket modes (`--tcp-monitor`, `--rt`, `--conn`), or `None` for the
+/// packet modes. They exclude each other, `--drop` and lifecycle flags.
+fn socket_mode(args: &Args, lifecycle_flags: &[(&str, bool)]) -> Result<Option<Mode>, UsageError> {
+    let chosen: Vec<&str> = [
+        ("--drop", args.drop),
+        ("--tcp-monitor", args.tcp_monitor),
+        ("--rt", args.rt),
+        ("--conn", args.conn),
+    ]
+    .into_iter()
+    .filter_map(|(f, set)| set.then_some(f))
+    .collect();
+    if let [a, b, ..] = chosen[..] {
+        return Err(usage!("{a} and {b} are different modes: choose one"));
+    }
+    if args.rt_summary && !args.rt {
+        return Err(usage!("--rt-summary needs --rt"));
+    }
+    if (args.interval.is_some() || args.state.is_some()) && !args.conn {
+        return Err(usage!("--interval and --state need --conn"));
+    }
+    let Some(&flag) = chosen.first().filter(|f| **f != "--drop") else {
+        return Ok(None);
+    };
+    if let Some((other, _)) = lifecycle_flags.iter().find(|(_, set)| *set) {
+        return Err(usage!(
+            "{other} is for lifecycle tracing and cannot be combined with {flag}"
+        ));
+    }
+    if args.drop_stack {
+        return Err(usage!("--drop-stack needs --drop"));
+    }
+    if !matches!(args.backend, BackendChoice::Auto | BackendChoice::Tracepoint) {
+        return Err(usage!(
+            "{flag} attaches classic tracepoints: --backend must be auto or tracepoint"
+        ));
+    }
+    Ok(Some(if args.tcp_monitor {
+        Mode::TcpMonitor
+    } else if args.rt {
+        if args.port.is_none() && args.sport.is_none() {
+            return Err(usage!("--rt needs the server's port: -P PORT or -S PORT"));
+        }
+        Mode::Rt {
+            summary: args.rt_summary,
+        }
+    } else {
+        let interval = match &args.interval {
+            Some(v) => Some(
+                v.parse::<f64>()
+                    .ok()
+                    .filter(|s| s.is_finite() && *s >= 0.1)
+                    .map(std::time::Duration::from_secs_f64)
+                    .ok_or_else(|| usage!("--interval: '{v}' is not a number of seconds (0.1 or more)"))?,
+            ),
+            None => None,
+        };
+        let states = crate::modes::conn::parse_states(args.state.as_deref().unwrap_or("all"))
+            .map_err(|e| usage!("--state: {e}"))?;
+        Mode::Conn { interval, states }
+    }))
+}
+
+/// Filters of the socket modes: the local end is the source, and the
+/// packet-only criteria do not apply.
+fn socket_filter(args: &Args) -> Result<Filter, UsageError> {
+    let mut f = filter_from_args(args)?;
+    if f.l3_proto != 0 || f.l4_proto != 0 && f.l4_proto != ipproto::TCP {
+        return Err(usage!(
+            "these modes see TCP sockets only: -p must be tcp (an address filter picks IPv4 or IPv6)"
+        ));
+    }
+    if f.len_max != 0 || f.tcp_flags != 0 {
+        return Err(usage!("--pkt-len and --tcp-flags filter packets, not sockets"));
+    }
+    f.l4_proto = ipproto::TCP;
+    if args.rt {
+        // The server's port is the socket's own (local) port: a client
+        // socket of the same host must not count as a server.
+        if f.port != 0 {
+            f.sport = f.port;
+            f.port = 0;
+        }
+    }
+    Ok(f)
 }
 
 fn filter_from_args(args: &Args) -> Result<Filter, UsageError> {

@@ -81,9 +81,62 @@ pub fn parse_format(text: &str) -> HashMap<String, Field> {
     fields
 }
 
+/// The value names a format's `print fmt` gives a field through
+/// `__print_symbolic(REC->field, { 1, "TCP_ESTABLISHED" }, …)`: how the
+/// kernel itself names the values (TCP states, address families), for the
+/// running kernel, with no table compiled in. Empty when there is none.
+pub fn symbols(text: &str, field: &str) -> HashMap<u64, String> {
+    let mut names = HashMap::new();
+    let Some(start) = text.find(&format!("__print_symbolic(REC->{field},")) else {
+        return names;
+    };
+    let rest = &text[start..];
+    // The call ends at the first `)` outside the `{ … }` pairs: names are
+    // plain identifiers, so the first `)` is the call's.
+    let body = &rest[..rest.find(')').unwrap_or(rest.len())];
+    for pair in body.split('{').skip(1) {
+        let pair = pair.split('}').next().unwrap_or("");
+        let mut parts = pair.splitn(2, ',');
+        let (Some(v), Some(n)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let v = v.trim();
+        let value = match v.strip_prefix("0x") {
+            Some(hex) => u64::from_str_radix(hex, 16).ok(),
+            None => v.parse().ok(),
+        };
+        if let Some(value) = value {
+            names.insert(value, n.trim().trim_matches('"').to_string());
+        }
+    }
+    names
+}
+
+/// The raw text of a tracepoint's `format` file.
+pub fn format_text(root: &Path, group: &str, name: &str) -> io::Result<String> {
+    std::fs::read_to_string(root.join("events").join(group).join(name).join("format"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn print_symbolic_names() {
+        let text = r#"print fmt: "family=%s oldstate=%s newstate=%s", __print_symbolic(REC->family, { 2, "AF_INET" }, { 10, "AF_INET6" }), __print_symbolic(REC->oldstate, { 1, "TCP_ESTABLISHED" }, { 0x2, "TCP_SYN_SENT" }), __print_symbolic(REC->newstate, { 1, "TCP_ESTABLISHED" }, { 12, "TCP_NEW_SYN_RECV" })"#;
+        let fam = symbols(text, "family");
+        assert_eq!(
+            (fam[&2].as_str(), fam[&10].as_str(), fam.len()),
+            ("AF_INET", "AF_INET6", 2)
+        );
+        let st = symbols(text, "newstate");
+        assert_eq!(
+            (st[&1].as_str(), st[&12].as_str(), st.len()),
+            ("TCP_ESTABLISHED", "TCP_NEW_SYN_RECV", 2)
+        );
+        assert_eq!(symbols(text, "oldstate")[&2], "TCP_SYN_SENT");
+        assert!(symbols(text, "cong_state").is_empty());
+    }
 
     #[test]
     fn parses_captured_kfree_skb_format() {

@@ -12,7 +12,12 @@ use std::{collections::HashMap, net::SocketAddr, sync::Arc};
 
 use prometheus_client::{
     encoding::text::encode,
-    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
     registry::Registry,
 };
 use tokio::{
@@ -22,9 +27,18 @@ use tokio::{
 
 type Labels = Vec<(&'static str, String)>;
 
+/// Histogram buckets for times: 10 µs doubling to ~5 s.
+fn time_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(1e-5, 2.0, 20))
+}
+
 /// The counters, cheap to clone (shared atomics).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Metrics {
+    /// `--rt`: request/response task times by phase.
+    rt_seconds: Family<Labels, Histogram, fn() -> Histogram>,
+    /// Smoothed RTT of `--rt` tasks and `--conn` connections.
+    rtt_seconds: Histogram,
     drops: Family<Labels, Counter>,
     events: Family<Labels, Counter>,
     resets: Family<Labels, Counter>,
@@ -32,6 +46,20 @@ pub struct Metrics {
     /// Set from the kernel's cumulative loss counters (hence gauges of a
     /// monotonic value: the kernel, not this process, counts).
     lost: Family<Labels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            rt_seconds: Family::new_with_constructor(time_buckets),
+            rtt_seconds: time_buckets(),
+            drops: Family::default(),
+            events: Family::default(),
+            resets: Family::default(),
+            retransmits: Counter::default(),
+            lost: Family::default(),
+        }
+    }
 }
 
 impl Metrics {
@@ -52,6 +80,16 @@ impl Metrics {
             "tcp_retransmits",
             "TCP segments retransmitted",
             self.retransmits.clone(),
+        );
+        r.register(
+            "tcp_rt_seconds",
+            "Request/response task times of --rt (upload, process, download)",
+            self.rt_seconds.clone(),
+        );
+        r.register(
+            "tcp_srtt_seconds",
+            "Smoothed RTT of --rt tasks and --conn connections",
+            self.rtt_seconds.clone(),
         );
         r.register(
             "lost_events",
@@ -93,6 +131,29 @@ impl Metrics {
         self.lost
             .get_or_create(&vec![("cause", cause.to_string())])
             .set(total as i64);
+    }
+
+    /// One smoothed-RTT sample, in µs.
+    pub fn rtt(&self, us: u64) {
+        self.rtt_seconds.observe(us as f64 / 1e6);
+    }
+
+    /// One `--rt` task's times (ns); `download` is `None` when unacknowledged.
+    pub fn task(&self, upload: u64, process: u64, download: Option<u64>, srtt_us: u64) {
+        for (phase, ns) in [
+            ("upload", Some(upload)),
+            ("process", Some(process)),
+            ("download", download),
+        ] {
+            if let Some(ns) = ns {
+                self.rt_seconds
+                    .get_or_create(&vec![("phase", phase.to_string())])
+                    .observe(ns as f64 / 1e9);
+            }
+        }
+        if srtt_us != 0 {
+            self.rtt(srtt_us);
+        }
     }
 
     /// The OpenMetrics text of every counter.
@@ -175,6 +236,13 @@ impl Counts {
             .inc();
     }
 
+    /// One `--rt` task.
+    pub fn task(&mut self, ev: &nettrace_common::tcp::RtEvent) {
+        let download = (ev.download_ns != u64::MAX).then_some(ev.download_ns);
+        self.metrics
+            .task(ev.upload_ns, ev.process_ns, download, ev.srtt_us.into());
+    }
+
     /// A TCP reset with reason value `reason`.
     pub fn reset(&mut self, reason: u32, name: impl FnOnce() -> String) {
         let m = &self.metrics;
@@ -241,5 +309,33 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn time_histograms() {
+        let m = Metrics::default();
+        m.task(20_000, 50_000_000, None, 40);
+        m.rtt(3_000);
+        let text = m.encode();
+        assert!(
+            text.contains(r#"nettrace_tcp_rt_seconds_count{phase="process"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"nettrace_tcp_rt_seconds_sum{phase="upload"} 0.00002"#),
+            "{text}"
+        );
+        // Unacknowledged: no download sample at all.
+        assert!(!text.contains(r#"phase="download""#), "{text}");
+        assert!(text.contains("nettrace_tcp_srtt_seconds_count 2"), "{text}");
+        // 50 ms lands in the bucket bounded by 10 µs * 2^13 = 81.92 ms, not below.
+        assert!(
+            text.contains(r#"nettrace_tcp_rt_seconds_bucket{le="0.04096",phase="process"} 0"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"nettrace_tcp_rt_seconds_bucket{le="0.08192",phase="process"} 1"#),
+            "{text}"
+        );
     }
 }

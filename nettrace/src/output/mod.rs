@@ -6,6 +6,7 @@
 //! (`| head`) is not an error: it ends tracing quietly.
 
 mod clock;
+pub mod histogram;
 pub mod json;
 pub mod metrics;
 pub mod stack;

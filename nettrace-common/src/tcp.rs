@@ -1,0 +1,241 @@
+//! `--tcp-monitor` and `--rt`: socket-level events from the TCP and socket
+//! tracepoints, one eBPF object (`nettrace-tcp`) for both.
+//!
+//! The programs are classic tracepoints: their records are described by
+//! tracefs `format` files on every kernel that has them, so userspace hands
+//! each program the offsets of the record fields it reads ([`TpFields`]).
+//! Socket facts the records lack (state, namespace, srtt, cwnd, sequence
+//! numbers) are read from `struct sock`/`struct tcp_sock` at offsets from BTF
+//! ([`SockLayout`]).
+
+use crate::{COMM_LEN, filter::Filter};
+
+/// Offsets from a `struct sock *` (`tcp_sock` starts with `sock`, and
+/// `request_sock` with the same `sock_common`), from BTF.
+/// `KernelLayout::NONE` for what this kernel lacks.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockLayout {
+    /// `sock_common.skc_family` (`unsigned short`).
+    pub family: u32,
+    /// `sock_common.skc_state` (`unsigned char`).
+    pub state: u32,
+    /// `sock_common.skc_num`: local port, host order.
+    pub num: u32,
+    /// `sock_common.skc_dport`: remote port, network order.
+    pub dport: u32,
+    /// `sock_common.skc_rcv_saddr` / `skc_daddr` (`__be32`).
+    pub rcv_saddr: u32,
+    pub daddr: u32,
+    /// `sock_common.skc_v6_rcv_saddr` / `skc_v6_daddr` (`struct in6_addr`).
+    pub v6_rcv_saddr: u32,
+    pub v6_daddr: u32,
+    /// `sock_common.skc_net.net` and `net.ns.inum`.
+    pub net: u32,
+    pub net_inum: u32,
+    /// `tcp_sock.srtt_us` (smoothed RTT in µs, shifted left by 3).
+    pub srtt_us: u32,
+    /// `tcp_sock.snd_cwnd`.
+    pub snd_cwnd: u32,
+    /// `tcp_sock.total_retrans`.
+    pub total_retrans: u32,
+    /// `tcp_sock.snd_una` and `tcp_sock.write_seq`.
+    pub snd_una: u32,
+    pub write_seq: u32,
+    /// `sk_buff.data`: at `tcp:tcp_probe` it points at the TCP header.
+    pub skb_data: u32,
+}
+
+/// Where one tracepoint's record keeps what its program reads: byte offsets
+/// from tracefs, `KernelLayout::NONE` when the record has no such field.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TpFields {
+    /// `skaddr` / `sk`: the socket (may be NULL in the record).
+    pub sk: u32,
+    /// `req`: the request socket of a SYN-ACK retransmit.
+    pub req: u32,
+    /// `skbaddr`.
+    pub skb: u32,
+    /// A 4-byte value: the reset reason, the `ret` of `sock_send_length`.
+    pub value: u32,
+    /// A 1-byte value: the new congestion state, …
+    pub value8: u32,
+    /// A 2-byte value: `data_len` of `tcp_probe`, `protocol` of `sock_*`.
+    pub value16: u32,
+    /// `saddr`/`daddr` as `struct sockaddr_in6`-sized `__u8[28]` (the
+    /// tuple of events without a socket: resets sent with none, bad csum).
+    pub saddr: u32,
+    pub daddr: u32,
+}
+
+impl TpFields {
+    pub const NONE: Self = Self {
+        sk: u32::MAX,
+        req: u32::MAX,
+        skb: u32::MAX,
+        value: u32::MAX,
+        value8: u32::MAX,
+        value16: u32::MAX,
+        saddr: u32::MAX,
+        daddr: u32::MAX,
+    };
+}
+
+impl Default for TpFields {
+    fn default() -> Self {
+        Self::NONE
+    }
+}
+
+/// The tracepoints of this object, as indices into `TcpConfig::tps` and as
+/// `TcpEvent::kind`.
+pub mod tp {
+    pub const RETRANSMIT: u8 = 0;
+    pub const RETRANSMIT_SYNACK: u8 = 1;
+    pub const SEND_RESET: u8 = 2;
+    pub const RECEIVE_RESET: u8 = 3;
+    pub const BAD_CSUM: u8 = 4;
+    pub const CONG_STATE: u8 = 5;
+    pub const PROBE: u8 = 6;
+    pub const SEND_LENGTH: u8 = 7;
+    pub const DESTROY_SOCK: u8 = 8;
+    pub const COUNT: usize = 9;
+}
+
+/// Everything the TCP programs need, one read-only global.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpConfig {
+    /// Local end = source, remote end = destination.
+    pub filter: Filter,
+    pub sock: SockLayout,
+    pub tps: [TpFields; tp::COUNT],
+    /// `enum tcp_ca_state` values of TCP_CA_Recovery and TCP_CA_Loss (BTF):
+    /// the congestion-state changes `--tcp-monitor` reports.
+    pub ca_recovery: u32,
+    pub ca_loss: u32,
+    /// `AF_INET` / `AF_INET6` as the kernel numbers them (uapi).
+    pub af_inet: u16,
+    pub af_inet6: u16,
+    /// `sk_buff.dev`, `net_device.nd_net.net`: the namespace of socketless
+    /// events (bad checksum, resets without a socket).
+    pub skb_dev: u32,
+    pub dev_net: u32,
+    pub _pad: u32,
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        Self {
+            filter: Filter::default(),
+            sock: SockLayout::default(),
+            tps: [TpFields::NONE; tp::COUNT],
+            ca_recovery: u32::MAX,
+            ca_loss: u32::MAX,
+            af_inet: 2,
+            af_inet6: 10,
+            skb_dev: u32::MAX,
+            dev_net: u32::MAX,
+            _pad: 0,
+        }
+    }
+}
+
+/// The connection an event is about. Addresses as on the wire; IPv4 in
+/// the first 4 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tuple {
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    /// Host order.
+    pub sport: u16,
+    pub dport: u16,
+    /// `filter::family::V4` / `V6`, 0 when unknown.
+    pub family: u8,
+    pub _pad: [u8; 3],
+}
+
+/// One `--tcp-monitor` anomaly.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpEvent {
+    pub ts_ns: u64,
+    pub sk: u64,
+    pub tuple: Tuple,
+    /// One of [`tp`].
+    pub kind: u8,
+    /// `sk_state` (`TCP_*`, names from BTF), 0 when there is no socket.
+    pub state: u8,
+    pub _pad: [u8; 2],
+    /// Reset reason (`enum sk_rst_reason`) or new congestion state
+    /// (`enum tcp_ca_state`), depending on `kind`.
+    pub value: u32,
+    pub netns: u32,
+    /// Smoothed RTT in µs and congestion window, 0 when unknown.
+    pub srtt_us: u32,
+    pub cwnd: u32,
+    pub total_retrans: u32,
+    /// tgid of the task running when the event fired, 0 for none (idle).
+    pub pid: u32,
+    pub _pad2: u32,
+    pub comm: [u8; COMM_LEN],
+}
+
+/// One `--rt` task on a server socket: request received, processed,
+/// response sent and acknowledged. Times in ns.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RtEvent {
+    /// When the request's first byte arrived.
+    pub ts_ns: u64,
+    pub sk: u64,
+    /// First → last request byte received.
+    pub upload_ns: u64,
+    /// Last request byte received → first response byte sent.
+    pub process_ns: u64,
+    /// First response byte sent → last response byte acknowledged;
+    /// `u64::MAX` when the response was not acknowledged before the task
+    /// ended (connection closed).
+    pub download_ns: u64,
+    pub req_bytes: u64,
+    pub resp_bytes: u64,
+    pub tuple: Tuple,
+    pub netns: u32,
+    pub srtt_us: u32,
+    /// Segments retransmitted during the task.
+    pub retrans: u32,
+    pub _pad: u32,
+}
+
+/// Per-socket `--rt` state, kept in the kernel between events.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RtState {
+    pub req_first_ns: u64,
+    pub req_last_ns: u64,
+    pub resp_first_ns: u64,
+    /// When an ACK first covered everything sent so far; 0 = not yet.
+    pub acked_ns: u64,
+    pub req_bytes: u64,
+    pub resp_bytes: u64,
+    /// `write_seq` after the last response bytes were queued.
+    pub resp_end_seq: u32,
+    pub retrans_start: u32,
+    /// One of [`rt_phase`].
+    pub phase: u32,
+    /// The socket's namespace inode.
+    pub netns: u32,
+    /// Kept from when timing started: a closing socket has lost its port.
+    pub tuple: Tuple,
+}
+
+pub mod rt_phase {
+    /// No request seen yet (or the last task was reported).
+    pub const IDLE: u32 = 0;
+    /// Request bytes arriving.
+    pub const REQUEST: u32 = 1;
+    /// Response bytes sent; waiting for their ACK or the next request.
+    pub const RESPONSE: u32 = 2;
+}

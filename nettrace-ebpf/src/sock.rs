@@ -1,0 +1,134 @@
+//! Reading a TCP socket and a tracepoint record at offsets userspace found
+//! (BTF for the socket, tracefs for the record), shared by `--tcp-monitor`
+//! and `--rt`.
+
+use aya_ebpf::programs::TracePointContext;
+use nettrace_common::{
+    KernelLayout,
+    filter::family,
+    ipproto,
+    tcp::{SockLayout, TcpConfig, TpFields, Tuple},
+};
+
+use crate::{
+    filter::{Flow, flow_matches},
+    read::field,
+};
+
+/// Set by userspace before load (`EbpfLoader::override_global`).
+#[unsafe(no_mangle)]
+static TCP_CONFIG: TcpConfig = unsafe { core::mem::zeroed() };
+
+/// The configuration, through a volatile load of its address so the
+/// compiler cannot fold the all-zero initialiser into the code.
+#[inline(always)]
+pub fn config() -> &'static TcpConfig {
+    let p: *const TcpConfig = &raw const TCP_CONFIG;
+    // SAFETY: reading a local; the result is the address of a static.
+    unsafe { &*core::ptr::read_volatile(&p) }
+}
+
+/// A record field of type `T` at `offset`, `None` when the record has no
+/// such field.
+#[inline(always)]
+pub fn rec<T>(ctx: &TracePointContext, offset: u32) -> Option<T> {
+    if offset == KernelLayout::NONE {
+        return None;
+    }
+    // SAFETY: offsets come from this tracepoint's own format file.
+    unsafe { ctx.read_at::<T>(offset as usize) }.ok()
+}
+
+/// The socket pointer of the record (0 when absent or NULL).
+#[inline(always)]
+pub fn sk_of(ctx: &TracePointContext, f: &TpFields) -> u64 {
+    rec::<u64>(ctx, f.sk).unwrap_or(0)
+}
+
+/// The 4-tuple of a `sock_common` (a full socket or a request socket):
+/// local end as source.
+#[inline(always)]
+pub fn tuple_of_sock(cfg: &TcpConfig, sk: u64, t: &mut Tuple) {
+    let l: &SockLayout = &cfg.sock;
+    let fam = field::<u16>(sk, l.family).unwrap_or(0);
+    t.sport = field::<u16>(sk, l.num).unwrap_or(0);
+    t.dport = u16::from_be(field::<u16>(sk, l.dport).unwrap_or(0));
+    if fam == cfg.af_inet {
+        t.family = family::V4;
+        t.saddr[..4].copy_from_slice(&field::<[u8; 4]>(sk, l.rcv_saddr).unwrap_or([0; 4]));
+        t.daddr[..4].copy_from_slice(&field::<[u8; 4]>(sk, l.daddr).unwrap_or([0; 4]));
+    } else if fam == cfg.af_inet6 {
+        t.family = family::V6;
+        t.saddr = field::<[u8; 16]>(sk, l.v6_rcv_saddr).unwrap_or([0; 16]);
+        t.daddr = field::<[u8; 16]>(sk, l.v6_daddr).unwrap_or([0; 16]);
+    }
+}
+
+/// The tuple from a record's `saddr`/`daddr` (`struct sockaddr_in` or
+/// `sockaddr_in6` in 28 bytes, uapi layout: family, port, address).
+#[inline(always)]
+pub fn tuple_of_record(cfg: &TcpConfig, ctx: &TracePointContext, f: &TpFields, t: &mut Tuple) {
+    let (Some(src), Some(dst)) = (rec::<[u8; 28]>(ctx, f.saddr), rec::<[u8; 28]>(ctx, f.daddr)) else {
+        return;
+    };
+    let fam = u16::from_ne_bytes([src[0], src[1]]);
+    t.sport = u16::from_be_bytes([src[2], src[3]]);
+    t.dport = u16::from_be_bytes([dst[2], dst[3]]);
+    if fam == cfg.af_inet {
+        t.family = family::V4;
+        t.saddr[..4].copy_from_slice(&src[4..8]);
+        t.daddr[..4].copy_from_slice(&dst[4..8]);
+    } else if fam == cfg.af_inet6 {
+        t.family = family::V6;
+        t.saddr.copy_from_slice(&src[8..24]);
+        t.daddr.copy_from_slice(&dst[8..24]);
+    }
+}
+
+/// Whether the tuple passes the address/port/protocol filter.
+#[inline(always)]
+pub fn tuple_matches(cfg: &TcpConfig, t: &Tuple) -> bool {
+    let f = &cfg.filter;
+    if t.family == 0 {
+        // Unknown tuple: only an empty address/port filter lets it through.
+        return f.saddr.family == family::NONE
+            && f.daddr.family == family::NONE
+            && f.addr.family == family::NONE
+            && f.sport == 0
+            && f.dport == 0
+            && f.port == 0;
+    }
+    flow_matches(
+        f,
+        &Flow {
+            family: t.family,
+            saddr: &t.saddr,
+            daddr: &t.daddr,
+            l4_proto: ipproto::TCP,
+            sport: t.sport,
+            dport: t.dport,
+            tcp_flags: 0,
+        },
+    )
+}
+
+/// The namespace inode of a socket.
+#[inline(always)]
+pub fn netns_of_sock(cfg: &TcpConfig, sk: u64) -> u32 {
+    let net = field::<u64>(sk, cfg.sock.net).unwrap_or(0);
+    field::<u32>(net, cfg.sock.net_inum).unwrap_or(0)
+}
+
+/// The namespace inode of a packet's device (socketless events).
+#[inline(always)]
+pub fn netns_of_skb(cfg: &TcpConfig, skb: u64) -> u32 {
+    let dev = field::<u64>(skb, cfg.skb_dev).unwrap_or(0);
+    let net = field::<u64>(dev, cfg.dev_net).unwrap_or(0);
+    field::<u32>(net, cfg.sock.net_inum).unwrap_or(0)
+}
+
+/// Smoothed RTT in µs (`srtt_us` keeps it shifted left by 3).
+#[inline(always)]
+pub fn srtt_us(cfg: &TcpConfig, sk: u64) -> u32 {
+    field::<u32>(sk, cfg.sock.srtt_us).unwrap_or(0) >> 3
+}

@@ -1,0 +1,97 @@
+//! Log2 histograms printed the way the C nettrace prints its RTT
+//! distribution, for the `…-summary` modes:
+//!
+//! ```text
+//! rtt distribution (ms):            29
+//!                      0 -     1ms: 12       0.4137
+//!                      2 -     3ms: 0        0.0000
+//! ```
+
+/// Bucket 0 holds 0 and 1, bucket `i ≥ 1` holds `2^i ..= 2^(i+1) - 1`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Log2 {
+    buckets: [u64; 64],
+    total: u64,
+}
+
+impl Default for Log2 {
+    fn default() -> Self {
+        Self {
+            buckets: [0; 64],
+            total: 0,
+        }
+    }
+}
+
+impl Log2 {
+    pub fn add(&mut self, value: u64) {
+        let i = if value < 2 {
+            0
+        } else {
+            63 - value.leading_zeros() as usize
+        };
+        self.buckets[i] += 1;
+        self.total += 1;
+    }
+
+    /// `{"total": N, "buckets": [{"lo": 0, "hi": 1, "count": n}, …]}`,
+    /// non-empty buckets only.
+    pub fn json(&self) -> serde_json::Value {
+        let buckets: Vec<_> = self
+            .buckets
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(i, n)| {
+                let (lo, hi) = Self::bounds(i);
+                serde_json::json!({"lo": lo, "hi": hi, "count": n})
+            })
+            .collect();
+        serde_json::json!({"total": self.total, "buckets": buckets})
+    }
+
+    fn bounds(i: usize) -> (u64, u64) {
+        if i == 0 {
+            (0, 1)
+        } else {
+            (1u64 << i, (1u64 << (i + 1)) - 1)
+        }
+    }
+
+    /// `title` names the measure, `unit` the values' unit (`ms`, `us`).
+    /// Buckets from 0 to the highest non-empty one, so gaps show as zeros.
+    pub fn render(&self, title: &str, unit: &str) -> Vec<String> {
+        let mut lines = vec![format!("{:<34}{}", format!("{title} distribution:"), self.total)];
+        let Some(top) = self.buckets.iter().rposition(|&n| n > 0) else {
+            return lines;
+        };
+        for (i, &n) in self.buckets[..=top].iter().enumerate() {
+            let (lo, hi) = Self::bounds(i);
+            let share = n as f64 / self.total as f64;
+            lines.push(format!("{lo:>22} - {hi:>5}{unit}: {n:<8} {share:.4}"));
+        }
+        lines
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_and_layout() {
+        let mut h = Log2::default();
+        for v in [0, 1, 1, 5, 6, 7, 300] {
+            h.add(v);
+        }
+        let lines = h.render("rtt", "ms");
+        assert_eq!(lines[0], format!("{:<34}7", "rtt distribution:"));
+        assert_eq!(lines[1], "                     0 -     1ms: 3        0.4286");
+        assert_eq!(lines[2], "                     2 -     3ms: 0        0.0000");
+        assert_eq!(lines[3], "                     4 -     7ms: 3        0.4286");
+        // 300 is in 256..=511, the ninth bucket; nothing above it.
+        assert_eq!(lines.len(), 1 + 9);
+        assert!(lines[9].contains("256 -   511ms: 1 "));
+        assert_eq!(Log2::default().render("x", "us").len(), 1);
+    }
+}
