@@ -209,11 +209,11 @@ fn lists_connections_inside_other_namespaces() {
     // Byte counters (Linux 4.1+): 1000 sent one way, 2000 the other.
     for l in [client4, client6] {
         assert!(l.contains(" received:2000 "), "{l}");
-        assert!(l.ends_with(&format!(" pid:{}/python3", s.client_pid)), "{l}");
+        assert!(l.contains(&format!(" pid:{}/python", s.client_pid)), "{l}");
     }
     for l in [server4, server6] {
         assert!(l.contains(" received:1000 "), "{l}");
-        assert!(l.ends_with(&format!(" pid:{}/python3", s.server_pid)), "{l}");
+        assert!(l.contains(&format!(" pid:{}/python", s.server_pid)), "{l}");
     }
     // The listeners, and nothing that is not on the port.
     the_line(&lines, &format!("netns:{ns_b} LISTEN {b4}:{port} -> 0.0.0.0:0 "));
@@ -258,7 +258,7 @@ fn json_records_carry_the_same_facts() {
     assert_eq!(r["total_retrans"], 0);
     assert_eq!(r["bytes_received"], 2000);
     assert_eq!(r["pid"], s.client_pid);
-    assert_eq!(r["comm"], "python3");
+    assert!(r["comm"].as_str().unwrap().starts_with("python"), "{r}");
     assert!(r["inode"].as_u64().unwrap() > 0, "{r}");
     assert_eq!(records.len(), 6, "{records:#?}");
 }

@@ -408,16 +408,6 @@ fn json_records_parse_and_carry_what_the_text_line_says() {
     assert!(drop["ts_ns"].as_u64().unwrap() > 0);
 }
 
-/// `GET /metrics` over loopback.
-fn scrape(port: u16) -> String {
-    use std::io::{Read as _, Write as _};
-    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics endpoint");
-    c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let mut body = String::new();
-    c.read_to_string(&mut body).unwrap();
-    body
-}
-
 /// The NO_SOCKET drops at tcp_v4_rcv counted in a scrape.
 fn drop_count(metrics: &str) -> u64 {
     assert!(
@@ -437,20 +427,20 @@ fn metrics_endpoint_counts_drops_as_they_happen() {
     let port = 20000 + (std::process::id() % 20000) as u16;
     let addr = format!("127.0.0.1:{port}");
     let mut t = Tracer::start(&["--drop", "--metrics", &addr, "-d", &net.b4, "-D", "9957"]);
-    let first = scrape(port);
+    let first = util::scrape(port);
     assert!(first.starts_with("HTTP/1.1 200 OK"), "{first}");
     assert!(first.contains("application/openmetrics-text"), "{first}");
     assert_eq!(drop_count(&first), 0, "{first}");
     net.syn(9957);
     t.wait_for(":9957", util::start_timeout());
-    assert_eq!(drop_count(&scrape(port)), 1);
+    assert_eq!(drop_count(&util::scrape(port)), 1);
     net.syn(9957);
     net.syn(9957);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while drop_count(&scrape(port)) < 3 && std::time::Instant::now() < deadline {
+    while drop_count(&util::scrape(port)) < 3 && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
-    let last = scrape(port);
+    let last = util::scrape(port);
     assert_eq!(drop_count(&last), 3, "{last}");
     assert!(
         last.contains("nettrace_events_total{hook=\"kfree_skb\"} 3"),

@@ -159,6 +159,73 @@ impl Drop for Pair {
     }
 }
 
+/// `GET /metrics` over loopback: the whole HTTP response.
+pub fn scrape(port: u16) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics endpoint");
+    c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut body = String::new();
+    c.read_to_string(&mut body).unwrap();
+    body
+}
+
+/// The value of the sample whose line starts with `prefix` (name and
+/// labels), 0 when absent.
+pub fn sample(metrics: &str, prefix: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A program running in a namespace for the length of a test: killed on
+/// drop, also when the test panics.
+pub struct Background(Child);
+
+impl Background {
+    pub fn start(ns: &str, cmd: &[&str]) -> Self {
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(cmd)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {cmd:?} in {ns}: {e}"));
+        Background(child)
+    }
+
+    /// Waits for it to end by itself; panics with its stderr if it fails.
+    pub fn finish(mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.0.try_wait().unwrap() {
+                let mut err = String::new();
+                if let Some(mut e) = self.0.stderr.take() {
+                    use std::io::Read as _;
+                    let _ = e.read_to_string(&mut err);
+                }
+                assert!(st.success(), "background command failed ({st}): {err}");
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "background command still running after {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// A running nettrace whose stdout is collected line by line.
 pub struct Tracer {
     child: Option<Child>,

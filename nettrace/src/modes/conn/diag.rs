@@ -14,7 +14,7 @@ use netlink_packet_core::{
     NLM_F_DUMP, NLM_F_REQUEST, NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_sock_diag::{
-    AF_INET, AF_INET6, IPPROTO_TCP, SockDiagMessage,
+    AF_INET, IPPROTO_TCP, SockDiagMessage,
     inet::{ExtensionFlags, InetRequest, InetResponse, SocketId, StateFlags, nlas::Nla},
 };
 use netlink_sys::{Socket, protocols::NETLINK_SOCK_DIAG};
@@ -233,9 +233,6 @@ impl TcpInfoFields {
         })
     }
 }
-
-/// The address families to dump.
-pub const FAMILIES: [u8; 2] = [AF_INET, AF_INET6];
 
 #[cfg(test)]
 mod tests {

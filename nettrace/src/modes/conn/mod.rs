@@ -433,7 +433,8 @@ mod tests {
         assert_eq!(parse_states("syn-recv"), Ok(1 << 3 | 1 << 12));
         assert_eq!(parse_states("fin-wait-1,fin-wait-2"), Ok(1 << 4 | 1 << 5));
         assert_eq!(parse_states("all"), Ok(0x1ffe));
-        assert_eq!(parse_states("connected"), Ok(0x0fb6));
+        // established, syn-sent, fin-wait-1/2, close-wait, last-ack, closing.
+        assert_eq!(parse_states("connected"), Ok(0x0b36));
         for (w, _) in STATE_WORDS {
             assert!(parse_states(w).unwrap() != 0, "{w}");
         }
@@ -577,7 +578,9 @@ mod tests {
         });
         let snap = snapshot(&f, parse_states("established").unwrap()).unwrap();
         assert_eq!(snap.namespaces, 1, "{snap:?}");
-        assert!(snap.errors.is_empty(), "{snap:?}");
+        // Processes we may not inspect (e.g. with more capabilities) are
+        // reported, but the namespace itself was listed without error.
+        assert!(!snap.errors.iter().any(|e| e.starts_with("netns")), "{snap:?}");
         let client_addr = client.local_addr().unwrap();
         let ends: Vec<_> = snap.conns.iter().map(|c| (c.local, c.remote)).collect();
         let server_addr = server.local_addr().unwrap();
@@ -591,12 +594,9 @@ mod tests {
             assert_eq!(c.owner.as_ref().map(|(p, _)| *p), Some(me), "{c:?}");
             assert!(c.info.is_some(), "{c:?}");
         }
-        let sender = snap.conns.iter().find(|c| c.local == client_addr).unwrap();
-        assert_eq!(
-            sender.info.unwrap().bytes_acked,
-            Some(5),
-            "SYN + 4 bytes: {sender:?}"
-        );
+        // Counted when queued, so already when read.
+        let receiver = snap.conns.iter().find(|c| c.local == server_addr).unwrap();
+        assert_eq!(receiver.info.unwrap().bytes_received, Some(4), "{receiver:?}");
         // The listener is not ESTABLISHED; --pid of another process hides all.
         let listen = snapshot(&f, parse_states("listen").unwrap()).unwrap();
         assert_eq!(listen.conns.len(), 1, "{listen:?}");

@@ -81,7 +81,7 @@ pub fn enumerate(only: Option<u64>) -> anyhow::Result<Found> {
 
     let mut found = Found::default();
     let mut seen = HashSet::new();
-    let mut denied = 0usize;
+    let mut denied: Vec<String> = Vec::new();
     for path in candidates {
         let opened = std::fs::metadata(&path).and_then(|m| {
             if m.dev() != nsfs_dev || seen.contains(&m.ino()) || only.is_some_and(|o| o != m.ino()) {
@@ -100,16 +100,33 @@ pub fn enumerate(only: Option<u64>) -> anyhow::Result<Found> {
             }
             Ok(None) => {}
             Err(e) if vanished(&e) => {}
-            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => denied += 1,
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => denied.push(owner_of(&path)),
             Err(e) => found.errors.push(format!("cannot open {}: {e}", path.display())),
         }
     }
-    if denied > 0 {
+    if !denied.is_empty() {
+        // One line, not one per process: without privileges that is most
+        // of /proc.
+        let more = if denied.len() > 3 { ", …" } else { "" };
         found.errors.push(format!(
-            "permission denied reading the network namespace of {denied} processes (run as root)"
+            "cannot read the network namespace of {} ({}{more}): permission denied",
+            if denied.len() == 1 {
+                "1 process".to_string()
+            } else {
+                format!("{} processes", denied.len())
+            },
+            denied[..denied.len().min(3)].join(", ")
         ));
     }
     Ok(found)
+}
+
+/// `pid 1234` for `/proc/1234/ns/net`, else the path.
+fn owner_of(path: &std::path::Path) -> String {
+    match path.strip_prefix("/proc").ok().and_then(|p| p.iter().next()) {
+        Some(pid) => format!("pid {}", pid.to_string_lossy()),
+        None => path.display().to_string(),
+    }
 }
 
 /// The process (or the namespace's last process) went away between listing
@@ -173,6 +190,7 @@ fn enter(ns: &Namespace, current: &mut Option<u64>) -> Result<(), NetnsError> {
 }
 
 /// The network namespace inode of this process.
+#[cfg(test)]
 pub fn own() -> Option<u64> {
     std::fs::metadata("/proc/self/ns/net").ok().map(|m| m.ino())
 }

@@ -1,0 +1,325 @@
+//! Root integration tests of the socket modes `--tcp-monitor` and `--rt`:
+//! real TCP between two namespaces the test creates, real retransmits
+//! (an iptables rule drops a transfer's packets for a moment), real
+//! resets, and a request/response server whose processing time the test
+//! sets.
+
+mod util;
+
+use std::time::Duration;
+
+use util::{Background, Pair, Tracer, sample, scrape, start_timeout};
+
+/// Accepts connections and answers each request `N …` with N bytes after
+/// sleeping DELAY seconds; a connection ends when the client closes.
+const SERVER: &str = r#"
+import socket, sys, time
+host, port, delay = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+s = socket.socket(socket.AF_INET6 if ':' in host else socket.AF_INET)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((host, port)); s.listen(8)
+while True:
+    c, _ = s.accept()
+    while True:
+        d = c.recv(65536)
+        if not d: break
+        time.sleep(delay)
+        c.sendall(b'x' * int(d.split()[0]))
+    c.close()
+"#;
+
+/// Sends COUNT requests for SIZE bytes back to back, reading each answer.
+const CLIENT: &str = r#"
+import socket, sys, time
+host, port, count, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+for attempt in range(50):
+    try:
+        s = socket.create_connection((host, port), timeout=5); break
+    except OSError:
+        time.sleep(0.1)
+for i in range(count):
+    s.sendall(b'%d request\n' % size); got = 0
+    while got < size: got += len(s.recv(65536))
+s.close()
+"#;
+
+/// Reads everything sent to it.
+const SINK: &str = r#"
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(1)
+c, _ = s.accept()
+while c.recv(1 << 20): pass
+"#;
+
+/// Writes to the sink for SECS seconds.
+const SOURCE: &str = r#"
+import socket, sys, time
+for attempt in range(50):
+    try:
+        s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10); break
+    except OSError:
+        time.sleep(0.1)
+end = time.time() + float(sys.argv[3]); chunk = b'x' * 65536
+while time.time() < end: s.sendall(chunk)
+s.close()
+"#;
+
+fn port(base: u16) -> u16 {
+    base + (std::process::id() % 500) as u16
+}
+
+/// The kernel names reset reasons (6.10+): `tcp:tcp_send_reset` has them.
+fn reset_reasons() -> bool {
+    std::fs::read_to_string("/sys/kernel/tracing/events/tcp/tcp_send_reset/format")
+        .is_ok_and(|f| f.contains("sk_rst_reason"))
+}
+
+#[test]
+fn reset_to_closed_port_shows_both_ends_with_reason_text_and_json() {
+    let net = Pair::new();
+    let p = port(31000);
+    let filter = ["--tcp-monitor", "-P", &p.to_string()];
+    let mut text = Tracer::start(&filter);
+    let mut json = Tracer::start(&[&filter[..], &["--json"]].concat());
+    net.syn(p);
+    let sent = text.wait_for("[tcp_send_reset", start_timeout());
+    let received = text.wait_for("[tcp_receive_reset", start_timeout());
+    // The reset goes from b's closed port back to a.
+    let b_end = format!("TCP: {}:{p} -> {}:", net.b4, net.a4);
+    assert!(sent.contains(&b_end), "{sent}");
+    assert!(
+        sent.contains(&format!("netns:{}", net.netns_inode(&net.b))),
+        "{sent}"
+    );
+    if reset_reasons() {
+        assert!(sent.ends_with("reason: NO_SOCKET"), "{sent}");
+    }
+    // a's socket, still connecting, receives it.
+    assert!(received.contains(&format!("TCP: {}:", net.a4)), "{received}");
+    assert!(received.contains(&format!(" -> {}:{p} ", net.b4)), "{received}");
+    assert!(received.contains("state:SYN_SENT"), "{received}");
+    assert!(
+        received.contains(&format!("netns:{}", net.netns_inode(&net.a))),
+        "{received}"
+    );
+
+    json.wait_for("tcp_receive_reset", start_timeout());
+    let records = json.json_records();
+    let sent_json = records
+        .iter()
+        .find(|r| r["event"] == "tcp_send_reset")
+        .unwrap_or_else(|| panic!("{records:#?}"));
+    assert_eq!(sent_json["v"], 1);
+    assert_eq!(sent_json["type"], "tcp");
+    assert_eq!(sent_json["saddr"], net.b4.as_str());
+    assert_eq!(sent_json["sport"], p);
+    assert_eq!(sent_json["daddr"], net.a4.as_str());
+    assert_eq!(sent_json["netns"], net.netns_inode(&net.b));
+    // Same client port in both outputs.
+    let client_port = sent_json["dport"].as_u64().unwrap();
+    assert!(
+        sent.contains(&format!("{}:{client_port} ", net.a4)),
+        "{sent} vs {sent_json}"
+    );
+    if reset_reasons() {
+        assert_eq!(sent_json["reason"], "NO_SOCKET");
+    }
+    let recv_json = records
+        .iter()
+        .find(|r| r["event"] == "tcp_receive_reset")
+        .unwrap();
+    assert_eq!(recv_json["state"], "SYN_SENT");
+    assert_eq!(recv_json["sport"], client_port);
+    for t in [&text, &json] {
+        t.signal(libc::SIGINT);
+    }
+    assert!(text.wait_exit(start_timeout()).success());
+    assert!(json.wait_exit(start_timeout()).success());
+}
+
+#[test]
+fn retransmits_while_a_firewall_rule_drops_the_transfer() {
+    let net = Pair::new();
+    let p = port(32000);
+    let ps = p.to_string();
+    let mut t = Tracer::start(&["--tcp-monitor", "-P", &ps, "-s", &net.a4]);
+    let _sink = Background::start(&net.b, &["python3", "-c", SINK, &net.b4, &ps]);
+    let source = Background::start(&net.a, &["python3", "-c", SOURCE, &net.b4, &ps, "3"]);
+    std::thread::sleep(Duration::from_millis(800));
+    // b stops taking the transfer's segments for a while: a retransmits.
+    let rule = ["INPUT", "-p", "tcp", "--dport", &ps, "-j", "DROP"];
+    util::sh(&[&["ip", "netns", "exec", &net.b, "iptables", "-I"], &rule[..]].concat());
+    std::thread::sleep(Duration::from_millis(700));
+    util::sh(&[&["ip", "netns", "exec", &net.b, "iptables", "-D"], &rule[..]].concat());
+    let line = t.wait_for("[tcp_retransmit_skb", Duration::from_secs(10));
+    assert!(line.contains(&format!("TCP: {}:", net.a4)), "{line}");
+    assert!(line.contains(&format!(" -> {}:{p} ", net.b4)), "{line}");
+    assert!(line.contains("state:ESTABLISHED"), "{line}");
+    assert!(
+        line.contains(&format!("netns:{}", net.netns_inode(&net.a))),
+        "{line}"
+    );
+    // An established socket has an RTT estimate and a window.
+    assert!(line.contains(" srtt:") && line.contains(" cwnd:"), "{line}");
+    source.finish(Duration::from_secs(20));
+    // Nothing from other connections passed the filter.
+    for l in t.lines().iter().filter(|l| l.starts_with('[')) {
+        assert!(
+            l.contains(&format!(":{p} ")) || l.contains(&format!(":{p} ->")),
+            "{l}"
+        );
+    }
+    t.signal(libc::SIGINT);
+    assert!(t.wait_exit(start_timeout()).success());
+}
+
+/// Parses `name:12.345ms` out of an `--rt` line, in ms.
+fn ms_field(line: &str, name: &str) -> f64 {
+    let v = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{name}:")))
+        .unwrap_or_else(|| panic!("no {name} in {line}"));
+    v.strip_suffix("ms")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name}:{v} in {line}"))
+}
+
+#[test]
+fn request_response_times_match_the_server_delay() {
+    let net = Pair::new();
+    let p = port(33000);
+    let ps = p.to_string();
+    let metrics_port = port(34000) + 1000;
+    let metrics = format!("127.0.0.1:{metrics_port}");
+    let mut text = Tracer::start(&["--rt", "-P", &ps, "--metrics", &metrics]);
+    let mut json = Tracer::start(&["--rt", "--sport", &ps, "--json"]);
+    let before = scrape(metrics_port);
+    assert_eq!(
+        sample(&before, "nettrace_tcp_rt_seconds_count{phase=\"process\"}"),
+        0.0,
+        "{before}"
+    );
+    let _server = Background::start(&net.b, &["python3", "-c", SERVER, &net.b4, &ps, "0.05"]);
+    let client = Background::start(&net.a, &["python3", "-c", CLIENT, &net.b4, &ps, "8", "3000"]);
+    client.finish(Duration::from_secs(20));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let tasks = loop {
+        let tasks: Vec<String> = text
+            .lines()
+            .into_iter()
+            .filter(|l| l.contains(" process:"))
+            .collect();
+        if tasks.len() >= 8 || std::time::Instant::now() > deadline {
+            break tasks;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(tasks.len(), 8, "{tasks:#?}\n{}", text.stderr());
+    for l in &tasks {
+        // Seen from the server: its port is the source.
+        assert!(l.contains(&format!("TCP: {}:{p} -> {}:", net.b4, net.a4)), "{l}");
+        let process = ms_field(l, "process");
+        assert!((40.0..=60.0).contains(&process), "process time not 50±10 ms: {l}");
+        assert!(ms_field(l, "upload") < 10.0, "{l}");
+        assert!(ms_field(l, "download") < 10.0, "{l}");
+        assert!(l.contains(" resp:3000B ") && l.contains(" retrans:0 "), "{l}");
+        assert!(l.contains(&format!("netns:{}", net.netns_inode(&net.b))), "{l}");
+    }
+    // The JSON tracer saw the same tasks, with the same times (measured
+    // by its own programs, a few µs apart from the text tracer's).
+    json.wait_for("\"process_ns\"", start_timeout());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while json.lines().len() < 9 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let records: Vec<_> = json
+        .json_records()
+        .into_iter()
+        .filter(|r| r["type"] == "rt")
+        .collect();
+    assert_eq!(records.len(), 8, "{records:#?}");
+    for (r, l) in records.iter().zip(&tasks) {
+        let process_ms = r["process_ns"].as_u64().unwrap() as f64 / 1e6;
+        assert!((process_ms - ms_field(l, "process")).abs() < 1.0, "{r} vs {l}");
+        assert!(l.contains(&format!(":{} upload:", r["dport"])), "{r} vs {l}");
+        assert_eq!(r["sport"], p);
+        assert_eq!(r["saddr"], net.b4.as_str());
+        assert_eq!(r["resp_bytes"], 3000);
+    }
+    // The metrics endpoint counted every task.
+    let after = scrape(metrics_port);
+    assert_eq!(
+        sample(&after, "nettrace_tcp_rt_seconds_count{phase=\"process\"}"),
+        8.0,
+        "{after}"
+    );
+    assert!(
+        sample(&after, "nettrace_tcp_srtt_seconds_count") >= 8.0,
+        "{after}"
+    );
+    for t in [&text, &json] {
+        t.signal(libc::SIGINT);
+    }
+    assert!(text.wait_exit(start_timeout()).success());
+    assert!(json.wait_exit(start_timeout()).success());
+}
+
+#[test]
+fn rt_summary_prints_histograms_and_tcp_monitor_counts_resets() {
+    let net = Pair::new();
+    let p = port(35000);
+    let ps = p.to_string();
+    let mut summary = Tracer::start(&["--rt", "-P", &ps, "--rt-summary"]);
+    let metrics_port = port(36000) + 1000;
+    let metrics = format!("127.0.0.1:{metrics_port}");
+    let monitor = Tracer::start(&["--tcp-monitor", "-P", &(p + 1).to_string(), "--metrics", &metrics]);
+    let _server = Background::start(&net.b, &["python3", "-c", SERVER, &net.b4, &ps, "0.02"]);
+    Background::start(&net.a, &["python3", "-c", CLIENT, &net.b4, &ps, "5", "100"])
+        .finish(Duration::from_secs(20));
+    let line = summary.wait_for("process distribution:", Duration::from_secs(10));
+    // At least one second had all five tasks… or they spread over two.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let total = loop {
+        let total: u64 = summary
+            .lines()
+            .iter()
+            .filter_map(|l| l.strip_prefix("process distribution:"))
+            .filter_map(|n| n.trim().parse::<u64>().ok())
+            .sum();
+        if total >= 5 || std::time::Instant::now() > deadline {
+            break total;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(total, 5, "{line}\n{:#?}", summary.lines());
+    // 20 ms = 20000 µs: the 16384-32767 µs bucket.
+    assert!(
+        summary
+            .lines()
+            .iter()
+            .any(|l| l.contains("16384 - 32767us: ") && !l.contains(": 0 ")),
+        "{:#?}",
+        summary.lines()
+    );
+    assert_eq!(
+        sample(&scrape(metrics_port), "nettrace_tcp_resets_sent_total"),
+        0.0
+    );
+    net.syn(p + 1);
+    net.syn(p + 1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while sample(&scrape(metrics_port), "nettrace_tcp_resets_sent_total") < 2.0
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let m = scrape(metrics_port);
+    assert_eq!(sample(&m, "nettrace_tcp_resets_sent_total"), 2.0, "{m}");
+    assert_eq!(
+        sample(&m, "nettrace_events_total{hook=\"tcp_receive_reset\"}"),
+        2.0,
+        "{m}"
+    );
+    drop(monitor);
+}
