@@ -101,7 +101,11 @@ struct Setup {
 
 fn setup() -> Setup {
     let net = Pair::new();
-    let port = 20000 + (std::process::id() % 20000) as u16;
+    // Tests run in parallel: each setup gets its own port.
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let port = 20000
+        + (std::process::id() % 20000) as u16
+        + 7 * NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut procs = Procs(Vec::new());
     let p = port.to_string();
     let (server_pid, mut server) = python(&mut procs, &net.b, SERVER, &[&p, &net.b4, &net.b6]);

@@ -305,8 +305,10 @@ async fn run_conn(
             ));
         }
         for c in &snap.conns {
-            if let Some(m) = &s.metrics {
-                m.rtt(0 /* TODO wire conn rtt */);
+            if let (Some(m), Some(info)) = (&s.metrics, &c.info)
+                && info.rtt_us != 0
+            {
+                m.rtt(info.rtt_us.into());
             }
             lines.push(if config.json {
                 let mut m = c.json();

@@ -422,7 +422,7 @@ pub fn bpf_objects_of(pid: i32) -> Vec<(&'static str, u32)> {
 pub fn all_bpf_objects() -> BTreeSet<(&'static str, u32)> {
     let mut out = BTreeSet::new();
     for kind in ["prog", "map", "link"] {
-        for line in sh(&["bpftool", kind, "show"]).lines() {
+        for line in bpftool_show(kind).lines() {
             if let Some(id) = line.split(':').next().and_then(|n| n.trim().parse().ok())
                 && !line.starts_with(char::is_whitespace)
             {
@@ -431,6 +431,22 @@ pub fn all_bpf_objects() -> BTreeSet<(&'static str, u32)> {
         }
     }
     out
+}
+
+/// `bpftool KIND show`, retried: it fails with EAGAIN when an object it
+/// listed is being freed meanwhile (another test's tracer exiting).
+fn bpftool_show(kind: &str) -> String {
+    for _ in 0..20 {
+        let out = Command::new("bpftool")
+            .args([kind, "show"])
+            .output()
+            .expect("spawn bpftool");
+        if out.status.success() {
+            return String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    sh(&["bpftool", kind, "show"])
 }
 
 /// BPF objects held open by any process (their fds' fdinfo).
