@@ -25,6 +25,11 @@ EXAMPLES:
     nettrace --drop -p tcp -D 443           dropped TCP packets to port 443
     nettrace --drop -s 10.0.0.1 --drop-stack   drops from 10.0.0.1 with kernel stacks
     nettrace --drop -c 10 --date            the next 10 drops, local date-time stamps
+    nettrace --tcp-monitor -P 443           retransmits, resets (with reason), losses on port 443
+    nettrace --rt -P 8080                   request/upload, processing and download time per request
+    nettrace --conn --state established     TCP connections of every namespace, with rtt and owner
+    nettrace --drop --json | jq .reason     NDJSON records for scripts
+    nettrace --tcp-monitor --metrics 9464   Prometheus metrics at 127.0.0.1:9464/metrics
     nettrace --debug --drop                 also show what this kernel supports
 
 Needs root (CAP_BPF + CAP_PERFMON, or CAP_SYS_ADMIN) and kernel BTF
