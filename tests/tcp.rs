@@ -323,3 +323,65 @@ fn rt_summary_prints_histograms_and_tcp_monitor_counts_resets() {
     );
     drop(monitor);
 }
+
+/// The last `rtt distribution:` total printed.
+fn last_rtt_total(t: &Tracer) -> Option<u64> {
+    t.lines()
+        .iter()
+        .filter_map(|l| l.strip_prefix("rtt distribution:"))
+        .filter_map(|n| n.trim().parse().ok())
+        .last()
+}
+
+#[test]
+fn rtt_distribution_and_samples_of_an_iperf3_transfer() {
+    let net = Pair::new();
+    let p = port(37000);
+    let ps = p.to_string();
+    let mut dist = Tracer::start(&["--rtt", "-P", &ps]);
+    let mut detail = Tracer::start(&["--rtt-detail", "-P", &ps, "-s", &net.a4]);
+    // No connection here has a 5-second RTT: the kernel filters all out.
+    let mut slow = Tracer::start(&["--rtt", "-P", &ps, "--filter-srtt", "5000"]);
+    let _server = Background::start(&net.b, &["iperf3", "-s", "-1", "-p", &ps]);
+    std::thread::sleep(Duration::from_millis(300));
+    Background::start(&net.a, &["iperf3", "-c", &net.b4, "-p", &ps, "-t", "2"])
+        .finish(Duration::from_secs(30));
+    // The distribution is printed each second: wait for one after the transfer.
+    std::thread::sleep(Duration::from_millis(1500));
+    let total = last_rtt_total(&dist).unwrap_or_else(|| panic!("{:#?}", dist.lines()));
+    assert!(total > 0, "{:#?}", dist.lines());
+    // On veth RTTs are well below a millisecond: the first bucket fills.
+    let first: Vec<u64> = dist
+        .lines()
+        .iter()
+        .filter_map(|l| l.strip_prefix("                     0 -     1ms: "))
+        .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+        .collect();
+    assert!(
+        first.last().is_some_and(|&n| n > 0 && n <= total),
+        "{:#?}",
+        dist.lines()
+    );
+    let line = detail.wait_for("*rtt:", start_timeout());
+    // -s selects the client end (the socket whose local address it is).
+    assert!(line.contains(&format!("TCP: {}:", net.a4)), "{line}");
+    assert!(line.contains(&format!(" -> {}:{p} ", net.b4)), "{line}");
+    assert!(
+        line.contains(", rtt_min:") && line.contains(&format!("netns:{}", net.netns_inode(&net.a))),
+        "{line}"
+    );
+    assert!(
+        detail
+            .lines()
+            .iter()
+            .filter(|l| l.starts_with('['))
+            .all(|l| l.contains(&format!("TCP: {}:", net.a4)))
+    );
+    assert_eq!(last_rtt_total(&slow), Some(0), "{:#?}", slow.lines());
+    for t in [&dist, &detail, &slow] {
+        t.signal(libc::SIGINT);
+    }
+    for t in [&mut dist, &mut detail, &mut slow] {
+        assert!(t.wait_exit(start_timeout()).success());
+    }
+}

@@ -64,4 +64,5 @@ mod pod {
     unsafe impl aya::Pod for crate::tcp::TcpConfig {}
     unsafe impl aya::Pod for crate::tcp::TcpEvent {}
     unsafe impl aya::Pod for crate::tcp::RtEvent {}
+    unsafe impl aya::Pod for crate::tcp::RttEvent {}
 }

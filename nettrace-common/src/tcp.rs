@@ -44,6 +44,8 @@ pub struct SockLayout {
     pub write_seq: u32,
     /// `sk_buff.data`: at `tcp:tcp_probe` it points at the TCP header.
     pub skb_data: u32,
+    /// `tcp_sock.rtt_min.s[0].v`: the windowed minimum RTT, µs.
+    pub rtt_min: u32,
 }
 
 /// Where one tracepoint's record keeps what its program reads: byte offsets
@@ -123,7 +125,27 @@ pub struct TcpConfig {
     pub skb_dev: u32,
     pub dev_net: u32,
     pub _pad: u32,
+    pub rtt: RttConfig,
 }
+
+/// `--rtt`, `--rtt-detail`, `--filter-srtt`, `--filter-minrtt`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RttConfig {
+    /// Only sockets whose smoothed / minimum RTT is at least this (µs).
+    pub min_srtt_us: u32,
+    pub min_rtt_min_us: u32,
+    /// Non-zero: one event per sample (`--rtt-detail`).
+    pub detail: u32,
+    /// Argument positions in `tcp_ack_update_rtt` (BTF): the socket and
+    /// `seq_rtt_us`, the sample itself.
+    pub sk_arg: u32,
+    pub rtt_arg: u32,
+    pub _pad: u32,
+}
+
+/// Buckets of the in-kernel RTT histogram: log2 of milliseconds.
+pub const RTT_BUCKETS: u32 = 32;
 
 impl Default for TcpConfig {
     fn default() -> Self {
@@ -138,6 +160,7 @@ impl Default for TcpConfig {
             skb_dev: u32::MAX,
             dev_net: u32::MAX,
             _pad: 0,
+            rtt: RttConfig::default(),
         }
     }
 }
@@ -181,6 +204,23 @@ pub struct TcpEvent {
     pub pid: u32,
     pub _pad2: u32,
     pub comm: [u8; COMM_LEN],
+}
+
+/// One RTT sample (`--rtt-detail`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RttEvent {
+    pub ts_ns: u64,
+    pub tuple: Tuple,
+    pub netns: u32,
+    /// The sample (from `tcp_ack_update_rtt`), or the smoothed RTT where
+    /// only `tcp:tcp_probe` can be used.
+    pub rtt_us: u32,
+    pub rtt_min_us: u32,
+    pub srtt_us: u32,
+    /// Non-zero: `rtt_us` is a true sample, not the smoothed RTT.
+    pub sampled: u32,
+    pub _pad: u32,
 }
 
 /// One `--rt` task on a server socket: request received, processed,

@@ -8,6 +8,7 @@
 #![no_std]
 #![no_main]
 
+mod args;
 mod filter;
 mod maps;
 mod read;

@@ -61,6 +61,25 @@ pub fn tuple_of_sock(cfg: &TcpConfig, sk: u64, t: &mut Tuple) {
         t.family = family::V6;
         t.saddr = field::<[u8; 16]>(sk, l.v6_rcv_saddr).unwrap_or([0; 16]);
         t.daddr = field::<[u8; 16]>(sk, l.v6_daddr).unwrap_or([0; 16]);
+        unmap_v4(t);
+    }
+}
+
+/// An IPv6 socket talking IPv4 has `::ffff:a.b.c.d` addresses: show and
+/// filter them as the IPv4 connection they are (`-s 10.0.0.1` matches).
+#[inline(always)]
+fn unmap_v4(t: &mut Tuple) {
+    let mapped = |a: &[u8; 16]| a[..10].iter().all(|&b| b == 0) && a[10] == 0xff && a[11] == 0xff;
+    if mapped(&t.saddr) && mapped(&t.daddr) {
+        t.family = family::V4;
+        let (s, d) = (
+            [t.saddr[12], t.saddr[13], t.saddr[14], t.saddr[15]],
+            [t.daddr[12], t.daddr[13], t.daddr[14], t.daddr[15]],
+        );
+        t.saddr = [0; 16];
+        t.daddr = [0; 16];
+        t.saddr[..4].copy_from_slice(&s);
+        t.daddr[..4].copy_from_slice(&d);
     }
 }
 

@@ -4,11 +4,13 @@
 #![no_std]
 #![no_main]
 
+mod args;
 #[allow(dead_code, reason = "the packet half of the filter is for skb objects")]
 mod filter;
 mod maps;
 mod read;
 mod rt;
+mod rtt;
 mod sock;
 mod tcp_monitor;
 

@@ -11,6 +11,8 @@
 #![no_std]
 #![no_main]
 
+#[allow(dead_code, reason = "function arguments are read in the full object only")]
+mod args;
 mod filter;
 mod maps;
 mod read;

@@ -182,8 +182,26 @@ pub async fn run(config: &Config) -> Result<(), Failure> {
     match (&config.mode, prepared) {
         (Mode::Drop { stack }, _) => run_drop(&s, &k, *stack).await,
         (Mode::Lifecycle(l), Some(p)) => run_lifecycle(&s, &k, l, p).await,
-        (Mode::TcpMonitor, _) => run_tcp(&s, &k, None).await,
-        (Mode::Rt { summary }, _) => run_tcp(&s, &k, Some(*summary)).await,
+        (Mode::TcpMonitor, _) => run_tcp(&s, &k, SocketMode::Monitor).await,
+        (Mode::Rt { summary }, _) => run_tcp(&s, &k, SocketMode::Rt { summary: *summary }).await,
+        (
+            Mode::Rtt {
+                distribution,
+                detail,
+                min_srtt_us,
+                min_rtt_min_us,
+            },
+            _,
+        ) => {
+            let rtt = nettrace_common::tcp::RttConfig {
+                min_srtt_us: *min_srtt_us,
+                min_rtt_min_us: *min_rtt_min_us,
+                detail: *detail as u32,
+                ..Default::default()
+            };
+            let distribution = *distribution;
+            run_tcp(&s, &k, SocketMode::Rtt { rtt, distribution }).await
+        }
         (Mode::Lifecycle(_) | Mode::Conn { .. }, _) => unreachable!("handled above"),
     }
 }
@@ -203,34 +221,50 @@ async fn serve_metrics(s: &Session<'_>) -> Result<Option<Arc<Metrics>>, Failure>
     Ok(Some(m))
 }
 
-/// `--tcp-monitor` (`rt_summary` `None`) or `--rt`.
-async fn run_tcp(s: &Session<'_>, k: &Kernel, rt_summary: Option<bool>) -> Result<(), Failure> {
+/// The modes of the TCP object.
+enum SocketMode {
+    Monitor,
+    Rt {
+        summary: bool,
+    },
+    Rtt {
+        rtt: nettrace_common::tcp::RttConfig,
+        /// `--rtt`: print the distribution every second.
+        distribution: bool,
+    },
+}
+
+/// `--tcp-monitor`, `--rt` or `--rtt`.
+async fn run_tcp(s: &Session<'_>, k: &Kernel, mode: SocketMode) -> Result<(), Failure> {
     let config = s.config;
-    let mode = if rt_summary.is_some() {
-        "--rt"
-    } else {
-        "--tcp-monitor"
+    let (flag, wanted, all_needed): (_, &'static [tcp::Tracepoint], _) = match mode {
+        SocketMode::Monitor => ("--tcp-monitor", &tcp::MONITOR, false),
+        SocketMode::Rt { .. } => ("--rt", &tcp::RT, true),
+        SocketMode::Rtt { .. } => ("--rtt", &tcp::RTT, false),
     };
     let root = k.tracefs.as_deref().ok_or_else(|| {
         Failure::Unusable(format!(
-            "{mode} attaches classic tracepoints, and tracefs cannot be mounted"
+            "{flag} attaches classic tracepoints, and tracefs cannot be mounted"
         ))
     })?;
-    let wanted: &'static [tcp::Tracepoint] = if rt_summary.is_some() {
-        &tcp::RT
-    } else {
-        &tcp::MONITOR
-    };
     let mut p = tcp::prepare(&k.btf, &k.layout, root, wanted)
         .map_err(|e| Failure::Unusable(format!("unsupported kernel: {e}")))?;
+    let rtt_positions = tcp::rtt::positions(&k.btf);
+    if let SocketMode::Rtt { rtt, .. } = &mode {
+        p.config.rtt = *rtt;
+        if let Some((sk, sample)) = rtt_positions {
+            (p.config.rtt.sk_arg, p.config.rtt.rtt_arg) = (sk, sample);
+        }
+    }
     let missing: Vec<String> = p
         .missing
         .iter()
         .map(|t| format!("{}:{}", t.group, t.name))
         .collect();
-    if rt_summary.is_some() && !missing.is_empty() || p.present.is_empty() {
+    let function_source = matches!(mode, SocketMode::Rtt { .. }) && rtt_positions.is_some();
+    if all_needed && !missing.is_empty() || p.present.is_empty() && !function_source {
         return Err(Failure::Unusable(format!(
-            "{mode} needs tracepoints this kernel lacks: {}",
+            "{flag} needs tracepoints this kernel lacks: {}",
             missing.join(", ")
         )));
     }
@@ -242,17 +276,32 @@ async fn run_tcp(s: &Session<'_>, k: &Kernel, rt_summary: Option<bool>) -> Resul
     p.config.filter = config.filter;
     s.debug(format_args!("tcp config: {:?}", p.config));
     let mut ebpf = load::load_tcp(&p.config, k.aya_btf.as_ref())?;
-    tcp::attach(&mut ebpf, &p.present)?;
-    s.debug(format_args!("attached {} tracepoints", p.present.len()));
+    let mut rtt = None;
+    if let SocketMode::Rtt { distribution, .. } = mode {
+        let (source, why) =
+            tcp::rtt::attach(&mut ebpf, rtt_positions.is_some(), &k.caps, k.aya_btf.as_ref())?;
+        for w in why {
+            s.debug(format_args!("rtt source not used: {w}"));
+        }
+        s.debug(format_args!("rtt samples from {source:?}"));
+        let hist = distribution
+            .then(|| tcp::rtt::Histogram::take(&mut ebpf))
+            .transpose()?;
+        rtt = Some((source, hist));
+    } else {
+        tcp::attach(&mut ebpf, &p.present)?;
+        s.debug(format_args!("attached {} tracepoints", p.present.len()));
+    }
     let clock = Clock::new(config.date);
     let mut out = Out::new();
     let mut sink = TcpSink {
-        monitor: rt_summary.is_none().then(|| tcp::monitor::Printer {
-            clock: clock.clone(),
+        monitor: matches!(mode, SocketMode::Monitor).then(|| tcp::monitor::Printer {
+            clock,
             names: p.names,
             resets: DropReasons::resets_from_btf(&k.btf).unwrap_or_default(),
         }),
-        summary: rt_summary.unwrap_or(false).then(tcp::rt::Summary::default),
+        summary: matches!(mode, SocketMode::Rt { summary: true }).then(tcp::rt::Summary::default),
+        rtt,
         clock,
         out: &mut out,
         json: config.json,
@@ -688,6 +737,9 @@ struct TcpSink<'a> {
     monitor: Option<tcp::monitor::Printer>,
     /// `--rt-summary`: the current second's histograms.
     summary: Option<tcp::rt::Summary>,
+    /// `--rtt`: the sample source, and the kernel's histogram when the
+    /// distribution is printed.
+    rtt: Option<(tcp::rtt::Source, Option<tcp::rtt::Histogram>)>,
     clock: Clock,
     out: &'a mut Out,
     json: bool,
@@ -699,7 +751,7 @@ struct TcpSink<'a> {
 
 impl TcpSink<'_> {
     fn write(&mut self, bytes: &[u8]) -> Result<bool, Closed> {
-        use nettrace_common::tcp::{RtEvent, TcpEvent, tp};
+        use nettrace_common::tcp::{RtEvent, RttEvent, TcpEvent, tp};
         if let (Some(ev), Some(p)) = (record::<TcpEvent>(bytes), &self.monitor) {
             if let Some(c) = &mut self.metrics {
                 c.hook(ev.kind.into(), || tcp::monitor::event_name(ev.kind).into());
@@ -710,6 +762,18 @@ impl TcpSink<'_> {
                 }
             }
             let l = if self.json { p.json(&ev) } else { p.line(&ev) };
+            self.out.line(&l)?;
+            return Ok(true);
+        }
+        if let (Some(ev), Some((source, _))) = (record::<RttEvent>(bytes), &self.rtt) {
+            if let Some(c) = &self.metrics {
+                c.rtt_sample(ev.rtt_us.into());
+            }
+            let l = if self.json {
+                tcp::rtt::json(&self.clock, *source, &ev)
+            } else {
+                tcp::rtt::line(&self.clock, *source, &ev)
+            };
             self.out.line(&l)?;
             return Ok(true);
         }
@@ -761,13 +825,22 @@ impl Sink for TcpSink<'_> {
     }
 
     fn tick(&mut self, now_ns: u64) -> Flow {
-        let Some(sum) = &mut self.summary else {
-            return Flow::Continue;
-        };
-        let lines = if self.json {
-            vec![sum.take_json(now_ns)]
+        let lines = if let Some(sum) = &mut self.summary {
+            if self.json {
+                vec![sum.take_json(now_ns)]
+            } else {
+                sum.take(&self.clock, now_ns)
+            }
+        } else if let Some((_, Some(hist))) = &self.rtt {
+            match hist.read() {
+                Ok(h) => tcp::rtt::summary(&h, self.json, now_ns),
+                Err(e) => {
+                    eprintln!("nettrace: cannot read the RTT histogram: {e}");
+                    return Flow::Stop;
+                }
+            }
         } else {
-            sum.take(&self.clock, now_ns)
+            return Flow::Continue;
         };
         for l in lines {
             if self.out.line(&l).is_err() {

@@ -107,6 +107,35 @@ pub struct Args {
     #[arg(long, help_heading = "Modes")]
     pub rt_summary: bool,
 
+    /// TCP round-trip-time distribution (log2 buckets of ms), counted in
+    /// the kernel and printed every second.
+    #[arg(long, help_heading = "Modes")]
+    pub rtt: bool,
+
+    /// One line per RTT sample: `*rtt:…, rtt_min:…*` with the connection.
+    #[arg(long, help_heading = "Modes")]
+    pub rtt_detail: bool,
+
+    /// With --rtt/--rtt-detail: only sockets whose smoothed RTT is at
+    /// least MS milliseconds (checked in the kernel).
+    #[arg(
+        long,
+        value_name = "MS",
+        help_heading = "Modes",
+        allow_negative_numbers = true
+    )]
+    pub filter_srtt: Option<String>,
+
+    /// With --rtt/--rtt-detail: only sockets whose minimum RTT is at least
+    /// MS milliseconds (checked in the kernel).
+    #[arg(
+        long,
+        value_name = "MS",
+        help_heading = "Modes",
+        allow_negative_numbers = true
+    )]
+    pub filter_minrtt: Option<String>,
+
     // ---- lifecycle tracing ----
     /// Hooks to attach: group or hook names, comma separated, or `all`
     /// (default: every hook not marked default-off). See rules/hooks.yaml.

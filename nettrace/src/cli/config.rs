@@ -30,6 +30,14 @@ pub enum Mode {
     TcpMonitor,
     /// `--rt`, `--rt-summary`.
     Rt { summary: bool },
+    /// `--rtt` (the distribution) and/or `--rtt-detail` (each sample),
+    /// with the RTT filters in µs.
+    Rtt {
+        distribution: bool,
+        detail: bool,
+        min_srtt_us: u32,
+        min_rtt_min_us: u32,
+    },
     /// `--conn`: `states` is the sock_diag state mask.
     Conn {
         interval: Option<std::time::Duration>,
@@ -198,6 +206,7 @@ fn socket_mode(args: &Args, lifecycle_flags: &[(&str, bool)]) -> Result<Option<M
         ("--tcp-monitor", args.tcp_monitor),
         ("--rt", args.rt),
         ("--conn", args.conn),
+        ("--rtt", args.rtt || args.rtt_detail),
     ]
     .into_iter()
     .filter_map(|(f, set)| set.then_some(f))
@@ -207,6 +216,11 @@ fn socket_mode(args: &Args, lifecycle_flags: &[(&str, bool)]) -> Result<Option<M
     }
     if args.rt_summary && !args.rt {
         return Err(usage!("--rt-summary needs --rt"));
+    }
+    if (args.filter_srtt.is_some() || args.filter_minrtt.is_some()) && !args.rtt && !args.rtt_detail {
+        return Err(usage!(
+            "--filter-srtt and --filter-minrtt need --rtt or --rtt-detail"
+        ));
     }
     if (args.interval.is_some() || args.state.is_some()) && !args.conn {
         return Err(usage!("--interval and --state need --conn"));
@@ -229,6 +243,23 @@ fn socket_mode(args: &Args, lifecycle_flags: &[(&str, bool)]) -> Result<Option<M
     }
     Ok(Some(if args.tcp_monitor {
         Mode::TcpMonitor
+    } else if args.rtt || args.rtt_detail {
+        let ms = |flag: &str, v: &Option<String>| -> Result<u32, UsageError> {
+            match v {
+                Some(v) => v
+                    .parse::<u32>()
+                    .ok()
+                    .and_then(|ms| ms.checked_mul(1000))
+                    .ok_or_else(|| usage!("{flag}: '{v}' is not a number of milliseconds")),
+                None => Ok(0),
+            }
+        };
+        Mode::Rtt {
+            distribution: args.rtt,
+            detail: args.rtt_detail,
+            min_srtt_us: ms("--filter-srtt", &args.filter_srtt)?,
+            min_rtt_min_us: ms("--filter-minrtt", &args.filter_minrtt)?,
+        }
     } else if args.rt {
         if args.port.is_none() && args.sport.is_none() {
             return Err(usage!("--rt needs the server's port: -P PORT or -S PORT"));

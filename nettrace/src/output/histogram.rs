@@ -34,6 +34,17 @@ impl Log2 {
         self.total += 1;
     }
 
+    /// A histogram from bucket counts (bucket `i` as in [`Log2::add`]),
+    /// e.g. ones a kernel map kept.
+    pub fn from_buckets(counts: &[u64]) -> Self {
+        let mut h = Self::default();
+        for (i, &n) in counts.iter().enumerate().take(64) {
+            h.buckets[i] = n;
+            h.total += n;
+        }
+        h
+    }
+
     /// `{"total": N, "buckets": [{"lo": 0, "hi": 1, "count": n}, …]}`,
     /// non-empty buckets only.
     pub fn json(&self) -> serde_json::Value {

@@ -39,6 +39,8 @@ pub struct Metrics {
     rt_seconds: Family<Labels, Histogram, fn() -> Histogram>,
     /// Smoothed RTT of `--rt` tasks and `--conn` connections.
     rtt_seconds: Histogram,
+    /// RTT samples of `--rtt-detail`.
+    rtt_samples: Histogram,
     drops: Family<Labels, Counter>,
     events: Family<Labels, Counter>,
     resets: Family<Labels, Counter>,
@@ -53,6 +55,7 @@ impl Default for Metrics {
         Self {
             rt_seconds: Family::new_with_constructor(time_buckets),
             rtt_seconds: time_buckets(),
+            rtt_samples: time_buckets(),
             drops: Family::default(),
             events: Family::default(),
             resets: Family::default(),
@@ -85,6 +88,11 @@ impl Metrics {
             "tcp_rt_seconds",
             "Request/response task times of --rt (upload, process, download)",
             self.rt_seconds.clone(),
+        );
+        r.register(
+            "tcp_rtt_seconds",
+            "TCP RTT samples seen by --rtt-detail",
+            self.rtt_samples.clone(),
         );
         r.register(
             "tcp_srtt_seconds",
@@ -131,6 +139,11 @@ impl Metrics {
         self.lost
             .get_or_create(&vec![("cause", cause.to_string())])
             .set(total as i64);
+    }
+
+    /// One RTT sample (`--rtt-detail`), in µs.
+    pub fn rtt_sample(&self, us: u64) {
+        self.rtt_samples.observe(us as f64 / 1e6);
     }
 
     /// One smoothed-RTT sample, in µs.
@@ -234,6 +247,11 @@ impl Counts {
                 m.drop_counter(&r, &l)
             })
             .inc();
+    }
+
+    /// One RTT sample (µs).
+    pub fn rtt_sample(&self, us: u64) {
+        self.metrics.rtt_sample(us);
     }
 
     /// One `--rt` task.

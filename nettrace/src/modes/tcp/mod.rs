@@ -8,6 +8,7 @@
 
 pub mod monitor;
 pub mod rt;
+pub mod rtt;
 
 use std::{
     collections::HashMap,
@@ -57,6 +58,9 @@ pub const MONITOR: [Tracepoint; 6] = [
     tracepoint(tp::BAD_CSUM, "tcp", "tcp_bad_csum", "tcp_bad_csum"),
     tracepoint(tp::CONG_STATE, "tcp", "tcp_cong_state_set", "tcp_cong_state_set"),
 ];
+
+/// `--rtt` where `tcp_ack_update_rtt` cannot be hooked.
+pub const RTT: [Tracepoint; 1] = [tracepoint(tp::PROBE, "tcp", "tcp_probe", "rtt_tcp_probe")];
 
 /// What `--rt` attaches; all are needed.
 pub const RT: [Tracepoint; 3] = [
@@ -112,6 +116,14 @@ pub fn sock_layout(btf: &KernelBtf, layout: &KernelLayout) -> Result<SockLayout,
         snd_una: optional("tcp_sock", &["snd_una"]),
         write_seq: optional("tcp_sock", &["write_seq"]),
         skb_data: layout.skb_data,
+        rtt_min: match (
+            btf.member_offset("tcp_sock", &["rtt_min", "s"]),
+            btf.member_offset("minmax_sample", &["v"]),
+        ) {
+            // s[0].v: the first sample is the current minimum.
+            (Ok(s), Ok(v)) => s + v,
+            _ => KernelLayout::NONE,
+        },
     })
 }
 
