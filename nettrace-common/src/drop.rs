@@ -30,7 +30,8 @@ pub struct DropConfig {
     pub tp_args: DropArgs,
     /// Non-zero: record the kernel stack (`--drop-stack`).
     pub stack: u32,
-    pub _pad: u32,
+    /// `--rate-limit`: events per second, 0 = unlimited.
+    pub rate_limit: u32,
 }
 
 /// One dropped packet, as written to the ring buffer.

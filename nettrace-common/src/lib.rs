@@ -61,8 +61,10 @@ mod pod {
     unsafe impl aya::Pod for crate::KernelLayout {}
     unsafe impl aya::Pod for crate::TraceConfig {}
     unsafe impl aya::Pod for crate::TraceEvent {}
+    unsafe impl aya::Pod for crate::trace::RateWindow {}
     unsafe impl aya::Pod for crate::tcp::TcpConfig {}
     unsafe impl aya::Pod for crate::tcp::TcpEvent {}
     unsafe impl aya::Pod for crate::tcp::RtEvent {}
     unsafe impl aya::Pod for crate::tcp::RttEvent {}
+    unsafe impl aya::Pod for crate::tcp::SockEvent {}
 }

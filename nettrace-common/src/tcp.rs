@@ -69,6 +69,9 @@ pub struct TpFields {
     /// tuple of events without a socket: resets sent with none, bad csum).
     pub saddr: u32,
     pub daddr: u32,
+    /// `oldstate` / `newstate` (`int`) of `sock:inet_sock_set_state`.
+    pub old_state: u32,
+    pub new_state: u32,
 }
 
 impl TpFields {
@@ -81,6 +84,8 @@ impl TpFields {
         value16: u32::MAX,
         saddr: u32::MAX,
         daddr: u32::MAX,
+        old_state: u32::MAX,
+        new_state: u32::MAX,
     };
 }
 
@@ -102,7 +107,10 @@ pub mod tp {
     pub const PROBE: u8 = 6;
     pub const SEND_LENGTH: u8 = 7;
     pub const DESTROY_SOCK: u8 = 8;
-    pub const COUNT: usize = 9;
+    /// `--sock` only.
+    pub const SET_STATE: u8 = 9;
+    pub const RCV_SPACE: u8 = 10;
+    pub const COUNT: usize = 11;
 }
 
 /// Everything the TCP programs need, one read-only global.
@@ -124,8 +132,10 @@ pub struct TcpConfig {
     /// events (bad checksum, resets without a socket).
     pub skb_dev: u32,
     pub dev_net: u32,
-    pub _pad: u32,
+    /// `--rate-limit`: events per second, 0 = unlimited.
+    pub rate_limit: u32,
     pub rtt: RttConfig,
+    pub sock_mode: SockModeConfig,
 }
 
 /// `--rtt`, `--rtt-detail`, `--filter-srtt`, `--filter-minrtt`.
@@ -159,8 +169,9 @@ impl Default for TcpConfig {
             af_inet6: 10,
             skb_dev: u32::MAX,
             dev_net: u32::MAX,
-            _pad: 0,
+            rate_limit: 0,
             rtt: RttConfig::default(),
+            sock_mode: SockModeConfig::default(),
         }
     }
 }
@@ -278,4 +289,136 @@ pub mod rt_phase {
     pub const REQUEST: u32 = 1;
     /// Response bytes sent; waiting for their ACK or the next request.
     pub const RESPONSE: u32 = 2;
+}
+
+/// The kernel functions `--sock` hooks where functions can be hooked
+/// (fentry, else kprobe), as indices into `SockModeConfig::fn_arg` and as
+/// `SockEvent::hook` of function events.
+pub mod sock_fn {
+    pub const INET_LISTEN: u8 = 0;
+    pub const RCV_STATE_PROCESS: u8 = 1;
+    pub const TRANSMIT_SKB: u8 = 2;
+    pub const ACK: u8 = 3;
+    pub const WRITE_TIMER: u8 = 4;
+    pub const ACK_UPDATE_RTT: u8 = 5;
+    pub const CLOSE: u8 = 6;
+    pub const COUNT: usize = 7;
+}
+
+/// `--sock`: where the socket facts of a line live (BTF offsets from a
+/// `struct sock *`, which is also the start of `inet_connection_sock` and
+/// `tcp_sock`), and where each hooked function keeps its socket.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SockModeConfig {
+    /// `inet_connection_sock.icsk_ca_state`, a 5-bit bitfield: a `u16` is
+    /// read at `ca_state_byte`, shifted right by `ca_state_shift` and
+    /// masked with `ca_state_mask` (bit numbering of a little-endian
+    /// target, as BTF gives it there).
+    pub ca_state_byte: u32,
+    pub ca_state_shift: u32,
+    pub ca_state_mask: u32,
+    /// `inet_connection_sock.icsk_pending` (`__u8`): the pending
+    /// retransmit-timer kind (`ICSK_TIME_*`), 0 for none.
+    pub pending: u32,
+    /// The jiffies at which that timer fires: `icsk_timeout` on older
+    /// kernels, `icsk_retransmit_timer.expires` where that was removed.
+    pub timeout: u32,
+    /// `tcp_sock.packets_out` / `retrans_out` (`u32`).
+    pub packets_out: u32,
+    pub retrans_out: u32,
+    /// `sock.sk_wmem_queued` (`int`) and `sock.sk_backlog.rmem_alloc`
+    /// (`atomic_t`, what the kernel calls `sk_rmem_alloc`).
+    pub wmem_queued: u32,
+    pub rmem_alloc: u32,
+    /// `TCP_TIME_WAIT` and `TCP_NEW_SYN_RECV` as this kernel numbers them
+    /// (tracefs): sockets in these states are not full `tcp_sock`s, so only
+    /// their `sock_common` is read.
+    pub state_time_wait: u32,
+    pub state_new_syn_recv: u32,
+    /// `socket.sk`: `inet_listen` receives a `struct socket *`.
+    pub socket_sk: u32,
+    /// Per [`sock_fn`]: the position of the function's socket argument
+    /// (BTF), `u32::MAX` when the function cannot be used.
+    pub fn_arg: [u32; sock_fn::COUNT],
+    /// Per [`sock_fn`]: non-zero when that argument is a `struct socket *`
+    /// whose `sk` member is the socket.
+    pub fn_deref: [u32; sock_fn::COUNT],
+    pub _pad: u32,
+}
+
+impl Default for SockModeConfig {
+    fn default() -> Self {
+        Self {
+            ca_state_byte: u32::MAX,
+            ca_state_shift: 0,
+            ca_state_mask: 0,
+            pending: u32::MAX,
+            timeout: u32::MAX,
+            packets_out: u32::MAX,
+            retrans_out: u32::MAX,
+            wmem_queued: u32::MAX,
+            rmem_alloc: u32::MAX,
+            state_time_wait: u32::MAX,
+            state_new_syn_recv: u32::MAX,
+            socket_sk: u32::MAX,
+            fn_arg: [u32::MAX; sock_fn::COUNT],
+            fn_deref: [0; sock_fn::COUNT],
+            _pad: 0,
+        }
+    }
+}
+
+/// Where a `--sock` event came from.
+pub mod sock_source {
+    /// A tracepoint: `SockEvent::hook` is one of [`super::tp`].
+    pub const TRACEPOINT: u8 = 0;
+    /// A kernel function: `SockEvent::hook` is one of [`super::sock_fn`].
+    pub const FUNCTION: u8 = 1;
+}
+
+/// One `--sock` line: a socket as one hook saw it. 120 bytes, a size no
+/// other event of this object has (its events are told apart by size).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SockEvent {
+    pub ts_ns: u64,
+    /// The socket (0: a reset sent without one); for a SYN-ACK
+    /// retransmit, the request socket.
+    pub sk: u64,
+    /// Jiffies until the pending timer fires (negative: overdue); only
+    /// meaningful when `timer` is non-zero.
+    pub timer_left: i64,
+    pub tuple: Tuple,
+    /// One of [`sock_source`], and the hook within it.
+    pub source: u8,
+    pub hook: u8,
+    /// `sk_state` (`TCP_*`); for `inet_sock_set_state` the new state.
+    pub state: u8,
+    /// The state left, for `inet_sock_set_state`; [`SockEvent::NO_STATE`]
+    /// otherwise.
+    pub old_state: u8,
+    /// `enum tcp_ca_state`.
+    pub ca_state: u8,
+    /// `icsk_pending` (`ICSK_TIME_*`), 0 for no pending timer.
+    pub timer: u8,
+    /// Non-zero: a full TCP socket, whose counters below were read;
+    /// request and time-wait sockets have only their addresses and state.
+    pub full: u8,
+    pub _pad: u8,
+    pub netns: u32,
+    pub packets_out: u32,
+    pub retrans_out: u32,
+    pub snd_una: u32,
+    pub wmem_queued: u32,
+    pub rmem_alloc: u32,
+    /// tgid of the task running when the event fired, 0 for none (idle).
+    pub pid: u32,
+    pub _pad2: u32,
+    pub comm: [u8; COMM_LEN],
+}
+
+impl SockEvent {
+    /// `old_state` of events that are not a state change.
+    pub const NO_STATE: u8 = u8::MAX;
 }

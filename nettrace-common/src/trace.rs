@@ -177,7 +177,56 @@ pub struct TraceConfig {
     pub track: u32,
     pub _pad: u32,
     pub nf: NfLayout,
+    pub opts: TraceOpts,
     pub slots: [HookSlot; MAX_SLOTS],
+}
+
+/// Session-wide options of the lifecycle programs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TraceOpts {
+    /// `--latency --min-latency`: lives shorter than this are not reported.
+    pub min_latency_ns: u64,
+    /// `--rate-limit`: events per second, 0 = unlimited.
+    pub rate_limit: u32,
+    /// [`trace_opts`] bits.
+    pub flags: u32,
+}
+
+/// `TraceOpts::flags`.
+pub mod trace_opts {
+    /// `--latency`: no event per hook; one at the free with the life.
+    pub const LATENCY: u32 = 1;
+    /// `--latency-free`: a life ends at the free itself, not at the last
+    /// hook before it.
+    pub const LATENCY_FREE: u32 = 2;
+    /// `--func-stats`: count events per slot (`FUNC_STATS`), send none.
+    pub const FUNC_STATS: u32 = 4;
+    /// `--latency-summary`: lives go into `LATENCY_HIST`, no events.
+    pub const LATENCY_SUMMARY: u32 = 8;
+}
+
+/// Buckets of the in-kernel latency histogram: log2 of µs.
+pub const LATENCY_BUCKETS: u32 = 32;
+
+/// One second of `--rate-limit` (see `nettrace-ebpf/src/ratelimit.rs`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RateWindow {
+    /// ktime / 1e9.
+    pub second: u64,
+    /// Events that asked to go out in that second.
+    pub taken: u64,
+}
+
+/// What the tracking table keeps per packet (skb address).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tracked {
+    /// When the packet first matched.
+    pub first_ns: u64,
+    /// Its latest hook (kept with `--latency` only).
+    pub last_ns: u64,
 }
 
 /// `TraceEvent::kind`.
@@ -211,6 +260,9 @@ pub struct TraceEvent {
     pub kind: u8,
     pub has_extra: u8,
     pub _pad: [u8; 6],
+    /// `--latency`: the packet's whole life (first match to the free, or
+    /// to the last hook before it), ns; 0 otherwise.
+    pub life_ns: u64,
     pub comm: [u8; COMM_LEN],
     pub ifname: [u8; IFNAME_LEN],
     pub hdr: [u8; PKT_HDR_LEN],
@@ -222,6 +274,10 @@ pub mod lost {
     pub const RING: u32 = 0;
     /// Packets that could not be tracked: the tracking table was full.
     pub const TRACK_FULL: u32 = 1;
+    /// Events held back by `--rate-limit`.
+    pub const RATE_LIMITED: u32 = 2;
+    /// Size of the `LOST` map.
+    pub const KINDS: u32 = 3;
 }
 
 /// Capacity of the tracking table (skb address → first-seen time).

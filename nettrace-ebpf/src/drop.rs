@@ -16,6 +16,7 @@ use nettrace_common::{DropConfig, DropEvent, KernelLayout, trace::lost};
 use crate::{
     filter::packet_matches,
     maps::{EVENTS, STACKS, count_lost_at},
+    ratelimit,
     skb::read_packet,
 };
 
@@ -112,6 +113,9 @@ fn handle<C: EbpfContext + StackIdContext>(ctx: &C, skb: u64, location: u64, rea
     ev.l3_proto = m.l3_proto;
     ev.hdr_len = m.hdr_len;
     ev.ts_ns = unsafe { bpf_ktime_get_ns() };
+    if !ratelimit::allow(cfg.rate_limit, ev.ts_ns) {
+        return;
+    }
     ev.skb = skb;
     ev.location = location;
     ev.reason = reason;

@@ -3,11 +3,15 @@
 //! entry points take aya hundreds of milliseconds and ~200 MiB to parse:
 //! the mode meant to run for hours stays small and starts fast.
 #![no_std]
+// Compare-and-swap for `--rate-limit` (see `ratelimit.rs`).
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 #![no_main]
 
 mod drop;
 mod filter;
 mod maps;
+mod ratelimit;
 mod read;
 mod skb;
 

@@ -6,11 +6,15 @@
 //! and `filter`; maps in `maps`. Kernel struct offsets are never compiled in:
 //! userspace resolves them from BTF and passes them as read-only globals.
 #![no_std]
+// Compare-and-swap for `--rate-limit` (see `ratelimit.rs`).
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 #![no_main]
 
 mod args;
 mod filter;
 mod maps;
+mod ratelimit;
 mod read;
 mod skb;
 mod slots;

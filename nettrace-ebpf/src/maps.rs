@@ -1,5 +1,6 @@
 //! Maps shared by all programs.
 
+use nettrace_common::trace::lost;
 use aya_ebpf::{
     macros::map,
     maps::{PerCpuArray, RingBuf, StackTrace},
@@ -12,7 +13,7 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
 
 /// Loss counters per CPU, indexed by `nettrace_common::trace::lost`.
 #[map]
-pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
+pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(lost::KINDS, 0);
 
 /// Kernel stacks for `--drop-stack`.
 #[map]

@@ -27,6 +27,7 @@ use nettrace_common::{
 
 use crate::{
     maps::{EVENTS, count_lost_at},
+    ratelimit,
     read::field,
     sock::{config, netns_of_sock, rec, sk_of, srtt_us, tuple_matches, tuple_of_sock},
 };
@@ -170,6 +171,9 @@ fn wanted(sk: u64, s: &mut RtState) -> bool {
 #[inline(always)]
 fn emit(sk: u64, s: &RtState) {
     let cfg = config();
+    if !ratelimit::allow(cfg.rate_limit, unsafe { bpf_ktime_get_ns() }) {
+        return;
+    }
     let Some(ev) = RT_SCRATCH.get_ptr_mut(0) else {
         return;
     };

@@ -22,6 +22,7 @@ use nettrace_common::{
 use crate::{
     args::{ctx_arg, kprobe_arg},
     maps::{EVENTS, count_lost_at},
+    ratelimit,
     read::field,
     sock::{config, netns_of_sock, sk_of, srtt_us, tuple_matches, tuple_of_sock},
 };
@@ -94,12 +95,16 @@ fn handle(sk: u64, sample: Option<u32>) {
     if cfg.rtt.detail == 0 {
         return;
     }
+    let now = unsafe { bpf_ktime_get_ns() };
+    if !ratelimit::allow(cfg.rate_limit, now) {
+        return;
+    }
     let Some(ev) = RTT_SCRATCH.get_ptr_mut(0) else {
         return;
     };
     // SAFETY: per-CPU scratch slot.
     let ev = unsafe { &mut *ev };
-    ev.ts_ns = unsafe { bpf_ktime_get_ns() };
+    ev.ts_ns = now;
     ev.tuple = t;
     ev.netns = netns;
     ev.rtt_us = rtt;

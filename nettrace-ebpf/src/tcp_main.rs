@@ -1,17 +1,23 @@
-//! The `--tcp-monitor` and `--rt` object: socket-level tracepoints only.
+//! The socket modes' object (`--tcp-monitor`, `--rt`, `--rtt`, `--sock`):
+//! socket-level tracepoints, and the few TCP functions `--rtt` and `--sock` hook.
 //! Apart from the packet objects so that these modes load a handful of
 //! programs, not the lifecycle object's hundreds.
 #![no_std]
+// Compare-and-swap for `--rate-limit` (see `ratelimit.rs`).
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 #![no_main]
 
 mod args;
 #[allow(dead_code, reason = "the packet half of the filter is for skb objects")]
 mod filter;
 mod maps;
+mod ratelimit;
 mod read;
 mod rt;
 mod rtt;
 mod sock;
+mod sock_events;
 mod tcp_monitor;
 
 nettrace_ebpf::object_glue!();

@@ -16,6 +16,7 @@ use nettrace_common::{
 
 use crate::{
     maps::{EVENTS, count_lost_at},
+    ratelimit,
     read::field,
     sock::{
         config, netns_of_skb, netns_of_sock, rec, sk_of, srtt_us, tuple_matches, tuple_of_record,
@@ -109,6 +110,9 @@ fn report(ctx: &TracePointContext, kind: u8) {
         return;
     }
     ev.ts_ns = unsafe { bpf_ktime_get_ns() };
+    if !ratelimit::allow(cfg.rate_limit, ev.ts_ns) {
+        return;
+    }
     ev.sk = sk;
     ev.kind = kind;
     ev.state = field::<u8>(conn, cfg.sock.state).unwrap_or(0);

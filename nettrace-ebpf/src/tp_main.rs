@@ -9,12 +9,16 @@
 //! and `filter`; maps in `maps`. Kernel struct offsets are never compiled in:
 //! userspace resolves them from BTF and passes them as read-only globals.
 #![no_std]
+// Compare-and-swap for `--rate-limit` (see `ratelimit.rs`).
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 #![no_main]
 
 #[allow(dead_code, reason = "function arguments are read in the full object only")]
 mod args;
 mod filter;
 mod maps;
+mod ratelimit;
 mod read;
 mod skb;
 #[path = "slots_tp.rs"]

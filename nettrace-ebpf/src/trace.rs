@@ -21,7 +21,7 @@ use aya_ebpf::{
 use nettrace_common::{
     KernelLayout, TraceConfig, TraceEvent, ethertype,
     trace::{
-        HookSlot, MAX_SLOTS, MAX_TRACKED, NF_HOOK_POINTS, NF_HOOKS_KEPT, NfContextEvent, NfHooksEvent,
+        HookSlot, LATENCY_BUCKETS, MAX_SLOTS, MAX_TRACKED, NF_HOOK_POINTS, Tracked, trace_opts, NF_HOOKS_KEPT, NfContextEvent, NfHooksEvent,
         NfLayout, event_kind, lost, slot_flags,
     },
 };
@@ -30,6 +30,7 @@ use crate::{
     args::{ctx_arg, kprobe_arg},
     filter::packet_matches,
     maps::{EVENTS, STACKS, count_lost_at},
+    ratelimit,
     read::field,
     skb::{Meta, read_l3, read_where},
 };
@@ -40,7 +41,24 @@ static TRACE_CONFIG: TraceConfig = unsafe { core::mem::zeroed() };
 
 /// Tracked packets: skb address → first-seen time (ns).
 #[map]
-static TRACKED: HashMap<u64, u64> = HashMap::with_max_entries(MAX_TRACKED, 0);
+static TRACKED: HashMap<u64, Tracked> = HashMap::with_max_entries(MAX_TRACKED, 0);
+
+/// `--func-stats`: events per slot, after the filters.
+#[map]
+static FUNC_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_SLOTS as u32, 0);
+
+/// `--latency-summary`: packet lives per log2-µs bucket.
+#[map]
+static LATENCY_HIST: PerCpuArray<u64> = PerCpuArray::with_max_entries(LATENCY_BUCKETS, 0);
+
+/// Adds one to a per-CPU counter.
+#[inline(always)]
+fn bump(map: &PerCpuArray<u64>, index: u32) {
+    if let Some(n) = map.get_ptr_mut(index) {
+        // SAFETY: per-CPU slot; programs do not nest on one CPU.
+        unsafe { *n += 1 };
+    }
+}
 
 /// Classic tracepoints: event id (`common_type`) → slot.
 #[map]
@@ -270,10 +288,64 @@ fn handle(ctx: *mut c_void, slot: u32, args: &HookArgs) {
     }
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
-    if !tracked {
-        if track && flags & slot_flags::FREE == 0 && TRACKED.insert(&skb, &now, 0).is_err() {
+    let fresh = Tracked {
+        first_ns: now,
+        last_ns: now,
+    };
+    if !tracked && track && flags & slot_flags::FREE == 0 && TRACKED.insert(&skb, &fresh, 0).is_err() {
+        count_lost_at(lost::TRACK_FULL);
+    }
+    let opts = &cfg.opts;
+    if opts.flags & (trace_opts::FUNC_STATS | trace_opts::LATENCY) != 0 {
+        // Modes that report no event per hook: count or time, then keep
+        // following the packet and its clones.
+        if kind_and_has & 0x0f == event_kind::CLONE && extra != 0 && TRACKED.insert(&extra, &fresh, 0).is_err() {
             count_lost_at(lost::TRACK_FULL);
         }
+        if opts.flags & trace_opts::FUNC_STATS != 0 {
+            bump(&FUNC_STATS, slot);
+            if tracked && flags & slot_flags::FREE != 0 {
+                let _ = TRACKED.remove(&skb);
+            }
+            return;
+        }
+        if flags & slot_flags::FREE == 0 {
+            if let Some(t) = TRACKED.get_ptr_mut(&skb) {
+                // SAFETY: map value of this packet; only its own hooks write it.
+                unsafe { (*t).last_ns = now };
+            }
+            return;
+        }
+        // SAFETY: plain lookup, copied out.
+        let life = match unsafe { TRACKED.get(&skb) } {
+            Some(t) => {
+                let end = if opts.flags & trace_opts::LATENCY_FREE != 0 { now } else { t.last_ns };
+                end - t.first_ns
+            }
+            None => 0,
+        };
+        let _ = TRACKED.remove(&skb);
+        if life < opts.min_latency_ns {
+            return;
+        }
+        if opts.flags & trace_opts::LATENCY_SUMMARY != 0 {
+            let us = life / 1000;
+            let bucket = if us < 2 { 0 } else { 63 - us.leading_zeros() };
+            bump(&LATENCY_HIST, bucket.min(LATENCY_BUCKETS - 1));
+            return;
+        }
+        ev.life_ns = life;
+    } else {
+        ev.life_ns = 0;
+    }
+    if !ratelimit::allow(opts.rate_limit, now) {
+        if tracked && flags & slot_flags::FREE != 0 {
+            let _ = TRACKED.remove(&skb);
+        }
+        if track && kind_and_has & 0x0f == event_kind::CLONE && extra != 0 && TRACKED.insert(&extra, &fresh, 0).is_err() {
+            count_lost_at(lost::TRACK_FULL);
+        }
+        return;
     }
     ev.ts_ns = now;
     ev.skb = skb;
@@ -315,7 +387,7 @@ fn handle(ctx: *mut c_void, slot: u32, args: &HookArgs) {
     if EVENTS.output(ev, 0).is_err() {
         count_lost_at(lost::RING);
     }
-    if track && ev.kind == event_kind::CLONE && extra != 0 && TRACKED.insert(&extra, &now, 0).is_err() {
+    if track && ev.kind == event_kind::CLONE && extra != 0 && TRACKED.insert(&extra, &fresh, 0).is_err() {
         count_lost_at(lost::TRACK_FULL);
     }
     if tracked && flags & slot_flags::FREE != 0 {

@@ -121,6 +121,11 @@ impl Events {
         self.counter(lost::TRACK_FULL)
     }
 
+    /// Events held back by `--rate-limit`.
+    pub fn rate_limited(&self) -> anyhow::Result<u64> {
+        self.counter(lost::RATE_LIMITED)
+    }
+
     fn counter(&self, index: u32) -> anyhow::Result<u64> {
         Ok(self.lost.get(&index, 0).context("read LOST map")?.iter().sum())
     }
@@ -169,6 +174,7 @@ impl Events {
         if let Some(m) = &self.metrics {
             m.lost("ring_buffer_full", self.lost().unwrap_or(0));
             m.lost("tracking_table_full", self.untracked().unwrap_or(0));
+            m.lost("rate_limited", self.rate_limited().unwrap_or(0));
         }
         if let Ok(lost) = self.lost()
             && lost > self.reported_lost

@@ -55,6 +55,24 @@ pub fn load_tcp(tcp: &TcpConfig, btf: Option<&Btf>) -> Result<Ebpf, aya::EbpfErr
     loader.override_global("TCP_CONFIG", tcp, true).load(TCP_OBJECT)
 }
 
+/// `--rate-limit`: sets the kernel's windows of this second and the next
+/// to empty before anything is attached, so the first events of a busy
+/// start never clear a window in use (see `nettrace-ebpf/src/ratelimit.rs`).
+pub fn prime_rate_limit(ebpf: &mut Ebpf, limit: u32) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use nettrace_common::trace::RateWindow;
+    if limit == 0 {
+        return Ok(());
+    }
+    let mut windows: aya::maps::Array<_, RateWindow> =
+        aya::maps::Array::try_from(ebpf.map_mut("RATE_WINDOWS").context("map RATE_WINDOWS missing")?)?;
+    let second = crate::events::monotonic_ns() / 1_000_000_000;
+    for s in [second, second + 1] {
+        windows.set((s & 1) as u32, &RateWindow { second: s, taken: 0 }, 0)?;
+    }
+    Ok(())
+}
+
 /// The small object holding only the capability probes: parsed in a
 /// moment, so the tracing object can be configured from what they find.
 pub fn load_probes(btf: Option<&Btf>) -> Result<Ebpf, aya::EbpfError> {

@@ -26,6 +26,7 @@ use crate::{
     },
     output::{
         Clock, Closed, Out,
+        histogram::KernelHistogram,
         metrics::{Counts, Metrics},
         stack::Symbolizer,
     },
@@ -156,6 +157,10 @@ fn trace_config(k: &Kernel, config: &Config, track: bool) -> TraceConfig {
         track: track as u32,
         _pad: 0,
         nf: nettrace_common::trace::NfLayout::OFF,
+        opts: nettrace_common::trace::TraceOpts {
+            rate_limit: config.rate_limit,
+            ..Default::default()
+        },
         slots: [HookSlot::default(); nettrace_common::trace::MAX_SLOTS],
     }
 }
@@ -183,6 +188,7 @@ pub async fn run(config: &Config) -> Result<(), Failure> {
         (Mode::Drop { stack }, _) => run_drop(&s, &k, *stack).await,
         (Mode::Lifecycle(l), Some(p)) => run_lifecycle(&s, &k, l, p).await,
         (Mode::TcpMonitor, _) => run_tcp(&s, &k, SocketMode::Monitor).await,
+        (Mode::Sock, _) => run_tcp(&s, &k, SocketMode::Sock).await,
         (Mode::Rt { summary }, _) => run_tcp(&s, &k, SocketMode::Rt { summary: *summary }).await,
         (
             Mode::Rtt {
@@ -224,6 +230,7 @@ async fn serve_metrics(s: &Session<'_>) -> Result<Option<Arc<Metrics>>, Failure>
 /// The modes of the TCP object.
 enum SocketMode {
     Monitor,
+    Sock,
     Rt {
         summary: bool,
     },
@@ -239,6 +246,7 @@ async fn run_tcp(s: &Session<'_>, k: &Kernel, mode: SocketMode) -> Result<(), Fa
     let config = s.config;
     let (flag, wanted, all_needed): (_, &'static [tcp::Tracepoint], _) = match mode {
         SocketMode::Monitor => ("--tcp-monitor", &tcp::MONITOR, false),
+        SocketMode::Sock => ("--sock", &tcp::sock::TRACEPOINTS, false),
         SocketMode::Rt { .. } => ("--rt", &tcp::RT, true),
         SocketMode::Rtt { .. } => ("--rtt", &tcp::RTT, false),
     };
@@ -261,7 +269,19 @@ async fn run_tcp(s: &Session<'_>, k: &Kernel, mode: SocketMode) -> Result<(), Fa
         .iter()
         .map(|t| format!("{}:{}", t.group, t.name))
         .collect();
-    let function_source = matches!(mode, SocketMode::Rtt { .. }) && rtt_positions.is_some();
+    // `--sock`: socket facts and function arguments from BTF. The tick
+    // rate may have to be measured (a few hundred ms): meanwhile, load.
+    let hz = matches!(mode, SocketMode::Sock).then(|| std::thread::spawn(crate::kernel::hz::find));
+    if let SocketMode::Sock = mode {
+        for m in tcp::sock::configure(&k.btf, &p.names, &mut p.config.sock_mode) {
+            s.debug(format_args!("--sock: not on this kernel: {m}"));
+        }
+    }
+    let sock_functions = matches!(mode, SocketMode::Sock)
+        && config.backend != BackendChoice::Tracepoint
+        && p.config.sock_mode.fn_arg.iter().any(|&a| a != KernelLayout::NONE);
+    let function_source =
+        matches!(mode, SocketMode::Rtt { .. }) && rtt_positions.is_some() || sock_functions;
     if all_needed && !missing.is_empty() || p.present.is_empty() && !function_source {
         return Err(Failure::Unusable(format!(
             "{flag} needs tracepoints this kernel lacks: {}",
@@ -274,8 +294,10 @@ async fn run_tcp(s: &Session<'_>, k: &Kernel, mode: SocketMode) -> Result<(), Fa
         eprintln!("nettrace: this kernel has no tracepoint {m}: those events cannot be reported");
     }
     p.config.filter = config.filter;
+    p.config.rate_limit = config.rate_limit;
     s.debug(format_args!("tcp config: {:?}", p.config));
     let mut ebpf = load::load_tcp(&p.config, k.aya_btf.as_ref())?;
+    load::prime_rate_limit(&mut ebpf, config.rate_limit)?;
     let mut rtt = None;
     if let SocketMode::Rtt { distribution, .. } = mode {
         let (source, why) =
@@ -285,13 +307,31 @@ async fn run_tcp(s: &Session<'_>, k: &Kernel, mode: SocketMode) -> Result<(), Fa
         }
         s.debug(format_args!("rtt samples from {source:?}"));
         let hist = distribution
-            .then(|| tcp::rtt::Histogram::take(&mut ebpf))
+            .then(|| KernelHistogram::take(&mut ebpf, "RTT_HIST", nettrace_common::tcp::RTT_BUCKETS))
             .transpose()?;
         rtt = Some((source, hist));
     } else {
         tcp::attach(&mut ebpf, &p.present)?;
         s.debug(format_args!("attached {} tracepoints", p.present.len()));
     }
+    if let SocketMode::Sock = mode {
+        attach_sock_functions(s, k, &mut ebpf, &p)?;
+    }
+    let sock = match hz {
+        Some(finding) => {
+            let hz = finding.join().ok().flatten();
+            match hz {
+                Some((hz, from)) => s.debug(format_args!("--sock: HZ {hz} ({from:?})")),
+                None => s.debug("--sock: tick rate unknown: timers shown in jiffies"),
+            }
+            Some(tcp::sock::Printer {
+                clock: Clock::new(config.date),
+                names: p.names.clone(),
+                hz: hz.map(|(hz, _)| hz),
+            })
+        }
+        None => None,
+    };
     let clock = Clock::new(config.date);
     let mut out = Out::new();
     let mut sink = TcpSink {
@@ -302,6 +342,7 @@ async fn run_tcp(s: &Session<'_>, k: &Kernel, mode: SocketMode) -> Result<(), Fa
         }),
         summary: matches!(mode, SocketMode::Rt { summary: true }).then(tcp::rt::Summary::default),
         rtt,
+        sock,
         clock,
         out: &mut out,
         json: config.json,
@@ -311,6 +352,37 @@ async fn run_tcp(s: &Session<'_>, k: &Kernel, mode: SocketMode) -> Result<(), Fa
         closed: false,
     };
     stream(s, ebpf, &mut sink, |sink| (sink.seen, sink.closed)).await
+}
+
+/// `--sock`: hooks the kernel functions, each by the best mechanism that
+/// works; those that cannot be hooked are said with `--debug`. Only a
+/// mechanism forced with `--backend` that hooks nothing is an error.
+fn attach_sock_functions(s: &Session<'_>, k: &Kernel, ebpf: &mut Ebpf, p: &tcp::Prepared) -> Result<(), Failure> {
+    let backend = s.config.backend;
+    let results =
+        tcp::sock::attach_functions(ebpf, &p.config.sock_mode, backend, &k.caps, k.aya_btf.as_ref());
+    for (name, r) in &results {
+        match r {
+            Ok(how) => s.debug(format_args!("--sock: {name:<24} {how:?}")),
+            Err(why) => s.debug(format_args!("--sock: {name:<24} not hooked: {why}")),
+        }
+    }
+    let hooked = results.iter().filter(|(_, r)| r.is_ok()).count();
+    if hooked == 0 && matches!(backend, BackendChoice::Fentry | BackendChoice::Kprobe) {
+        return Err(Failure::Unusable(format!(
+            "--sock --backend {backend:?}: no kernel function could be hooked that way (--debug says why)"
+        )));
+    }
+    if hooked == 0 && p.present.is_empty() {
+        return Err(Failure::Unusable(
+            "--sock: no tracepoint and no kernel function could be attached".into(),
+        ));
+    }
+    s.debug(format_args!(
+        "--sock: {} tracepoints, {hooked} functions",
+        p.present.len()
+    ));
+    Ok(())
 }
 
 /// `--conn`: one snapshot, or one every `interval` until interrupted.
@@ -400,9 +472,10 @@ async fn run_drop(s: &Session<'_>, k: &Kernel, stack: bool) -> Result<(), Failur
         btf_args: btf_args.unwrap_or_else(none_args),
         tp_args: tp_args.unwrap_or_else(none_args),
         stack: stack as u32,
-        _pad: 0,
+        rate_limit: config.rate_limit,
     };
     let mut ebpf = load::load_drop(&drop_config, k.aya_btf.as_ref())?;
+    load::prime_rate_limit(&mut ebpf, config.rate_limit)?;
     s.debug("object loaded");
     let how = drop::attach(
         &mut ebpf,
@@ -459,8 +532,25 @@ async fn run_lifecycle(
         plan.skipped.len()
     ));
     // Tracking by skb address only matters when some packets are filtered out.
-    let track = config.filter != nettrace_common::Filter::default() || prepared.opts.matchers.is_some();
+    // Tracking by skb address only matters when some packets are filtered
+    // out, or when the kernel times each packet's life.
+    let track = config.filter != nettrace_common::Filter::default()
+        || prepared.opts.matchers.is_some()
+        || l.latency.is_some();
     let mut trace = trace_config(k, config, track);
+    {
+        use nettrace_common::trace::trace_opts;
+        let o = &mut trace.opts;
+        if let Some(lat) = l.latency {
+            o.flags |= trace_opts::LATENCY;
+            o.flags |= if lat.free { trace_opts::LATENCY_FREE } else { 0 };
+            o.flags |= if lat.summary { trace_opts::LATENCY_SUMMARY } else { 0 };
+            o.min_latency_ns = l.min_latency_ns;
+        }
+        if l.func_stats.is_some() {
+            o.flags |= trace_opts::FUNC_STATS;
+        }
+    }
     lifecycle::configure(&mut trace, &plan);
     let reasons = DropReasons::from_btf(&k.btf).map_err(anyhow::Error::from)?;
     if l.diag.is_some() {
@@ -478,6 +568,7 @@ async fn run_lifecycle(
         .iter()
         .any(|p| matches!(p.backend, Backend::Fentry | Backend::Fexit | Backend::Kprobe));
     let mut ebpf = load::load(&trace, Some(aya_btf), functions)?;
+    load::prime_rate_limit(&mut ebpf, config.rate_limit)?;
     s.debug("object loaded");
     let kprobe_fallback = k.caps.kprobe.is_ok() && config.backend != BackendChoice::Fentry;
     let attached = lifecycle::attach(
@@ -561,10 +652,28 @@ async fn run_lifecycle(
             .map(|i| prepared.opts.stacks.contains(i))
             .collect(),
         free_by_slot: attached.free_by_slot,
-        basic: l.basic,
+        // --latency: one event per packet, at its free.
+        basic: l.basic || l.latency.is_some(),
         json: config.json,
         metrics: s.metrics.clone().map(Counts::new),
-        min_latency_ns: l.min_latency_ns,
+        // With --latency the kernel applied it already.
+        min_latency_ns: if l.latency.is_some() { 0 } else { l.min_latency_ns },
+        latency: l.latency.is_some_and(|lat| !lat.summary),
+        latency_hist: l
+            .latency
+            .filter(|lat| lat.summary)
+            .map(|_| {
+                KernelHistogram::take(
+                    &mut ebpf,
+                    "LATENCY_HIST",
+                    nettrace_common::trace::LATENCY_BUCKETS,
+                )
+            })
+            .transpose()?,
+        func_stats: l
+            .func_stats
+            .map(|verbose| lifecycle::FuncStats::take(&mut ebpf).map(|f| (f, verbose)))
+            .transpose()?,
         count: config.count,
         printed: 0,
         closed: false,
@@ -613,6 +722,7 @@ async fn stream<S: Sink + HasOut>(
     ));
     let lost = events.lost().unwrap_or(0);
     let untracked = events.untracked().unwrap_or(0);
+    let rate_limited = events.rate_limited().unwrap_or(0);
     // Detach before saying so: dropping the object closes every link.
     drop(events);
     drop(ebpf);
@@ -621,7 +731,11 @@ async fn stream<S: Sink + HasOut>(
     s.debug(format_args!("ended by {ended:?} after {seen} events/packets"));
     if json && !closed {
         // Losses as records too, so a consumer of the stream sees them.
-        for (kind, n) in [("ring_buffer_full", lost), ("tracking_table_full", untracked)] {
+        for (kind, n) in [
+            ("ring_buffer_full", lost),
+            ("tracking_table_full", untracked),
+            ("rate_limited", rate_limited),
+        ] {
             if n > 0 {
                 let mut m = crate::output::json::record("lost");
                 m.insert("reason".into(), kind.into());
@@ -638,6 +752,12 @@ async fn stream<S: Sink + HasOut>(
     }
     if lost > 0 {
         eprintln!("nettrace: {lost} events lost (ring buffer full)");
+    }
+    if rate_limited > 0 {
+        eprintln!(
+            "nettrace: {rate_limited} events held back by --rate-limit {}",
+            s.config.rate_limit
+        );
     }
     if untracked > 0 {
         eprintln!("nettrace: {untracked} packets could not be followed (tracking table full)");
@@ -739,7 +859,9 @@ struct TcpSink<'a> {
     summary: Option<tcp::rt::Summary>,
     /// `--rtt`: the sample source, and the kernel's histogram when the
     /// distribution is printed.
-    rtt: Option<(tcp::rtt::Source, Option<tcp::rtt::Histogram>)>,
+    rtt: Option<(tcp::rtt::Source, Option<KernelHistogram>)>,
+    /// `--sock`'s printer.
+    sock: Option<tcp::sock::Printer>,
     clock: Clock,
     out: &'a mut Out,
     json: bool,
@@ -751,7 +873,17 @@ struct TcpSink<'a> {
 
 impl TcpSink<'_> {
     fn write(&mut self, bytes: &[u8]) -> Result<bool, Closed> {
-        use nettrace_common::tcp::{RtEvent, RttEvent, TcpEvent, tp};
+        use nettrace_common::tcp::{RtEvent, RttEvent, SockEvent, TcpEvent, tp};
+        if let (Some(ev), Some(p)) = (record::<SockEvent>(bytes), &self.sock) {
+            if let Some(c) = &mut self.metrics {
+                c.hook(tcp::sock::hook_slot(&ev), || {
+                    tcp::sock::hook_name(ev.source, ev.hook).into()
+                });
+            }
+            let l = if self.json { p.json(&ev) } else { p.line(&ev) };
+            self.out.line(&l)?;
+            return Ok(true);
+        }
         if let (Some(ev), Some(p)) = (record::<TcpEvent>(bytes), &self.monitor) {
             if let Some(c) = &mut self.metrics {
                 c.hook(ev.kind.into(), || tcp::monitor::event_name(ev.kind).into());

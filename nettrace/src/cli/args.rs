@@ -27,6 +27,7 @@ EXAMPLES:
     nettrace --drop -c 10 --date            the next 10 drops, local date-time stamps
     nettrace --tcp-monitor -P 443           retransmits, resets (with reason), losses on port 443
     nettrace --rt -P 8080                   request/upload, processing and download time per request
+    nettrace --sock -p tcp -P 5201          TCP sockets on port 5201 hook by hook: state, cwnd state, timers
     nettrace --conn --state established     TCP connections of every namespace, with rtt and owner
     nettrace --drop --json | jq .reason     NDJSON records for scripts
     nettrace --tcp-monitor --metrics 9464   Prometheus metrics at 127.0.0.1:9464/metrics
@@ -74,6 +75,16 @@ pub struct Args {
     /// end as source (-s/-S) and the remote end as destination (-d/-D).
     #[arg(long, help_heading = "Modes")]
     pub tcp_monitor: bool,
+
+    /// Trace sockets instead of packets: one line per TCP socket hook
+    /// (listen, state changes, transmit, ack, timers, close, resets,
+    /// retransmits) with the socket as the hook saw it: state, congestion
+    /// state, packets out and retransmitted, snd_una, write/read memory,
+    /// pending timer and its time left. Filters as for --tcp-monitor.
+    /// Kernel functions are hooked where the kernel allows (fentry, else
+    /// kprobe; --backend forces one, or `tracepoint` for tracepoints only).
+    #[arg(long, help_heading = "Modes")]
+    pub sock: bool,
 
     /// Snapshot of TCP connections in every network namespace (netlink
     /// sock_diag with tcp_info): state, rtt, retransmits, cwnd, bytes, owner.
@@ -188,6 +199,38 @@ pub struct Args {
     #[arg(long, help_heading = "Lifecycle")]
     pub latency_show: bool,
 
+    /// Report only each packet's whole life (first hook to the free),
+    /// measured in the kernel: one line per packet, at its free hook, with
+    /// `latency: …`. Combine with --min-latency to see only slow packets.
+    #[arg(long, help_heading = "Lifecycle")]
+    pub latency: bool,
+
+    /// Like --latency, but print a histogram of the lives (log2 µs,
+    /// counted in the kernel) every second instead of packets.
+    #[arg(long, help_heading = "Lifecycle")]
+    pub latency_summary: bool,
+
+    /// With --latency/--latency-summary: a life ends at the free itself
+    /// (default: at the last hook before it).
+    #[arg(long, help_heading = "Lifecycle")]
+    pub latency_free: bool,
+
+    /// Count the events of each hook (after the filters) in the kernel and
+    /// print a table sorted by count at exit; no per-packet output.
+    #[arg(long, help_heading = "Lifecycle")]
+    pub func_stats: bool,
+
+    /// With --func-stats: also print the table every second.
+    #[arg(short = 'v', long, help_heading = "Lifecycle")]
+    pub verbose: bool,
+
+    /// Low-overhead anomaly monitor for production: only the hooks marked
+    /// `monitor` in the catalogue (drops with their reason, resets,
+    /// retransmits, …), one line per event, no packet tracking (bounded
+    /// memory), at most 100 events/s unless --rate-limit says otherwise.
+    #[arg(long, help_heading = "Modes")]
+    pub monitor: bool,
+
     /// Only print packets that lived at least this long (microseconds).
     #[arg(
         long,
@@ -279,6 +322,11 @@ pub struct Args {
         allow_negative_numbers = true
     )]
     pub count: Option<String>,
+
+    /// At most N events per second leave the kernel (all modes with
+    /// events); the others are counted and the count is reported.
+    #[arg(long, value_name = "N", help_heading = "Output", allow_negative_numbers = true)]
+    pub rate_limit: Option<String>,
 
     /// Print local date-time instead of seconds since boot.
     #[arg(long, help_heading = "Output")]

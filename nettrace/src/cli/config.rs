@@ -28,6 +28,8 @@ pub enum Mode {
     Lifecycle(Lifecycle),
     /// `--tcp-monitor`.
     TcpMonitor,
+    /// `--sock`: socket hooks, one line each.
+    Sock,
     /// `--rt`, `--rt-summary`.
     Rt { summary: bool },
     /// `--rtt` (the distribution) and/or `--rtt-detail` (each sample),
@@ -65,6 +67,21 @@ pub struct Lifecycle {
     pub min_latency_ns: u64,
     /// `--diag`.
     pub diag: Option<Diag>,
+    /// `--latency` / `--latency-summary`.
+    pub latency: Option<Latency>,
+    /// `--func-stats` (with `-v`: every second too).
+    pub func_stats: Option<bool>,
+    /// `--monitor`: only the catalogue's monitor hooks, events as they come.
+    pub monitor: bool,
+}
+
+/// `--latency`: lives are measured in the kernel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Latency {
+    /// `--latency-summary`: a histogram each second instead of packets.
+    pub summary: bool,
+    /// `--latency-free`: the free hook ends the life.
+    pub free: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -87,6 +104,8 @@ pub struct Config {
     pub json: bool,
     /// `--metrics`: where to serve Prometheus metrics.
     pub metrics: Option<std::net::SocketAddr>,
+    /// `--rate-limit`: events per second, 0 = unlimited.
+    pub rate_limit: u32,
     pub debug: bool,
     pub backend: BackendChoice,
 }
@@ -108,7 +127,39 @@ impl Config {
             ("--latency-show", args.latency_show),
             ("--min-latency", args.min_latency.is_some()),
             ("--diag", args.diag),
+            ("--latency", args.latency),
+            ("--latency-summary", args.latency_summary),
+            ("--latency-free", args.latency_free),
+            ("--func-stats", args.func_stats),
+            ("--monitor", args.monitor),
         ];
+        let rate_limit = match &args.rate_limit {
+            Some(v) => match v.parse::<u32>() {
+                Ok(n) if n > 0 => n,
+                _ => return Err(usage!("--rate-limit: '{v}' is not a positive number of events per second")),
+            },
+            None => 0,
+        };
+        if args.verbose && !args.func_stats {
+            return Err(usage!("-v/--verbose needs --func-stats"));
+        }
+        if args.latency_free && !args.latency && !args.latency_summary {
+            return Err(usage!("--latency-free needs --latency or --latency-summary"));
+        }
+        let special = [
+            ("--latency", args.latency || args.latency_summary),
+            ("--func-stats", args.func_stats),
+            ("--monitor", args.monitor),
+            ("--diag", args.diag),
+            ("--basic", args.basic),
+        ];
+        let on: Vec<&str> = special.iter().filter(|(_, set)| *set).map(|(f, _)| *f).collect();
+        if let [a, b, ..] = on[..] {
+            return Err(usage!("{a} and {b} cannot be combined"));
+        }
+        if args.monitor && args.trace.is_some() {
+            return Err(usage!("--monitor chooses its own hooks (those marked monitor): drop -t"));
+        }
         if (args.diag_quiet || args.diag_keep || args.hooks) && !args.diag {
             return Err(usage!("--diag-quiet, --diag-keep and --hooks need --diag"));
         }
@@ -123,6 +174,7 @@ impl Config {
                 date: args.date,
                 json: args.json,
                 metrics: metrics_addr(args)?,
+                rate_limit,
                 debug: args.debug,
                 backend: args.backend,
             });
@@ -144,7 +196,7 @@ impl Config {
         } else if args.drop_stack {
             return Err(usage!("--drop-stack needs --drop"));
         } else {
-            if args.basic && (args.latency_show || args.min_latency.is_some()) {
+            if (args.basic || args.monitor) && (args.latency_show || args.min_latency.is_some()) {
                 return Err(usage!(
                     "--latency-show and --min-latency need packets grouped: drop --basic"
                 ));
@@ -164,7 +216,7 @@ impl Config {
                 free: args.trace_free.clone(),
                 stack: args.trace_stack.clone(),
                 noclone: args.trace_noclone,
-                basic: args.basic,
+                basic: args.basic || args.monitor,
                 detail: args.detail,
                 ret: args.ret,
                 tiny: args.tiny_show,
@@ -175,6 +227,12 @@ impl Config {
                     keep: args.diag_keep,
                     hooks: args.hooks,
                 }),
+                latency: (args.latency || args.latency_summary).then_some(Latency {
+                    summary: args.latency_summary,
+                    free: args.latency_free,
+                }),
+                func_stats: args.func_stats.then_some(args.verbose),
+                monitor: args.monitor,
             })
         };
         Ok(Config {
@@ -184,6 +242,8 @@ impl Config {
             date: args.date,
             json: args.json,
             metrics: metrics_addr(args)?,
+            // `--monitor` is meant to run for hours: bounded output.
+            rate_limit: if rate_limit == 0 && args.monitor { 100 } else { rate_limit },
             debug: args.debug,
             backend: args.backend,
         })
@@ -204,6 +264,7 @@ fn socket_mode(args: &Args, lifecycle_flags: &[(&str, bool)]) -> Result<Option<M
     let chosen: Vec<&str> = [
         ("--drop", args.drop),
         ("--tcp-monitor", args.tcp_monitor),
+        ("--sock", args.sock),
         ("--rt", args.rt),
         ("--conn", args.conn),
         ("--rtt", args.rtt || args.rtt_detail),
@@ -236,13 +297,20 @@ fn socket_mode(args: &Args, lifecycle_flags: &[(&str, bool)]) -> Result<Option<M
     if args.drop_stack {
         return Err(usage!("--drop-stack needs --drop"));
     }
-    if !matches!(args.backend, BackendChoice::Auto | BackendChoice::Tracepoint) {
+    if args.sock && args.backend == BackendChoice::TpBtf {
+        return Err(usage!(
+            "--sock attaches classic tracepoints and kernel functions: --backend must be auto, tracepoint, fentry or kprobe"
+        ));
+    }
+    if !args.sock && !matches!(args.backend, BackendChoice::Auto | BackendChoice::Tracepoint) {
         return Err(usage!(
             "{flag} attaches classic tracepoints: --backend must be auto or tracepoint"
         ));
     }
     Ok(Some(if args.tcp_monitor {
         Mode::TcpMonitor
+    } else if args.sock {
+        Mode::Sock
     } else if args.rtt || args.rtt_detail {
         let ms = |flag: &str, v: &Option<String>| -> Result<u32, UsageError> {
             match v {
@@ -603,6 +671,25 @@ mod tests {
             (c.filter.len_min, c.filter.len_max, c.filter.tcp_flags),
             (60, 80, 0x02)
         );
+    }
+
+    #[test]
+    fn sock_mode_filters_and_backends() {
+        let c = config(&["--sock", "-p", "tcp", "--port", "5201"]).unwrap();
+        assert_eq!(c.mode, Mode::Sock);
+        assert_eq!((c.filter.port, c.filter.l4_proto), (5201, ipproto::TCP));
+        for b in ["auto", "tracepoint", "fentry", "kprobe"] {
+            assert_eq!(config(&["--sock", "--backend", b]).unwrap().mode, Mode::Sock);
+        }
+        for (argv, needle) in [
+            (&["--sock", "--backend", "tp-btf"][..], "--backend must be"),
+            (&["--sock", "--tcp-monitor"], "different modes"),
+            (&["--sock", "-p", "udp"], "TCP sockets only"),
+            (&["--sock", "--basic"], "cannot be combined with --sock"),
+        ] {
+            let err = config(argv).expect_err(needle);
+            assert!(err.0.contains(needle), "{argv:?}: {err}");
+        }
     }
 
     #[test]

@@ -141,7 +141,7 @@ impl KernelBtf {
         let mut current = self.composite(ty)?;
         let mut offset_bits = 0u32;
         for (i, want) in path.iter().enumerate() {
-            let (bits, member_ty) = self.find_member(&current, want)?.ok_or_else(no_member)?;
+            let (bits, member_ty, _) = self.find_member(&current, want)?.ok_or_else(no_member)?;
             offset_bits += bits;
             if i + 1 < path.len() {
                 current = match self.strip(member_ty)? {
@@ -159,19 +159,73 @@ impl KernelBtf {
         Ok(offset_bits / 8)
     }
 
+    /// Bit offset and width of `path` inside struct `ty`, for members that
+    /// may be bitfields (`inet_connection_sock.icsk_ca_state: 5`). Offsets
+    /// count as BTF counts them: from the least significant bit of the
+    /// containing storage on a little-endian kernel. Widths of bitfields
+    /// come from the member's encoding (structs with BTF's `kind_flag`,
+    /// what pahole emits for any struct with bitfields); other members are
+    /// as wide as their type.
+    pub fn member_bits(&self, ty: &str, path: &[&str]) -> Result<(u32, u32), BtfError> {
+        let no_member = || BtfError::NoMember {
+            ty: ty.into(),
+            path: path.join("."),
+        };
+        let (last, parents) = path.split_last().ok_or_else(no_member)?;
+        let (base, current) = if parents.is_empty() {
+            (0, self.composite(ty)?)
+        } else {
+            let mut current = self.composite(ty)?;
+            let mut bits = 0;
+            for want in parents {
+                let (b, t, _) = self.find_member(&current, want)?.ok_or_else(no_member)?;
+                bits += b;
+                current = match self.strip(t)? {
+                    Type::Struct(s) | Type::Union(s) => s,
+                    _ => return Err(no_member()),
+                };
+            }
+            (bits, current)
+        };
+        let (bits, t, width) = self.find_member(&current, last)?.ok_or_else(no_member)?;
+        let width = match width {
+            0 => self.type_bits(t)?,
+            w => w,
+        };
+        Ok((base + bits, width))
+    }
+
+    /// Width in bits of a scalar or composite type.
+    fn type_bits(&self, t: Type) -> Result<u32, BtfError> {
+        Ok(8 * match self.strip(t)? {
+            Type::Int(i) => i.size(),
+            Type::Enum(e) => e.size(),
+            Type::Enum64(e) => e.size(),
+            Type::Struct(s) | Type::Union(s) => s.size(),
+            // The kernel's pointers are the size of ours (same machine).
+            Type::Ptr(_) => size_of::<usize>(),
+            other => return Err(BtfError::Malformed(format!("no size for a {}", other.name()))),
+        } as u32)
+    }
+
     /// Finds a named member, descending into anonymous members; returns its
-    /// bit offset relative to `s` and its type.
-    fn find_member(&self, s: &btf_rs::Struct, want: &str) -> Result<Option<(u32, Type)>, BtfError> {
+    /// bit offset relative to `s`, its type and its bitfield width (0 when
+    /// it is not a bitfield).
+    fn find_member(&self, s: &btf_rs::Struct, want: &str) -> Result<Option<(u32, Type, u32)>, BtfError> {
         for m in &s.members {
             let name = self.name_of(m);
             if name == want {
-                return Ok(Some((m.bit_offset(), self.chained(m)?)));
+                return Ok(Some((
+                    m.bit_offset(),
+                    self.chained(m)?,
+                    m.bitfield_size().unwrap_or(0),
+                )));
             }
             if name.is_empty()
                 && let Type::Struct(inner) | Type::Union(inner) = self.strip(self.chained(m)?)?
-                && let Some((bits, t)) = self.find_member(&inner, want)?
+                && let Some((bits, t, width)) = self.find_member(&inner, want)?
             {
-                return Ok(Some((m.bit_offset() + bits, t)));
+                return Ok(Some((m.bit_offset() + bits, t, width)));
             }
         }
         Ok(None)
@@ -383,6 +437,19 @@ pub mod fixture {
             id
         }
 
+        /// A struct with BTF's `kind_flag` set, as pahole writes structs
+        /// with bitfields. `members`: (name, type id, bit offset, bitfield
+        /// width or 0).
+        pub fn bitfield_struct(&mut self, name: &str, size: u32, members: &[(&str, u32, u32, u32)]) -> u32 {
+            // kind_flag is the info word's top bit, just above the kind.
+            let id = self.push(name, STRUCT | 0x80, members.len() as u32, size);
+            for &(m, ty, bit, width) in members {
+                let n = self.str(m);
+                self.words(&[n, ty, (width << 24) | bit]);
+            }
+            id
+        }
+
         pub fn enumeration(&mut self, name: &str, values: &[(&str, u32)]) -> u32 {
             let id = self.push(name, ENUM, values.len() as u32, 4);
             for &(n, v) in values {
@@ -483,6 +550,35 @@ mod tests {
     }
 
     #[test]
+    fn bitfield_members_have_bit_offsets_and_widths() {
+        let mut b = BtfBuilder::new();
+        let u8_ = b.int("__u8", 1);
+        let u32_ = b.int("__u32", 4);
+        b.bitfield_struct(
+            "icsk",
+            8,
+            &[
+                ("rto", u32_, 0, 0),
+                ("ca_state", u8_, 32, 5),
+                ("ca_initialized", u8_, 37, 1),
+                ("retransmits", u8_, 40, 0),
+            ],
+        );
+        let btf = KernelBtf::from_bytes(&b.build()).unwrap();
+        assert_eq!(btf.member_bits("icsk", &["ca_state"]).unwrap(), (32, 5));
+        assert_eq!(btf.member_bits("icsk", &["ca_initialized"]).unwrap(), (37, 1));
+        assert_eq!(btf.member_bits("icsk", &["retransmits"]).unwrap(), (40, 8));
+        assert_eq!(btf.member_bits("icsk", &["rto"]).unwrap(), (0, 32));
+        assert_eq!(btf.member_offset("icsk", &["retransmits"]).unwrap(), 5);
+        // A bitfield has no byte offset.
+        assert!(btf.member_offset("icsk", &["ca_initialized"]).is_err());
+        assert!(btf.member_bits("icsk", &["nope"]).is_err());
+        // Plain structs (no kind_flag): widths from the member's type.
+        let btf = sample();
+        assert_eq!(btf.member_bits("net_device", &["nd_net", "net"]).unwrap(), (1600, 64));
+    }
+
+    #[test]
     fn missing_members_and_types_are_errors() {
         let btf = sample();
         let e = btf.member_offset("sk_buff", &["nope"]).unwrap_err();
@@ -556,5 +652,11 @@ mod tests {
         assert_eq!(ip_rcv[0].ty, "struct sk_buff *");
         let xmit = btf.function_params("dev_hard_start_xmit").unwrap();
         assert_eq!(xmit[0].ty, "struct sk_buff *", "{xmit:?}");
+        // A 5-bit bitfield (6.x: `__u8 icsk_ca_state: 5;`).
+        let (bit, width) = btf
+            .member_bits("inet_connection_sock", &["icsk_ca_state"])
+            .unwrap();
+        assert_eq!(width, 5);
+        assert!(bit > 0, "{bit}");
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod btf;
 pub mod caps;
+pub mod hz;
 pub mod kallsyms;
 pub mod layout;
 pub mod reasons;

@@ -7,6 +7,34 @@
 //!                      2 -     3ms: 0        0.0000
 //! ```
 
+/// A histogram the kernel keeps (a per-CPU array of bucket counts, as in
+/// [`Log2::add`]), read by summing the CPUs.
+pub struct KernelHistogram {
+    map: aya::maps::PerCpuArray<aya::maps::MapData, u64>,
+    buckets: u32,
+}
+
+impl KernelHistogram {
+    /// Takes map `name` out of the object.
+    pub fn take(ebpf: &mut aya::Ebpf, name: &str, buckets: u32) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        let map = ebpf.take_map(name).with_context(|| format!("map {name} missing"))?;
+        Ok(Self {
+            map: aya::maps::PerCpuArray::try_from(map)?,
+            buckets,
+        })
+    }
+
+    /// Everything counted so far.
+    pub fn read(&self) -> anyhow::Result<Log2> {
+        let mut counts = Vec::with_capacity(self.buckets as usize);
+        for i in 0..self.buckets {
+            counts.push(self.map.get(&i, 0)?.iter().sum());
+        }
+        Ok(Log2::from_buckets(&counts))
+    }
+}
+
 /// Bucket 0 holds 0 and 1, bucket `i ≥ 1` holds `2^i ..= 2^(i+1) - 1`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Log2 {

@@ -24,7 +24,7 @@ use crate::{
     catalogue::{Catalogue, Selection, select},
     cli::Lifecycle,
     events::{Flow, Sink, record},
-    output::{Closed, Out, json, stack::Symbolizer},
+    output::{Closed, Out, histogram::KernelHistogram, json, stack::Symbolizer},
     plan::{Backend, Plan, PlanOptions},
 };
 
@@ -44,7 +44,18 @@ pub fn prepare(l: &Lifecycle) -> Result<Prepared, String> {
         Some(path) => Catalogue::with_pack_file(path).map_err(|e| format!("--rules {e}"))?,
         None => Catalogue::embedded(),
     };
-    let mut selected = select(&catalogue, l.trace.as_deref(), "--trace")?;
+    let mut selected = if l.monitor {
+        // `--monitor`: the catalogue's low-overhead anomaly set.
+        catalogue
+            .hooks
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| h.hook.monitor)
+            .map(|(i, _)| i)
+            .collect()
+    } else {
+        select(&catalogue, l.trace.as_deref(), "--trace")?
+    };
     if let Some(x) = &l.exclude {
         for i in select(&catalogue, Some(x), "--trace-exclude")? {
             selected.remove(&i);
@@ -298,11 +309,37 @@ pub struct LifecycleSink<'a> {
     /// `--metrics`: counted as events arrive.
     pub metrics: Option<crate::output::metrics::Counts>,
     pub min_latency_ns: u64,
+    /// `--latency`: each event is a packet's free, carrying its life.
+    pub latency: bool,
+    /// `--latency-summary`: the kernel's histogram of lives, printed
+    /// each second.
+    pub latency_hist: Option<KernelHistogram>,
+    /// `--func-stats`: the kernel's per-slot counts, and whether to print
+    /// them every second (`-v`).
+    pub func_stats: Option<(FuncStats, bool)>,
     pub count: Option<u64>,
     pub printed: u64,
     pub closed: bool,
     /// A diagnosis ended tracing (without `--diag-keep`).
     pub diagnosed: bool,
+}
+
+/// `--func-stats`: the kernel's per-slot event counts.
+pub struct FuncStats(aya::maps::PerCpuArray<aya::maps::MapData, u64>);
+
+impl FuncStats {
+    pub fn take(ebpf: &mut Ebpf) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        let map = ebpf.take_map("FUNC_STATS").context("map FUNC_STATS missing")?;
+        Ok(Self(aya::maps::PerCpuArray::try_from(map)?))
+    }
+
+    /// Counts of slots `0..slots`, summed over CPUs.
+    pub fn read(&self, slots: usize) -> anyhow::Result<Vec<u64>> {
+        (0..slots as u32)
+            .map(|i| Ok(self.0.get(&i, 0)?.iter().sum()))
+            .collect()
+    }
 }
 
 /// Packets with no event for this long are printed even without a free.
@@ -481,8 +518,45 @@ impl LifecycleSink<'_> {
         }
     }
 
+    /// The `--func-stats` table: every attached hook, most events first.
+    fn write_func_stats(&mut self) -> Result<(), Closed> {
+        let Some((stats, _)) = &self.func_stats else {
+            return Ok(());
+        };
+        let counts = match stats.read(self.printer.names.len()) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("nettrace: cannot read --func-stats counts: {e}");
+                return Ok(());
+            }
+        };
+        let mut rows: Vec<(&str, u64)> = self
+            .printer
+            .names
+            .iter()
+            .map(String::as_str)
+            .zip(counts)
+            .collect();
+        rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        if self.json {
+            let mut m = json::record("func_stats");
+            let counts: serde_json::Map<String, serde_json::Value> =
+                rows.iter().map(|(n, c)| (n.to_string(), (*c).into())).collect();
+            m.insert("counts".into(), counts.into());
+            return self.out.line(&json::line(m));
+        }
+        self.out.line(&format!("{:<32} {:>12}", "hook", "count"))?;
+        for (name, n) in rows {
+            self.out.line(&format!("{name:<32} {n:>12}"))?;
+        }
+        self.out.flush()
+    }
+
     /// Prints every packet still open (at exit).
     pub fn finish(&mut self) {
+        if self.func_stats.is_some() && !self.closed {
+            let _ = self.write_func_stats();
+        }
         if self.closed || self.diagnosed || self.count.is_some_and(|n| self.printed >= n) {
             return;
         }
@@ -537,6 +611,9 @@ impl Sink for LifecycleSink<'_> {
             let mut e = self.printer.event_json(&ev);
             e.shift_insert(0, "v".into(), json::V.into());
             e.shift_insert(1, "type".into(), "event".into());
+            if self.latency {
+                e.insert("latency_ns".into(), ev.life_ns.into());
+            }
             if let Some(frames) = self.printed_stack(&ev) {
                 e.insert("stack".into(), frames.into());
             }
@@ -545,7 +622,10 @@ impl Sink for LifecycleSink<'_> {
             return self.after(r);
         }
         if self.basic {
-            let line = self.printer.event(&ev, true, None);
+            let mut line = self.printer.event(&ev, true, None);
+            if self.latency {
+                line += &format!(" latency: {:.3}ms", ev.life_ns as f64 / 1e6);
+            }
             let r = self.write_event(&line, ev.slot, ev.stack_id).map(|()| false);
             self.printed += 1;
             return self.after(r);
@@ -567,6 +647,34 @@ impl Sink for LifecycleSink<'_> {
     }
 
     fn tick(&mut self, now_ns: u64) -> Flow {
+        if let Some(h) = &self.latency_hist {
+            let lines = match h.read() {
+                Ok(h) if self.json => {
+                    let mut m = json::record("latency_summary");
+                    m.insert("ts_ns".into(), now_ns.into());
+                    m.insert("unit".into(), "us".into());
+                    m.insert("latency".into(), h.json());
+                    vec![json::line(m)]
+                }
+                Ok(h) => h.render("latency", "us"),
+                Err(e) => {
+                    eprintln!("nettrace: cannot read the latency histogram: {e}");
+                    return Flow::Stop;
+                }
+            };
+            for l in lines {
+                if self.out.line(&l).is_err() {
+                    self.closed = true;
+                    return Flow::Stop;
+                }
+            }
+        }
+        if let Some((_, true)) = &self.func_stats {
+            let r = self.write_func_stats();
+            if self.after(r.map(|()| false)) == Flow::Stop {
+                return Flow::Stop;
+            }
+        }
         for p in self.tracker.flush_idle(now_ns.saturating_sub(IDLE_NS)) {
             let r = self.write_packet(&p);
             if self.after(r) == Flow::Stop {

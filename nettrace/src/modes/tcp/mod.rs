@@ -9,6 +9,7 @@
 pub mod monitor;
 pub mod rt;
 pub mod rtt;
+pub mod sock;
 
 use std::{
     collections::HashMap,
@@ -89,6 +90,8 @@ pub fn fields(format: &HashMap<String, tracefs::Field>) -> TpFields {
         // socket, whose own fields are read instead.
         saddr: at(&["saddr"], Some(28)),
         daddr: at(&["daddr"], Some(28)),
+        old_state: at(&["oldstate"], Some(4)),
+        new_state: at(&["newstate"], Some(4)),
     }
 }
 
@@ -128,6 +131,7 @@ pub fn sock_layout(btf: &KernelBtf, layout: &KernelLayout) -> Result<SockLayout,
 }
 
 /// Names of the running kernel's values for one session.
+#[derive(Clone)]
 pub struct Names {
     /// TCP states (`TCP_ESTABLISHED` → `ESTABLISHED`), from tracefs.
     pub states: HashMap<u64, String>,

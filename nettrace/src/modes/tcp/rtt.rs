@@ -5,10 +5,9 @@
 
 use aya::{
     Btf, Ebpf,
-    maps::{MapData, PerCpuArray},
     programs::{FEntry, KProbe},
 };
-use nettrace_common::tcp::{RTT_BUCKETS, RttEvent};
+use nettrace_common::tcp::RttEvent;
 use serde_json::json;
 
 use super::{ms, tuple_json, tuple_text};
@@ -97,30 +96,6 @@ pub fn attach(
     }
     super::attach(ebpf, &super::RTT.iter().collect::<Vec<_>>())?;
     Ok((Source::Tracepoint, why))
-}
-
-/// The kernel's histogram, read each second.
-pub struct Histogram {
-    map: PerCpuArray<MapData, u64>,
-}
-
-impl Histogram {
-    pub fn take(ebpf: &mut Ebpf) -> anyhow::Result<Self> {
-        use anyhow::Context as _;
-        let map = ebpf.take_map("RTT_HIST").context("map RTT_HIST missing")?;
-        Ok(Self {
-            map: PerCpuArray::try_from(map)?,
-        })
-    }
-
-    /// All samples so far, summed over CPUs.
-    pub fn read(&self) -> anyhow::Result<Log2> {
-        let mut counts = vec![0u64; RTT_BUCKETS as usize];
-        for (i, c) in counts.iter_mut().enumerate() {
-            *c = self.map.get(&(i as u32), 0)?.iter().sum();
-        }
-        Ok(Log2::from_buckets(&counts))
-    }
 }
 
 /// `rtt distribution:` and its buckets, or the JSON record.
