@@ -99,45 +99,73 @@ fn handshake_state_changes_with_both_tuples_and_namespaces() {
     assert_ne!(cport, 0, "{est}");
     // Its connect: CLOSE -> SYN_SENT, before the port is chosen.
     wait_line(&tracer, "client SYN_SENT", |l| {
-        l.contains(&format!(" -> {}:{p} CLOSE->SYN_SENT ", net.b4)) && l.contains(&format!(" netns:{netns_a}"))
+        l.contains(&format!(" -> {}:{p} CLOSE->SYN_SENT ", net.b4))
+            && l.contains(&format!(" netns:{netns_a}"))
     });
 
-    // The server's child socket of the same connection, seen from b.
+    // The server's child socket of the same connection, seen from b. Its
+    // LISTEN->SYN_RECV comes as it is cloned from the listener: on 6.1
+    // before the connection's addresses are copied in (the line shows the
+    // listener's, `b:p -> 0.0.0.0:0`), on 6.18 after.
     let server_side = format!("TCP: {}:{p} -> {}:{cport} ", net.b4, net.a4);
-    for change in ["LISTEN->SYN_RECV", "SYN_RECV->ESTABLISHED"] {
-        let l = wait_line(&tracer, change, |l| {
-            l.contains("[inet_sock_set_state  ]") && l.contains(&server_side) && l.contains(change)
-        });
-        assert!(l.contains(&format!(" netns:{netns_b}")), "{l}");
-    }
+    let l = wait_line(&tracer, "SYN_RECV->ESTABLISHED", |l| {
+        l.contains("[inet_sock_set_state  ]")
+            && l.contains(&server_side)
+            && l.contains(" SYN_RECV->ESTABLISHED ")
+    });
+    assert!(l.contains(&format!(" netns:{netns_b}")), "{l}");
+    let l = wait_line(&tracer, "LISTEN->SYN_RECV", |l| {
+        l.contains("[inet_sock_set_state  ]")
+            && l.contains(&format!("TCP: {}:{p} -> ", net.b4))
+            && l.contains(" LISTEN->SYN_RECV ")
+    });
+    assert!(l.contains(&format!(" netns:{netns_b}")), "{l}");
 
     // Established sockets carry their facts, read at BTF offsets: the
     // transfer put packets in flight with a timer to guard them.
     let lines = tracer.lines();
     let busy = lines
         .iter()
-        .find(|l| l.contains(&format!("{client_side}{cport} -> {}:{p} ESTABLISHED CA_Open ", net.b4)) && l.contains(" timer:("))
+        .find(|l| {
+            l.contains(&format!(
+                "{client_side}{cport} -> {}:{p} ESTABLISHED CA_Open ",
+                net.b4
+            )) && l.contains(" timer:(")
+        })
         .unwrap_or_else(|| panic!("no established client line with a pending timer: {lines:#?}"));
     let out = field(busy, "out");
     let (packets, retrans) = out.split_once(' ').unwrap_or_else(|| panic!("{busy}"));
-    let packets: u32 = packets.strip_prefix('p').and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{busy}"));
+    let packets: u32 = packets
+        .strip_prefix('p')
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{busy}"));
     assert!(packets > 0, "a timer runs while packets are out: {busy}");
     assert_eq!(retrans, "r0", "{busy}");
     assert!(field(busy, "unack").parse::<u32>().is_ok(), "{busy}");
     let timer = field(busy, "timer");
     let (kind, left) = timer.split_once(", ").unwrap_or_else(|| panic!("{busy}"));
-    assert!(["retrans", "loss_probe", "probe0", "reo_timeout"].contains(&kind), "{busy}");
+    assert!(
+        ["retrans", "loss_probe", "probe0", "reo_timeout"].contains(&kind),
+        "{busy}"
+    );
     // The tick rate is found on every kernel this runs on: seconds, and
     // no more than the initial RTO (1 s) plus slack.
-    let secs: f64 = left.strip_suffix('s').and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{busy}"));
+    let secs: f64 = left
+        .strip_suffix('s')
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{busy}"));
     assert!((-0.1..=3.0).contains(&secs), "{busy}");
     // Receive memory shows up somewhere on the way.
     assert!(
-        lines.iter().any(|l| l.contains(" mem:(w") && !field(l, "mem").ends_with(" r0")),
+        lines
+            .iter()
+            .any(|l| l.contains(" mem:(w") && !field(l, "mem").ends_with(" r0")),
         "no line with receive memory: {lines:#?}"
     );
     // Both sockets end.
-    wait_line(&tracer, "destroy", |l| l.contains("[tcp_destroy_sock     ]") && l.contains(&format!(":{cport}")));
+    wait_line(&tracer, "destroy", |l| {
+        l.contains("[tcp_destroy_sock     ]") && l.contains(&format!(":{cport}"))
+    });
 
     // Nothing of the other port.
     let other_port = format!(":{other} ");
@@ -152,7 +180,10 @@ fn handshake_state_changes_with_both_tuples_and_namespaces() {
         }
     } else {
         let err = tracer.stderr();
-        assert!(err.contains("--sock: inet_listen") && err.contains("not hooked"), "{err}");
+        assert!(
+            err.contains("--sock: inet_listen") && err.contains("not hooked"),
+            "{err}"
+        );
         assert!(err.contains("--sock: 9 tracepoints, 0 functions"), "{err}");
     }
 }
@@ -175,8 +206,16 @@ fn json_records_count_and_metrics() {
     let st = counted.wait_exit(start_timeout());
     assert!(st.success(), "{st}");
     let lines = counted.lines();
-    assert_eq!(lines.first().map(String::as_str), Some("begin trace..."), "{lines:#?}");
-    assert_eq!(lines.last().map(String::as_str), Some("end trace..."), "{lines:#?}");
+    assert_eq!(
+        lines.first().map(String::as_str),
+        Some("begin trace..."),
+        "{lines:#?}"
+    );
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some("end trace..."),
+        "{lines:#?}"
+    );
     assert_eq!(lines.len(), 5, "{lines:#?}");
 
     json.wait_for("SYN_RECV", start_timeout());
@@ -207,24 +246,46 @@ fn json_records_count_and_metrics() {
     assert!(r["sport"].as_u64().is_some_and(|p| p > 0), "{r}");
     assert_eq!(r["netns"], net.netns_inode(&net.a));
     assert_eq!(r["ca_state"], "Open");
-    for k in ["packets_out", "retrans_out", "snd_una", "wmem_queued", "rmem_alloc", "ts_ns"] {
+    for k in [
+        "packets_out",
+        "retrans_out",
+        "snd_una",
+        "wmem_queued",
+        "rmem_alloc",
+        "ts_ns",
+    ] {
         assert!(r[k].is_u64(), "{k}: {r}");
     }
-    assert!(r["sk"].as_str().is_some_and(|s| u64::from_str_radix(s, 16).is_ok()), "{r}");
+    assert!(
+        r["sk"]
+            .as_str()
+            .is_some_and(|s| u64::from_str_radix(s, 16).is_ok()),
+        "{r}"
+    );
     // Timers come as kind, jiffies and (the tick rate known) ns.
     let timed = records
         .iter()
         .find(|r| r["type"] == "sock" && r.get("timer").is_some())
         .unwrap_or_else(|| panic!("no record with a timer: {records:#?}"));
-    assert!(timed["timer_jiffies"].is_i64() && timed["timer_ns"].is_i64(), "{timed}");
+    assert!(
+        timed["timer_jiffies"].is_i64() && timed["timer_ns"].is_i64(),
+        "{timed}"
+    );
 
     // --metrics counted the events of each hook: as many state changes as
     // the text output printed.
     // Counted before printed: read the lines first.
-    let printed = text.lines().iter().filter(|l| l.contains("[inet_sock_set_state  ]")).count();
+    let printed = text
+        .lines()
+        .iter()
+        .filter(|l| l.contains("[inet_sock_set_state  ]"))
+        .count();
     let m = scrape(metrics_port);
     assert!(printed >= 6, "{:#?}", text.lines());
     let counted = sample(&m, "nettrace_events_total{hook=\"inet_sock_set_state\"}");
     assert!(counted >= printed as f64, "{counted} < {printed}\n{m}");
-    assert!(sample(&m, "nettrace_events_total{hook=\"tcp_probe\"}") > 0.0, "{m}");
+    assert!(
+        sample(&m, "nettrace_events_total{hook=\"tcp_probe\"}") > 0.0,
+        "{m}"
+    );
 }

@@ -344,7 +344,10 @@ pub struct SockModeConfig {
     /// Per [`sock_fn`]: non-zero when that argument is a `struct socket *`
     /// whose `sk` member is the socket.
     pub fn_deref: [u32; sock_fn::COUNT],
-    pub _pad: u32,
+    /// `inet_sock.inet_sport` (`__be16`): a full socket's local port,
+    /// which outlives `skc_num` (cleared when the port is released, before
+    /// `tcp_destroy_sock` and the last state changes).
+    pub inet_sport: u32,
 }
 
 impl Default for SockModeConfig {
@@ -364,7 +367,7 @@ impl Default for SockModeConfig {
             socket_sk: u32::MAX,
             fn_arg: [u32::MAX; sock_fn::COUNT],
             fn_deref: [0; sock_fn::COUNT],
-            _pad: 0,
+            inet_sport: u32::MAX,
         }
     }
 }

@@ -10,16 +10,15 @@ use nettrace_common::{
     ipproto,
 };
 
-/// Addresses, IP protocol and ports: of a packet (from its header bytes)
-/// or of a socket (local end as source).
-pub struct Flow<'a> {
-    pub family: u8,
-    pub saddr: &'a [u8],
-    pub daddr: &'a [u8],
-    pub l4_proto: u8,
-    pub sport: u16,
-    pub dport: u16,
-    pub tcp_flags: u8,
+/// Addresses, IP protocol and ports found in the header bytes.
+struct Flow<'a> {
+    family: u8,
+    saddr: &'a [u8],
+    daddr: &'a [u8],
+    l4_proto: u8,
+    sport: u16,
+    dport: u16,
+    tcp_flags: u8,
 }
 
 #[inline(always)]
@@ -109,13 +108,6 @@ pub fn packet_matches(f: &Filter, l3_proto: u16, hdr: &[u8; PKT_HDR_LEN], len: u
     let Some(fl) = flow(l3_proto, hdr) else {
         return false;
     };
-    flow_matches(f, &fl)
-}
-
-/// True when the flow satisfies the address, protocol, port and TCP flag
-/// criteria of `f`.
-#[inline(always)]
-pub fn flow_matches(f: &Filter, fl: &Flow<'_>) -> bool {
     if f.l4_proto != 0 && f.l4_proto != fl.l4_proto {
         return false;
     }

@@ -5,15 +5,12 @@
 use aya_ebpf::programs::TracePointContext;
 use nettrace_common::{
     KernelLayout,
-    filter::family,
+    filter::{AddrMatch, family},
     ipproto,
     tcp::{SockLayout, TcpConfig, TpFields, Tuple},
 };
 
-use crate::{
-    filter::{Flow, flow_matches},
-    read::field,
-};
+use crate::read::field;
 
 /// Set by userspace before load (`EbpfLoader::override_global`).
 #[unsafe(no_mangle)]
@@ -104,31 +101,42 @@ pub fn tuple_of_record(cfg: &TcpConfig, ctx: &TracePointContext, f: &TpFields, t
     }
 }
 
-/// Whether the tuple passes the address/port/protocol filter.
+/// Whether the tuple passes the address/port/protocol filter. (The packet
+/// filter's code is kept as it is rather than shared: the lifecycle
+/// programs are near the 6.1 verifier's limits, and a shared helper
+/// changed their code generation.)
 #[inline(always)]
 pub fn tuple_matches(cfg: &TcpConfig, t: &Tuple) -> bool {
     let f = &cfg.filter;
-    if t.family == 0 {
-        // Unknown tuple: only an empty address/port filter lets it through.
-        return f.saddr.family == family::NONE
-            && f.daddr.family == family::NONE
-            && f.addr.family == family::NONE
-            && f.sport == 0
-            && f.dport == 0
-            && f.port == 0;
+    if f.l4_proto != 0 && f.l4_proto != ipproto::TCP {
+        return false;
     }
-    flow_matches(
-        f,
-        &Flow {
-            family: t.family,
-            saddr: &t.saddr,
-            daddr: &t.daddr,
-            l4_proto: ipproto::TCP,
-            sport: t.sport,
-            dport: t.dport,
-            tcp_flags: 0,
-        },
-    )
+    let addr = |want: &AddrMatch, got: &[u8; 16]| -> bool {
+        if want.family != t.family {
+            return false;
+        }
+        let n = if t.family == family::V4 { 4 } else { 16 };
+        let mut i = 0;
+        while i < n {
+            if got[i] != want.addr[i] {
+                return false;
+            }
+            i += 1;
+        }
+        true
+    };
+    if f.saddr.family != family::NONE && !addr(&f.saddr, &t.saddr) {
+        return false;
+    }
+    if f.daddr.family != family::NONE && !addr(&f.daddr, &t.daddr) {
+        return false;
+    }
+    if f.addr.family != family::NONE && !addr(&f.addr, &t.saddr) && !addr(&f.addr, &t.daddr) {
+        return false;
+    }
+    (f.sport == 0 || f.sport == t.sport)
+        && (f.dport == 0 || f.dport == t.dport)
+        && (f.port == 0 || f.port == t.sport || f.port == t.dport)
 }
 
 /// The namespace inode of a socket.

@@ -111,7 +111,7 @@ fn from_tracepoint(ctx: &TracePointContext, kind: u8) {
     let req = rec::<u64>(ctx, f.req).unwrap_or(0);
     let conn = if req != 0 { req } else { sk };
     if conn != 0 {
-        tuple_of_sock(cfg, conn, &mut ev.tuple);
+        tuple_of(cfg, conn, &mut ev.tuple);
     } else {
         tuple_of_record(cfg, ctx, f, &mut ev.tuple);
     }
@@ -156,13 +156,19 @@ pub fn sock_kprobe_inet_listen(ctx: ProbeContext) -> u32 {
 
 #[fentry(function = "tcp_rcv_state_process")]
 pub fn sock_fentry_rcv_state_process(ctx: FEntryContext) -> i32 {
-    from_function(sock_fn::RCV_STATE_PROCESS, fentry_sk(&ctx, sock_fn::RCV_STATE_PROCESS));
+    from_function(
+        sock_fn::RCV_STATE_PROCESS,
+        fentry_sk(&ctx, sock_fn::RCV_STATE_PROCESS),
+    );
     0
 }
 
 #[kprobe]
 pub fn sock_kprobe_rcv_state_process(ctx: ProbeContext) -> u32 {
-    from_function(sock_fn::RCV_STATE_PROCESS, kprobe_sk(&ctx, sock_fn::RCV_STATE_PROCESS));
+    from_function(
+        sock_fn::RCV_STATE_PROCESS,
+        kprobe_sk(&ctx, sock_fn::RCV_STATE_PROCESS),
+    );
     0
 }
 
@@ -243,7 +249,7 @@ fn from_function(hook: u8, arg: u64) {
     let Some(ev) = start(cfg) else {
         return;
     };
-    tuple_of_sock(cfg, sk, &mut ev.tuple);
+    tuple_of(cfg, sk, &mut ev.tuple);
     if !tuple_matches(cfg, &ev.tuple) {
         return;
     }
@@ -254,6 +260,26 @@ fn from_function(hook: u8, arg: u64) {
 }
 
 // ---- shared ----
+
+/// The socket's 4-tuple. A socket whose port was released (closing, just
+/// destroyed) has `skc_num` 0 but still its `inet_sport`; only full
+/// sockets have one (request and time-wait sockets keep `skc_num`).
+#[inline(always)]
+fn tuple_of(cfg: &TcpConfig, sk: u64, t: &mut Tuple) {
+    tuple_of_sock(cfg, sk, t);
+    if t.sport == 0 && is_full(cfg, field::<u8>(sk, cfg.sock.state).unwrap_or(0)) {
+        t.sport = u16::from_be(field::<u16>(sk, cfg.sock_mode.inet_sport).unwrap_or(0));
+    }
+}
+
+/// Whether a socket in `state` is a full `tcp_sock`: request and
+/// time-wait sockets end after `sock_common`, and reading `tcp_sock`
+/// members there would read another object.
+#[inline(always)]
+fn is_full(cfg: &TcpConfig, state: u8) -> bool {
+    let m = &cfg.sock_mode;
+    u32::from(state) != m.state_time_wait && u32::from(state) != m.state_new_syn_recv
+}
 
 /// The pid filter, then a cleared scratch event with the task filled in.
 #[inline(always)]
@@ -288,14 +314,13 @@ fn finish(cfg: &TcpConfig, ev: &mut SockEvent, sk: u64, state: Option<u8>, old_s
     let current = field::<u8>(sk, cfg.sock.state).unwrap_or(0);
     ev.state = state.unwrap_or(current);
     ev.old_state = old_state;
-    // Request and time-wait sockets end after `sock_common`: reading
-    // `tcp_sock` members there would read another object.
-    let full = sk != 0 && u32::from(current) != m.state_time_wait && u32::from(current) != m.state_new_syn_recv;
+    let full = sk != 0 && is_full(cfg, current);
     ev.full = full as u8;
     ev._pad = 0;
     ev._pad2 = 0;
     let s = if full { sk } else { 0 };
-    ev.ca_state = ((field::<u16>(s, m.ca_state_byte).unwrap_or(0) >> m.ca_state_shift) & m.ca_state_mask as u16) as u8;
+    ev.ca_state =
+        ((field::<u16>(s, m.ca_state_byte).unwrap_or(0) >> m.ca_state_shift) & m.ca_state_mask as u16) as u8;
     ev.packets_out = field::<u32>(s, m.packets_out).unwrap_or(0);
     ev.retrans_out = field::<u32>(s, m.retrans_out).unwrap_or(0);
     ev.snd_una = field::<u32>(s, cfg.sock.snd_una).unwrap_or(0);

@@ -9,8 +9,6 @@
 #![no_main]
 
 mod args;
-#[allow(dead_code, reason = "the packet half of the filter is for skb objects")]
-mod filter;
 mod maps;
 mod ratelimit;
 mod read;

@@ -241,7 +241,7 @@ enum SocketMode {
     },
 }
 
-/// `--tcp-monitor`, `--rt` or `--rtt`.
+/// `--tcp-monitor`, `--sock`, `--rt` or `--rtt`.
 async fn run_tcp(s: &Session<'_>, k: &Kernel, mode: SocketMode) -> Result<(), Failure> {
     let config = s.config;
     let (flag, wanted, all_needed): (_, &'static [tcp::Tracepoint], _) = match mode {

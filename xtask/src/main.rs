@@ -295,7 +295,7 @@ fn test_binaries(env: &setup::Env, names: &[&str]) -> anyhow::Result<Vec<(String
 /// `startup`: also report start-up of the default hook set in the VM.
 fn vm_tier(env: &setup::Env, startup: bool) -> anyhow::Result<()> {
     println!("== tier 3: VM (Debian 12 cloud kernel under qemu/TCG: fentry, fexit, kprobes)");
-    let bins = test_binaries(env, &["drop", "lifecycle", "diag"])?;
+    let bins = test_binaries(env, &["drop", "lifecycle", "diag", "tcp", "stats", "sock"])?;
     let bin = |n: &str| {
         bins.iter()
             .find(|(name, _)| name == n)
@@ -303,6 +303,8 @@ fn vm_tier(env: &setup::Env, startup: bool) -> anyhow::Result<()> {
             .context(format!("no {n} test binary"))
     };
     let (drop, lifecycle, diag) = (bin("drop")?, bin("lifecycle")?, bin("diag")?);
+    let (tcp, stats) = (bin("tcp")?, bin("stats")?);
+    let sock = bin("sock")?;
     let nettrace = workspace_root().join("target/debug/nettrace");
     let passes = [
         vm::Pass {
@@ -328,6 +330,22 @@ fn vm_tier(env: &setup::Env, startup: bool) -> anyhow::Result<()> {
             binary: diag,
             args: vec!["--test-threads=1".into()],
         },
+        // RTT samples from tcp_ack_update_rtt (fentry); the other TCP tests
+        // drive python3 servers, which the VM does not have.
+        vm::Pass {
+            name: "tcp-rtt".into(),
+            env: vec![("NETTRACE_TEST_START_SECS".into(), "240".into())],
+            binary: tcp,
+            args: vec!["--test-threads=1".into(), "rtt_".into()],
+        },
+        // --latency, --monitor, --func-stats with function hooks; the
+        // rate-limit test floods with python3 (host only).
+        vm::Pass {
+            name: "stats".into(),
+            env: vec![("NETTRACE_TEST_START_SECS".into(), "240".into())],
+            binary: stats,
+            args: vec!["--test-threads=1".into(), "--skip".into(), "rate_limit".into()],
+        },
         vm::Pass {
             name: "lifecycle-kprobe".into(),
             env: vec![
@@ -335,6 +353,23 @@ fn vm_tier(env: &setup::Env, startup: bool) -> anyhow::Result<()> {
                 ("NETTRACE_TEST_START_SECS".into(), "240".into()),
             ],
             binary: lifecycle,
+            args: vec!["--test-threads=1".into()],
+        },
+        // --sock's function hooks, fentry by default and kprobes forced:
+        // the host can only show its tracepoints.
+        vm::Pass {
+            name: "sock-fentry".into(),
+            env: vec![("NETTRACE_TEST_START_SECS".into(), "240".into())],
+            binary: sock.clone(),
+            args: vec!["--test-threads=1".into()],
+        },
+        vm::Pass {
+            name: "sock-kprobe".into(),
+            env: vec![
+                ("NETTRACE_TEST_BACKEND".into(), "kprobe".into()),
+                ("NETTRACE_TEST_START_SECS".into(), "240".into()),
+            ],
+            binary: sock,
             args: vec!["--test-threads=1".into()],
         },
     ];

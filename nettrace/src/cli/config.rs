@@ -258,7 +258,7 @@ fn metrics_addr(args: &Args) -> Result<Option<std::net::SocketAddr>, UsageError>
         .map_err(UsageError)
 }
 
-/// The socket modes (`--tcp-monitor`, `--rt`, `--conn`), or `None` for the
+/// The socket modes (`--tcp-monitor`, `--sock`, `--rt`, `--rtt`, `--conn`), or `None` for the
 /// packet modes. They exclude each other, `--drop` and lifecycle flags.
 fn socket_mode(args: &Args, lifecycle_flags: &[(&str, bool)]) -> Result<Option<Mode>, UsageError> {
     let chosen: Vec<&str> = [

@@ -98,7 +98,11 @@ pub fn snap((t0, j0): (u64, u64), (t1, j1): (u64, u64)) -> Option<u32> {
     CHOICES
         .iter()
         .copied()
-        .min_by(|a, b| (f64::from(*a) - rate).abs().total_cmp(&(f64::from(*b) - rate).abs()))
+        .min_by(|a, b| {
+            (f64::from(*a) - rate)
+                .abs()
+                .total_cmp(&(f64::from(*b) - rate).abs())
+        })
         .filter(|&hz| (f64::from(hz) - rate).abs() <= f64::from(hz) * 0.05)
 }
 

@@ -42,9 +42,19 @@ pub const TRACEPOINTS: [Tracepoint; 9] = [
         "sock_retransmit_synack",
     ),
     tracepoint(tp::SEND_RESET, "tcp", "tcp_send_reset", "sock_send_reset"),
-    tracepoint(tp::RECEIVE_RESET, "tcp", "tcp_receive_reset", "sock_receive_reset"),
+    tracepoint(
+        tp::RECEIVE_RESET,
+        "tcp",
+        "tcp_receive_reset",
+        "sock_receive_reset",
+    ),
     tracepoint(tp::DESTROY_SOCK, "tcp", "tcp_destroy_sock", "sock_destroy_sock"),
-    tracepoint(tp::RCV_SPACE, "tcp", "tcp_rcv_space_adjust", "sock_rcv_space_adjust"),
+    tracepoint(
+        tp::RCV_SPACE,
+        "tcp",
+        "tcp_rcv_space_adjust",
+        "sock_rcv_space_adjust",
+    ),
     tracepoint(tp::CONG_STATE, "tcp", "tcp_cong_state_set", "sock_cong_state_set"),
 ];
 
@@ -99,7 +109,12 @@ pub const FUNCTIONS: [Function; sock_fn::COUNT] = [
         "sock_fentry_ack_update_rtt",
         "sock_kprobe_ack_update_rtt",
     ),
-    function(sock_fn::CLOSE, "tcp_close", "sock_fentry_close", "sock_kprobe_close"),
+    function(
+        sock_fn::CLOSE,
+        "tcp_close",
+        "sock_fentry_close",
+        "sock_kprobe_close",
+    ),
 ];
 
 /// The name of an event's hook: its tracepoint's or function's.
@@ -139,6 +154,7 @@ pub fn configure(btf: &KernelBtf, names: &Names, m: &mut SockModeConfig) -> Vec<
     // `sk_rmem_alloc` is a macro for this member.
     m.rmem_alloc = offset("sock", &["sk_backlog", "rmem_alloc", "counter"]);
     m.socket_sk = offset("socket", &["sk"]);
+    m.inet_sport = offset("inet_sock", &["inet_sport"]);
     // 6.14 dropped `icsk_timeout`; the retransmit timer's own expiry is
     // what it mirrored (`icsk_timeout()` reads it there).
     m.timeout = btf
@@ -258,7 +274,11 @@ fn fentry(ebpf: &mut Ebpf, f: &Function, btf: &Btf) -> Result<(), String> {
     let r = prog
         .load(f.name, btf)
         .map_err(|e| format!("{:#}", anyhow::Error::new(e)))
-        .and_then(|()| prog.attach().map(drop).map_err(|e| format!("{:#}", anyhow::Error::new(e))));
+        .and_then(|()| {
+            prog.attach()
+                .map(drop)
+                .map_err(|e| format!("{:#}", anyhow::Error::new(e)))
+        });
     if r.is_err() {
         // Loaded but not attached: let the kprobe take over cleanly.
         let _ = prog.unload();
@@ -316,7 +336,11 @@ pub fn timer_left(jiffies: i64, hz: Option<u32>) -> String {
         Some(hz) => {
             let ms = jiffies.saturating_mul(1000) / i64::from(hz);
             let sign = if ms < 0 { "-" } else { "" };
-            format!("{sign}{}.{:03}s", ms.unsigned_abs() / 1000, ms.unsigned_abs() % 1000)
+            format!(
+                "{sign}{}.{:03}s",
+                ms.unsigned_abs() / 1000,
+                ms.unsigned_abs() % 1000
+            )
         }
         None => format!("{jiffies} jiffies"),
     }
@@ -335,7 +359,11 @@ impl Printer {
         if ev.old_state == SockEvent::NO_STATE {
             self.names.state(ev.state)
         } else {
-            format!("{}->{}", self.names.state(ev.old_state), self.names.state(ev.state))
+            format!(
+                "{}->{}",
+                self.names.state(ev.old_state),
+                self.names.state(ev.state)
+            )
         }
     }
 
@@ -436,7 +464,12 @@ mod tests {
     use crate::kernel::btf::VMLINUX_BTF;
 
     fn names() -> Names {
-        let states = [(1, "ESTABLISHED"), (2, "SYN_SENT"), (7, "CLOSE"), (12, "NEW_SYN_RECV")];
+        let states = [
+            (1, "ESTABLISHED"),
+            (2, "SYN_SENT"),
+            (7, "CLOSE"),
+            (12, "NEW_SYN_RECV"),
+        ];
         Names {
             states: states.iter().map(|(v, n)| (*v, n.to_string())).collect(),
             ca_states: HashMap::from([(0, "Open".to_string()), (4, "Loss".to_string())]),
@@ -511,18 +544,27 @@ mod tests {
         let line = p.line(&ev);
         assert!(line.contains("] [inet_sock_set_state  ] TCP: "), "{line}");
         assert!(line.contains(" SYN_SENT->ESTABLISHED CA_Open "), "{line}");
-        assert!(line.contains(" timer:(9, -3 jiffies) netns:4026531840 task:4242/curl"), "{line}");
+        assert!(
+            line.contains(" timer:(9, -3 jiffies) netns:4026531840 task:4242/curl"),
+            "{line}"
+        );
         // A request socket: state only.
         ev.full = 0;
         ev.old_state = SockEvent::NO_STATE;
         ev.state = 12;
         let line = p.line(&ev);
-        assert!(line.ends_with(":9999 NEW_SYN_RECV netns:4026531840 task:4242/curl"), "{line}");
+        assert!(
+            line.ends_with(":9999 NEW_SYN_RECV netns:4026531840 task:4242/curl"),
+            "{line}"
+        );
         // No socket at all (a reset sent for a closed port).
         ev.sk = 0;
         ev.pid = 0;
         ev.hook = tp::SEND_RESET;
-        assert!(p.line(&ev).ends_with("[tcp_send_reset       ] TCP: 127.0.0.1:36562 -> 127.0.0.1:9999 netns:4026531840"));
+        assert!(
+            p.line(&ev)
+                .ends_with("[tcp_send_reset       ] TCP: 127.0.0.1:36562 -> 127.0.0.1:9999 netns:4026531840")
+        );
     }
 
     #[test]
@@ -569,12 +611,19 @@ mod tests {
             assert_eq!(usize::from(f.hook), i);
             assert_eq!(hook_name(sock_source::FUNCTION, f.hook), f.name);
         }
-        assert_eq!(hook_name(sock_source::TRACEPOINT, tp::SET_STATE), "inet_sock_set_state");
+        assert_eq!(
+            hook_name(sock_source::TRACEPOINT, tp::SET_STATE),
+            "inet_sock_set_state"
+        );
         assert_eq!(hook_name(sock_source::TRACEPOINT, tp::PROBE), "tcp_probe");
         // A name longer than the column is printed whole.
         let mut ev = event();
         ev.hook = sock_fn::WRITE_TIMER;
-        assert!(printer(None).line(&ev).contains("] [tcp_write_timer_handler] TCP: "));
+        assert!(
+            printer(None)
+                .line(&ev)
+                .contains("] [tcp_write_timer_handler] TCP: ")
+        );
     }
 
     /// The layout of the running kernel, from its BTF.
@@ -587,15 +636,25 @@ mod tests {
         assert!(missing.is_empty(), "{missing:?}");
         assert_eq!(m.ca_state_mask, 0x1f, "a 5-bit bitfield");
         assert!(m.ca_state_shift + 5 <= 16);
-        // inet_connection_sock and tcp_sock extend struct sock.
+        // inet_sock, inet_connection_sock and tcp_sock extend struct sock.
         let sock_size = btf.struct_size("sock").unwrap();
-        for off in [m.ca_state_byte, m.pending, m.timeout, m.packets_out, m.retrans_out] {
+        for off in [
+            m.ca_state_byte,
+            m.pending,
+            m.timeout,
+            m.packets_out,
+            m.retrans_out,
+            m.inet_sport,
+        ] {
             assert!(off >= sock_size && off != KernelLayout::NONE, "{off} {m:?}");
         }
         for off in [m.wmem_queued, m.rmem_alloc] {
             assert!(off < sock_size, "{off}");
         }
-        assert_eq!((m.state_new_syn_recv, m.state_time_wait), (12, KernelLayout::NONE));
+        assert_eq!(
+            (m.state_new_syn_recv, m.state_time_wait),
+            (12, KernelLayout::NONE)
+        );
         // inet_listen(struct socket *sock, int backlog); the others take
         // the struct sock * first.
         assert_eq!(m.fn_arg[usize::from(sock_fn::INET_LISTEN)], 0);
