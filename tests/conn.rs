@@ -266,3 +266,19 @@ fn json_records_carry_the_same_facts() {
     assert!(r["inode"].as_u64().unwrap() > 0, "{r}");
     assert_eq!(records.len(), 6, "{records:#?}");
 }
+
+#[test]
+fn interval_repeats_the_snapshot_until_the_count() {
+    let s = setup();
+    let port = s.port.to_string();
+    // Each snapshot: a header and the 6 sockets of the test's port; -c
+    // counts lines, so 3 snapshots are 21 lines.
+    let started = Instant::now();
+    let lines = run(&["--conn", "--interval", "0.3", "-c", "21", "-P", &port]);
+    assert_eq!(lines.len(), 21, "{lines:#?}");
+    let headers: Vec<&String> = lines.iter().filter(|l| l.ends_with(" 6 connections")).collect();
+    assert_eq!(headers.len(), 3, "{lines:#?}");
+    assert!(headers.iter().all(|h| h.starts_with('[')), "{headers:?}");
+    // Two waits of 0.3 s between the three snapshots.
+    assert!(started.elapsed() >= Duration::from_millis(600), "{:?}", started.elapsed());
+}

@@ -83,11 +83,18 @@ fn latency_summary_counts_lives_in_the_kernel() {
 fn monitor_reports_a_drop_with_its_reason() {
     let net = Pair::new();
     let p = port(39000);
-    let mut t = Tracer::start(&["--monitor", "-p", "tcp", "--dport", &p.to_string()]);
+    let metrics_port = port(40000) + 1000;
+    let addr = format!("127.0.0.1:{metrics_port}");
+    let mut t = Tracer::start(&["--monitor", "-p", "tcp", "--dport", &p.to_string(), "--metrics", &addr]);
+    let drops = |m: &str| util::sample(m, "nettrace_drops_total{reason=\"NO_SOCKET\"");
+    assert_eq!(drops(&util::scrape(metrics_port)), 0.0);
     net.syn(p);
     let line = t.wait_for("[kfree_skb", start_timeout());
     assert!(line.contains(&format!("{}:", net.a4)) && line.contains(&format!("{}:{p}", net.b4)), "{line}");
     assert!(line.contains("reason: NO_SOCKET"), "{line}");
+    // The endpoint serves the monitor's counters as they move.
+    let m = util::scrape(metrics_port);
+    assert_eq!(drops(&m), 1.0, "{m}");
     t.signal(libc::SIGINT);
     assert!(t.wait_exit(start_timeout()).success());
 }
