@@ -280,5 +280,9 @@ fn interval_repeats_the_snapshot_until_the_count() {
     assert_eq!(headers.len(), 3, "{lines:#?}");
     assert!(headers.iter().all(|h| h.starts_with('[')), "{headers:?}");
     // Two waits of 0.3 s between the three snapshots.
-    assert!(started.elapsed() >= Duration::from_millis(600), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(600),
+        "{:?}",
+        started.elapsed()
+    );
 }

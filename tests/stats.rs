@@ -35,7 +35,10 @@ fn latency_reports_each_packets_life_at_its_free() {
     let line = t.wait_for("latency: ", start_timeout());
     // One line per packet, at the hook that freed it.
     assert!(line.contains(&format!(":{p}")), "{line}");
-    assert!(line.contains("[kfree_skb") || line.contains("[consume_skb"), "{line}");
+    assert!(
+        line.contains("[kfree_skb") || line.contains("[consume_skb"),
+        "{line}"
+    );
     let ms: f64 = line
         .rsplit("latency: ")
         .next()
@@ -50,12 +53,24 @@ fn latency_reports_each_packets_life_at_its_free() {
     t.signal(libc::SIGINT);
     assert!(t.wait_exit(start_timeout()).success());
     // A minimum no packet here reaches: the kernel reports nothing.
-    let mut slow = Tracer::start(&["--latency", "--min-latency", "5000000", "-p", "tcp", "--port", &ps]);
+    let mut slow = Tracer::start(&[
+        "--latency",
+        "--min-latency",
+        "5000000",
+        "-p",
+        "tcp",
+        "--port",
+        &ps,
+    ]);
     net.syn(p);
     std::thread::sleep(Duration::from_millis(500));
     slow.signal(libc::SIGINT);
     assert!(slow.wait_exit(start_timeout()).success());
-    assert!(!slow.lines().iter().any(|l| l.contains("latency: ")), "{:#?}", slow.lines());
+    assert!(
+        !slow.lines().iter().any(|l| l.contains("latency: ")),
+        "{:#?}",
+        slow.lines()
+    );
 }
 
 #[test]
@@ -85,12 +100,23 @@ fn monitor_reports_a_drop_with_its_reason() {
     let p = port(39000);
     let metrics_port = port(40000) + 1000;
     let addr = format!("127.0.0.1:{metrics_port}");
-    let mut t = Tracer::start(&["--monitor", "-p", "tcp", "--dport", &p.to_string(), "--metrics", &addr]);
+    let mut t = Tracer::start(&[
+        "--monitor",
+        "-p",
+        "tcp",
+        "--dport",
+        &p.to_string(),
+        "--metrics",
+        &addr,
+    ]);
     let drops = |m: &str| util::sample(m, "nettrace_drops_total{reason=\"NO_SOCKET\"");
     assert_eq!(drops(&util::scrape(metrics_port)), 0.0);
     net.syn(p);
     let line = t.wait_for("[kfree_skb", start_timeout());
-    assert!(line.contains(&format!("{}:", net.a4)) && line.contains(&format!("{}:{p}", net.b4)), "{line}");
+    assert!(
+        line.contains(&format!("{}:", net.a4)) && line.contains(&format!("{}:{p}", net.b4)),
+        "{line}"
+    );
     assert!(line.contains("reason: NO_SOCKET"), "{line}");
     // The endpoint serves the monitor's counters as they move.
     let m = util::scrape(metrics_port);
@@ -145,7 +171,11 @@ fn func_stats_counts_the_hooks_the_traffic_crosses() {
 fn per_second(lines: &[String]) -> BTreeMap<u64, u64> {
     let mut counts = BTreeMap::new();
     for l in lines {
-        if let Some(sec) = l.strip_prefix('[').and_then(|r| r.split('.').next()).and_then(|s| s.parse().ok()) {
+        if let Some(sec) = l
+            .strip_prefix('[')
+            .and_then(|r| r.split('.').next())
+            .and_then(|s| s.parse().ok())
+        {
             *counts.entry(sec).or_insert(0) += 1;
         }
     }
@@ -158,8 +188,19 @@ fn rate_limit_never_exceeds_its_budget_and_counts_the_rest() {
     let p = port(39600);
     let ps = p.to_string();
     let mut drop = Tracer::start(&["--drop", "--rate-limit", "5", "-p", "udp", "-D", &ps]);
-    let mut basic = Tracer::start(&["--basic", "-t", "kfree_skb", "--rate-limit", "7", "-p", "udp", "-D", &ps]);
-    Background::start(&net.a, &["python3", "-c", UDP_FLOOD, &net.b4, &ps, "3.5", "2000"]).finish(Duration::from_secs(20));
+    let mut basic = Tracer::start(&[
+        "--basic",
+        "-t",
+        "kfree_skb",
+        "--rate-limit",
+        "7",
+        "-p",
+        "udp",
+        "-D",
+        &ps,
+    ]);
+    Background::start(&net.a, &["python3", "-c", UDP_FLOOD, &net.b4, &ps, "3.5", "2000"])
+        .finish(Duration::from_secs(20));
     for t in [&drop, &basic] {
         t.signal(libc::SIGINT);
     }
@@ -173,7 +214,13 @@ fn rate_limit_never_exceeds_its_budget_and_counts_the_rest() {
         let err = t.stderr();
         let held: u64 = err
             .lines()
-            .find_map(|l| l.strip_prefix("nettrace: ")?.split(" events held back by --rate-limit").next()?.parse().ok())
+            .find_map(|l| {
+                l.strip_prefix("nettrace: ")?
+                    .split(" events held back by --rate-limit")
+                    .next()?
+                    .parse()
+                    .ok()
+            })
             .unwrap_or_else(|| panic!("no held-back count in {err}"));
         assert!(held > 1000, "{err}");
     }

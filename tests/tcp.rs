@@ -365,7 +365,11 @@ fn rtt_distribution_and_samples_of_an_iperf3_transfer() {
     let line = detail.wait_for("*rtt:", start_timeout());
     // Where functions can be hooked, samples come from tcp_ack_update_rtt
     // itself; otherwise the smoothed RTT from the tcp_probe tracepoint.
-    let source = if util::function_hooks().0 { "[tcp_ack_update_rtt" } else { "[tcp_probe" };
+    let source = if util::function_hooks().0 {
+        "[tcp_ack_update_rtt"
+    } else {
+        "[tcp_probe"
+    };
     assert!(line.starts_with('[') && line.contains(source), "{line}");
     // -s selects the client end (the socket whose local address it is).
     assert!(line.contains(&format!("TCP: {}:", net.a4)), "{line}");

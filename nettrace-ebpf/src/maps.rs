@@ -1,10 +1,10 @@
 //! Maps shared by all programs.
 
-use nettrace_common::trace::lost;
 use aya_ebpf::{
     macros::map,
     maps::{PerCpuArray, RingBuf, StackTrace},
 };
+use nettrace_common::trace::lost;
 
 /// Events to userspace. 4 MiB holds ~26k drop events: enough to ride out a
 /// burst while userspace is descheduled; overflow is counted in `LOST`.

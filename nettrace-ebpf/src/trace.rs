@@ -21,8 +21,8 @@ use aya_ebpf::{
 use nettrace_common::{
     KernelLayout, TraceConfig, TraceEvent, ethertype,
     trace::{
-        HookSlot, LATENCY_BUCKETS, MAX_SLOTS, MAX_TRACKED, NF_HOOK_POINTS, Tracked, trace_opts, NF_HOOKS_KEPT, NfContextEvent, NfHooksEvent,
-        NfLayout, event_kind, lost, slot_flags,
+        HookSlot, LATENCY_BUCKETS, MAX_SLOTS, MAX_TRACKED, NF_HOOK_POINTS, NF_HOOKS_KEPT, NfContextEvent,
+        NfHooksEvent, NfLayout, Tracked, event_kind, lost, slot_flags, trace_opts,
     },
 };
 
@@ -299,7 +299,10 @@ fn handle(ctx: *mut c_void, slot: u32, args: &HookArgs) {
     if opts.flags & (trace_opts::FUNC_STATS | trace_opts::LATENCY) != 0 {
         // Modes that report no event per hook: count or time, then keep
         // following the packet and its clones.
-        if kind_and_has & 0x0f == event_kind::CLONE && extra != 0 && TRACKED.insert(&extra, &fresh, 0).is_err() {
+        if kind_and_has & 0x0f == event_kind::CLONE
+            && extra != 0
+            && TRACKED.insert(&extra, &fresh, 0).is_err()
+        {
             count_lost_at(lost::TRACK_FULL);
         }
         if opts.flags & trace_opts::FUNC_STATS != 0 {
@@ -319,7 +322,11 @@ fn handle(ctx: *mut c_void, slot: u32, args: &HookArgs) {
         // SAFETY: plain lookup, copied out.
         let life = match unsafe { TRACKED.get(&skb) } {
             Some(t) => {
-                let end = if opts.flags & trace_opts::LATENCY_FREE != 0 { now } else { t.last_ns };
+                let end = if opts.flags & trace_opts::LATENCY_FREE != 0 {
+                    now
+                } else {
+                    t.last_ns
+                };
                 end - t.first_ns
             }
             None => 0,
@@ -342,7 +349,11 @@ fn handle(ctx: *mut c_void, slot: u32, args: &HookArgs) {
         if tracked && flags & slot_flags::FREE != 0 {
             let _ = TRACKED.remove(&skb);
         }
-        if track && kind_and_has & 0x0f == event_kind::CLONE && extra != 0 && TRACKED.insert(&extra, &fresh, 0).is_err() {
+        if track
+            && kind_and_has & 0x0f == event_kind::CLONE
+            && extra != 0
+            && TRACKED.insert(&extra, &fresh, 0).is_err()
+        {
             count_lost_at(lost::TRACK_FULL);
         }
         return;

@@ -280,8 +280,7 @@ async fn run_tcp(s: &Session<'_>, k: &Kernel, mode: SocketMode) -> Result<(), Fa
     let sock_functions = matches!(mode, SocketMode::Sock)
         && config.backend != BackendChoice::Tracepoint
         && p.config.sock_mode.fn_arg.iter().any(|&a| a != KernelLayout::NONE);
-    let function_source =
-        matches!(mode, SocketMode::Rtt { .. }) && rtt_positions.is_some() || sock_functions;
+    let function_source = matches!(mode, SocketMode::Rtt { .. }) && rtt_positions.is_some() || sock_functions;
     if all_needed && !missing.is_empty() || p.present.is_empty() && !function_source {
         return Err(Failure::Unusable(format!(
             "{flag} needs tracepoints this kernel lacks: {}",
@@ -357,7 +356,12 @@ async fn run_tcp(s: &Session<'_>, k: &Kernel, mode: SocketMode) -> Result<(), Fa
 /// `--sock`: hooks the kernel functions, each by the best mechanism that
 /// works; those that cannot be hooked are said with `--debug`. Only a
 /// mechanism forced with `--backend` that hooks nothing is an error.
-fn attach_sock_functions(s: &Session<'_>, k: &Kernel, ebpf: &mut Ebpf, p: &tcp::Prepared) -> Result<(), Failure> {
+fn attach_sock_functions(
+    s: &Session<'_>,
+    k: &Kernel,
+    ebpf: &mut Ebpf,
+    p: &tcp::Prepared,
+) -> Result<(), Failure> {
     let backend = s.config.backend;
     let results =
         tcp::sock::attach_functions(ebpf, &p.config.sock_mode, backend, &k.caps, k.aya_btf.as_ref());
@@ -544,7 +548,11 @@ async fn run_lifecycle(
         if let Some(lat) = l.latency {
             o.flags |= trace_opts::LATENCY;
             o.flags |= if lat.free { trace_opts::LATENCY_FREE } else { 0 };
-            o.flags |= if lat.summary { trace_opts::LATENCY_SUMMARY } else { 0 };
+            o.flags |= if lat.summary {
+                trace_opts::LATENCY_SUMMARY
+            } else {
+                0
+            };
             o.min_latency_ns = l.min_latency_ns;
         }
         if l.func_stats.is_some() {
@@ -663,11 +671,7 @@ async fn run_lifecycle(
             .latency
             .filter(|lat| lat.summary)
             .map(|_| {
-                KernelHistogram::take(
-                    &mut ebpf,
-                    "LATENCY_HIST",
-                    nettrace_common::trace::LATENCY_BUCKETS,
-                )
+                KernelHistogram::take(&mut ebpf, "LATENCY_HIST", nettrace_common::trace::LATENCY_BUCKETS)
             })
             .transpose()?,
         func_stats: l

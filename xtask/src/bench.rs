@@ -305,6 +305,14 @@ fn modes() -> Vec<Mode> {
             args: v(&["-P", IPERF_PORT]),
         },
         Mode {
+            name: "--monitor",
+            args: v(&["--monitor"]),
+        },
+        Mode {
+            name: "--tcp-monitor",
+            args: v(&["--tcp-monitor"]),
+        },
+        Mode {
             name: "--diag -p tcp --port P",
             args: v(&["--diag", "--diag-keep", "-p", "tcp", "--port", IPERF_PORT]),
         },
@@ -537,7 +545,6 @@ pub fn run(bin: &Path, o: &Options) -> anyhow::Result<()> {
         "overhead": rows,
         "startup": starts,
         "pipeline": p,
-        "monitor": "not measured: --monitor is not implemented yet",
         "targets": {
             "default_nonmatching_ratio": 0.90,
             "drop_ratio": 0.98,
@@ -589,7 +596,6 @@ fn print_table(r: &Value) {
             f(&row["median_bpf_ns_per_run"]),
         );
     }
-    println!("| throughput --monitor | not measured (mode not implemented yet) | |");
     for s in r["startup"].as_array().into_iter().flatten() {
         let target = if s["set"] == "default set" {
             "≤ 0.5 s"

@@ -325,7 +325,12 @@ pub struct Args {
 
     /// At most N events per second leave the kernel (all modes with
     /// events); the others are counted and the count is reported.
-    #[arg(long, value_name = "N", help_heading = "Output", allow_negative_numbers = true)]
+    #[arg(
+        long,
+        value_name = "N",
+        help_heading = "Output",
+        allow_negative_numbers = true
+    )]
     pub rate_limit: Option<String>,
 
     /// Print local date-time instead of seconds since boot.

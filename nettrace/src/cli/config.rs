@@ -136,7 +136,11 @@ impl Config {
         let rate_limit = match &args.rate_limit {
             Some(v) => match v.parse::<u32>() {
                 Ok(n) if n > 0 => n,
-                _ => return Err(usage!("--rate-limit: '{v}' is not a positive number of events per second")),
+                _ => {
+                    return Err(usage!(
+                        "--rate-limit: '{v}' is not a positive number of events per second"
+                    ));
+                }
             },
             None => 0,
         };
@@ -158,7 +162,9 @@ impl Config {
             return Err(usage!("{a} and {b} cannot be combined"));
         }
         if args.monitor && args.trace.is_some() {
-            return Err(usage!("--monitor chooses its own hooks (those marked monitor): drop -t"));
+            return Err(usage!(
+                "--monitor chooses its own hooks (those marked monitor): drop -t"
+            ));
         }
         if (args.diag_quiet || args.diag_keep || args.hooks) && !args.diag {
             return Err(usage!("--diag-quiet, --diag-keep and --hooks need --diag"));
@@ -243,7 +249,11 @@ impl Config {
             json: args.json,
             metrics: metrics_addr(args)?,
             // `--monitor` is meant to run for hours: bounded output.
-            rate_limit: if rate_limit == 0 && args.monitor { 100 } else { rate_limit },
+            rate_limit: if rate_limit == 0 && args.monitor {
+                100
+            } else {
+                rate_limit
+            },
             debug: args.debug,
             backend: args.backend,
         })
@@ -630,7 +640,7 @@ mod tests {
             (&["--diag-quiet"], "need --diag"),
             (&["--hooks"], "need --diag"),
             (&["--metrics", "nohost"], "--metrics"),
-            (&["--diag", "--basic"], "drop --basic"),
+            (&["--diag", "--basic"], "--basic"),
             (&["--drop", "--diag"], "cannot be combined with --drop"),
             (&["-p", "udp", "--tcp-flags", "S"], "needs TCP"),
         ] {

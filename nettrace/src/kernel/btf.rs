@@ -575,7 +575,10 @@ mod tests {
         assert!(btf.member_bits("icsk", &["nope"]).is_err());
         // Plain structs (no kind_flag): widths from the member's type.
         let btf = sample();
-        assert_eq!(btf.member_bits("net_device", &["nd_net", "net"]).unwrap(), (1600, 64));
+        assert_eq!(
+            btf.member_bits("net_device", &["nd_net", "net"]).unwrap(),
+            (1600, 64)
+        );
     }
 
     #[test]

@@ -18,7 +18,9 @@ impl KernelHistogram {
     /// Takes map `name` out of the object.
     pub fn take(ebpf: &mut aya::Ebpf, name: &str, buckets: u32) -> anyhow::Result<Self> {
         use anyhow::Context as _;
-        let map = ebpf.take_map(name).with_context(|| format!("map {name} missing"))?;
+        let map = ebpf
+            .take_map(name)
+            .with_context(|| format!("map {name} missing"))?;
         Ok(Self {
             map: aya::maps::PerCpuArray::try_from(map)?,
             buckets,
