@@ -139,6 +139,49 @@ pub fn tuple_matches(cfg: &TcpConfig, t: &Tuple) -> bool {
         && (f.port == 0 || f.port == t.sport || f.port == t.dport)
 }
 
+/// The connection a TCP tracepoint record is about.
+pub struct Connection {
+    /// The record's socket (0 when it has none).
+    pub sk: u64,
+    /// The socket the tuple came from: the request socket of a SYN-ACK
+    /// retransmit (not its listener), else `sk`; 0 when socketless.
+    pub conn: u64,
+    pub netns: u32,
+}
+
+/// Fills `t` with the record's connection (from its socket through
+/// `sock_tuple`, else from the record's own address fields) and returns it,
+/// or `None` when the address, port or namespace filter rejects it.
+#[inline(always)]
+pub fn record_connection(
+    cfg: &TcpConfig,
+    ctx: &TracePointContext,
+    f: &TpFields,
+    t: &mut Tuple,
+    sock_tuple: impl Fn(&TcpConfig, u64, &mut Tuple),
+) -> Option<Connection> {
+    let sk = sk_of(ctx, f);
+    let req = rec::<u64>(ctx, f.req).unwrap_or(0);
+    let conn = if req != 0 { req } else { sk };
+    if conn != 0 {
+        sock_tuple(cfg, conn, t);
+    } else {
+        tuple_of_record(cfg, ctx, f, t);
+    }
+    if !tuple_matches(cfg, t) {
+        return None;
+    }
+    let netns = if conn != 0 {
+        netns_of_sock(cfg, conn)
+    } else {
+        netns_of_skb(cfg, rec::<u64>(ctx, f.skb).unwrap_or(0))
+    };
+    if cfg.filter.netns != 0 && cfg.filter.netns != netns {
+        return None;
+    }
+    Some(Connection { sk, conn, netns })
+}
+
 /// The namespace inode of a socket.
 #[inline(always)]
 pub fn netns_of_sock(cfg: &TcpConfig, sk: u64) -> u32 {

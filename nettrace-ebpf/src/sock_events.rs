@@ -26,7 +26,7 @@ use crate::{
     maps::{EVENTS, count_lost_at},
     ratelimit,
     read::field,
-    sock::{config, netns_of_skb, netns_of_sock, rec, sk_of, tuple_matches, tuple_of_record, tuple_of_sock},
+    sock::{Connection, config, netns_of_sock, rec, record_connection, tuple_matches, tuple_of_sock},
 };
 
 /// Scratch space to build an event in (off the 512-byte stack).
@@ -106,23 +106,10 @@ fn from_tracepoint(ctx: &TracePointContext, kind: u8) {
     let Some(ev) = start(cfg) else {
         return;
     };
-    let sk = sk_of(ctx, f);
-    // A SYN-ACK retransmit's connection is the request's, not the listener's.
-    let req = rec::<u64>(ctx, f.req).unwrap_or(0);
-    let conn = if req != 0 { req } else { sk };
-    if conn != 0 {
-        tuple_of(cfg, conn, &mut ev.tuple);
-    } else {
-        tuple_of_record(cfg, ctx, f, &mut ev.tuple);
-    }
-    if !tuple_matches(cfg, &ev.tuple) {
+    let Some(Connection { conn, netns, .. }) = record_connection(cfg, ctx, f, &mut ev.tuple, tuple_of) else {
         return;
-    }
-    ev.netns = if conn != 0 {
-        netns_of_sock(cfg, conn)
-    } else {
-        netns_of_skb(cfg, rec::<u64>(ctx, f.skb).unwrap_or(0))
     };
+    ev.netns = netns;
     ev.source = sock_source::TRACEPOINT;
     ev.hook = kind;
     finish(cfg, ev, conn, state, old_state);

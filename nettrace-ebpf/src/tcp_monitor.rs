@@ -18,10 +18,7 @@ use crate::{
     maps::{EVENTS, count_lost_at},
     ratelimit,
     read::field,
-    sock::{
-        config, netns_of_skb, netns_of_sock, rec, sk_of, srtt_us, tuple_matches, tuple_of_record,
-        tuple_of_sock,
-    },
+    sock::{Connection, config, rec, record_connection, srtt_us, tuple_of_sock},
 };
 
 /// Scratch space to build an event in (off the 512-byte stack).
@@ -89,26 +86,11 @@ fn report(ctx: &TracePointContext, kind: u8) {
     // SAFETY: per-CPU scratch slot, not shared with a concurrent program.
     let ev = unsafe { &mut *ev };
     ev.tuple = Tuple::default();
-    let sk = sk_of(ctx, f);
-    // A SYN-ACK retransmit's tuple is the request's, not the listener's.
-    let req = rec::<u64>(ctx, f.req).unwrap_or(0);
-    let conn = if req != 0 { req } else { sk };
-    if conn != 0 {
-        tuple_of_sock(cfg, conn, &mut ev.tuple);
-    } else {
-        tuple_of_record(cfg, ctx, f, &mut ev.tuple);
-    }
-    if !tuple_matches(cfg, &ev.tuple) {
+    let Some(Connection { sk, conn, netns }) = record_connection(cfg, ctx, f, &mut ev.tuple, tuple_of_sock)
+    else {
         return;
-    }
-    ev.netns = if conn != 0 {
-        netns_of_sock(cfg, conn)
-    } else {
-        netns_of_skb(cfg, rec::<u64>(ctx, f.skb).unwrap_or(0))
     };
-    if cfg.filter.netns != 0 && cfg.filter.netns != ev.netns {
-        return;
-    }
+    ev.netns = netns;
     ev.ts_ns = unsafe { bpf_ktime_get_ns() };
     if !ratelimit::allow(cfg.rate_limit, ev.ts_ns) {
         return;
@@ -118,7 +100,7 @@ fn report(ctx: &TracePointContext, kind: u8) {
     ev.state = field::<u8>(conn, cfg.sock.state).unwrap_or(0);
     ev.value = value;
     // A listener's RTT and window say nothing about this connection.
-    let full = if req != 0 { 0 } else { sk };
+    let full = if conn != sk { 0 } else { sk };
     ev.srtt_us = srtt_us(cfg, full);
     ev.cwnd = field::<u32>(full, cfg.sock.snd_cwnd).unwrap_or(0);
     ev.total_retrans = field::<u32>(full, cfg.sock.total_retrans).unwrap_or(0);
