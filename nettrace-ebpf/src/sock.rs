@@ -60,6 +60,16 @@ pub fn tuple_of_sock(cfg: &TcpConfig, sk: u64, t: &mut Tuple) {
         t.daddr = field::<[u8; 16]>(sk, l.v6_daddr).unwrap_or([0; 16]);
         unmap_v4(t);
     }
+    // A socket whose port was released (closing, just destroyed) has
+    // `skc_num` 0 but still its `inet_sport`; only full sockets have that
+    // member (request and time-wait sockets keep `skc_num`).
+    let m = &cfg.sock_mode;
+    if t.sport == 0 {
+        let state = u32::from(field::<u8>(sk, l.state).unwrap_or(0));
+        if state != m.state_time_wait && state != m.state_new_syn_recv {
+            t.sport = u16::from_be(field::<u16>(sk, m.inet_sport).unwrap_or(0));
+        }
+    }
 }
 
 /// An IPv6 socket talking IPv4 has `::ffff:a.b.c.d` addresses: show and

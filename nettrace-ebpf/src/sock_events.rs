@@ -106,7 +106,8 @@ fn from_tracepoint(ctx: &TracePointContext, kind: u8) {
     let Some(ev) = start(cfg) else {
         return;
     };
-    let Some(Connection { conn, netns, .. }) = record_connection(cfg, ctx, f, &mut ev.tuple, tuple_of) else {
+    let Some(Connection { conn, netns, .. }) = record_connection(cfg, ctx, f, &mut ev.tuple, tuple_of_sock)
+    else {
         return;
     };
     ev.netns = netns;
@@ -236,7 +237,7 @@ fn from_function(hook: u8, arg: u64) {
     let Some(ev) = start(cfg) else {
         return;
     };
-    tuple_of(cfg, sk, &mut ev.tuple);
+    tuple_of_sock(cfg, sk, &mut ev.tuple);
     if !tuple_matches(cfg, &ev.tuple) {
         return;
     }
@@ -247,17 +248,6 @@ fn from_function(hook: u8, arg: u64) {
 }
 
 // ---- shared ----
-
-/// The socket's 4-tuple. A socket whose port was released (closing, just
-/// destroyed) has `skc_num` 0 but still its `inet_sport`; only full
-/// sockets have one (request and time-wait sockets keep `skc_num`).
-#[inline(always)]
-fn tuple_of(cfg: &TcpConfig, sk: u64, t: &mut Tuple) {
-    tuple_of_sock(cfg, sk, t);
-    if t.sport == 0 && is_full(cfg, field::<u8>(sk, cfg.sock.state).unwrap_or(0)) {
-        t.sport = u16::from_be(field::<u16>(sk, cfg.sock_mode.inet_sport).unwrap_or(0));
-    }
-}
 
 /// Whether a socket in `state` is a full `tcp_sock`: request and
 /// time-wait sockets end after `sock_common`, and reading `tcp_sock`

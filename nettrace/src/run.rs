@@ -273,7 +273,7 @@ async fn run_tcp(s: &Session<'_>, k: &Kernel, mode: SocketMode) -> Result<(), Fa
     // rate may have to be measured (a few hundred ms): meanwhile, load.
     let hz = matches!(mode, SocketMode::Sock).then(|| std::thread::spawn(crate::kernel::hz::find));
     if let SocketMode::Sock = mode {
-        for m in tcp::sock::configure(&k.btf, &p.names, &mut p.config.sock_mode) {
+        for m in tcp::sock::configure(&k.btf, &mut p.config.sock_mode) {
             s.debug(format_args!("--sock: not on this kernel: {m}"));
         }
     }

@@ -196,7 +196,7 @@ pub fn prepare(
             _ => {}
         }
     }
-    let states = tracefs::symbols(&set_state, "newstate")
+    let states: HashMap<u64, String> = tracefs::symbols(&set_state, "newstate")
         .into_iter()
         .map(|(v, n)| (v, n.strip_prefix("TCP_").unwrap_or(&n).to_string()))
         .collect();
@@ -213,6 +213,19 @@ pub fn prepare(
             _ => {}
         }
     }
+    // Every mode reads a closing socket's port from `inet_sport` (see
+    // `tuple_of_sock` in nettrace-ebpf/src/sock.rs).
+    let state = |name: &str| {
+        states
+            .iter()
+            .find(|(_, n)| n.as_str() == name)
+            .map_or(KernelLayout::NONE, |(v, _)| *v as u32)
+    };
+    config.sock_mode.state_time_wait = state("TIME_WAIT");
+    config.sock_mode.state_new_syn_recv = state("NEW_SYN_RECV");
+    config.sock_mode.inet_sport = btf
+        .member_offset("inet_sock", &["inet_sport"])
+        .unwrap_or(KernelLayout::NONE);
     Ok(Prepared {
         config,
         names: Names { states, ca_states },
@@ -317,6 +330,20 @@ mod tests {
         ] {
             assert_ne!(v, KernelLayout::NONE);
         }
+    }
+
+    /// Every mode learns where a closing socket keeps its port, and which
+    /// states have no such member, from BTF and tracefs.
+    #[test]
+    fn port_fallback_of_the_running_kernel() {
+        let btf = KernelBtf::from_file(VMLINUX_BTF).unwrap();
+        let layout = crate::kernel::layout::resolve(&btf).unwrap();
+        let root = crate::kernel::tracefs::ensure_mounted().unwrap().0;
+        let p = prepare(&btf, &layout, &root, &MONITOR).unwrap();
+        let m = &p.config.sock_mode;
+        assert_eq!((m.state_time_wait, m.state_new_syn_recv), (6, 12));
+        // inet_sock extends struct sock.
+        assert!(m.inet_sport >= btf.struct_size("sock").unwrap() && m.inet_sport != KernelLayout::NONE);
     }
 
     #[test]

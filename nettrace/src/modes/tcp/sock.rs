@@ -138,7 +138,7 @@ pub fn hook_slot(ev: &SockEvent) -> u32 {
 /// keeps its socket. Returns what this kernel lacks, for `--debug`: each
 /// missing fact is shown as 0, a function without a usable socket argument
 /// is not hooked.
-pub fn configure(btf: &KernelBtf, names: &Names, m: &mut SockModeConfig) -> Vec<String> {
+pub fn configure(btf: &KernelBtf, m: &mut SockModeConfig) -> Vec<String> {
     let mut missing = Vec::new();
     let mut offset = |ty: &str, path: &[&str]| {
         btf.member_offset(ty, path).unwrap_or_else(|e| {
@@ -154,7 +154,6 @@ pub fn configure(btf: &KernelBtf, names: &Names, m: &mut SockModeConfig) -> Vec<
     // `sk_rmem_alloc` is a macro for this member.
     m.rmem_alloc = offset("sock", &["sk_backlog", "rmem_alloc", "counter"]);
     m.socket_sk = offset("socket", &["sk"]);
-    m.inet_sport = offset("inet_sock", &["inet_sport"]);
     // 6.14 dropped `icsk_timeout`; the retransmit timer's own expiry is
     // what it mirrored (`icsk_timeout()` reads it there).
     m.timeout = btf
@@ -174,15 +173,7 @@ pub fn configure(btf: &KernelBtf, names: &Names, m: &mut SockModeConfig) -> Vec<
         Ok((bit, width)) => missing.push(format!("{ICSK}.icsk_ca_state: {width} bits at bit {bit}")),
         Err(e) => missing.push(e.to_string()),
     }
-    let state = |name: &str| {
-        names
-            .states
-            .iter()
-            .find(|(_, n)| n.as_str() == name)
-            .map_or(KernelLayout::NONE, |(v, _)| *v as u32)
-    };
-    m.state_time_wait = state("TIME_WAIT");
-    m.state_new_syn_recv = state("NEW_SYN_RECV");
+    // `inet_sport` and the TIME_WAIT/NEW_SYN_RECV values: `tcp::prepare`.
     for f in &FUNCTIONS {
         match socket_arg(btf, f.name, m.socket_sk != KernelLayout::NONE) {
             Ok((pos, deref)) => {
@@ -631,8 +622,7 @@ mod tests {
     fn layout_of_the_running_kernel() {
         let btf = KernelBtf::from_file(VMLINUX_BTF).unwrap();
         let mut m = SockModeConfig::default();
-        let missing = configure(&btf, &names(), &mut m);
-        // The test names lack TIME_WAIT; everything BTF answers is there.
+        let missing = configure(&btf, &mut m);
         assert!(missing.is_empty(), "{missing:?}");
         assert_eq!(m.ca_state_mask, 0x1f, "a 5-bit bitfield");
         assert!(m.ca_state_shift + 5 <= 16);
@@ -644,17 +634,12 @@ mod tests {
             m.timeout,
             m.packets_out,
             m.retrans_out,
-            m.inet_sport,
         ] {
             assert!(off >= sock_size && off != KernelLayout::NONE, "{off} {m:?}");
         }
         for off in [m.wmem_queued, m.rmem_alloc] {
             assert!(off < sock_size, "{off}");
         }
-        assert_eq!(
-            (m.state_new_syn_recv, m.state_time_wait),
-            (12, KernelLayout::NONE)
-        );
         // inet_listen(struct socket *sock, int backlog); the others take
         // the struct sock * first.
         assert_eq!(m.fn_arg[usize::from(sock_fn::INET_LISTEN)], 0);
