@@ -130,95 +130,57 @@ fn kprobe_sk(ctx: &ProbeContext, hook: u8) -> u64 {
     kprobe_arg(ctx, m.fn_arg[hook as usize])
 }
 
-#[fentry(function = "inet_listen")]
-pub fn sock_fentry_inet_listen(ctx: FEntryContext) -> i32 {
-    from_function(sock_fn::INET_LISTEN, fentry_sk(&ctx, sock_fn::INET_LISTEN));
-    0
+/// One fentry and one kprobe entry point for a function hook (an fentry
+/// program is bound to its target when loaded, so each function needs its
+/// own); userspace loads whichever attaches.
+macro_rules! function_hook {
+    ($function:literal, $hook:expr, $fentry:ident, $kprobe:ident) => {
+        #[fentry(function = $function)]
+        pub fn $fentry(ctx: FEntryContext) -> i32 {
+            from_function($hook, fentry_sk(&ctx, $hook));
+            0
+        }
+
+        #[kprobe]
+        pub fn $kprobe(ctx: ProbeContext) -> u32 {
+            from_function($hook, kprobe_sk(&ctx, $hook));
+            0
+        }
+    };
 }
 
-#[kprobe]
-pub fn sock_kprobe_inet_listen(ctx: ProbeContext) -> u32 {
-    from_function(sock_fn::INET_LISTEN, kprobe_sk(&ctx, sock_fn::INET_LISTEN));
-    0
-}
-
-#[fentry(function = "tcp_rcv_state_process")]
-pub fn sock_fentry_rcv_state_process(ctx: FEntryContext) -> i32 {
-    from_function(
-        sock_fn::RCV_STATE_PROCESS,
-        fentry_sk(&ctx, sock_fn::RCV_STATE_PROCESS),
-    );
-    0
-}
-
-#[kprobe]
-pub fn sock_kprobe_rcv_state_process(ctx: ProbeContext) -> u32 {
-    from_function(
-        sock_fn::RCV_STATE_PROCESS,
-        kprobe_sk(&ctx, sock_fn::RCV_STATE_PROCESS),
-    );
-    0
-}
-
-#[fentry(function = "__tcp_transmit_skb")]
-pub fn sock_fentry_transmit_skb(ctx: FEntryContext) -> i32 {
-    from_function(sock_fn::TRANSMIT_SKB, fentry_sk(&ctx, sock_fn::TRANSMIT_SKB));
-    0
-}
-
-#[kprobe]
-pub fn sock_kprobe_transmit_skb(ctx: ProbeContext) -> u32 {
-    from_function(sock_fn::TRANSMIT_SKB, kprobe_sk(&ctx, sock_fn::TRANSMIT_SKB));
-    0
-}
-
-#[fentry(function = "tcp_ack")]
-pub fn sock_fentry_ack(ctx: FEntryContext) -> i32 {
-    from_function(sock_fn::ACK, fentry_sk(&ctx, sock_fn::ACK));
-    0
-}
-
-#[kprobe]
-pub fn sock_kprobe_ack(ctx: ProbeContext) -> u32 {
-    from_function(sock_fn::ACK, kprobe_sk(&ctx, sock_fn::ACK));
-    0
-}
-
-#[fentry(function = "tcp_write_timer_handler")]
-pub fn sock_fentry_write_timer(ctx: FEntryContext) -> i32 {
-    from_function(sock_fn::WRITE_TIMER, fentry_sk(&ctx, sock_fn::WRITE_TIMER));
-    0
-}
-
-#[kprobe]
-pub fn sock_kprobe_write_timer(ctx: ProbeContext) -> u32 {
-    from_function(sock_fn::WRITE_TIMER, kprobe_sk(&ctx, sock_fn::WRITE_TIMER));
-    0
-}
-
-#[fentry(function = "tcp_ack_update_rtt")]
-pub fn sock_fentry_ack_update_rtt(ctx: FEntryContext) -> i32 {
-    from_function(sock_fn::ACK_UPDATE_RTT, fentry_sk(&ctx, sock_fn::ACK_UPDATE_RTT));
-    0
-}
-
-#[kprobe]
-pub fn sock_kprobe_ack_update_rtt(ctx: ProbeContext) -> u32 {
-    from_function(sock_fn::ACK_UPDATE_RTT, kprobe_sk(&ctx, sock_fn::ACK_UPDATE_RTT));
-    0
-}
-
-#[fentry(function = "tcp_close")]
-pub fn sock_fentry_close(ctx: FEntryContext) -> i32 {
-    from_function(sock_fn::CLOSE, fentry_sk(&ctx, sock_fn::CLOSE));
-    0
-}
-
-#[kprobe]
-pub fn sock_kprobe_close(ctx: ProbeContext) -> u32 {
-    from_function(sock_fn::CLOSE, kprobe_sk(&ctx, sock_fn::CLOSE));
-    0
-}
+function_hook!(
+    "inet_listen",
+    sock_fn::INET_LISTEN,
+    sock_fentry_inet_listen,
+    sock_kprobe_inet_listen
+);
+function_hook!(
+    "tcp_rcv_state_process",
+    sock_fn::RCV_STATE_PROCESS,
+    sock_fentry_rcv_state_process,
+    sock_kprobe_rcv_state_process
+);
+function_hook!(
+    "__tcp_transmit_skb",
+    sock_fn::TRANSMIT_SKB,
+    sock_fentry_transmit_skb,
+    sock_kprobe_transmit_skb
+);
+function_hook!("tcp_ack", sock_fn::ACK, sock_fentry_ack, sock_kprobe_ack);
+function_hook!(
+    "tcp_write_timer_handler",
+    sock_fn::WRITE_TIMER,
+    sock_fentry_write_timer,
+    sock_kprobe_write_timer
+);
+function_hook!(
+    "tcp_ack_update_rtt",
+    sock_fn::ACK_UPDATE_RTT,
+    sock_fentry_ack_update_rtt,
+    sock_kprobe_ack_update_rtt
+);
+function_hook!("tcp_close", sock_fn::CLOSE, sock_fentry_close, sock_kprobe_close);
 
 /// `arg`: the function's socket argument, a `struct socket *` for hooks
 /// with `fn_deref` set (`inet_listen`).

@@ -299,21 +299,22 @@ fn handle(ctx: *mut c_void, slot: u32, args: &HookArgs) {
     if opts.flags & (trace_opts::FUNC_STATS | trace_opts::LATENCY) != 0 {
         // Modes that report no event per hook: count or time, then keep
         // following the packet and its clones.
-        if kind_and_has & 0x0f == event_kind::CLONE
-            && extra != 0
-            && TRACKED.insert(&extra, &fresh, 0).is_err()
-        {
-            count_lost_at(lost::TRACK_FULL);
-        }
+        let clone = kind_and_has & 0x0f == event_kind::CLONE;
         if opts.flags & trace_opts::FUNC_STATS != 0 {
             bump(&FUNC_STATS, slot);
-            if tracked && flags & slot_flags::FREE != 0 {
-                let _ = TRACKED.remove(&skb);
-            }
+            follow_on(
+                clone,
+                extra,
+                &fresh,
+                tracked && flags & slot_flags::FREE != 0,
+                skb,
+            );
             return;
         }
+        follow_on(clone, extra, &fresh, false, skb);
         if flags & slot_flags::FREE == 0 {
-            if let Some(t) = TRACKED.get_ptr_mut(&skb) {
+            // A packet that matched just now already has `last_ns = now`.
+            if tracked && let Some(t) = TRACKED.get_ptr_mut(&skb) {
                 // SAFETY: map value of this packet; only its own hooks write it.
                 unsafe { (*t).last_ns = now };
             }
@@ -346,16 +347,14 @@ fn handle(ctx: *mut c_void, slot: u32, args: &HookArgs) {
         ev.life_ns = 0;
     }
     if !ratelimit::allow(opts.rate_limit, now) {
-        if tracked && flags & slot_flags::FREE != 0 {
-            let _ = TRACKED.remove(&skb);
-        }
-        if track
-            && kind_and_has & 0x0f == event_kind::CLONE
-            && extra != 0
-            && TRACKED.insert(&extra, &fresh, 0).is_err()
-        {
-            count_lost_at(lost::TRACK_FULL);
-        }
+        let clone = track && kind_and_has & 0x0f == event_kind::CLONE;
+        follow_on(
+            clone,
+            extra,
+            &fresh,
+            tracked && flags & slot_flags::FREE != 0,
+            skb,
+        );
         return;
     }
     ev.ts_ns = now;
@@ -398,10 +397,23 @@ fn handle(ctx: *mut c_void, slot: u32, args: &HookArgs) {
     if EVENTS.output(ev, 0).is_err() {
         count_lost_at(lost::RING);
     }
-    if track && ev.kind == event_kind::CLONE && extra != 0 && TRACKED.insert(&extra, &fresh, 0).is_err() {
+    follow_on(
+        track && ev.kind == event_kind::CLONE,
+        extra,
+        &fresh,
+        tracked && flags & slot_flags::FREE != 0,
+        skb,
+    );
+}
+
+/// Tracking after a hook: a clone (`extra`) joins the packet, a free
+/// (`freed`) ends it.
+#[inline(always)]
+fn follow_on(clone: bool, extra: u64, fresh: &Tracked, freed: bool, skb: u64) {
+    if clone && extra != 0 && TRACKED.insert(&extra, fresh, 0).is_err() {
         count_lost_at(lost::TRACK_FULL);
     }
-    if tracked && flags & slot_flags::FREE != 0 {
+    if freed {
         let _ = TRACKED.remove(&skb);
     }
 }

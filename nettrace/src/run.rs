@@ -346,11 +346,12 @@ async fn run_tcp(s: &Session<'_>, k: &Kernel, mode: SocketMode) -> Result<(), Fa
         out: &mut out,
         json: config.json,
         metrics: s.metrics.clone().map(Counts::new),
-        count: config.count,
-        seen: 0,
-        closed: false,
+        progress: Progress::new(config.count),
     };
-    stream(s, ebpf, &mut sink, |sink| (sink.seen, sink.closed)).await
+    stream(s, ebpf, &mut sink, |sink| {
+        (sink.progress.seen, sink.progress.closed)
+    })
+    .await
 }
 
 /// `--sock`: hooks the kernel functions, each by the best mechanism that
@@ -503,11 +504,12 @@ async fn run_drop(s: &Session<'_>, k: &Kernel, stack: bool) -> Result<(), Failur
         out: &mut out,
         stack,
         json: config.json,
-        count: config.count,
-        seen: 0,
-        closed: false,
+        progress: Progress::new(config.count),
     };
-    stream(s, ebpf, &mut sink, |sink| (sink.seen, sink.closed)).await
+    stream(s, ebpf, &mut sink, |sink| {
+        (sink.progress.seen, sink.progress.closed)
+    })
+    .await
 }
 
 async fn run_lifecycle(
@@ -799,9 +801,7 @@ struct DropSink<'a> {
     out: &'a mut Out,
     stack: bool,
     json: bool,
-    count: Option<u64>,
-    seen: u64,
-    closed: bool,
+    progress: Progress,
 }
 
 impl DropSink<'_> {
@@ -822,11 +822,6 @@ impl DropSink<'_> {
         }
         Ok(())
     }
-
-    fn closed(&mut self) -> Flow {
-        self.closed = true;
-        Flow::Stop
-    }
 }
 
 impl Sink for DropSink<'_> {
@@ -834,22 +829,48 @@ impl Sink for DropSink<'_> {
         let Some(ev) = drop::Printer::parse(bytes) else {
             return Flow::Continue;
         };
-        if self.write(&ev).is_err() {
-            return self.closed();
-        }
-        self.seen += 1;
-        if self.count.is_some_and(|n| self.seen >= n) {
-            Flow::Stop
-        } else {
-            Flow::Continue
-        }
+        let r = self.write(&ev).map(|()| 1);
+        self.progress.after(r)
     }
 
     fn batch_done(&mut self) -> Flow {
-        if self.out.flush().is_err() {
-            self.closed()
-        } else {
-            Flow::Continue
+        let r = self.out.flush().map(|()| 0);
+        self.progress.after(r)
+    }
+}
+
+/// What a sink of events has printed, against `-c N`, and whether the
+/// reader of the output went away: when to stop.
+struct Progress {
+    count: Option<u64>,
+    seen: u64,
+    closed: bool,
+}
+
+impl Progress {
+    fn new(count: Option<u64>) -> Self {
+        Self {
+            count,
+            seen: 0,
+            closed: false,
+        }
+    }
+
+    /// After writing `Ok(n)` more events (or failing to write).
+    fn after(&mut self, r: Result<u64, Closed>) -> Flow {
+        match r {
+            Err(Closed) => {
+                self.closed = true;
+                Flow::Stop
+            }
+            Ok(n) => {
+                self.seen += n;
+                if self.count.is_some_and(|c| self.seen >= c) {
+                    Flow::Stop
+                } else {
+                    Flow::Continue
+                }
+            }
         }
     }
 }
@@ -870,9 +891,7 @@ struct TcpSink<'a> {
     out: &'a mut Out,
     json: bool,
     metrics: Option<Counts>,
-    count: Option<u64>,
-    seen: u64,
-    closed: bool,
+    progress: Progress,
 }
 
 impl TcpSink<'_> {
@@ -935,29 +954,13 @@ impl TcpSink<'_> {
 
 impl Sink for TcpSink<'_> {
     fn event(&mut self, bytes: &[u8]) -> Flow {
-        match self.write(bytes) {
-            Err(Closed) => {
-                self.closed = true;
-                Flow::Stop
-            }
-            Ok(printed) => {
-                self.seen += u64::from(printed);
-                if self.count.is_some_and(|n| self.seen >= n) {
-                    Flow::Stop
-                } else {
-                    Flow::Continue
-                }
-            }
-        }
+        let r = self.write(bytes).map(u64::from);
+        self.progress.after(r)
     }
 
     fn batch_done(&mut self) -> Flow {
-        if self.out.flush().is_err() {
-            self.closed = true;
-            Flow::Stop
-        } else {
-            Flow::Continue
-        }
+        let r = self.out.flush().map(|()| 0);
+        self.progress.after(r)
     }
 
     fn tick(&mut self, now_ns: u64) -> Flow {
@@ -978,16 +981,12 @@ impl Sink for TcpSink<'_> {
         } else {
             return Flow::Continue;
         };
-        for l in lines {
-            if self.out.line(&l).is_err() {
-                self.closed = true;
-                return Flow::Stop;
-            }
-        }
-        self.seen += 1;
-        if self.count.is_some_and(|n| self.seen >= n) {
-            return Flow::Stop;
-        }
-        self.batch_done()
+        // A summary counts as one event for `-c`.
+        let r = lines
+            .iter()
+            .try_for_each(|l| self.out.line(l))
+            .and_then(|()| self.out.flush())
+            .map(|()| 1);
+        self.progress.after(r)
     }
 }
