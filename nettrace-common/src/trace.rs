@@ -80,6 +80,12 @@ pub struct NfLayout {
     pub nft_chain_table: u32,
     pub nft_table_name: u32,
     pub _pad: u32,
+    /// Kernels without drop reasons (before 5.17): a `kfree_skb` whose
+    /// location lies in `[drop_at, drop_at + drop_at_len)` (`nf_hook_slow`,
+    /// which frees exactly what a hook returned NF_DROP for) is netfilter's
+    /// drop. `drop_at_len` 0 = off.
+    pub drop_at: u64,
+    pub drop_at_len: u64,
 }
 
 impl NfLayout {
@@ -100,6 +106,8 @@ impl NfLayout {
         nft_chain_table: u32::MAX,
         nft_table_name: u32::MAX,
         _pad: 0,
+        drop_at: 0,
+        drop_at_len: 0,
     };
 }
 

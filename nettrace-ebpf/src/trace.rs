@@ -390,7 +390,9 @@ fn handle(ctx: *mut c_void, slot: u32, args: &HookArgs) {
     if flags & slot_flags::NF_CONTEXT != 0 {
         emit_nf_context(&cfg.nf, flags, &args.nf, skb);
     }
-    if flags & slot_flags::NF_HOOKS != 0 && ev.has_extra != 0 && extra as u32 == cfg.nf.drop_reason {
+    let netfilter_drop = (ev.has_extra != 0 && extra as u32 == cfg.nf.drop_reason)
+        || args.location.wrapping_sub(cfg.nf.drop_at) < cfg.nf.drop_at_len;
+    if flags & slot_flags::NF_HOOKS != 0 && netfilter_drop {
         // Before the drop's own event, which ends the packet in userspace.
         emit_nf_hooks(&cfg.nf, m.net, skb, m.l3_proto);
     }

@@ -566,8 +566,17 @@ async fn run_lifecycle(
     if l.diag.is_some() {
         trace.nf = crate::kernel::layout::nf_context(&k.btf);
     }
+    // Kernels without drop reasons (before 5.17): netfilter's drops are the
+    // frees inside nf_hook_slow, found by address.
+    let netfilter_drop_at = if l.diag.is_some() && reasons.value("NETFILTER_DROP").is_none() {
+        crate::kernel::kallsyms::Symbols::load(crate::kernel::kallsyms::KALLSYMS)
+            .ok()
+            .and_then(|s| s.function(crate::kernel::layout::NF_HOOK_SLOW))
+    } else {
+        None
+    };
     let nf_hooks = if prepared.opts.nf_hooks {
-        crate::kernel::layout::nf_hooks(&k.btf, &reasons, &mut trace.nf)
+        crate::kernel::layout::nf_hooks(&k.btf, &reasons, netfilter_drop_at, &mut trace.nf)
             .map_err(|why| Failure::Unusable(format!("--hooks cannot work on this kernel: {why}")))?;
         Some(lifecycle::netfilter::NfHooks::from_btf(&k.btf).map_err(anyhow::Error::from)?)
     } else {
@@ -628,6 +637,7 @@ async fn run_lifecycle(
     let mut out = Out::new();
     let diag = l.diag.map(|opts| lifecycle::DiagState {
         opts,
+        netfilter_drop_at,
         rules_by_slot: attached
             .hook_by_slot
             .iter()

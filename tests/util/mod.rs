@@ -488,3 +488,43 @@ pub fn bpf_object_exists((kind, id): (&str, u32)) -> bool {
         .status()
         .is_ok_and(|s| s.success())
 }
+
+/// Does this kernel's `skb:kfree_skb` carry a drop reason (5.17+)? Before
+/// that, nettrace (like the C tool) reports a drop's location alone.
+pub fn drop_reasons_reported() -> bool {
+    std::fs::read_to_string("/sys/kernel/tracing/events/skb/kfree_skb/format")
+        .is_ok_and(|f| f.contains(" reason;"))
+}
+
+/// How a `--drop` line ends for a drop with `reason` at `location`:
+/// `reason: NO_SOCKET, tcp_v4_rcv+0x`, or `, tcp_v4_rcv+0x` where the kernel
+/// has no drop reasons.
+pub fn drop_says(reason: &str, location: &str) -> String {
+    if drop_reasons_reported() {
+        format!("reason: {reason}, {location}")
+    } else {
+        format!(", {location}")
+    }
+}
+
+/// Checks a `--drop` line: the reason and location where the kernel reports
+/// reasons, else the location and no reason at all.
+pub fn assert_drop(line: &str, reason: &str, location: &str) {
+    assert!(line.contains(&drop_says(reason, location)), "{line}");
+    if !drop_reasons_reported() {
+        assert!(
+            !line.contains("reason:"),
+            "a reason on a kernel without drop reasons: {line}"
+        );
+    }
+}
+
+/// The `reason` label `--metrics` gives a drop: the name, or `unknown`
+/// where the kernel has no drop reasons.
+pub fn metric_reason(reason: &str) -> &str {
+    if drop_reasons_reported() {
+        reason
+    } else {
+        "unknown"
+    }
+}

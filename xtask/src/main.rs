@@ -45,11 +45,14 @@ fn dispatch(args: &[String]) -> anyhow::Result<()> {
         .map(|(c, r)| (c.as_str(), r))
         .unwrap_or(("help", &[]));
     match cmd {
-        "setup" => setup::all().map(|_| ()),
+        "setup" => setup::with(setup::Tiers::All).map(|_| ()),
         "build" => build(&setup::all()?),
         "run" => run(rest),
         "test" => test(),
-        "vm" => vm_tier(&setup::all()?, rest.iter().any(|a| a == "--startup")),
+        "vm" => vm_tier(
+            &setup::with(setup::Tiers::All)?,
+            rest.iter().any(|a| a == "--startup"),
+        ),
         "bench" => bench_cmd(rest),
         // Internal: the VM side of `bench --vm`.
         "bench-inner" => {
@@ -169,13 +172,14 @@ fn fuzz(env: &setup::Env, secs: u32) -> anyhow::Result<()> {
 }
 
 fn bench_cmd(args: &[String]) -> anyhow::Result<()> {
-    let env = setup::all()?;
+    let vm = args.iter().any(|a| a == "--vm");
+    let env = setup::with(if vm { setup::Tiers::All } else { setup::Tiers::Host })?;
     let opts = bench::Options {
         secs: flag_value(args, "--secs", 5)?,
         pairs: flag_value(args, "--pairs", 3)? as usize,
     };
     build(&env)?;
-    if args.iter().any(|a| a == "--vm") {
+    if vm {
         return vm_bench(&opts);
     }
     bench::run(&workspace_root().join("target/release/nettrace"), &opts)
@@ -204,7 +208,7 @@ fn vm_bench(o: &bench::Options) -> anyhow::Result<()> {
             o.pairs.min(2).to_string(),
         ],
     }];
-    let kernel = vm::kernel(&setup::cache_dir())?;
+    let kernel = vm::fetch(&setup::cache_dir(), "bookworm")?;
     let initrd = workspace_root().join("target/vm/initrd-bench.gz");
     std::fs::create_dir_all(initrd.parent().unwrap())?;
     vm::initramfs(&kernel, &nettrace, &passes, &["auto", "kprobe"], &initrd)?;
@@ -226,7 +230,7 @@ fn run(args: &[String]) -> anyhow::Result<()> {
 }
 
 fn test() -> anyhow::Result<()> {
-    let env = setup::all()?;
+    let env = setup::with(setup::Tiers::All)?;
     println!("== tier 1: unit tests (parsers, decoder, BTF walker, rules)");
     let mut unit = cargo(&env);
     // The eBPF crate only builds for the BPF target (via nettrace's build.rs).
@@ -292,102 +296,80 @@ fn test_binaries(env: &setup::Env, names: &[&str]) -> anyhow::Result<Vec<(String
     Ok(found)
 }
 
-/// `startup`: also report start-up of the default hook set in the VM.
+/// Runs the VM tier on every kernel of the matrix (`vm::matrix`), one boot
+/// per kernel. `startup`: also report start-up of the default hook set.
 fn vm_tier(env: &setup::Env, startup: bool) -> anyhow::Result<()> {
-    println!("== tier 3: VM (Debian 12 cloud kernel under qemu/TCG: fentry, fexit, kprobes)");
-    let bins = test_binaries(env, &["drop", "lifecycle", "diag", "tcp", "stats", "sock"])?;
-    let bin = |n: &str| {
-        bins.iter()
-            .find(|(name, _)| name == n)
-            .map(|(_, p)| p.clone())
-            .context(format!("no {n} test binary"))
-    };
-    let (drop, lifecycle, diag) = (bin("drop")?, bin("lifecycle")?, bin("diag")?);
-    let (tcp, stats) = (bin("tcp")?, bin("stats")?);
-    let sock = bin("sock")?;
+    println!("== tier 3: VM (Debian cloud kernels 5.10, 6.1, 6.12 under qemu/TCG: fentry, fexit, kprobes)");
+    let bins = test_binaries(env, &vm::matrix::tests())?;
     let nettrace = workspace_root().join("target/debug/nettrace");
-    let passes = [
-        vm::Pass {
-            name: "drop".into(),
-            env: vec![("NETTRACE_TEST_START_SECS".into(), "240".into())],
-            binary: drop,
-            // python3 (the flood) is not in the VM; loss accounting is covered on the host.
-            args: vec![
-                "--test-threads=1".into(),
-                "--skip".into(),
-                "ring_buffer_overflow".into(),
-            ],
-        },
-        vm::Pass {
-            name: "lifecycle-fentry".into(),
-            env: vec![("NETTRACE_TEST_START_SECS".into(), "240".into())],
-            binary: lifecycle.clone(),
-            args: vec!["--test-threads=1".into()],
-        },
-        vm::Pass {
-            name: "diag".into(),
-            env: vec![("NETTRACE_TEST_START_SECS".into(), "240".into())],
-            binary: diag,
-            args: vec!["--test-threads=1".into()],
-        },
-        // RTT samples from tcp_ack_update_rtt (fentry); the other TCP tests
-        // drive python3 servers, which the VM does not have.
-        vm::Pass {
-            name: "tcp-rtt".into(),
-            env: vec![("NETTRACE_TEST_START_SECS".into(), "240".into())],
-            binary: tcp,
-            args: vec!["--test-threads=1".into(), "rtt_".into()],
-        },
-        // --latency, --monitor, --func-stats with function hooks; the
-        // rate-limit test floods with python3 (host only).
-        vm::Pass {
-            name: "stats".into(),
-            env: vec![("NETTRACE_TEST_START_SECS".into(), "240".into())],
-            binary: stats,
-            args: vec!["--test-threads=1".into(), "--skip".into(), "rate_limit".into()],
-        },
-        vm::Pass {
-            name: "lifecycle-kprobe".into(),
-            env: vec![
-                ("NETTRACE_TEST_BACKEND".into(), "kprobe".into()),
-                ("NETTRACE_TEST_START_SECS".into(), "240".into()),
-            ],
-            binary: lifecycle,
-            args: vec!["--test-threads=1".into()],
-        },
-        // --sock's function hooks, fentry by default and kprobes forced:
-        // the host can only show its tracepoints.
-        vm::Pass {
-            name: "sock-fentry".into(),
-            env: vec![("NETTRACE_TEST_START_SECS".into(), "240".into())],
-            binary: sock.clone(),
-            args: vec!["--test-threads=1".into()],
-        },
-        vm::Pass {
-            name: "sock-kprobe".into(),
-            env: vec![
-                ("NETTRACE_TEST_BACKEND".into(), "kprobe".into()),
-                ("NETTRACE_TEST_START_SECS".into(), "240".into()),
-            ],
-            binary: sock,
-            args: vec!["--test-threads=1".into()],
-        },
-    ];
-    // For development: `NETTRACE_VM_PASSES=diag cargo xtask vm` runs one pass.
-    let only = std::env::var("NETTRACE_VM_PASSES").ok();
-    let passes: Vec<vm::Pass> = passes
-        .into_iter()
-        .filter(|p| only.as_deref().is_none_or(|o| o.split(',').any(|n| n == p.name)))
-        .collect();
-    let kernel = vm::kernel(&setup::cache_dir())?;
-    let initrd = workspace_root().join("target/vm/initrd.gz");
-    std::fs::create_dir_all(initrd.parent().unwrap())?;
-    let startup_backends: &[&str] = if startup { &["auto", "kprobe"] } else { &[] };
-    vm::initramfs(&kernel, &nettrace, &passes, startup_backends, &initrd)?;
-    println!(
-        "vm: kernel {}, initramfs {} MiB",
-        kernel.release,
-        std::fs::metadata(&initrd)?.len() >> 20
-    );
-    vm::boot(&kernel, &initrd, &passes, std::time::Duration::from_secs(25 * 60))
+    let mut failed = Vec::new();
+    for release in vm::matrix::RELEASES {
+        if !vm::matrix::selected("NETTRACE_VM_KERNELS", release.series) {
+            continue;
+        }
+        let mut passes = Vec::new();
+        for spec in vm::matrix::PASSES {
+            if !spec.kernels.contains(&release.series)
+                || !vm::matrix::selected("NETTRACE_VM_PASSES", spec.name)
+            {
+                continue;
+            }
+            let binary = bins
+                .iter()
+                .find(|(name, _)| name == spec.test)
+                .map(|(_, p)| p.clone())
+                .with_context(|| format!("no {} test binary", spec.test))?;
+            let mut env = vec![("NETTRACE_TEST_START_SECS".to_string(), "240".to_string())];
+            if let Some(b) = spec.backend {
+                env.push(("NETTRACE_TEST_BACKEND".into(), b.into()));
+            }
+            let mut args = vec!["--test-threads=1".to_string()];
+            args.extend(spec.args.iter().map(|a| a.to_string()));
+            passes.push(vm::Pass {
+                name: spec.name.into(),
+                env,
+                binary,
+                args,
+            });
+        }
+        // For exploring a kernel by hand: `NETTRACE_VM_SCRIPT=probe.sh
+        // NETTRACE_VM_KERNELS=5.10 cargo xtask vm` runs that script (with
+        // nettrace at target/debug/nettrace) instead of the test passes.
+        if let Some(script) = std::env::var_os("NETTRACE_VM_SCRIPT") {
+            passes = vec![vm::Pass {
+                name: "script".into(),
+                env: Vec::new(),
+                binary: std::fs::canonicalize(script)?,
+                args: Vec::new(),
+            }];
+        }
+        if passes.is_empty() {
+            continue;
+        }
+        let kernel = vm::fetch(&setup::cache_dir(), release.suite)?;
+        let initrd = workspace_root().join(format!("target/vm/initrd-{}.gz", release.series));
+        std::fs::create_dir_all(initrd.parent().unwrap())?;
+        let startup_backends: &[&str] = if startup { &["auto", "kprobe"] } else { &[] };
+        vm::initramfs(&kernel, &nettrace, &passes, startup_backends, &initrd)?;
+        println!(
+            "vm: kernel {} ({}), initramfs {} MiB, passes: {}",
+            kernel.release,
+            release.suite,
+            std::fs::metadata(&initrd)?.len() >> 20,
+            passes
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        // Every kernel runs even when one fails: the matrix is the result.
+        if let Err(e) = vm::boot(&kernel, &initrd, &passes, std::time::Duration::from_secs(25 * 60)) {
+            println!("vm: {} failed: {e:#}", release.series);
+            failed.push(format!("{} ({e:#})", release.series));
+        }
+    }
+    if !failed.is_empty() {
+        bail!("VM tier failed on {}", failed.join("; "));
+    }
+    Ok(())
 }

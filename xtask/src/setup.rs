@@ -22,19 +22,67 @@ pub struct Env {
     pub path: OsString,
 }
 
-/// Debian packages (and a binary each provides, for the message).
-const PACKAGES: [&str; 7] = [
-    "iproute2",
-    "iptables",
-    "nftables",
-    "iputils-ping",
-    "netcat-openbsd",
-    "iperf3",
-    "bpftool",
+/// A Debian package and the command it provides: the command is what every
+/// tier checks before use, so a missing tool is named with its package
+/// instead of surfacing as `No such file or directory`.
+pub struct Package {
+    pub name: &'static str,
+    pub command: &'static str,
+}
+
+const fn pkg(name: &'static str, command: &'static str) -> Package {
+    Package { name, command }
+}
+
+/// What building, running and the host tiers use (`run`, `build`, `test`).
+const HOST: &[Package] = &[
+    pkg("iproute2", "ip"),
+    pkg("iptables", "iptables"),
+    pkg("nftables", "nft"),
+    pkg("iputils-ping", "ping"),
+    pkg("netcat-openbsd", "nc"),
+    pkg("iperf3", "iperf3"),
+    pkg("bpftool", "bpftool"),
+    // Test servers and the benchmark's flood.
+    pkg("python3", "python3"),
+    // setpriv (tests run a process as another user).
+    pkg("util-linux", "setpriv"),
 ];
 
+/// What the VM tier adds (`test`, `vm`, `bench --vm`): qemu, the initramfs
+/// (busybox as `/init`, cpio and gzip to pack it, objcopy to strip the test
+/// binaries, ldd for their libraries), and xz/zstd for kernels whose modules
+/// are compressed.
+const VM: &[Package] = &[
+    pkg("qemu-system-x86", "qemu-system-x86_64"),
+    pkg("busybox-static", "busybox"),
+    pkg("cpio", "cpio"),
+    pkg("gzip", "gzip"),
+    pkg("binutils", "objcopy"),
+    pkg("libc-bin", "ldd"),
+    pkg("xz-utils", "xz"),
+    pkg("zstd", "zstd"),
+];
+
+/// Which tiers' packages to make sure of.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Tiers {
+    /// Building, running, the host tests.
+    Host,
+    /// Those and the VM tier (what `cargo xtask setup` and `test` install).
+    All,
+}
+
 pub fn all() -> anyhow::Result<Env> {
-    packages()?;
+    with(Tiers::Host)
+}
+
+pub fn with(tiers: Tiers) -> anyhow::Result<Env> {
+    let mut wanted: Vec<&Package> = HOST.iter().collect();
+    if tiers == Tiers::All {
+        wanted.extend(VM);
+    }
+    packages(&wanted)?;
     let sysroot = toolchain()?;
     let bin_dir = bpf_linker(&sysroot)?;
     tracefs();
@@ -44,38 +92,74 @@ pub fn all() -> anyhow::Result<Env> {
     Ok(Env { path })
 }
 
-fn packages() -> anyhow::Result<()> {
-    let missing: Vec<&str> = PACKAGES
+fn installed(name: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", name])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        .unwrap_or(false)
+}
+
+/// Where `command` is found: PATH, then the sbin folders root's PATH may
+/// lack.
+pub fn find(command: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
+        .map(|d| d.join(command))
+        .find(|p| p.is_file())
+}
+
+/// The path of a command a tier needs, or an error naming its package.
+pub fn require(command: &str) -> anyhow::Result<PathBuf> {
+    if let Some(p) = find(command) {
+        return Ok(p);
+    }
+    let package = HOST
         .iter()
-        .copied()
-        .filter(|p| {
-            !Command::new("dpkg-query")
-                .args(["-W", "-f=${Status}", p])
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
-                .unwrap_or(false)
-        })
+        .chain(VM)
+        .find(|p| p.command == command)
+        .map_or("?", |p| p.name);
+    bail!(
+        "{command} not found: it comes with the Debian package {package}, which `cargo xtask setup` installs"
+    )
+}
+
+fn packages(wanted: &[&Package]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = wanted
+        .iter()
+        .filter(|p| !installed(p.name) || find(p.command).is_none())
+        .map(|p| p.name)
         .collect();
-    if missing.is_empty() {
-        return Ok(());
+    if !missing.is_empty() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { geteuid() } != 0 {
+            bail!("missing Debian packages {missing:?}; run as root so xtask can apt-get install them");
+        }
+        eprintln!("xtask: installing Debian packages {}", missing.join(" "));
+        status({
+            let mut c = Command::new("apt-get");
+            c.arg("update").arg("-q");
+            c
+        })?;
+        status({
+            let mut c = Command::new("apt-get");
+            c.env("DEBIAN_FRONTEND", "noninteractive")
+                .args(["install", "-y", "-q", "--no-install-recommends"])
+                .args(&missing);
+            c
+        })?;
     }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { geteuid() } != 0 {
-        bail!("missing Debian packages {missing:?}; run as root so xtask can apt-get install them");
+    for p in wanted {
+        if find(p.command).is_none() {
+            bail!(
+                "{} still missing after installing the Debian package {}",
+                p.command,
+                p.name
+            );
+        }
     }
-    eprintln!("xtask: installing {missing:?}");
-    status({
-        let mut c = Command::new("apt-get");
-        c.arg("update").arg("-q");
-        c
-    })?;
-    status({
-        let mut c = Command::new("apt-get");
-        c.env("DEBIAN_FRONTEND", "noninteractive")
-            .args(["install", "-y", "-q", "--no-install-recommends"])
-            .args(&missing);
-        c
-    })
+    Ok(())
 }
 
 unsafe extern "C" {

@@ -58,6 +58,15 @@ impl Symbols {
         &self.names[start as usize..(start + len) as usize]
     }
 
+    /// Where function `name` starts and how long it is (up to the next
+    /// symbol).
+    pub fn function(&self, name: &str) -> Option<(u64, u64)> {
+        let i = (0..self.syms.len()).find(|&i| self.name(i) == name)?;
+        let start = self.syms[i].0;
+        let end = self.syms[i + 1..].iter().map(|s| s.0).find(|&a| a > start)?;
+        Some((start, end - start))
+    }
+
     /// `tcp_v4_rcv+0x81`, or the bare hex address when nothing precedes it.
     pub fn symbolize(&self, addr: u64) -> String {
         let i = self.syms.partition_point(|(a, _, _)| *a <= addr);
@@ -86,6 +95,9 @@ mod tests {
         // Module symbols keep their name, not the [module] tag.
         assert_eq!(s.symbolize(0xffffffffc0a01005), "nft_do_chain+0x5");
         assert_eq!(s.symbolize(0x10), "0x10");
+        // A function's extent runs to the next code symbol.
+        assert_eq!(s.function("tcp_v4_rcv"), Some((0xffffffff81c6f030, 0xfd0)));
+        assert_eq!(s.function("no_such_function"), None);
     }
 
     #[test]

@@ -11,6 +11,9 @@ use super::{
     reasons::DropReasons,
 };
 
+/// The function that frees what a netfilter hook dropped.
+pub const NF_HOOK_SLOW: &str = "nf_hook_slow";
+
 /// Resolves every offset. Fields the programs cannot work without are errors;
 /// the rest (device, socket, namespace) degrade to `KernelLayout::NONE`, and
 /// the output then lacks what depends on them.
@@ -63,10 +66,25 @@ pub fn nf_context(btf: &KernelBtf) -> NfLayout {
 /// Adds where a namespace's netfilter hook functions are (`--hooks`).
 /// Errors name what this kernel lacks; the caller says `--hooks` cannot
 /// work here.
-pub fn nf_hooks(btf: &KernelBtf, reasons: &DropReasons, nf: &mut NfLayout) -> Result<(), String> {
-    let drop_reason = reasons
-        .value("NETFILTER_DROP")
-        .ok_or("this kernel reports no NETFILTER_DROP drop reason")?;
+///
+/// Netfilter's drop is told by the NETFILTER_DROP drop reason (5.17+) or,
+/// on kernels without drop reasons, by a free inside `nf_hook_slow`, whose
+/// extent (from kallsyms) the caller passes.
+pub fn nf_hooks(
+    btf: &KernelBtf,
+    reasons: &DropReasons,
+    nf_hook_slow: Option<(u64, u64)>,
+    nf: &mut NfLayout,
+) -> Result<(), String> {
+    match (reasons.value("NETFILTER_DROP"), nf_hook_slow) {
+        (Some(reason), _) => nf.drop_reason = reason,
+        (None, Some((at, len))) => (nf.drop_at, nf.drop_at_len) = (at, len),
+        (None, None) => {
+            return Err(
+                "this kernel reports no NETFILTER_DROP drop reason and kallsyms has no nf_hook_slow".into(),
+            );
+        }
+    }
     let off = |ty: &str, path: &[&str]| btf.member_offset(ty, path).map_err(|e| e.to_string());
     let points = btf
         .enum_values("nf_inet_hooks")
@@ -82,7 +100,6 @@ pub fn nf_hooks(btf: &KernelBtf, reasons: &DropReasons, nf: &mut NfLayout) -> Re
     nf.entry_size = btf.struct_size("nf_hook_entry").map_err(|e| e.to_string())?;
     nf.entry_hook = off("nf_hook_entry", &["hook"])?;
     nf.points = points.min(NF_HOOK_POINTS as u32);
-    nf.drop_reason = drop_reason;
     Ok(())
 }
 
@@ -107,12 +124,26 @@ mod tests {
         assert_eq!(nf.nft_pktinfo_state, 8);
         assert!(nf.nft_chain_name != KernelLayout::NONE && nf.nft_table_name != KernelLayout::NONE);
         assert_eq!(nf.drop_reason, NfLayout::OFF.drop_reason);
-        nf_hooks(&btf, &reasons, &mut nf).unwrap();
+        nf_hooks(&btf, &reasons, None, &mut nf).unwrap();
         assert_eq!(nf.points, 5);
         assert_eq!((nf.entry_size, nf.entry_hook), (16, 0));
         assert_eq!(nf.entries_num, 0);
         assert_eq!(nf.entries_hooks, 8);
         assert_eq!(nf.net_hooks_ipv6, nf.net_hooks_ipv4 + 5 * 8);
         assert_eq!(Some(nf.drop_reason), reasons.value("NETFILTER_DROP"));
+        // Reasons known: the location test stays off.
+        assert_eq!(nf.drop_at_len, 0);
+        // Without them, the free's location tells.
+        let mut old = nf_context(&btf);
+        nf_hooks(
+            &btf,
+            &DropReasons::default(),
+            Some((0xffffffff81000000, 0x200)),
+            &mut old,
+        )
+        .unwrap();
+        assert_eq!((old.drop_at, old.drop_at_len), (0xffffffff81000000, 0x200));
+        assert_eq!(old.drop_reason, NfLayout::OFF.drop_reason);
+        assert!(nf_hooks(&btf, &DropReasons::default(), None, &mut old).is_err());
     }
 }

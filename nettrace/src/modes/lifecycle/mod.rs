@@ -282,6 +282,9 @@ pub struct DiagState {
     pub rules_by_slot: Vec<Vec<crate::catalogue::Rule>>,
     /// Top-level catalogue group of each slot's hook (`life`, `ip`, …).
     pub group_by_slot: Vec<String>,
+    /// Kernels without drop reasons: where `nf_hook_slow` is (start,
+    /// length); a `kfree_skb` there is diagnosed as NETFILTER_DROP.
+    pub netfilter_drop_at: Option<(u64, u64)>,
     /// `--hooks`.
     pub nf_hooks: Option<netfilter::NfHooks>,
     /// Hook point / table / chain notes, and each slot's flags saying which
@@ -378,7 +381,10 @@ impl LifecycleSink<'_> {
             return (Vec::new(), Vec::new());
         };
         let slot = ev.slot as usize;
-        let reason = self.printer.reason(ev);
+        let reason = self.printer.reason(ev).or_else(|| {
+            let (at, len) = d.netfilter_drop_at?;
+            (ev.location.wrapping_sub(at) < len).then(|| print::Reason::Drop(NETFILTER_DROP.into()))
+        });
         let mut notes = Vec::new();
         let mut findings = Vec::new();
         if let Some(note) = d.nf_notes.take(ev.skb, ev.ts_ns) {

@@ -10,6 +10,9 @@
 //! kernel modules for veth and netfilter. Results come back over the serial
 //! console as `NETTRACE-VM-RESULT <name> rc=<n>` lines.
 
+mod kernel;
+pub mod matrix;
+
 use std::{
     collections::{BTreeSet, HashMap},
     fs,
@@ -22,15 +25,16 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use crate::status;
-
-/// Debian's metapackage that names the current 6.1 cloud kernel.
-const KERNEL_META: &str = "linux-image-cloud-amd64";
+use crate::{setup::require, status};
+pub use kernel::{Kernel, fetch};
 
 /// Modules the tests need (dependencies are added from `.modinfo`).
 const MODULES: &[&str] = &[
     "veth",
     "nf_tables",
+    // iptables-nft adds a counter to every rule; before 5.16 (our 5.10)
+    // that expression is its own module, later it is part of nf_tables.
+    "nft_counter",
     "nft_compat",
     "nft_chain_nat",
     "nft_nat",
@@ -62,139 +66,6 @@ const TOOLS: &[(&str, &str)] = &[
     ("/usr/sbin/bpftool", "/usr/sbin/bpftool"),
     ("/usr/bin/setpriv", "/usr/bin/setpriv"),
 ];
-
-pub struct Kernel {
-    pub vmlinuz: PathBuf,
-    pub modules: PathBuf,
-    pub release: String,
-}
-
-/// Downloads and unpacks the kernel package once; later runs reuse it.
-pub fn kernel(cache: &Path) -> anyhow::Result<Kernel> {
-    let dir = cache.join("vm-kernel");
-    let root = dir.join("root");
-    if !root.join("boot").is_dir() {
-        let deps = String::from_utf8(
-            Command::new("apt-cache")
-                .args(["depends", KERNEL_META])
-                .output()?
-                .stdout,
-        )?;
-        let pkg = deps
-            .lines()
-            .find_map(|l| {
-                l.trim()
-                    .strip_prefix("Depends: ")
-                    .filter(|p| p.starts_with("linux-image-"))
-            })
-            .with_context(|| format!("apt-cache depends {KERNEL_META}: no kernel package"))?
-            .to_string();
-        eprintln!("xtask: downloading {pkg} for the VM tier");
-        fs::create_dir_all(&dir)?;
-        status({
-            let mut c = Command::new("apt-get");
-            c.current_dir(&dir).args(["download", "-q", &pkg]);
-            c
-        })?;
-        let deb = fs::read_dir(&dir)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| p.extension().is_some_and(|x| x == "deb"))
-            .context("downloaded .deb not found")?;
-        let tmp = dir.join("root.tmp");
-        let _ = fs::remove_dir_all(&tmp);
-        status({
-            let mut c = Command::new("dpkg");
-            c.arg("-x").arg(&deb).arg(&tmp);
-            c
-        })?;
-        fs::rename(&tmp, &root)?;
-        let _ = fs::remove_file(&deb);
-    }
-    let vmlinuz = fs::read_dir(root.join("boot"))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
-        })
-        .context("no vmlinuz in the kernel package")?;
-    let release = vmlinuz
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .trim_start_matches("vmlinuz-")
-        .to_string();
-    let modules = root.join("lib/modules").join(&release);
-    Ok(Kernel {
-        vmlinuz,
-        modules,
-        release,
-    })
-}
-
-/// `name=` and `depends=` from a module's `.modinfo` strings.
-fn modinfo(ko: &[u8]) -> (Option<String>, Vec<String>) {
-    let field = |key: &[u8]| {
-        ko.windows(key.len()).position(|w| w == key).map(|at| {
-            let rest = &ko[at + key.len()..];
-            let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
-            String::from_utf8_lossy(&rest[..end]).into_owned()
-        })
-    };
-    let name = field(b"\0name=");
-    let deps = field(b"\0depends=")
-        .map(|d| {
-            d.split(',')
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
-    (name, deps)
-}
-
-/// Module files in load order (dependencies first).
-fn module_order(k: &Kernel) -> anyhow::Result<Vec<PathBuf>> {
-    let mut by_name: HashMap<String, PathBuf> = HashMap::new();
-    let mut stack = vec![k.modules.join("kernel")];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d)? {
-            let p = e?.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "ko") {
-                let stem = p.file_stem().unwrap().to_string_lossy().replace('-', "_");
-                by_name.insert(stem, p);
-            }
-        }
-    }
-    let mut order = Vec::new();
-    let mut seen = BTreeSet::new();
-    fn visit(
-        name: &str,
-        by_name: &HashMap<String, PathBuf>,
-        seen: &mut BTreeSet<String>,
-        order: &mut Vec<PathBuf>,
-    ) -> anyhow::Result<()> {
-        let name = name.replace('-', "_");
-        if !seen.insert(name.clone()) {
-            return Ok(());
-        }
-        // Built into the kernel: nothing to load.
-        let Some(path) = by_name.get(&name) else {
-            return Ok(());
-        };
-        let (_, deps) = modinfo(&fs::read(path)?);
-        for d in deps {
-            visit(&d, by_name, seen, order)?;
-        }
-        order.push(path.clone());
-        Ok(())
-    }
-    for m in MODULES {
-        visit(m, &by_name, &mut seen, &mut order)?;
-    }
-    Ok(order)
-}
 
 /// Shared libraries `bin` needs (from ldd), resolved.
 fn libraries(bin: &Path, out: &mut BTreeSet<PathBuf>) -> anyhow::Result<()> {
@@ -257,12 +128,10 @@ pub fn initramfs(
     ] {
         fs::create_dir_all(stage.join(d))?;
     }
-    put(
-        &stage,
-        Path::new("/bin/busybox"),
-        Path::new("/bin/busybox"),
-        false,
-    )?;
+    for tool in ["cpio", "gzip", "objcopy", "ldd"] {
+        require(tool)?;
+    }
+    put(&stage, &require("busybox")?, Path::new("/bin/busybox"), false)?;
     let mut libs = BTreeSet::new();
     for (src, dst) in TOOLS {
         put(&stage, Path::new(src), Path::new(dst), false)?;
@@ -298,9 +167,9 @@ pub fn initramfs(
     fs::write(stage.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n")?;
 
     let mut load = String::new();
-    for (i, m) in module_order(k)?.iter().enumerate() {
-        let name = format!("{i:03}-{}", m.file_name().unwrap().to_string_lossy());
-        fs::copy(m, stage.join("modules").join(&name))?;
+    for (i, (module, bytes)) in kernel::module_order(k, MODULES)?.iter().enumerate() {
+        let name = format!("{i:03}-{module}.ko");
+        fs::write(stage.join("modules").join(&name), bytes)?;
         load += &format!("insmod /modules/{name} || echo 'insmod {name} failed'\n");
     }
     let mut tests = String::new();
@@ -361,7 +230,7 @@ pub fn initramfs(
 /// Boots the VM, echoes its console, and fails unless every pass reported
 /// rc=0 before `limit`.
 pub fn boot(k: &Kernel, initrd: &Path, passes: &[Pass], limit: Duration) -> anyhow::Result<()> {
-    let mut child = Command::new("qemu-system-x86_64")
+    let mut child = Command::new(require("qemu-system-x86_64")?)
         .args([
             "-accel",
             "tcg",

@@ -1,0 +1,126 @@
+//! What the VM tier runs where: kernel × test pass × backend.
+//!
+//! Emulated time is the budget (qemu/TCG on two cores, `.ci/run` under 45
+//! minutes in all), so not every pass runs on every kernel: the newest LTS
+//! kernel Debian ships (6.12) runs every pass the VM can run; 5.10 and 6.1
+//! run the core modes (drops, lifecycle with fentry, diagnosis, sockets)
+//! and 6.1 also the kprobe backend. The README's matrix is this table.
+
+/// A Debian release whose cloud kernel the tier boots.
+pub struct Release {
+    /// The kernel series, as users name it (`NETTRACE_VM_KERNELS=5.10`).
+    pub series: &'static str,
+    /// The Debian suite whose `linux-image-cloud-amd64` is that series.
+    pub suite: &'static str,
+}
+
+pub const RELEASES: &[Release] = &[
+    Release {
+        series: "5.10",
+        suite: "bullseye",
+    },
+    Release {
+        series: "6.1",
+        suite: "bookworm",
+    },
+    Release {
+        series: "6.12",
+        suite: "trixie",
+    },
+];
+
+/// One run of a test binary inside the VM.
+pub struct Spec {
+    pub name: &'static str,
+    /// The integration-test binary (`tests/<test>.rs`).
+    pub test: &'static str,
+    /// Extra arguments for the test harness (filters, skips).
+    pub args: &'static [&'static str],
+    /// `NETTRACE_TEST_BACKEND`: force this attach backend.
+    pub backend: Option<&'static str>,
+    /// The kernel series it runs on.
+    pub kernels: &'static [&'static str],
+}
+
+const ALL: &[&str] = &["5.10", "6.1", "6.12"];
+
+pub const PASSES: &[Spec] = &[
+    // python3 (the flood) is not in the VM; loss accounting is covered on the host.
+    Spec {
+        name: "drop",
+        test: "drop",
+        args: &["--skip", "ring_buffer_overflow"],
+        backend: None,
+        kernels: ALL,
+    },
+    Spec {
+        name: "lifecycle-fentry",
+        test: "lifecycle",
+        args: &[],
+        backend: None,
+        kernels: ALL,
+    },
+    Spec {
+        name: "diag",
+        test: "diag",
+        args: &[],
+        backend: None,
+        kernels: ALL,
+    },
+    // --sock's function hooks with fentry: the host can only show its tracepoints.
+    Spec {
+        name: "sock-fentry",
+        test: "sock",
+        args: &[],
+        backend: None,
+        kernels: ALL,
+    },
+    // RTT samples from tcp_ack_update_rtt (fentry); the other TCP tests
+    // drive python3 servers, which the VM does not have.
+    Spec {
+        name: "tcp-rtt",
+        test: "tcp",
+        args: &["rtt_"],
+        backend: None,
+        kernels: &["6.12"],
+    },
+    // --latency, --monitor, --func-stats with function hooks; the
+    // rate-limit test floods with python3 (host only).
+    Spec {
+        name: "stats",
+        test: "stats",
+        args: &["--skip", "rate_limit"],
+        backend: None,
+        kernels: &["6.12"],
+    },
+    Spec {
+        name: "lifecycle-kprobe",
+        test: "lifecycle",
+        args: &[],
+        backend: Some("kprobe"),
+        kernels: &["6.1", "6.12"],
+    },
+    Spec {
+        name: "sock-kprobe",
+        test: "sock",
+        args: &[],
+        backend: Some("kprobe"),
+        kernels: &["6.12"],
+    },
+];
+
+/// The test binaries any pass needs.
+pub fn tests() -> Vec<&'static str> {
+    let mut t: Vec<&str> = PASSES.iter().map(|p| p.test).collect();
+    t.sort_unstable();
+    t.dedup();
+    t
+}
+
+/// `NETTRACE_VM_KERNELS=5.10,6.12` and `NETTRACE_VM_PASSES=diag` narrow the
+/// tier for development; unset, everything runs.
+pub fn selected(var: &str, name: &str) -> bool {
+    std::env::var(var)
+        .ok()
+        .is_none_or(|only| only.split(',').any(|n| n.trim() == name))
+}
