@@ -58,13 +58,15 @@ impl Symbols {
         &self.names[start as usize..(start + len) as usize]
     }
 
+    /// `tcp_v4_rcv+0x81`, or `None` when no symbol precedes the address.
+    pub fn lookup(&self, addr: u64) -> Option<String> {
+        let i = self.syms.partition_point(|(a, _, _)| *a <= addr).checked_sub(1)?;
+        Some(format!("{}+{:#x}", self.name(i), addr - self.syms[i].0))
+    }
+
     /// `tcp_v4_rcv+0x81`, or the bare hex address when nothing precedes it.
     pub fn symbolize(&self, addr: u64) -> String {
-        let i = self.syms.partition_point(|(a, _, _)| *a <= addr);
-        match i.checked_sub(1) {
-            Some(i) => format!("{}+{:#x}", self.name(i), addr - self.syms[i].0),
-            None => format!("{addr:#x}"),
-        }
+        self.lookup(addr).unwrap_or_else(|| format!("{addr:#x}"))
     }
 }
 
@@ -86,6 +88,7 @@ mod tests {
         // Module symbols keep their name, not the [module] tag.
         assert_eq!(s.symbolize(0xffffffffc0a01005), "nft_do_chain+0x5");
         assert_eq!(s.symbolize(0x10), "0x10");
+        assert_eq!(s.lookup(0x10), None);
     }
 
     #[test]

@@ -16,7 +16,10 @@ use crate::{
     cli::BackendChoice,
     decode::decode,
     kernel::{btf::KernelBtf, caps::Capabilities, reasons::DropReasons, tracefs},
-    output::{Clock, cstr, json, stack::Symbolizer},
+    output::{
+        Clock, cstr, json,
+        stack::{self, Symbolizer},
+    },
 };
 
 const TP: (&str, &str) = ("skb", "kfree_skb");
@@ -139,7 +142,7 @@ impl Printer {
 
     /// The `--json` record: `{"v":1,"type":"drop","ts_ns":…,"time":…,
     /// packet fields…,"reason":…,"location":…,"skb":…,"netns":…,
-    /// "ifindex":…,"pid":…,"comm":…}`, plus `"stack":[…]` with `--drop-stack`.
+    /// "ifindex":…,"pid":…,"comm":…}`, plus `"stack":[{"addr":…,"sym":…}…]` with `--drop-stack`.
     pub fn json(&self, ev: &DropEvent, stack: bool) -> String {
         use serde_json::json;
         let mut m = json::record("drop");
@@ -159,7 +162,7 @@ impl Printer {
         if stack {
             m.insert(
                 "stack".into(),
-                json!(self.symbols.frames(ev.stack_id).unwrap_or_default()),
+                stack::json(&self.symbols.frames(ev.stack_id).unwrap_or_default()),
             );
         }
         json::line(m)
@@ -176,7 +179,7 @@ impl Printer {
         (reason, self.symbols.symbolize(ev.location))
     }
 
-    /// `Call Stack:` and one `    -> func+0xoff` per frame, innermost first.
+    /// `Call Stack:` and one `    -> [address]func+0xoff` per frame, innermost first.
     pub fn stack(&self, ev: &DropEvent) -> Vec<String> {
         self.symbols.stack(ev.stack_id)
     }

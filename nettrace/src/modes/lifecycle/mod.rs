@@ -24,7 +24,12 @@ use crate::{
     catalogue::{Catalogue, Selection, select},
     cli::Lifecycle,
     events::{Flow, Sink, record},
-    output::{Closed, Out, histogram::KernelHistogram, json, stack::Symbolizer},
+    output::{
+        Closed, Out,
+        histogram::KernelHistogram,
+        json,
+        stack::{self, Symbolizer},
+    },
     plan::{Backend, Plan, PlanOptions},
 };
 
@@ -347,13 +352,14 @@ const IDLE_NS: u64 = 5_000_000_000;
 
 impl LifecycleSink<'_> {
     /// The frames of an event's stack, when the user asked to see it.
-    fn printed_stack(&self, ev: &TraceEvent) -> Option<Vec<String>> {
+    fn printed_stack(&self, ev: &TraceEvent) -> Option<serde_json::Value> {
         let wanted = self
             .print_stack_by_slot
             .get(ev.slot as usize)
             .copied()
             .unwrap_or(false);
-        (wanted && ev.stack_id >= 0).then(|| self.symbols.frames(ev.stack_id).unwrap_or_default())
+        (wanted && ev.stack_id >= 0)
+            .then(|| stack::json(&self.symbols.frames(ev.stack_id).unwrap_or_default()))
     }
 
     fn write_event(&mut self, line: &str, slot: u32, stack_id: i32) -> Result<(), Closed> {
@@ -437,7 +443,7 @@ impl LifecycleSink<'_> {
                     e.insert("notes".into(), notes.into());
                 }
                 if let Some(frames) = self.printed_stack(ev) {
-                    e.insert("stack".into(), frames.into());
+                    e.insert("stack".into(), frames);
                 }
                 events.push(serde_json::Value::Object(e));
                 continue;
@@ -615,7 +621,7 @@ impl Sink for LifecycleSink<'_> {
                 e.insert("latency_ns".into(), ev.life_ns.into());
             }
             if let Some(frames) = self.printed_stack(&ev) {
-                e.insert("stack".into(), frames.into());
+                e.insert("stack".into(), frames);
             }
             let r = self.out.line(&json::line(e)).map(|()| false);
             self.printed += 1;
