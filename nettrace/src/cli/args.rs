@@ -358,6 +358,34 @@ pub struct Args {
     /// best the kernel offers: tp_btf, then classic tracepoints; fentry, then kprobes.
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto, help_heading = "Advanced")]
     pub backend: BackendChoice,
+
+    /// Attach what can be attached and skip the rest, with one warning line
+    /// per skipped hook, where nettrace would otherwise refuse to start: a
+    /// hook named in -t that this kernel has but that cannot be attached on
+    /// any backend (no fentry or kprobe here, the verifier rejects it, no
+    /// sk_buff argument, …); --hooks on a kernel whose netfilter hook lists
+    /// cannot be read (--diag then runs without it); --sock --backend
+    /// fentry|kprobe when no function can be hooked that way (the
+    /// tracepoints run alone). Without --force, hooks this kernel does not
+    /// have at all (renamed, inlined) are already skipped with a warning.
+    /// Still errors: unknown hook names (typos), and nothing attachable.
+    #[arg(long, help_heading = "Advanced")]
+    pub force: bool,
+
+    /// Read the kernel's BTF from FILE instead of /sys/kernel/btf/vmlinux,
+    /// for kernels built without CONFIG_DEBUG_INFO_BTF: a raw BTF blob
+    /// describing the running kernel exactly (e.g. from BTFHub, or
+    /// `pahole --btf_encode_detached` on its vmlinux). Struct offsets,
+    /// argument positions, enum names and the eBPF loader all use it.
+    #[arg(long, value_name = "FILE", help_heading = "Advanced")]
+    pub btf_path: Option<std::path::PathBuf>,
+
+    /// When the kernel refuses to load one of nettrace's eBPF programs,
+    /// print the verifier's whole log on stderr (normally only its last
+    /// line is kept in the error). Capability probes that fail by design
+    /// on this kernel are printed too.
+    #[arg(long, help_heading = "Advanced")]
+    pub libbpf_debug: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

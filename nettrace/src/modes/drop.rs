@@ -12,6 +12,7 @@ use aya::{
 use colored::Colorize as _;
 use nettrace_common::{DropEvent, KernelLayout, drop::DropArgs};
 
+use crate::load::Logged as _;
 use crate::{
     cli::BackendChoice,
     decode::decode,
@@ -75,7 +76,9 @@ pub fn attach(
                     .program_mut("drop_tp_btf")
                     .context("drop_tp_btf missing")?
                     .try_into()?;
-                p.load(TP.1, btf).context("load tp_btf/kfree_skb")?;
+                p.load(TP.1, btf)
+                    .logged("program drop_tp_btf")
+                    .context("load tp_btf/kfree_skb")?;
                 p.attach().context("attach tp_btf/kfree_skb")?;
                 return Ok("tp_btf/kfree_skb");
             }
@@ -94,7 +97,9 @@ pub fn attach(
         .program_mut("drop_tracepoint")
         .context("drop_tracepoint missing")?
         .try_into()?;
-    p.load().context("load tracepoint skb:kfree_skb")?;
+    p.load()
+        .logged("program drop_tracepoint")
+        .context("load tracepoint skb:kfree_skb")?;
     p.attach(TP.0, TP.1).context("attach tracepoint skb:kfree_skb")?;
     Ok("tracepoint skb:kfree_skb")
 }

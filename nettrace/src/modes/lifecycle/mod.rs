@@ -20,6 +20,7 @@ use aya::{
 use nettrace_common::{TraceConfig, TraceEvent, trace::slot_flags};
 
 use self::{print::LinePrinter, track::Tracker};
+use crate::load::Logged as _;
 use crate::{
     catalogue::{Catalogue, Selection, select},
     cli::Lifecycle,
@@ -38,8 +39,17 @@ pub struct Prepared {
     pub catalogue: Catalogue,
     pub selected: Selection,
     /// Hooks named one by one in `-t` (not via a group): failing to attach
-    /// one of these is an error, not a note.
+    /// one of these is an error (without `--force`), not a note.
     pub explicit: Selection,
+    /// Hooks the user named, by name in `-t`, `--trace-matcher`,
+    /// `--trace-free` or `--trace-stack`: one of these that this kernel
+    /// lacks is skipped with a warning line.
+    pub named: Selection,
+    /// Members of groups named in `-t`: those this kernel lacks are
+    /// summed up in one warning line.
+    pub in_named_groups: Selection,
+    /// `--force`: skip what cannot be attached, with a warning each.
+    pub force: bool,
     pub opts: PlanOptions,
 }
 
@@ -78,6 +88,7 @@ pub fn prepare(l: &Lifecycle) -> Result<Prepared, String> {
         .filter_map(|n| catalogue.hooks.iter().position(|h| h.hook.name == n))
         .filter(|i| selected.contains(i))
         .collect();
+    let (named, in_named_groups) = named_hooks(&catalogue, l, &selected);
     let list = |v: &Option<String>, flag: &str| {
         v.as_deref()
             .map(|s| select(&catalogue, Some(s), flag))
@@ -97,8 +108,37 @@ pub fn prepare(l: &Lifecycle) -> Result<Prepared, String> {
         catalogue,
         selected,
         explicit,
+        named,
+        in_named_groups,
+        force: false,
         opts,
     })
+}
+
+/// The selected hooks the user named, and those in groups named in `-t`
+/// (see `Prepared::named`).
+fn named_hooks(catalogue: &Catalogue, l: &Lifecycle, selected: &Selection) -> (Selection, Selection) {
+    let lists = [&l.trace, &l.matcher, &l.free, &l.stack];
+    let mut named = Selection::new();
+    let mut in_groups = Selection::new();
+    for (k, list) in lists.into_iter().enumerate() {
+        for name in list.as_deref().unwrap_or("").split(',').map(str::trim) {
+            if name.is_empty() || name == "all" {
+                continue;
+            }
+            match catalogue.hooks.iter().position(|h| h.hook.name == name) {
+                Some(i) => {
+                    named.insert(i);
+                }
+                // A group named in -t: its members (as -t selects them).
+                None if k == 0 => in_groups.extend(select(catalogue, Some(name), "-t").unwrap_or_default()),
+                None => {}
+            }
+        }
+    }
+    named.retain(|i| selected.contains(i));
+    in_groups.retain(|i| selected.contains(i) && !named.contains(i));
+    (named, in_groups)
 }
 
 /// Fills the slot table of the eBPF configuration from the plan.
@@ -123,6 +163,12 @@ pub struct Attached {
     /// Each slot's `slot_flags`.
     pub flags_by_slot: Vec<u32>,
     pub counts: BTreeMap<String, usize>,
+    /// One line each (without the `nettrace: ` prefix), for stderr once
+    /// tracing can start: named hooks this kernel lacks, and with `--force`
+    /// named hooks that could not be attached.
+    pub warnings: Vec<String>,
+    /// Attached hooks that may start following a packet.
+    pub matchers_attached: usize,
 }
 
 fn chain(e: impl Into<anyhow::Error>) -> String {
@@ -130,7 +176,8 @@ fn chain(e: impl Into<anyhow::Error>) -> String {
 }
 
 /// Loads and attaches every planned hook. A hook that fails is reported
-/// and skipped, unless it was named explicitly (then it is an error).
+/// and skipped, unless it was named explicitly (then it is an error, or
+/// with `--force` a warning). A named hook this kernel lacks is a warning.
 pub fn attach(
     ebpf: &mut Ebpf,
     plan: &Plan,
@@ -151,6 +198,8 @@ pub fn attach(
     let mut flags_by_slot = vec![0; plan.hooks.len()];
     let mut classic_loaded = false;
     let mut fallbacks = Vec::new();
+    let mut warnings = Vec::new();
+    let mut matchers_attached = 0;
     for p in &plan.hooks {
         let result = attach_one(ebpf, p, btf, tracefs_root, &mut classic_loaded).or_else(|e| {
             if kprobe_fallback && matches!(p.backend, Backend::Fentry) {
@@ -167,20 +216,34 @@ pub fn attach(
         if let Err(why) = &result
             && prepared.explicit.contains(&p.hook)
         {
-            anyhow::bail!("cannot attach hook {}: {why}", p.name);
+            cannot_attach(prepared, &mut warnings, &p.name, why)?;
         }
         names_by_slot[p.slot as usize] = p.name.clone();
         hook_by_slot[p.slot as usize] = p.hook;
         free_by_slot[p.slot as usize] = p.config.flags & slot_flags::FREE != 0;
         reset_by_slot[p.slot as usize] = p.config.flags & slot_flags::RESET_REASON != 0;
         flags_by_slot[p.slot as usize] = p.config.flags;
+        matchers_attached += usize::from(result.is_ok() && p.config.flags & slot_flags::MATCHER != 0);
         report.push((p.name.clone(), result));
     }
-    for i in &prepared.explicit {
-        let name = &prepared.catalogue.hooks[*i].hook.name;
-        if let Some((_, Err(why))) = report.iter().find(|(n, _)| n == name) {
-            anyhow::bail!("cannot attach hook {name}: {why}");
+    for &i in prepared.named.union(&prepared.explicit) {
+        let name = &prepared.catalogue.hooks[i].hook.name;
+        let Some((_, why)) = plan.skipped.iter().find(|(n, _)| n == name) else {
+            continue;
+        };
+        if plan.missing.contains(&i) {
+            warnings.push(format!("skipping {name}: {why}"));
+        } else if prepared.explicit.contains(&i) {
+            cannot_attach(prepared, &mut warnings, name, why)?;
         }
+    }
+    let group_missing: Vec<&str> = prepared
+        .in_named_groups
+        .intersection(&plan.missing)
+        .map(|&i| prepared.catalogue.hooks[i].hook.name.as_str())
+        .collect();
+    if !group_missing.is_empty() {
+        warnings.push(missing_members(&group_missing));
     }
     let mut counts = BTreeMap::new();
     for (_, r) in &report {
@@ -197,12 +260,45 @@ pub fn attach(
         reset_by_slot,
         flags_by_slot,
         counts,
+        warnings,
+        matchers_attached,
     })
+}
+
+/// One line for the members of named groups this kernel lacks.
+fn missing_members(names: &[&str]) -> String {
+    const SHOWN: usize = 4;
+    let mut list = names[..names.len().min(SHOWN)].join(", ");
+    if names.len() > SHOWN {
+        list += &format!(" and {} more", names.len() - SHOWN);
+    }
+    let hooks = if names.len() == 1 { "hook" } else { "hooks" };
+    format!(
+        "skipping {} {hooks} of the named groups not in this kernel: {list} (--debug lists every hook)",
+        names.len()
+    )
+}
+
+/// A hook named in `-t` that this kernel has but that cannot be attached:
+/// an error, or with `--force` a warning.
+fn cannot_attach(
+    prepared: &Prepared,
+    warnings: &mut Vec<String>,
+    name: &str,
+    why: &str,
+) -> anyhow::Result<()> {
+    if !prepared.force {
+        anyhow::bail!("cannot attach hook {name}: {why} (--force skips it)");
+    }
+    warnings.push(format!("skipping {name}: cannot attach: {why}"));
+    Ok(())
 }
 
 fn attach_kprobe(ebpf: &mut Ebpf, p: &Planned) -> Result<(), String> {
     let prog: &mut KProbe = program(ebpf, &format!("kprobe_{}", p.slot))?;
-    prog.load().map_err(chain)?;
+    prog.load()
+        .logged(&format!("program kprobe_{} (hook {})", p.slot, p.name))
+        .map_err(chain)?;
     if let Err(e) = prog.attach(&p.name, 0) {
         let _ = prog.unload();
         return Err(chain(e));
@@ -237,12 +333,16 @@ fn attach_one(
                 .as_ref()
                 .ok_or("tracepoint hook without tracepoint")?;
             let prog: &mut BtfTracePoint = program(ebpf, &format!("tp_btf_{slot}"))?;
-            prog.load(event, btf).map_err(chain)?;
+            prog.load(event, btf)
+                .logged(&format!("program tp_btf_{slot} (hook {})", p.name))
+                .map_err(chain)?;
             prog.attach().map_err(chain)?;
         }
         Backend::Fentry => {
             let prog: &mut FEntry = program(ebpf, &format!("fentry_{slot}"))?;
-            prog.load(&p.name, btf).map_err(chain)?;
+            prog.load(&p.name, btf)
+                .logged(&format!("program fentry_{slot} (hook {})", p.name))
+                .map_err(chain)?;
             if let Err(e) = prog.attach() {
                 let _ = prog.unload();
                 return Err(chain(e));
@@ -250,7 +350,9 @@ fn attach_one(
         }
         Backend::Fexit => {
             let prog: &mut FExit = program(ebpf, &format!("fexit_{slot}"))?;
-            prog.load(&p.name, btf).map_err(chain)?;
+            prog.load(&p.name, btf)
+                .logged(&format!("program fexit_{slot} (hook {})", p.name))
+                .map_err(chain)?;
             prog.attach().map_err(chain)?;
         }
         Backend::Kprobe => attach_kprobe(ebpf, p)?,
@@ -271,7 +373,7 @@ fn attach_one(
             slots.insert(&id, &slot, 0).map_err(chain)?;
             let prog: &mut TracePoint = program(ebpf, "trace_tracepoint")?;
             if !*classic_loaded {
-                prog.load().map_err(chain)?;
+                prog.load().logged("program trace_tracepoint").map_err(chain)?;
                 *classic_loaded = true;
             }
             prog.attach(group, event).map_err(chain)?;
