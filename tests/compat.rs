@@ -250,3 +250,46 @@ fn libbpf_debug_prints_the_log_of_refused_programs() {
     let quiet = quiet.wait_with_output().unwrap();
     assert!(!String::from_utf8_lossy(&quiet.stderr).contains("verifier log:"));
 }
+
+fn generated(args: &[&str]) -> String {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// No root needed: the scripts and the page come from the flag definitions.
+#[test]
+fn bash_completion_is_valid_shell_and_knows_the_flags() {
+    let script = generated(&["completions", "bash"]);
+    assert!(
+        script.contains("--drop") && script.contains("--trace-matcher"),
+        "{script}"
+    );
+    let path = std::env::temp_dir().join(format!("nettrace-completion-{}.bash", std::process::id()));
+    std::fs::write(&path, &script).unwrap();
+    let check = Command::new("bash").arg("-n").arg(&path).output().unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert!(
+        check.status.success(),
+        "bash -n: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    for shell in ["zsh", "fish"] {
+        assert!(
+            generated(&["completions", shell]).contains("drop-stack"),
+            "{shell}"
+        );
+    }
+}
+
+#[test]
+fn man_page_is_roff_with_the_flags() {
+    let page = generated(&["man"]);
+    assert!(page.contains(".TH nettrace 8"), "{page}");
+    assert!(page.contains("\\fB\\-\\-drop\\fR"), "{page}");
+    assert!(page.contains("\\-\\-btf\\-path"), "{page}");
+}

@@ -4,7 +4,7 @@
 //! users and scripts keep working. Nothing here is validated beyond syntax;
 //! `cli::config` turns this into a `Config` the rest of the program trusts.
 
-use clap::{ArgAction, Parser, ValueEnum};
+use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 
 /// Trace network packets through the Linux kernel with eBPF.
 ///
@@ -16,6 +16,9 @@ use clap::{ArgAction, Parser, ValueEnum};
 #[command(
     name = "nettrace",
     version,
+    // The tracing flags work without a subcommand, as in the C nettrace;
+    // `nettrace man` and `nettrace completions SHELL` take none of them.
+    args_conflicts_with_subcommands = true,
     after_help = "\
 EXAMPLES:
     nettrace -p icmp -s 10.0.0.1            follow each ping from 10.0.0.1 hook by hook
@@ -32,12 +35,17 @@ EXAMPLES:
     nettrace --drop --json | jq .reason     NDJSON records for scripts
     nettrace --tcp-monitor --metrics 9464   Prometheus metrics at 127.0.0.1:9464/metrics
     nettrace --debug --drop                 also show what this kernel supports
+    nettrace completions bash > /etc/bash_completion.d/nettrace
+    nettrace man | man -l -                 this help as a man page
 
 Needs root (CAP_BPF + CAP_PERFMON, or CAP_SYS_ADMIN) and kernel BTF
 (/sys/kernel/btf/vmlinux). Exit status: 0 on success (also on Ctrl-C and when
 the reader of the output goes away), 1 on a runtime failure, 2 on bad usage."
 )]
 pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     // ---- modes ----
     // Without a mode flag nettrace follows each matching packet through the
     // kernel (lifecycle mode).
@@ -386,6 +394,25 @@ pub struct Args {
     /// on this kernel are printed too.
     #[arg(long, help_heading = "Advanced")]
     pub libbpf_debug: bool,
+}
+
+/// Commands besides tracing (which needs none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Print a shell completion script on stdout.
+    ///
+    /// For example `nettrace completions bash > /etc/bash_completion.d/nettrace`,
+    /// `nettrace completions zsh > "${fpath[1]}/_nettrace"`,
+    /// `nettrace completions fish > ~/.config/fish/completions/nettrace.fish`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) on stdout.
+    ///
+    /// Read it with `nettrace man | man -l -`, or install it with
+    /// `nettrace man > /usr/local/share/man/man8/nettrace.8`.
+    Man,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
