@@ -561,7 +561,10 @@ async fn run_lifecycle(
         plan.skipped.len()
     ));
     if plan.hooks.is_empty() {
-        return Err(nothing_attached(&plan.skipped, &prepared));
+        return Err(Failure::Unusable(lifecycle::nothing_attached(
+            &plan.skipped,
+            &prepared,
+        )));
     }
     // Tracking by skb address only matters when some packets are filtered out.
     // Tracking by skb address only matters when some packets are filtered
@@ -649,7 +652,7 @@ async fn run_lifecycle(
             .iter()
             .filter_map(|(n, r)| Some((n.clone(), r.clone().err()?)))
             .collect();
-        return Err(nothing_attached(&failed, &prepared));
+        return Err(Failure::Unusable(lifecycle::nothing_attached(&failed, &prepared)));
     }
     if attached.matchers_attached == 0 {
         return Err(Failure::Unusable(
@@ -739,33 +742,6 @@ async fn run_lifecycle(
         (sink.printed, sink.closed)
     })
     .await
-}
-
-/// Nothing of the selection can be attached: one line, exit 2, naming why
-/// for the hooks the user named (up to three), else pointing at --debug.
-fn nothing_attached(failed: &[(String, String)], prepared: &lifecycle::Prepared) -> Failure {
-    let named: Vec<String> = failed
-        .iter()
-        .filter(|(n, _)| {
-            prepared
-                .named
-                .iter()
-                .any(|&i| prepared.catalogue.hooks[i].hook.name == *n)
-        })
-        .map(|(n, why)| format!("{n}: {}", why.lines().next().unwrap_or("")))
-        .collect();
-    let more = named.len().saturating_sub(3);
-    let mut msg = "no hook could be attached".to_string();
-    if named.is_empty() {
-        msg += " (run with --debug to see why each was skipped)";
-    } else {
-        msg += &format!(" ({}", named[..named.len().min(3)].join("; "));
-        if more > 0 {
-            msg += &format!("; {more} more, --debug lists them");
-        }
-        msg += ")";
-    }
-    Failure::Unusable(msg)
 }
 
 /// Prints `begin trace...`, runs the event loop, detaches, prints
