@@ -146,12 +146,15 @@ fn classic_tracepoint_backend_and_drop_stack() {
         .position(|l| l.contains(&util::drop_says("NO_SOCKET", "tcp_v4_rcv+0x")))
         .unwrap_or_else(|| panic!("{lines:#?}"));
     assert_eq!(lines[at + 1], "Call Stack:");
-    assert!(lines[at + 2].starts_with("    -> "), "{lines:#?}");
+    // As the C nettrace prints them: `    -> [ffffffff81b2c3d4]consume_skb+0x7c`.
+    let frames: Vec<(&str, &str)> = lines[at + 2..]
+        .iter()
+        .map_while(|l| util::stack_frame(l))
+        .collect();
+    assert!(!frames.is_empty(), "{lines:#?}");
     // The drop happened in tcp_v4_rcv; it must appear among the frames.
     assert!(
-        lines[at + 2..]
-            .iter()
-            .any(|l| l.starts_with("    -> tcp_v4_rcv+0x")),
+        frames.iter().any(|(_, sym)| sym.starts_with("tcp_v4_rcv+0x")),
         "{lines:#?}"
     );
 }
@@ -386,7 +389,17 @@ fn ring_buffer_overflow_is_counted_exactly() {
 #[test]
 fn json_records_parse_and_carry_what_the_text_line_says() {
     let net = Pair::new();
-    let mut t = Tracer::start(&["--drop", "--json", "-d", &net.b4, "-D", "9958", "-c", "1"]);
+    let mut t = Tracer::start(&[
+        "--drop",
+        "--json",
+        "--drop-stack",
+        "-d",
+        &net.b4,
+        "-D",
+        "9958",
+        "-c",
+        "1",
+    ]);
     net.syn(9958);
     assert!(t.wait_exit(util::start_timeout()).success(), "{}", t.stderr());
     let records = t.json_records();
@@ -413,6 +426,20 @@ fn json_records_parse_and_carry_what_the_text_line_says() {
         "{drop}"
     );
     assert!(drop["ts_ns"].as_u64().unwrap() > 0);
+    // Each frame keeps its address and its symbol.
+    let stack = drop["stack"].as_array().expect("a stack");
+    assert!(
+        stack.iter().all(|f| f["addr"]
+            .as_str()
+            .is_some_and(|a| a.len() == 16 && u64::from_str_radix(a, 16).is_ok())),
+        "{drop}"
+    );
+    assert!(
+        stack
+            .iter()
+            .any(|f| f["sym"].as_str().is_some_and(|s| s.starts_with("tcp_v4_rcv+0x"))),
+        "{drop}"
+    );
 }
 
 /// The NO_SOCKET drops at tcp_v4_rcv counted in a scrape.

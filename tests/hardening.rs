@@ -100,12 +100,13 @@ fn closed_pipe_exits_0_and_leaves_nothing() {
 
 #[test]
 fn an_error_after_attaching_exits_1_and_detaches_what_was_attached() {
-    // A rule pack adds a hook no kernel has; naming it in -t makes it
-    // mandatory, so nettrace fails after attaching consume_skb.
-    let pack = std::env::temp_dir().join(format!("nettrace-missing-{}.yaml", std::process::id()));
+    // A rule pack adds a hook every kernel has but that cannot be attached
+    // (a tracepoint without an sk_buff); naming it in -t makes it mandatory,
+    // so nettrace fails after attaching consume_skb.
+    let pack = std::env::temp_dir().join(format!("nettrace-unattachable-{}.yaml", std::process::id()));
     std::fs::write(
         &pack,
-        "version: 1\ngroups:\n  - name: t\n    hooks: [{name: nettrace_no_such_function}]\n",
+        "version: 1\ngroups:\n  - name: t\n    hooks: [{name: nettrace_sched_switch, tp: \"sched:sched_switch\"}]\n",
     )
     .unwrap();
     let before = util::all_bpf_objects();
@@ -114,7 +115,7 @@ fn an_error_after_attaching_exits_1_and_detaches_what_was_attached() {
             "--rules",
             pack.to_str().unwrap(),
             "-t",
-            "consume_skb,nettrace_no_such_function",
+            "consume_skb,nettrace_sched_switch",
         ])
         .output()
         .unwrap();
@@ -123,7 +124,7 @@ fn an_error_after_attaching_exits_1_and_detaches_what_was_attached() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
-        stderr.contains("cannot attach hook nettrace_no_such_function"),
+        stderr.contains("cannot attach hook nettrace_sched_switch: tracepoint has no sk_buff argument"),
         "{stderr}"
     );
     assert!(out.stdout.is_empty());
@@ -225,6 +226,15 @@ fn bad_input_is_one_line_exit_2_and_attaches_nothing() {
         (&["--rules", "/nonexistent/rules.yaml"], "cannot read"),
         (&["--rules", unreadable_s], "cannot read"),
         (&["--rules", invalid_s], "line 2"),
+        // kernel BTF from a file
+        (
+            &["--btf-path", "/nonexistent/vmlinux"],
+            "--btf-path /nonexistent/vmlinux: cannot read",
+        ),
+        (&["--drop", "--btf-path", unreadable_s], "not a regular file"),
+        (&["--drop", "--btf-path", invalid_s], "not valid BTF"),
+        (&["-t", "consume_skb", "--btf-path", invalid_s], "not valid BTF"),
+        (&["--btf-path"], "--btf-path"),
     ];
     let before = util::all_bpf_objects();
     for (args, needle) in cases {

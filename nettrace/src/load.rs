@@ -1,6 +1,8 @@
 //! The embedded eBPF objects and how they are loaded.
 
-use aya::{Btf, Ebpf, EbpfLoader};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use aya::{Btf, Ebpf, EbpfLoader, programs::ProgramError};
 use nettrace_common::{DropConfig, TraceConfig, tcp::TcpConfig};
 
 /// Built by `build.rs` (aya-build) from the `nettrace-ebpf` crate.
@@ -81,4 +83,89 @@ pub fn load_probes(btf: Option<&Btf>) -> Result<Ebpf, aya::EbpfError> {
         loader.btf(btf);
     }
     loader.load(PROBES)
+}
+
+/// `--libbpf-debug` (the C nettrace's name): print verifier logs. A
+/// process-wide switch, like a log level: every mode's load sites read it.
+static LIBBPF_DEBUG: AtomicBool = AtomicBool::new(false);
+
+pub fn set_libbpf_debug(on: bool) {
+    LIBBPF_DEBUG.store(on, Ordering::Relaxed);
+}
+
+/// A program that failed to load or attach, in one line: for a load the
+/// kernel refused, the syscall's error and the verifier log's last
+/// meaningful line (the whole log goes to stderr with `--libbpf-debug`).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct LoadFailed(String);
+
+pub trait Logged<T> {
+    /// `what` names the program and its target in the `--libbpf-debug` output.
+    fn logged(self, what: &str) -> Result<T, LoadFailed>;
+}
+
+impl<T> Logged<T> for Result<T, ProgramError> {
+    fn logged(self, what: &str) -> Result<T, LoadFailed> {
+        self.map_err(|e| match e {
+            ProgramError::LoadError {
+                io_error,
+                verifier_log,
+            } => {
+                let log = verifier_log.to_string();
+                if LIBBPF_DEBUG.load(Ordering::Relaxed) {
+                    print_log(what, &io_error, &log);
+                }
+                LoadFailed(match last_log_line(&log) {
+                    Some(l) => format!("the kernel refused to load it ({io_error}); verifier: {l}"),
+                    None => format!("the kernel refused to load it ({io_error})"),
+                })
+            }
+            other => LoadFailed(format!("{:#}", anyhow::Error::new(other))),
+        })
+    }
+}
+
+fn print_log(what: &str, io_error: &std::io::Error, log: &str) {
+    use std::io::Write as _;
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(
+        err,
+        "nettrace: {what}: the kernel refused to load it ({io_error}); verifier log:"
+    );
+    if log.trim().is_empty() {
+        let _ = writeln!(err, "    (empty)");
+    }
+    for l in log.lines() {
+        let _ = writeln!(err, "    {l}");
+    }
+}
+
+/// The verifier's verdict: the last line of its log that is not a
+/// statistic (`processed N insns …`, `verification time …`, `stack depth …`).
+fn last_log_line(log: &str) -> Option<&str> {
+    log.lines().map(str::trim).rev().find(|l| {
+        !l.is_empty()
+            && !l.starts_with("processed ")
+            && !l.starts_with("verification time")
+            && !l.starts_with("stack depth")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdict_is_the_last_line_before_the_statistics() {
+        let log = "0: R1=ctx() R10=fp0\n; 0: (79) r2 = *(u64 *)(r1 +8)\n\
+                   invalid bpf_context access off=8 size=8\n\
+                   processed 1 insns (limit 1000000) max_states_per_insn 0 total_states 0 peak_states 0 mark_read 0\n\
+                   verification time 12 usec\nstack depth 0\n";
+        assert_eq!(
+            last_log_line(log),
+            Some("invalid bpf_context access off=8 size=8")
+        );
+        assert_eq!(last_log_line(""), None);
+    }
 }

@@ -40,6 +40,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(command) = args.command {
+        // A closed pipe (`nettrace man | head`) ends quietly, like tracing.
+        return match cli::generate::run(command, &mut std::io::stdout().lock()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("nettrace: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let config = match Config::from_args(&args) {
         Ok(c) => c,
         Err(e) => {

@@ -123,7 +123,14 @@ pub struct Plan {
     pub hooks: Vec<Planned>,
     /// (hook name, reason) for hooks that will not be attached.
     pub skipped: Vec<(String, String)>,
+    /// Catalogue indices of the skipped hooks this kernel does not have at
+    /// all (renamed, inlined, compiled out, module not loaded), as opposed
+    /// to hooks it has but that cannot be attached here.
+    pub missing: Selection,
 }
+
+/// Why a hook is missing: neither a function in BTF nor a tracepoint.
+pub const NOT_IN_KERNEL: &str = "not in this kernel (no BTF function, no tracepoint)";
 
 /// Index of the only/first argument of type `ty`.
 fn position(args: &[TpArg], ty: &str) -> Option<u32> {
@@ -224,18 +231,34 @@ pub fn build(
                 });
                 continue;
             }
+            // Does the kernel have it at all: BTF's `btf_trace_<event>`, or
+            // tracefs's event directory.
+            let exists = || {
+                btf.tracepoint_args(event).is_ok()
+                    || tracefs_root.is_some_and(|r| r.join("events").join(group).join(event).is_dir())
+            };
             if !classic_ok {
-                skip(
-                    &mut plan,
-                    "neither tp_btf nor classic tracepoints usable here".into(),
-                );
+                if exists() {
+                    skip(
+                        &mut plan,
+                        "neither tp_btf nor classic tracepoints usable here".into(),
+                    );
+                } else {
+                    plan.missing.insert(i);
+                    skip(&mut plan, NOT_IN_KERNEL.into());
+                }
                 continue;
             }
             let fmt = formats
                 .entry((group.to_string(), event.to_string()))
                 .or_insert_with(|| tracefs_root.and_then(|r| tracefs::format(r, group, event).ok()));
             let Some(fmt) = fmt else {
-                skip(&mut plan, "tracepoint does not exist on this kernel".into());
+                if exists() {
+                    skip(&mut plan, "tracepoint format unreadable in tracefs".into());
+                } else {
+                    plan.missing.insert(i);
+                    skip(&mut plan, NOT_IN_KERNEL.into());
+                }
                 continue;
             };
             let Some(skb) = fmt.get("skbaddr") else {
@@ -271,7 +294,11 @@ pub fn build(
                 match modules.entry(m.clone()).or_insert_with(|| btf.module(m)) {
                     Some(b) => Some(&*b),
                     None => {
-                        skip(&mut plan, format!("module {m} is not loaded"));
+                        plan.missing.insert(i);
+                        skip(
+                            &mut plan,
+                            format!("not in this kernel (module {m} is not loaded)"),
+                        );
                         continue;
                     }
                 }
@@ -280,10 +307,8 @@ pub fn build(
         };
         let fbtf = module_btf.unwrap_or(btf);
         let Some(params) = fbtf.function_params(&h.name) else {
-            skip(
-                &mut plan,
-                "function not in BTF (renamed, inlined or compiled out)".into(),
-            );
+            plan.missing.insert(i);
+            skip(&mut plan, NOT_IN_KERNEL.into());
             continue;
         };
         let Some(skb) = position(&params, SKB).or_else(|| {
@@ -441,13 +466,19 @@ mod tests {
                 .map(|(_, w)| w.as_str())
                 .unwrap()
         };
-        assert!(why("gone").contains("not in BTF"), "{}", why("gone"));
-        // No tracefs in this test: a tracepoint BTF does not know is skipped.
-        assert!(
-            why("nope").contains("neither tp_btf nor classic"),
-            "{}",
-            why("nope")
-        );
+        assert_eq!(why("gone"), NOT_IN_KERNEL);
+        // No tracefs in this test: a tracepoint BTF does not know is missing.
+        assert_eq!(why("nope"), NOT_IN_KERNEL);
+        let cat = catalogue();
+        let missing: Vec<&str> = p
+            .missing
+            .iter()
+            .map(|&i| cat.hooks[i].hook.name.as_str())
+            .collect();
+        assert_eq!(missing, ["gone", "nope"]);
+        // A hook the kernel has but that cannot be attached is not missing.
+        let none = plan(false, false, PlanOptions::default());
+        assert!(none.missing.iter().all(|&i| cat.hooks[i].hook.name != "ip_rcv"));
     }
 
     #[test]

@@ -84,16 +84,22 @@ impl Session<'_> {
                     .into(),
             ));
         }
+        let from_file = self.config.kernel.btf_path.as_deref();
+        let path = from_file.unwrap_or(std::path::Path::new(VMLINUX_BTF));
         let btf = if many_lookups {
-            KernelBtf::from_file(VMLINUX_BTF)
+            KernelBtf::from_file(path)
         } else {
-            KernelBtf::from_file_lazy(VMLINUX_BTF)
+            KernelBtf::from_file_lazy(path)
         };
-        let btf = btf.map_err(|e| {
-            Failure::Unusable(format!(
-                "{e}: nettrace needs a kernel built with CONFIG_DEBUG_INFO_BTF=y"
-            ))
+        let btf = btf.map_err(|e| match from_file {
+            Some(p) => Failure::Unusable(format!("--btf-path {}: not valid BTF: {e}", p.display())),
+            None => Failure::Unusable(format!(
+                "{e}: nettrace needs a kernel built with CONFIG_DEBUG_INFO_BTF=y (or --btf-path FILE)"
+            )),
         })?;
+        if from_file.is_some() {
+            self.debug(format_args!("kernel BTF from {}", path.display()));
+        }
         let layout =
             layout::resolve(&btf).map_err(|e| Failure::Unusable(format!("unsupported kernel: {e}")))?;
         self.debug(format_args!("kernel layout from BTF: {layout:?}"));
@@ -111,7 +117,15 @@ impl Session<'_> {
                 None
             }
         };
-        let aya_btf = Btf::from_sys_fs().ok();
+        // aya's loader gets the same BTF: with --btf-path it must never
+        // look for /sys/kernel/btf/vmlinux itself.
+        let aya_btf =
+            match from_file {
+                Some(p) => Some(Btf::parse_file(p, aya::Endianness::default()).map_err(|e| {
+                    Failure::Unusable(format!("--btf-path {}: not valid BTF: {e}", p.display()))
+                })?),
+                None => Btf::from_sys_fs().ok(),
+            };
         let mut probes = load::load_probes(aya_btf.as_ref())?;
         let caps = caps::probe(&mut probes, aya_btf.as_ref(), &btf);
         drop(probes);
@@ -166,6 +180,7 @@ fn trace_config(k: &Kernel, config: &Config, track: bool) -> TraceConfig {
 }
 
 pub async fn run(config: &Config) -> Result<(), Failure> {
+    load::set_libbpf_debug(config.kernel.libbpf_debug);
     let mut s = Session {
         config,
         start: Instant::now(),
@@ -373,7 +388,14 @@ fn attach_sock_functions(
         }
     }
     let hooked = results.iter().filter(|(_, r)| r.is_ok()).count();
-    if hooked == 0 && matches!(backend, BackendChoice::Fentry | BackendChoice::Kprobe) {
+    if hooked == 0
+        && matches!(backend, BackendChoice::Fentry | BackendChoice::Kprobe)
+        && s.config.kernel.force
+    {
+        eprintln!(
+            "nettrace: skipping --sock's kernel functions: none could be hooked with --backend {backend:?} (--debug says why)"
+        );
+    } else if hooked == 0 && matches!(backend, BackendChoice::Fentry | BackendChoice::Kprobe) {
         return Err(Failure::Unusable(format!(
             "--sock --backend {backend:?}: no kernel function could be hooked that way (--debug says why)"
         )));
@@ -524,6 +546,7 @@ async fn run_lifecycle(
         .as_ref()
         .ok_or_else(|| Failure::Unusable("no kernel BTF for aya".into()))?;
     prepared.opts.backend = Some(config.backend).filter(|b| *b != BackendChoice::Auto);
+    prepared.force = config.kernel.force;
     let plan = plan::build(
         &prepared.catalogue,
         &prepared.selected,
@@ -537,6 +560,12 @@ async fn run_lifecycle(
         plan.hooks.len(),
         plan.skipped.len()
     ));
+    if plan.hooks.is_empty() {
+        return Err(Failure::Unusable(lifecycle::nothing_attached(
+            &plan.skipped,
+            &prepared,
+        )));
+    }
     // Tracking by skb address only matters when some packets are filtered out.
     // Tracking by skb address only matters when some packets are filtered
     // out, or when the kernel times each packet's life.
@@ -575,12 +604,22 @@ async fn run_lifecycle(
     } else {
         None
     };
-    let nf_hooks = if prepared.opts.nf_hooks {
-        crate::kernel::layout::nf_hooks(&k.btf, &reasons, netfilter_drop_at, &mut trace.nf)
-            .map_err(|why| Failure::Unusable(format!("--hooks cannot work on this kernel: {why}")))?;
-        Some(lifecycle::netfilter::NfHooks::from_btf(&k.btf).map_err(anyhow::Error::from)?)
-    } else {
-        None
+    let nf_hooks = match prepared
+        .opts
+        .nf_hooks
+        .then(|| crate::kernel::layout::nf_hooks(&k.btf, &reasons, netfilter_drop_at, &mut trace.nf))
+    {
+        None => None,
+        Some(Ok(())) => Some(lifecycle::netfilter::NfHooks::from_btf(&k.btf).map_err(anyhow::Error::from)?),
+        Some(Err(why)) if config.kernel.force => {
+            eprintln!("nettrace: skipping --hooks: it cannot work on this kernel: {why}");
+            None
+        }
+        Some(Err(why)) => {
+            return Err(Failure::Unusable(format!(
+                "--hooks cannot work on this kernel: {why} (--force runs --diag without it)"
+            )));
+        }
     };
     let functions = plan
         .hooks
@@ -617,9 +656,21 @@ async fn run_lifecycle(
     let total: usize = attached.counts.values().sum();
     s.debug(format_args!("attached {total} hooks: {:?}", attached.counts));
     if total == 0 {
-        return Err(Failure::Runtime(anyhow::anyhow!(
-            "no hook could be attached (run with --debug to see why each was skipped)"
-        )));
+        let failed: Vec<(String, String)> = attached
+            .report
+            .iter()
+            .filter_map(|(n, r)| Some((n.clone(), r.clone().err()?)))
+            .collect();
+        return Err(Failure::Unusable(lifecycle::nothing_attached(&failed, &prepared)));
+    }
+    if attached.matchers_attached == 0 {
+        return Err(Failure::Unusable(
+            "--trace-matcher: none of its hooks could be attached, so no packet would ever be followed"
+                .into(),
+        ));
+    }
+    for w in &attached.warnings {
+        eprintln!("nettrace: {w}");
     }
     let stacks_wanted = !prepared.opts.stacks.is_empty() || nf_hooks.is_some();
     let printer = LinePrinter {

@@ -374,6 +374,18 @@ impl Drop for Tracer {
     }
 }
 
+/// A stack line as the C nettrace prints it, `    -> [ffffffff81b2c3d4]consume_skb+0x7c`
+/// (16 lower-case hex digits), split into (address, symbol); `None` for any
+/// other line.
+pub fn stack_frame(line: &str) -> Option<(&str, &str)> {
+    let (addr, sym) = line.strip_prefix("    -> [")?.split_once(']')?;
+    let hex = addr.len() == 16
+        && addr
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    hex.then_some((addr, sym))
+}
+
 /// How long nettrace may take to attach. Under software emulation (the VM
 /// tier) loading a hundred fentry programs takes far longer than natively,
 /// so the VM raises it with `NETTRACE_TEST_START_SECS`.

@@ -4,7 +4,7 @@
 //! users and scripts keep working. Nothing here is validated beyond syntax;
 //! `cli::config` turns this into a `Config` the rest of the program trusts.
 
-use clap::{ArgAction, Parser, ValueEnum};
+use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 
 /// Trace network packets through the Linux kernel with eBPF.
 ///
@@ -16,6 +16,9 @@ use clap::{ArgAction, Parser, ValueEnum};
 #[command(
     name = "nettrace",
     version,
+    // The tracing flags work without a subcommand, as in the C nettrace;
+    // `nettrace man` and `nettrace completions SHELL` take none of them.
+    args_conflicts_with_subcommands = true,
     after_help = "\
 EXAMPLES:
     nettrace -p icmp -s 10.0.0.1            follow each ping from 10.0.0.1 hook by hook
@@ -32,12 +35,17 @@ EXAMPLES:
     nettrace --drop --json | jq .reason     NDJSON records for scripts
     nettrace --tcp-monitor --metrics 9464   Prometheus metrics at 127.0.0.1:9464/metrics
     nettrace --debug --drop                 also show what this kernel supports
+    nettrace completions bash > /etc/bash_completion.d/nettrace
+    nettrace man | man -l -                 this help as a man page
 
 Needs root (CAP_BPF + CAP_PERFMON, or CAP_SYS_ADMIN) and kernel BTF
 (/sys/kernel/btf/vmlinux). Exit status: 0 on success (also on Ctrl-C and when
 the reader of the output goes away), 1 on a runtime failure, 2 on bad usage."
 )]
 pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     // ---- modes ----
     // Without a mode flag nettrace follows each matching packet through the
     // kernel (lifecycle mode).
@@ -358,6 +366,53 @@ pub struct Args {
     /// best the kernel offers: tp_btf, then classic tracepoints; fentry, then kprobes.
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto, help_heading = "Advanced")]
     pub backend: BackendChoice,
+
+    /// Attach what can be attached and skip the rest, with one warning line
+    /// per skipped hook, where nettrace would otherwise refuse to start: a
+    /// hook named in -t that this kernel has but that cannot be attached on
+    /// any backend (no fentry or kprobe here, the verifier rejects it, no
+    /// sk_buff argument, …); --hooks on a kernel whose netfilter hook lists
+    /// cannot be read (--diag then runs without it); --sock --backend
+    /// fentry|kprobe when no function can be hooked that way (the
+    /// tracepoints run alone). Without --force, hooks this kernel does not
+    /// have at all (renamed, inlined) are already skipped with a warning.
+    /// Still errors: unknown hook names (typos), and nothing attachable.
+    #[arg(long, help_heading = "Advanced")]
+    pub force: bool,
+
+    /// Read the kernel's BTF from FILE instead of /sys/kernel/btf/vmlinux,
+    /// for kernels built without CONFIG_DEBUG_INFO_BTF: a raw BTF blob
+    /// describing the running kernel exactly (e.g. from BTFHub, or
+    /// `pahole --btf_encode_detached` on its vmlinux). Struct offsets,
+    /// argument positions, enum names and the eBPF loader all use it.
+    #[arg(long, value_name = "FILE", help_heading = "Advanced")]
+    pub btf_path: Option<std::path::PathBuf>,
+
+    /// When the kernel refuses to load one of nettrace's eBPF programs,
+    /// print the verifier's whole log on stderr (normally only its last
+    /// line is kept in the error). Capability probes that fail by design
+    /// on this kernel are printed too.
+    #[arg(long, help_heading = "Advanced")]
+    pub libbpf_debug: bool,
+}
+
+/// Commands besides tracing (which needs none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Print a shell completion script on stdout.
+    ///
+    /// For example `nettrace completions bash > /etc/bash_completion.d/nettrace`,
+    /// `nettrace completions zsh > "${fpath[1]}/_nettrace"`,
+    /// `nettrace completions fish > ~/.config/fish/completions/nettrace.fish`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) on stdout.
+    ///
+    /// Read it with `nettrace man | man -l -`, or install it with
+    /// `nettrace man > /usr/local/share/man/man8/nettrace.8`.
+    Man,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

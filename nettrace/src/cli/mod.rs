@@ -2,6 +2,7 @@
 
 mod args;
 mod config;
+pub mod generate;
 
 pub use args::{Args, BackendChoice};
 pub use config::{Config, Diag, Lifecycle, Mode};

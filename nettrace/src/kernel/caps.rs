@@ -11,6 +11,7 @@ use aya::{
 };
 
 use super::btf::KernelBtf;
+use crate::load::Logged as _;
 
 /// The result of one probe: `Ok` or why not.
 pub type Probe = Result<(), String>;
@@ -56,18 +57,18 @@ pub fn probe(ebpf: &mut Ebpf, btf: Option<&Btf>, kbtf: &KernelBtf) -> Capabiliti
     let tp_btf = match btf {
         None => Err("needs kernel BTF".into()),
         Some(btf) => with_program::<BtfTracePoint>(ebpf, "probe_tp_btf", |p| {
-            p.load(name, btf).map_err(chain)?;
+            p.load(name, btf).logged("capability probe tp_btf").map_err(err)?;
             p.attach().map_err(chain)?;
             Ok(())
         }),
     };
     let raw_tracepoint = with_program::<RawTracePoint>(ebpf, "probe_raw_tp", |p| {
-        p.load().map_err(chain)?;
+        p.load().logged("capability probe raw_tracepoint").map_err(err)?;
         p.attach(name).map_err(chain)?;
         Ok(())
     });
     let tracepoint = with_program::<TracePoint>(ebpf, "probe_tracepoint", |p| {
-        p.load().map_err(chain)?;
+        p.load().logged("capability probe tracepoint").map_err(err)?;
         p.attach(group, name).map_err(chain)?;
         Ok(())
     });
@@ -76,7 +77,7 @@ pub fn probe(ebpf: &mut Ebpf, btf: Option<&Btf>, kbtf: &KernelBtf) -> Capabiliti
         (None, _) => Err("needs kernel BTF".into()),
         (_, None) => Err(format!("none of {PROBE_FUNCS:?} in BTF")),
         (Some(btf), Some(func)) => with_program::<FEntry>(ebpf, "probe_fentry", |p| {
-            p.load(func, btf).map_err(chain)?;
+            p.load(func, btf).logged("capability probe fentry").map_err(err)?;
             p.attach().map_err(chain)?;
             Ok(())
         }),
@@ -84,7 +85,7 @@ pub fn probe(ebpf: &mut Ebpf, btf: Option<&Btf>, kbtf: &KernelBtf) -> Capabiliti
     let kprobe = match func {
         None => Err(format!("none of {PROBE_FUNCS:?} in BTF")),
         Some(func) => with_program::<KProbe>(ebpf, "probe_kprobe", |p| {
-            p.load().map_err(chain)?;
+            p.load().logged("capability probe kprobe").map_err(err)?;
             p.attach(func, 0).map_err(chain)?;
             Ok(())
         }),

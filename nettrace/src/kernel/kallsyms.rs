@@ -67,13 +67,15 @@ impl Symbols {
         Some((start, end - start))
     }
 
+    /// `tcp_v4_rcv+0x81`, or `None` when no symbol precedes the address.
+    pub fn lookup(&self, addr: u64) -> Option<String> {
+        let i = self.syms.partition_point(|(a, _, _)| *a <= addr).checked_sub(1)?;
+        Some(format!("{}+{:#x}", self.name(i), addr - self.syms[i].0))
+    }
+
     /// `tcp_v4_rcv+0x81`, or the bare hex address when nothing precedes it.
     pub fn symbolize(&self, addr: u64) -> String {
-        let i = self.syms.partition_point(|(a, _, _)| *a <= addr);
-        match i.checked_sub(1) {
-            Some(i) => format!("{}+{:#x}", self.name(i), addr - self.syms[i].0),
-            None => format!("{addr:#x}"),
-        }
+        self.lookup(addr).unwrap_or_else(|| format!("{addr:#x}"))
     }
 }
 
@@ -95,6 +97,7 @@ mod tests {
         // Module symbols keep their name, not the [module] tag.
         assert_eq!(s.symbolize(0xffffffffc0a01005), "nft_do_chain+0x5");
         assert_eq!(s.symbolize(0x10), "0x10");
+        assert_eq!(s.lookup(0x10), None);
         // A function's extent runs to the next code symbol.
         assert_eq!(s.function("tcp_v4_rcv"), Some((0xffffffff81c6f030, 0xfd0)));
         assert_eq!(s.function("no_such_function"), None);

@@ -12,11 +12,15 @@ use aya::{
 use colored::Colorize as _;
 use nettrace_common::{DropEvent, KernelLayout, drop::DropArgs};
 
+use crate::load::Logged as _;
 use crate::{
     cli::BackendChoice,
     decode::decode,
     kernel::{btf::KernelBtf, caps::Capabilities, reasons::DropReasons, tracefs},
-    output::{Clock, cstr, json, stack::Symbolizer},
+    output::{
+        Clock, cstr, json,
+        stack::{self, Symbolizer},
+    },
 };
 
 const TP: (&str, &str) = ("skb", "kfree_skb");
@@ -72,7 +76,9 @@ pub fn attach(
                     .program_mut("drop_tp_btf")
                     .context("drop_tp_btf missing")?
                     .try_into()?;
-                p.load(TP.1, btf).context("load tp_btf/kfree_skb")?;
+                p.load(TP.1, btf)
+                    .logged("program drop_tp_btf")
+                    .context("load tp_btf/kfree_skb")?;
                 p.attach().context("attach tp_btf/kfree_skb")?;
                 return Ok("tp_btf/kfree_skb");
             }
@@ -91,7 +97,9 @@ pub fn attach(
         .program_mut("drop_tracepoint")
         .context("drop_tracepoint missing")?
         .try_into()?;
-    p.load().context("load tracepoint skb:kfree_skb")?;
+    p.load()
+        .logged("program drop_tracepoint")
+        .context("load tracepoint skb:kfree_skb")?;
     p.attach(TP.0, TP.1).context("attach tracepoint skb:kfree_skb")?;
     Ok("tracepoint skb:kfree_skb")
 }
@@ -139,7 +147,7 @@ impl Printer {
 
     /// The `--json` record: `{"v":1,"type":"drop","ts_ns":…,"time":…,
     /// packet fields…,"reason":…,"location":…,"skb":…,"netns":…,
-    /// "ifindex":…,"pid":…,"comm":…}`, plus `"stack":[…]` with `--drop-stack`.
+    /// "ifindex":…,"pid":…,"comm":…}`, plus `"stack":[{"addr":…,"sym":…}…]` with `--drop-stack`.
     pub fn json(&self, ev: &DropEvent, stack: bool) -> String {
         use serde_json::json;
         let mut m = json::record("drop");
@@ -159,7 +167,7 @@ impl Printer {
         if stack {
             m.insert(
                 "stack".into(),
-                json!(self.symbols.frames(ev.stack_id).unwrap_or_default()),
+                stack::json(&self.symbols.frames(ev.stack_id).unwrap_or_default()),
             );
         }
         json::line(m)
@@ -176,7 +184,7 @@ impl Printer {
         (reason, self.symbols.symbolize(ev.location))
     }
 
-    /// `Call Stack:` and one `    -> func+0xoff` per frame, innermost first.
+    /// `Call Stack:` and one `    -> [address]func+0xoff` per frame, innermost first.
     pub fn stack(&self, ev: &DropEvent) -> Vec<String> {
         self.symbols.stack(ev.stack_id)
     }

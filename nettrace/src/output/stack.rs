@@ -1,5 +1,6 @@
 //! Kernel stacks (`--drop-stack`, `--trace-stack`) and location symbols,
-//! shared by every mode: `Call Stack:` then one `    -> func+0xoff` per frame.
+//! shared by every mode: `Call Stack:` then one frame per line, as the C
+//! nettrace prints them: `    -> [ffffffff81b2c3d4]consume_skb+0x7c`.
 
 use std::cell::OnceCell;
 
@@ -10,6 +11,38 @@ use aya::{
 };
 
 use crate::kernel::kallsyms::{KALLSYMS, Symbols};
+
+/// One frame of a kernel stack: its address and, when kallsyms knows it,
+/// `func+0xoff`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    pub addr: u64,
+    pub sym: Option<String>,
+}
+
+impl Frame {
+    /// `    -> [ffffffff81b2c3d4]consume_skb+0x7c` (the address alone when
+    /// no symbol is known).
+    pub fn line(&self) -> String {
+        format!("    -> [{:016x}]{}", self.addr, self.sym.as_deref().unwrap_or(""))
+    }
+
+    /// `{"addr":"ffffffff81b2c3d4","sym":"consume_skb+0x7c"}` (`sym` null
+    /// when unknown).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({"addr": format!("{:016x}", self.addr), "sym": self.sym})
+    }
+
+    /// The symbol, or `""`: what frame matching (netfilter hook points) reads.
+    pub fn sym(&self) -> &str {
+        self.sym.as_deref().unwrap_or("")
+    }
+}
+
+/// A stack's frames as a JSON array (the `stack` field).
+pub fn json(frames: &[Frame]) -> serde_json::Value {
+    frames.iter().map(Frame::json).collect()
+}
 
 pub struct Symbolizer {
     symbols: OnceCell<Symbols>,
@@ -63,34 +96,76 @@ impl Symbolizer {
         }
     }
 
-    /// The symbolized frames (`func+0xoff`, innermost first) of a recorded
-    /// stack, without our own program and the glue that ran it.
-    pub fn frames(&self, stack_id: i32) -> Option<Vec<String>> {
+    /// The frames (innermost first) of a recorded stack, without our own
+    /// program and the glue that ran it.
+    pub fn frames(&self, stack_id: i32) -> Option<Vec<Frame>> {
         let (Some(map), Ok(id)) = (&self.stacks, u32::try_from(stack_id)) else {
             return None;
         };
         let trace = map.get(&id, 0).ok()?;
-        Some(
-            trace
-                .frames()
-                .iter()
-                .map(|f| self.symbolize(f.ip))
-                .skip_while(|s| {
-                    s.starts_with("bpf_prog_")
-                        || s.starts_with("bpf_trace_run")
-                        || s.starts_with("bpf_trampoline")
-                })
-                .collect(),
-        )
+        Some(self.frames_of(trace.frames().iter().map(|f| f.ip)))
+    }
+
+    /// Symbolizes addresses (innermost first), dropping the BPF frames on top.
+    fn frames_of(&self, ips: impl Iterator<Item = u64>) -> Vec<Frame> {
+        let symbols = self.symbols();
+        ips.map(|addr| Frame {
+            addr,
+            sym: symbols.lookup(addr),
+        })
+        .skip_while(|f| {
+            let s = f.sym();
+            s.starts_with("bpf_prog_") || s.starts_with("bpf_trace_run") || s.starts_with("bpf_trampoline")
+        })
+        .collect()
     }
 
     /// The `Call Stack:` block for a stack id from the eBPF side.
     pub fn stack(&self, stack_id: i32) -> Vec<String> {
+        Self::block(self.frames(stack_id).as_deref())
+    }
+
+    fn block(frames: Option<&[Frame]>) -> Vec<String> {
         let mut out = vec!["Call Stack:".to_string()];
-        match self.frames(stack_id) {
-            Some(frames) => out.extend(frames.into_iter().map(|s| format!("    -> {s}"))),
+        match frames {
+            Some(frames) => out.extend(frames.iter().map(Frame::line)),
             None => out.push("    (stack not recorded)".into()),
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn symbolizer() -> Symbolizer {
+        Symbolizer::with_symbols(Symbols::parse(
+            "ffffffff81b2c358 T consume_skb\nffffffffc0000000 t bpf_prog_6deef7357e7b4530_x\n\
+             ffffffffc0001000 T bpf_trace_run2\n",
+        ))
+    }
+
+    #[test]
+    fn frames_print_as_the_c_tool_does() {
+        let s = symbolizer();
+        let frames =
+            s.frames_of([0xffffffffc0000010, 0xffffffffc0001004, 0xffffffff81b2c3d4, 0x10].into_iter());
+        assert_eq!(
+            Symbolizer::block(Some(&frames)),
+            [
+                "Call Stack:",
+                "    -> [ffffffff81b2c3d4]consume_skb+0x7c",
+                "    -> [0000000000000010]",
+            ]
+        );
+        assert_eq!(
+            json(&frames).to_string(),
+            r#"[{"addr":"ffffffff81b2c3d4","sym":"consume_skb+0x7c"},{"addr":"0000000000000010","sym":null}]"#
+        );
+        assert_eq!(
+            Symbolizer::block(None),
+            ["Call Stack:", "    (stack not recorded)"]
+        );
     }
 }

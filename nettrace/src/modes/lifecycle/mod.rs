@@ -5,27 +5,28 @@
 //! `crate::plan` decides how each hook attaches here; `attach` loads the
 //! per-slot programs; `LifecycleSink` groups events per packet and prints.
 
+mod attach;
 pub mod diag;
 pub mod netfilter;
 pub mod print;
 pub mod track;
 
-use std::{collections::BTreeMap, path::Path};
+use aya::Ebpf;
+use nettrace_common::TraceEvent;
 
-use aya::{
-    Btf, Ebpf,
-    maps::HashMap as BpfHashMap,
-    programs::{BtfTracePoint, FEntry, FExit, KProbe, TracePoint},
-};
-use nettrace_common::{TraceConfig, TraceEvent, trace::slot_flags};
-
+pub use self::attach::{attach, configure, nothing_attached};
 use self::{print::LinePrinter, track::Tracker};
 use crate::{
     catalogue::{Catalogue, Selection, select},
     cli::Lifecycle,
     events::{Flow, Sink, record},
-    output::{Closed, Out, histogram::KernelHistogram, json, stack::Symbolizer},
-    plan::{Backend, Plan, PlanOptions},
+    output::{
+        Closed, Out,
+        histogram::KernelHistogram,
+        json,
+        stack::{self, Symbolizer},
+    },
+    plan::PlanOptions,
 };
 
 /// The user's hook choices, resolved against the catalogue.
@@ -33,8 +34,17 @@ pub struct Prepared {
     pub catalogue: Catalogue,
     pub selected: Selection,
     /// Hooks named one by one in `-t` (not via a group): failing to attach
-    /// one of these is an error, not a note.
+    /// one of these is an error (without `--force`), not a note.
     pub explicit: Selection,
+    /// Hooks the user named, by name in `-t`, `--trace-matcher`,
+    /// `--trace-free` or `--trace-stack`: one of these that this kernel
+    /// lacks is skipped with a warning line.
+    pub named: Selection,
+    /// Members of groups named in `-t`: those this kernel lacks are
+    /// summed up in one warning line.
+    pub in_named_groups: Selection,
+    /// `--force`: skip what cannot be attached, with a warning each.
+    pub force: bool,
     pub opts: PlanOptions,
 }
 
@@ -73,6 +83,7 @@ pub fn prepare(l: &Lifecycle) -> Result<Prepared, String> {
         .filter_map(|n| catalogue.hooks.iter().position(|h| h.hook.name == n))
         .filter(|i| selected.contains(i))
         .collect();
+    let (named, in_named_groups) = named_hooks(&catalogue, l, &selected);
     let list = |v: &Option<String>, flag: &str| {
         v.as_deref()
             .map(|s| select(&catalogue, Some(s), flag))
@@ -92,187 +103,37 @@ pub fn prepare(l: &Lifecycle) -> Result<Prepared, String> {
         catalogue,
         selected,
         explicit,
+        named,
+        in_named_groups,
+        force: false,
         opts,
     })
 }
 
-/// Fills the slot table of the eBPF configuration from the plan.
-pub fn configure(trace: &mut TraceConfig, plan: &Plan) {
-    for p in &plan.hooks {
-        trace.slots[p.slot as usize] = p.config;
-    }
-}
-
-/// What attaching achieved, for `--debug` and the printer.
-pub struct Attached {
-    /// Per catalogue hook: backend used, or why not.
-    pub report: Vec<(String, Result<Backend, String>)>,
-    pub names_by_slot: Vec<String>,
-    /// Catalogue index of each slot's hook.
-    pub hook_by_slot: Vec<usize>,
-    pub free_by_slot: Vec<bool>,
-    /// Hooks that fell back from fentry to a kprobe, and why (`--debug`).
-    pub fallbacks: Vec<(String, String)>,
-    /// Slots whose extra value is a TCP reset reason.
-    pub reset_by_slot: Vec<bool>,
-    /// Each slot's `slot_flags`.
-    pub flags_by_slot: Vec<u32>,
-    pub counts: BTreeMap<String, usize>,
-}
-
-fn chain(e: impl Into<anyhow::Error>) -> String {
-    format!("{:#}", e.into())
-}
-
-/// Loads and attaches every planned hook. A hook that fails is reported
-/// and skipped, unless it was named explicitly (then it is an error).
-pub fn attach(
-    ebpf: &mut Ebpf,
-    plan: &Plan,
-    btf: &Btf,
-    kprobe_fallback: bool,
-    tracefs_root: Option<&Path>,
-    prepared: &Prepared,
-) -> anyhow::Result<Attached> {
-    let mut report: Vec<(String, Result<Backend, String>)> = plan
-        .skipped
-        .iter()
-        .map(|(n, why)| (n.clone(), Err(why.clone())))
-        .collect();
-    let mut names_by_slot = vec![String::new(); plan.hooks.len()];
-    let mut hook_by_slot = vec![0; plan.hooks.len()];
-    let mut free_by_slot = vec![false; plan.hooks.len()];
-    let mut reset_by_slot = vec![false; plan.hooks.len()];
-    let mut flags_by_slot = vec![0; plan.hooks.len()];
-    let mut classic_loaded = false;
-    let mut fallbacks = Vec::new();
-    for p in &plan.hooks {
-        let result = attach_one(ebpf, p, btf, tracefs_root, &mut classic_loaded).or_else(|e| {
-            if kprobe_fallback && matches!(p.backend, Backend::Fentry) {
-                attach_kprobe(ebpf, p)
-                    .map(|()| {
-                        fallbacks.push((p.name.clone(), e.clone()));
-                        Backend::Kprobe
-                    })
-                    .map_err(|k| format!("fentry: {e}; kprobe: {k}"))
-            } else {
-                Err(e)
+/// The selected hooks the user named, and those in groups named in `-t`
+/// (see `Prepared::named`).
+fn named_hooks(catalogue: &Catalogue, l: &Lifecycle, selected: &Selection) -> (Selection, Selection) {
+    let lists = [&l.trace, &l.matcher, &l.free, &l.stack];
+    let mut named = Selection::new();
+    let mut in_groups = Selection::new();
+    for (k, list) in lists.into_iter().enumerate() {
+        for name in list.as_deref().unwrap_or("").split(',').map(str::trim) {
+            if name.is_empty() || name == "all" {
+                continue;
             }
-        });
-        if let Err(why) = &result
-            && prepared.explicit.contains(&p.hook)
-        {
-            anyhow::bail!("cannot attach hook {}: {why}", p.name);
-        }
-        names_by_slot[p.slot as usize] = p.name.clone();
-        hook_by_slot[p.slot as usize] = p.hook;
-        free_by_slot[p.slot as usize] = p.config.flags & slot_flags::FREE != 0;
-        reset_by_slot[p.slot as usize] = p.config.flags & slot_flags::RESET_REASON != 0;
-        flags_by_slot[p.slot as usize] = p.config.flags;
-        report.push((p.name.clone(), result));
-    }
-    for i in &prepared.explicit {
-        let name = &prepared.catalogue.hooks[*i].hook.name;
-        if let Some((_, Err(why))) = report.iter().find(|(n, _)| n == name) {
-            anyhow::bail!("cannot attach hook {name}: {why}");
-        }
-    }
-    let mut counts = BTreeMap::new();
-    for (_, r) in &report {
-        if let Ok(b) = r {
-            *counts.entry(b.to_string()).or_insert(0) += 1;
-        }
-    }
-    Ok(Attached {
-        report,
-        names_by_slot,
-        hook_by_slot,
-        free_by_slot,
-        fallbacks,
-        reset_by_slot,
-        flags_by_slot,
-        counts,
-    })
-}
-
-fn attach_kprobe(ebpf: &mut Ebpf, p: &Planned) -> Result<(), String> {
-    let prog: &mut KProbe = program(ebpf, &format!("kprobe_{}", p.slot))?;
-    prog.load().map_err(chain)?;
-    if let Err(e) = prog.attach(&p.name, 0) {
-        let _ = prog.unload();
-        return Err(chain(e));
-    }
-    Ok(())
-}
-
-use crate::plan::Planned;
-
-fn program<'a, P>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut P, String>
-where
-    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
-{
-    ebpf.program_mut(name)
-        .ok_or_else(|| format!("program {name} missing from object"))?
-        .try_into()
-        .map_err(chain)
-}
-
-fn attach_one(
-    ebpf: &mut Ebpf,
-    p: &Planned,
-    btf: &Btf,
-    tracefs_root: Option<&Path>,
-    classic_loaded: &mut bool,
-) -> Result<Backend, String> {
-    let slot = p.slot;
-    match p.backend {
-        Backend::TpBtf => {
-            let (_, event) = p
-                .tracepoint
-                .as_ref()
-                .ok_or("tracepoint hook without tracepoint")?;
-            let prog: &mut BtfTracePoint = program(ebpf, &format!("tp_btf_{slot}"))?;
-            prog.load(event, btf).map_err(chain)?;
-            prog.attach().map_err(chain)?;
-        }
-        Backend::Fentry => {
-            let prog: &mut FEntry = program(ebpf, &format!("fentry_{slot}"))?;
-            prog.load(&p.name, btf).map_err(chain)?;
-            if let Err(e) = prog.attach() {
-                let _ = prog.unload();
-                return Err(chain(e));
+            match catalogue.hooks.iter().position(|h| h.hook.name == name) {
+                Some(i) => {
+                    named.insert(i);
+                }
+                // A group named in -t: its members (as -t selects them).
+                None if k == 0 => in_groups.extend(select(catalogue, Some(name), "-t").unwrap_or_default()),
+                None => {}
             }
         }
-        Backend::Fexit => {
-            let prog: &mut FExit = program(ebpf, &format!("fexit_{slot}"))?;
-            prog.load(&p.name, btf).map_err(chain)?;
-            prog.attach().map_err(chain)?;
-        }
-        Backend::Kprobe => attach_kprobe(ebpf, p)?,
-        Backend::Tracepoint => {
-            let (group, event) = p
-                .tracepoint
-                .as_ref()
-                .ok_or("tracepoint hook without tracepoint")?;
-            let root = tracefs_root.ok_or("no tracefs")?;
-            let id: u32 = std::fs::read_to_string(root.join("events").join(group).join(event).join("id"))
-                .map_err(chain)?
-                .trim()
-                .parse()
-                .map_err(chain)?;
-            let mut slots: BpfHashMap<_, u32, u32> =
-                BpfHashMap::try_from(ebpf.map_mut("TP_SLOTS").ok_or("map TP_SLOTS missing")?)
-                    .map_err(chain)?;
-            slots.insert(&id, &slot, 0).map_err(chain)?;
-            let prog: &mut TracePoint = program(ebpf, "trace_tracepoint")?;
-            if !*classic_loaded {
-                prog.load().map_err(chain)?;
-                *classic_loaded = true;
-            }
-            prog.attach(group, event).map_err(chain)?;
-        }
     }
-    Ok(p.backend)
+    named.retain(|i| selected.contains(i));
+    in_groups.retain(|i| selected.contains(i) && !named.contains(i));
+    (named, in_groups)
 }
 
 /// Groups events per packet (or prints them as they come with `--basic`).
@@ -350,13 +211,14 @@ const IDLE_NS: u64 = 5_000_000_000;
 
 impl LifecycleSink<'_> {
     /// The frames of an event's stack, when the user asked to see it.
-    fn printed_stack(&self, ev: &TraceEvent) -> Option<Vec<String>> {
+    fn printed_stack(&self, ev: &TraceEvent) -> Option<serde_json::Value> {
         let wanted = self
             .print_stack_by_slot
             .get(ev.slot as usize)
             .copied()
             .unwrap_or(false);
-        (wanted && ev.stack_id >= 0).then(|| self.symbols.frames(ev.stack_id).unwrap_or_default())
+        (wanted && ev.stack_id >= 0)
+            .then(|| stack::json(&self.symbols.frames(ev.stack_id).unwrap_or_default()))
     }
 
     fn write_event(&mut self, line: &str, slot: u32, stack_id: i32) -> Result<(), Closed> {
@@ -443,7 +305,7 @@ impl LifecycleSink<'_> {
                     e.insert("notes".into(), notes.into());
                 }
                 if let Some(frames) = self.printed_stack(ev) {
-                    e.insert("stack".into(), frames.into());
+                    e.insert("stack".into(), frames);
                 }
                 events.push(serde_json::Value::Object(e));
                 continue;
@@ -621,7 +483,7 @@ impl Sink for LifecycleSink<'_> {
                 e.insert("latency_ns".into(), ev.life_ns.into());
             }
             if let Some(frames) = self.printed_stack(&ev) {
-                e.insert("stack".into(), frames.into());
+                e.insert("stack".into(), frames);
             }
             let r = self.out.line(&json::line(e)).map(|()| false);
             self.printed += 1;

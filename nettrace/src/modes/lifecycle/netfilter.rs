@@ -20,7 +20,10 @@ use nettrace_common::{
 
 use crate::{
     kernel::btf::{BtfError, KernelBtf},
-    output::{cstr, stack::Symbolizer},
+    output::{
+        cstr,
+        stack::{Frame, Symbolizer},
+    },
 };
 
 /// Functions that run `NF_HOOK` themselves, and the hook point they pass
@@ -157,9 +160,9 @@ fn function_of(frame: &str) -> &str {
 }
 
 /// The hook point of a netfilter drop, from its stack (innermost first).
-pub fn hook_point(frames: &[String]) -> Option<&'static str> {
+pub fn hook_point(frames: &[Frame]) -> Option<&'static str> {
     frames.iter().find_map(|f| {
-        let func = function_of(f);
+        let func = function_of(f.sym());
         HOOK_SITES
             .iter()
             .find(|(site, _)| *site == func)
@@ -201,7 +204,7 @@ impl NfHooks {
     }
 
     /// The blame for the netfilter drop of `skb` whose stack is `frames`.
-    pub fn blame(&mut self, skb: u64, frames: &[String], symbols: &Symbolizer) -> Blame {
+    pub fn blame(&mut self, skb: u64, frames: &[Frame], symbols: &Symbolizer) -> Blame {
         let snapshot = self.pending.remove(&skb);
         let point = hook_point(frames);
         let family = snapshot.map(|s| format!("ipv{}", s.ip_version));
@@ -248,8 +251,14 @@ mod tests {
     use super::*;
     use crate::kernel::kallsyms::Symbols;
 
-    fn frames(names: &[&str]) -> Vec<String> {
-        names.iter().map(|s| s.to_string()).collect()
+    fn frames(names: &[&str]) -> Vec<Frame> {
+        names
+            .iter()
+            .map(|s| Frame {
+                addr: 0xffffffff81000000,
+                sym: Some(s.to_string()),
+            })
+            .collect()
     }
 
     #[test]

@@ -25,6 +25,7 @@ use nettrace_common::{
 };
 
 use crate::kernel::{btf::KernelBtf, tracefs};
+use crate::load::Logged as _;
 
 /// A tracepoint of the object: its index ([`tp`]), where it lives in
 /// tracefs, and the program attached to it.
@@ -243,6 +244,7 @@ pub fn attach(ebpf: &mut Ebpf, present: &[&'static Tracepoint]) -> anyhow::Resul
             .with_context(|| format!("program {} missing from the object", t.program))?
             .try_into()?;
         prog.load()
+            .logged(&format!("program {}", t.program))
             .with_context(|| format!("loading the program for {}:{}", t.group, t.name))?;
         prog.attach(t.group, t.name)
             .with_context(|| format!("attaching to {}:{}", t.group, t.name))?;

@@ -11,6 +11,7 @@ use nettrace_common::tcp::RttEvent;
 use serde_json::json;
 
 use super::{ms, tuple_json, tuple_text};
+use crate::load::Logged as _;
 use crate::{
     kernel::{btf::KernelBtf, caps::Capabilities},
     output::{Clock, histogram::Log2, json},
@@ -67,6 +68,7 @@ pub fn attach(
                 let prog: &mut FEntry = ebpf.program_mut("rtt_fentry").expect("in object").try_into()?;
                 match prog
                     .load(FUNCTION, btf)
+                    .logged("program rtt_fentry")
                     .map_err(|e| e.to_string())
                     .and_then(|()| prog.attach().map(drop).map_err(|e| e.to_string()))
                 {
@@ -82,6 +84,7 @@ pub fn attach(
                 let prog: &mut KProbe = ebpf.program_mut("rtt_kprobe").expect("in object").try_into()?;
                 match prog
                     .load()
+                    .logged("program rtt_kprobe")
                     .map_err(|e| e.to_string())
                     .and_then(|()| prog.attach(FUNCTION, 0).map(drop).map_err(|e| e.to_string()))
                 {

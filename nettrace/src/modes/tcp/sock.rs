@@ -23,6 +23,7 @@ use nettrace_common::{
 use serde_json::json;
 
 use super::{Names, Tracepoint, tracepoint, tuple_json, tuple_text};
+use crate::load::Logged as _;
 use crate::{
     cli::BackendChoice,
     kernel::{btf::KernelBtf, caps::Capabilities},
@@ -264,7 +265,8 @@ fn fentry(ebpf: &mut Ebpf, f: &Function, btf: &Btf) -> Result<(), String> {
     let prog: &mut FEntry = program(ebpf, f.fentry)?;
     let r = prog
         .load(f.name, btf)
-        .map_err(|e| format!("{:#}", anyhow::Error::new(e)))
+        .logged(&format!("program {} (--sock, fentry {})", f.fentry, f.name))
+        .map_err(|e| e.to_string())
         .and_then(|()| {
             prog.attach()
                 .map(drop)
@@ -281,7 +283,8 @@ fn kprobe(ebpf: &mut Ebpf, f: &Function) -> Result<(), String> {
     let prog: &mut KProbe = program(ebpf, f.kprobe)?;
     let r = prog
         .load()
-        .map_err(|e| format!("{:#}", anyhow::Error::new(e)))
+        .logged(&format!("program {} (--sock, kprobe {})", f.kprobe, f.name))
+        .map_err(|e| e.to_string())
         .and_then(|()| {
             prog.attach(f.name, 0)
                 .map(drop)

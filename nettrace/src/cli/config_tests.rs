@@ -1,0 +1,165 @@
+//! Flag validation tests for `cli::config`.
+
+use clap::Parser as _;
+
+use super::*;
+
+fn config(argv: &[&str]) -> Result<Config, UsageError> {
+    let mut full = vec!["nettrace"];
+    full.extend_from_slice(argv);
+    Config::from_args(&Args::try_parse_from(full).expect("clap accepts the syntax"))
+}
+
+#[test]
+fn drop_with_filters() {
+    let c = config(&["--drop", "-s", "10.0.0.1", "-p", "tcp", "-D", "443", "-c", "3"]).unwrap();
+    assert_eq!(c.mode, Mode::Drop { stack: false });
+    assert_eq!(c.filter.saddr.family, family::V4);
+    assert_eq!(&c.filter.saddr.addr[..4], &[10, 0, 0, 1]);
+    assert_eq!(c.filter.saddr.addr[4..], [0; 12]);
+    assert_eq!(c.filter.dport, 443);
+    assert_eq!((c.filter.l3_proto, c.filter.l4_proto), (0, ipproto::TCP));
+    assert_eq!(c.count, Some(3));
+}
+
+#[test]
+fn ipv6_address() {
+    let c = config(&["--drop", "--addr", "fd00::2"]).unwrap();
+    assert_eq!(c.filter.addr.family, family::V6);
+    assert_eq!(c.filter.addr.addr[0], 0xfd);
+    assert_eq!(c.filter.addr.addr[15], 2);
+}
+
+#[test]
+fn protocols() {
+    assert_eq!(parse_proto("icmp").unwrap(), (ethertype::IPV4, ipproto::ICMP));
+    assert_eq!(parse_proto("ICMP6").unwrap(), (ethertype::IPV6, ipproto::ICMPV6));
+    assert_eq!(parse_proto("arp").unwrap(), (ethertype::ARP, 0));
+    assert!(
+        parse_proto("sctpx")
+            .unwrap_err()
+            .0
+            .contains("unknown protocol 'sctpx'")
+    );
+}
+
+#[test]
+fn bad_input_is_one_line() {
+    for (argv, needle) in [
+        (&["--drop", "-s", "10.0.0.300"][..], "not an IPv4 or IPv6 address"),
+        (&["--drop", "-D", "70000"], "out of range"),
+        (&["--drop", "-D", "0"], "out of range"),
+        (&["--drop", "-P", "http"], "not a port number"),
+        (&["--drop", "-p", "foo"], "unknown protocol"),
+        (&["--drop", "-s", "10.0.0.1", "-d", "::1"], "mix IPv4 and IPv6"),
+        (&["--drop", "-p", "icmp6", "-s", "10.0.0.1"], "does not match"),
+        (&["--drop", "-p", "icmp", "-D", "80"], "TCP or UDP"),
+        (&["--drop", "-c", "0"], "--count"),
+        (&["--drop", "--pid", "x"], "--pid"),
+        (&["--drop-stack"], "needs --drop"),
+        (&["--drop", "--basic"], "cannot be combined with --drop"),
+        (&["--drop", "--backend", "kprobe"], "--backend must be"),
+        (&["--basic", "--latency-show"], "drop --basic"),
+        (&["--min-latency", "x"], "--min-latency"),
+        (&["--pkt-len", "5-1"], "is empty"),
+        (&["--pkt-len", "abc"], "--pkt-len"),
+        (&["--tcp-flags", "SX"], "'X' is not one of"),
+        (&["--diag-quiet"], "need --diag"),
+        (&["--hooks"], "need --diag"),
+        (&["--metrics", "nohost"], "--metrics"),
+        (&["--diag", "--basic"], "--basic"),
+        (&["--drop", "--diag"], "cannot be combined with --drop"),
+        (&["-p", "udp", "--tcp-flags", "S"], "needs TCP"),
+        (
+            &["--btf-path", "/nonexistent/btf"],
+            "--btf-path /nonexistent/btf: cannot read",
+        ),
+        (&["--drop", "--btf-path", "/proc"], "not a regular file"),
+        (&["--sock", "--btf-path", "/nonexistent/btf"], "cannot read"),
+    ] {
+        let err = config(argv).expect_err(needle);
+        assert!(err.0.contains(needle), "{argv:?}: {err}");
+        assert!(!err.0.contains('\n'), "{argv:?}: multi-line error");
+    }
+}
+
+#[test]
+fn lifecycle_is_the_default_mode() {
+    let c = config(&[
+        "-p",
+        "icmp",
+        "-t",
+        "ip,life",
+        "--latency-show",
+        "--min-latency",
+        "50",
+    ])
+    .unwrap();
+    let Mode::Lifecycle(l) = c.mode else {
+        panic!("{:?}", c.mode)
+    };
+    assert_eq!(l.trace.as_deref(), Some("ip,life"));
+    assert!(l.latency_show);
+    assert_eq!(l.min_latency_ns, 50_000);
+}
+
+#[test]
+fn length_ranges_and_tcp_flags() {
+    assert_eq!(parse_len_range("100-1500").unwrap(), (100, 1500));
+    assert_eq!(parse_len_range("64").unwrap(), (64, 64));
+    assert_eq!(parse_tcp_flags("SA").unwrap(), 0x12);
+    assert_eq!(parse_tcp_flags("r").unwrap(), 0x04);
+    let c = config(&["--pkt-len", "60-80", "--tcp-flags", "S"]).unwrap();
+    assert_eq!(
+        (c.filter.len_min, c.filter.len_max, c.filter.tcp_flags),
+        (60, 80, 0x02)
+    );
+}
+
+#[test]
+fn sock_mode_filters_and_backends() {
+    let c = config(&["--sock", "-p", "tcp", "--port", "5201"]).unwrap();
+    assert_eq!(c.mode, Mode::Sock);
+    assert_eq!((c.filter.port, c.filter.l4_proto), (5201, ipproto::TCP));
+    for b in ["auto", "tracepoint", "fentry", "kprobe"] {
+        assert_eq!(config(&["--sock", "--backend", b]).unwrap().mode, Mode::Sock);
+    }
+    for (argv, needle) in [
+        (&["--sock", "--backend", "tp-btf"][..], "--backend must be"),
+        (&["--sock", "--tcp-monitor"], "different modes"),
+        (&["--sock", "-p", "udp"], "TCP sockets only"),
+        (&["--sock", "--basic"], "cannot be combined with --sock"),
+    ] {
+        let err = config(argv).expect_err(needle);
+        assert!(err.0.contains(needle), "{argv:?}: {err}");
+    }
+}
+
+#[test]
+fn netns_current_reads_own_namespace() {
+    let c = config(&["--drop", "--netns-current"]).unwrap();
+    let ino = std::fs::metadata("/proc/self/ns/net").unwrap().ino() as u32;
+    assert_eq!(c.filter.netns, ino);
+    assert_ne!(ino, 0);
+}
+
+#[test]
+fn kernel_options() {
+    let c = config(&[
+        "--drop",
+        "--force",
+        "--libbpf-debug",
+        "--btf-path",
+        "/proc/self/status",
+    ])
+    .unwrap();
+    assert_eq!(
+        c.kernel,
+        KernelOpts {
+            force: true,
+            btf_path: Some("/proc/self/status".into()),
+            libbpf_debug: true,
+        }
+    );
+    assert_eq!(config(&["--drop"]).unwrap().kernel, KernelOpts::default());
+}

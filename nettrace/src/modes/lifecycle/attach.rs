@@ -1,0 +1,284 @@
+//! Loading and attaching the planned hooks: one program per slot, each by
+//! its backend; what failed, and the warnings the user gets about it.
+
+use std::{collections::BTreeMap, path::Path};
+
+use aya::{
+    Btf, Ebpf,
+    maps::HashMap as BpfHashMap,
+    programs::{BtfTracePoint, FEntry, FExit, KProbe, TracePoint},
+};
+use nettrace_common::{TraceConfig, trace::slot_flags};
+
+use super::Prepared;
+use crate::{
+    load::Logged as _,
+    plan::{Backend, Plan, Planned},
+};
+
+/// Fills the slot table of the eBPF configuration from the plan.
+pub fn configure(trace: &mut TraceConfig, plan: &Plan) {
+    for p in &plan.hooks {
+        trace.slots[p.slot as usize] = p.config;
+    }
+}
+
+/// What attaching achieved, for `--debug` and the printer.
+pub struct Attached {
+    /// Per catalogue hook: backend used, or why not.
+    pub report: Vec<(String, Result<Backend, String>)>,
+    pub names_by_slot: Vec<String>,
+    /// Catalogue index of each slot's hook.
+    pub hook_by_slot: Vec<usize>,
+    pub free_by_slot: Vec<bool>,
+    /// Hooks that fell back from fentry to a kprobe, and why (`--debug`).
+    pub fallbacks: Vec<(String, String)>,
+    /// Slots whose extra value is a TCP reset reason.
+    pub reset_by_slot: Vec<bool>,
+    /// Each slot's `slot_flags`.
+    pub flags_by_slot: Vec<u32>,
+    pub counts: BTreeMap<String, usize>,
+    /// One line each (without the `nettrace: ` prefix), for stderr once
+    /// tracing can start: named hooks this kernel lacks, and with `--force`
+    /// named hooks that could not be attached.
+    pub warnings: Vec<String>,
+    /// Attached hooks that may start following a packet.
+    pub matchers_attached: usize,
+}
+
+fn chain(e: impl Into<anyhow::Error>) -> String {
+    format!("{:#}", e.into())
+}
+
+/// Loads and attaches every planned hook. A hook that fails is reported
+/// and skipped, unless it was named explicitly (then it is an error, or
+/// with `--force` a warning). A named hook this kernel lacks is a warning.
+pub fn attach(
+    ebpf: &mut Ebpf,
+    plan: &Plan,
+    btf: &Btf,
+    kprobe_fallback: bool,
+    tracefs_root: Option<&Path>,
+    prepared: &Prepared,
+) -> anyhow::Result<Attached> {
+    let mut report: Vec<(String, Result<Backend, String>)> = plan
+        .skipped
+        .iter()
+        .map(|(n, why)| (n.clone(), Err(why.clone())))
+        .collect();
+    let mut names_by_slot = vec![String::new(); plan.hooks.len()];
+    let mut hook_by_slot = vec![0; plan.hooks.len()];
+    let mut free_by_slot = vec![false; plan.hooks.len()];
+    let mut reset_by_slot = vec![false; plan.hooks.len()];
+    let mut flags_by_slot = vec![0; plan.hooks.len()];
+    let mut classic_loaded = false;
+    let mut fallbacks = Vec::new();
+    let mut warnings = Vec::new();
+    let mut matchers_attached = 0;
+    for p in &plan.hooks {
+        let result = attach_one(ebpf, p, btf, tracefs_root, &mut classic_loaded).or_else(|e| {
+            if kprobe_fallback && matches!(p.backend, Backend::Fentry) {
+                attach_kprobe(ebpf, p)
+                    .map(|()| {
+                        fallbacks.push((p.name.clone(), e.clone()));
+                        Backend::Kprobe
+                    })
+                    .map_err(|k| format!("fentry: {e}; kprobe: {k}"))
+            } else {
+                Err(e)
+            }
+        });
+        if let Err(why) = &result
+            && prepared.explicit.contains(&p.hook)
+        {
+            cannot_attach(prepared, &mut warnings, &p.name, why)?;
+        }
+        names_by_slot[p.slot as usize] = p.name.clone();
+        hook_by_slot[p.slot as usize] = p.hook;
+        free_by_slot[p.slot as usize] = p.config.flags & slot_flags::FREE != 0;
+        reset_by_slot[p.slot as usize] = p.config.flags & slot_flags::RESET_REASON != 0;
+        flags_by_slot[p.slot as usize] = p.config.flags;
+        matchers_attached += usize::from(result.is_ok() && p.config.flags & slot_flags::MATCHER != 0);
+        report.push((p.name.clone(), result));
+    }
+    for &i in prepared.named.union(&prepared.explicit) {
+        let name = &prepared.catalogue.hooks[i].hook.name;
+        let Some((_, why)) = plan.skipped.iter().find(|(n, _)| n == name) else {
+            continue;
+        };
+        if plan.missing.contains(&i) {
+            warnings.push(format!("skipping {name}: {why}"));
+        } else if prepared.explicit.contains(&i) {
+            cannot_attach(prepared, &mut warnings, name, why)?;
+        }
+    }
+    let group_missing: Vec<&str> = prepared
+        .in_named_groups
+        .intersection(&plan.missing)
+        .map(|&i| prepared.catalogue.hooks[i].hook.name.as_str())
+        .collect();
+    if !group_missing.is_empty() {
+        warnings.push(missing_members(&group_missing));
+    }
+    let mut counts = BTreeMap::new();
+    for (_, r) in &report {
+        if let Ok(b) = r {
+            *counts.entry(b.to_string()).or_insert(0) += 1;
+        }
+    }
+    Ok(Attached {
+        report,
+        names_by_slot,
+        hook_by_slot,
+        free_by_slot,
+        fallbacks,
+        reset_by_slot,
+        flags_by_slot,
+        counts,
+        warnings,
+        matchers_attached,
+    })
+}
+
+/// One line for the members of named groups this kernel lacks.
+fn missing_members(names: &[&str]) -> String {
+    const SHOWN: usize = 4;
+    let mut list = names[..names.len().min(SHOWN)].join(", ");
+    if names.len() > SHOWN {
+        list += &format!(" and {} more", names.len() - SHOWN);
+    }
+    let hooks = if names.len() == 1 { "hook" } else { "hooks" };
+    format!(
+        "skipping {} {hooks} of the named groups not in this kernel: {list} (--debug lists every hook)",
+        names.len()
+    )
+}
+
+/// A hook named in `-t` that this kernel has but that cannot be attached:
+/// an error, or with `--force` a warning.
+fn cannot_attach(
+    prepared: &Prepared,
+    warnings: &mut Vec<String>,
+    name: &str,
+    why: &str,
+) -> anyhow::Result<()> {
+    if !prepared.force {
+        anyhow::bail!("cannot attach hook {name}: {why} (--force skips it)");
+    }
+    warnings.push(format!("skipping {name}: cannot attach: {why}"));
+    Ok(())
+}
+
+fn attach_kprobe(ebpf: &mut Ebpf, p: &Planned) -> Result<(), String> {
+    let prog: &mut KProbe = program(ebpf, &format!("kprobe_{}", p.slot))?;
+    prog.load()
+        .logged(&format!("program kprobe_{} (hook {})", p.slot, p.name))
+        .map_err(chain)?;
+    if let Err(e) = prog.attach(&p.name, 0) {
+        let _ = prog.unload();
+        return Err(chain(e));
+    }
+    Ok(())
+}
+
+fn program<'a, P>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut P, String>
+where
+    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or_else(|| format!("program {name} missing from object"))?
+        .try_into()
+        .map_err(chain)
+}
+
+fn attach_one(
+    ebpf: &mut Ebpf,
+    p: &Planned,
+    btf: &Btf,
+    tracefs_root: Option<&Path>,
+    classic_loaded: &mut bool,
+) -> Result<Backend, String> {
+    let slot = p.slot;
+    match p.backend {
+        Backend::TpBtf => {
+            let (_, event) = p
+                .tracepoint
+                .as_ref()
+                .ok_or("tracepoint hook without tracepoint")?;
+            let prog: &mut BtfTracePoint = program(ebpf, &format!("tp_btf_{slot}"))?;
+            prog.load(event, btf)
+                .logged(&format!("program tp_btf_{slot} (hook {})", p.name))
+                .map_err(chain)?;
+            prog.attach().map_err(chain)?;
+        }
+        Backend::Fentry => {
+            let prog: &mut FEntry = program(ebpf, &format!("fentry_{slot}"))?;
+            prog.load(&p.name, btf)
+                .logged(&format!("program fentry_{slot} (hook {})", p.name))
+                .map_err(chain)?;
+            if let Err(e) = prog.attach() {
+                let _ = prog.unload();
+                return Err(chain(e));
+            }
+        }
+        Backend::Fexit => {
+            let prog: &mut FExit = program(ebpf, &format!("fexit_{slot}"))?;
+            prog.load(&p.name, btf)
+                .logged(&format!("program fexit_{slot} (hook {})", p.name))
+                .map_err(chain)?;
+            prog.attach().map_err(chain)?;
+        }
+        Backend::Kprobe => attach_kprobe(ebpf, p)?,
+        Backend::Tracepoint => {
+            let (group, event) = p
+                .tracepoint
+                .as_ref()
+                .ok_or("tracepoint hook without tracepoint")?;
+            let root = tracefs_root.ok_or("no tracefs")?;
+            let id: u32 = std::fs::read_to_string(root.join("events").join(group).join(event).join("id"))
+                .map_err(chain)?
+                .trim()
+                .parse()
+                .map_err(chain)?;
+            let mut slots: BpfHashMap<_, u32, u32> =
+                BpfHashMap::try_from(ebpf.map_mut("TP_SLOTS").ok_or("map TP_SLOTS missing")?)
+                    .map_err(chain)?;
+            slots.insert(&id, &slot, 0).map_err(chain)?;
+            let prog: &mut TracePoint = program(ebpf, "trace_tracepoint")?;
+            if !*classic_loaded {
+                prog.load().logged("program trace_tracepoint").map_err(chain)?;
+                *classic_loaded = true;
+            }
+            prog.attach(group, event).map_err(chain)?;
+        }
+    }
+    Ok(p.backend)
+}
+
+/// Nothing of the selection can be attached: the one-line error (exit 2),
+/// naming why
+/// for the hooks the user named (up to three), else pointing at --debug.
+pub fn nothing_attached(failed: &[(String, String)], prepared: &Prepared) -> String {
+    let named: Vec<String> = failed
+        .iter()
+        .filter(|(n, _)| {
+            prepared
+                .named
+                .iter()
+                .any(|&i| prepared.catalogue.hooks[i].hook.name == *n)
+        })
+        .map(|(n, why)| format!("{n}: {}", why.lines().next().unwrap_or("")))
+        .collect();
+    let more = named.len().saturating_sub(3);
+    let mut msg = "no hook could be attached".to_string();
+    if named.is_empty() {
+        msg += " (run with --debug to see why each was skipped)";
+    } else {
+        msg += &format!(" ({}", named[..named.len().min(3)].join("; "));
+        if more > 0 {
+            msg += &format!("; {more} more, --debug lists them");
+        }
+        msg += ")";
+    }
+    msg
+}
