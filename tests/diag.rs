@@ -53,6 +53,8 @@ fn assert_netfilter_diagnosis(lines: &[String]) {
         text.contains("        packet is dropped by netfilter (NF_DROP)"),
         "{text}"
     );
+    // Kernels without drop reasons: the free inside nf_hook_slow tells
+    // (the analysis names the reason it concluded).
     assert!(
         text.contains("    drop reason:\n        NETFILTER_DROP"),
         "{text}"
@@ -160,8 +162,13 @@ fn syn_to_closed_port_says_port_not_listened_and_why_a_reset_was_sent() {
     net.syn(9988);
     assert!(t.wait_exit(start_timeout()).success(), "{}", t.stderr());
     let text = analysis(&t.lines()).join("\n");
-    assert!(text.contains("port is not listened"), "{text}");
     assert!(text.contains("packet is dropped by kernel"), "{text}");
+    if !util::drop_reasons_reported() {
+        // Why is not reported before 5.17; where is.
+        assert!(text.contains("    location:\n        tcp_v4_rcv+0x"), "{text}");
+        return;
+    }
+    assert!(text.contains("port is not listened"), "{text}");
     assert!(text.contains("NO_SOCKET"), "{text}");
     assert!(
         text.contains("fix advice:\n        check that the service is running"),
@@ -227,6 +234,12 @@ fn healthy_packets_print_nothing_when_quiet_and_notes_otherwise() {
 
 /// Runs a ping from `a` to `b` through `iptables` rules (ACCEPT on a's
 /// OUTPUT, DROP on b's INPUT) with the netfilter functions hooked.
+/// Whether netfilter's module functions (`nft_do_chain`, `ipt_do_table`) can
+/// be hooked: their modules need BTF of their own (5.11+).
+fn module_functions() -> bool {
+    std::path::Path::new("/sys/kernel/btf/nf_tables").exists()
+}
+
 fn ping_through_netfilter(iptables: &str) -> Vec<String> {
     let net = Pair::new();
     net.exec(&net.a, &[iptables, "-A", "OUTPUT", "-p", "icmp", "-j", "ACCEPT"]);
@@ -236,7 +249,11 @@ fn ping_through_netfilter(iptables: &str) -> Vec<String> {
     );
     let mut t = Tracer::start(&[
         "-t",
-        "nf_hook_slow,nft_do_chain,ipt_do_table,life",
+        if module_functions() {
+            "nf_hook_slow,nft_do_chain,ipt_do_table,life"
+        } else {
+            "nf_hook_slow,life"
+        },
         "--diag",
         "-p",
         "icmp",
@@ -266,16 +283,27 @@ fn netfilter_functions_name_hook_point_table_and_chain() {
         eprintln!("skipped: this kernel cannot hook functions (the VM tier runs this)");
         return;
     }
+    // The drop as the kernel reports it, or (no drop reasons) as diagnosed
+    // from where it happened.
+    let dropped = if util::drop_reasons_reported() {
+        "reason: NETFILTER_DROP"
+    } else {
+        "*packet is dropped by netfilter (NF_DROP)*"
+    };
     let nft = ping_through_netfilter("iptables-nft");
     // Accepted on the way out (fexit: the packet lives on).
     line_of(&nft, "nf_hook_slow", "*ipv4 in chain: LOCAL_OUT*");
+    line_of(&nft, "kfree_skb", dropped);
+    let legacy = ping_through_netfilter("iptables-legacy");
+    line_of(&legacy, "kfree_skb", dropped);
+    if !module_functions() {
+        eprintln!("nft_do_chain and ipt_do_table not checked: netfilter's modules have no BTF here");
+        return;
+    }
     line_of(&nft, "nft_do_chain", "*nftables table:filter, chain:OUTPUT*");
     line_of(&nft, "nft_do_chain", "*nftables table:filter, chain:INPUT*");
-    line_of(&nft, "kfree_skb", "reason: NETFILTER_DROP");
-    let legacy = ping_through_netfilter("iptables-legacy");
     line_of(&legacy, "ipt_do_table", "*iptables table:filter, chain:OUTPUT*");
     line_of(&legacy, "ipt_do_table", "*iptables table:filter, chain:INPUT*");
-    line_of(&legacy, "kfree_skb", "reason: NETFILTER_DROP");
 }
 
 #[test]
@@ -299,7 +327,9 @@ fn json_diagnosis_is_an_analysis_record() {
         .iter()
         .find(|e| e["hook"] == "kfree_skb")
         .unwrap();
-    assert_eq!(kfree["reason"], "NETFILTER_DROP");
+    if util::drop_reasons_reported() {
+        assert_eq!(kfree["reason"], "NETFILTER_DROP");
+    }
     assert_eq!(kfree["saddr"], net.a4.as_str());
     assert!(
         kfree["notes"]

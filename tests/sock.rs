@@ -284,8 +284,14 @@ fn json_records_count_and_metrics() {
     assert!(printed >= 6, "{:#?}", text.lines());
     let counted = sample(&m, "nettrace_events_total{hook=\"inet_sock_set_state\"}");
     assert!(counted >= printed as f64, "{counted} < {printed}\n{m}");
-    assert!(
-        sample(&m, "nettrace_events_total{hook=\"tcp_probe\"}") > 0.0,
-        "{m}"
-    );
+    // Before 6.x (our 5.10) tcp_probe's record names no socket, so the
+    // test's namespace cannot be told and its segments are not shown.
+    let probe_has_socket = std::fs::read_to_string("/sys/kernel/tracing/events/tcp/tcp_probe/format")
+        .is_ok_and(|f| f.contains(" skaddr;"));
+    if probe_has_socket {
+        assert!(
+            sample(&m, "nettrace_events_total{hook=\"tcp_probe\"}") > 0.0,
+            "{m}"
+        );
+    }
 }

@@ -34,6 +34,19 @@ pub struct KernelLayout {
     pub net_inum: u32,
     /// `net_device.name` (`char[IFNAMSIZ]`).
     pub dev_name: u32,
+    /// `sk_buff.transport_header` (`__u16`, offset from `head`).
+    pub skb_transport_header: u32,
+    /// For packets the local stack builds before the IP layer wrote their
+    /// header (`__ip_queue_xmit`): the socket's `skc_family` (`u16`),
+    /// `sk_protocol` (`u16`), `skc_rcv_saddr`/`skc_daddr` (IPv4) and
+    /// `skc_v6_rcv_saddr`/`skc_v6_daddr` (IPv6).
+    pub sk_family: u32,
+    pub sk_protocol: u32,
+    pub sk_saddr: u32,
+    pub sk_daddr: u32,
+    pub sk_v6_saddr: u32,
+    pub sk_v6_daddr: u32,
+    pub _pad: u32,
 }
 
 impl KernelLayout {

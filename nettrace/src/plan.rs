@@ -213,10 +213,17 @@ pub fn build(
                     cfg.extra_arg = r;
                     cfg.flags |= flags;
                 }
-                if cfg.flags & slot_flags::EXTRA != 0 && cfg.flags & slot_flags::RESET_REASON == 0 {
-                    // Where the drop happened: `location`, the first `void *`.
+                if cfg.flags & slot_flags::RESET_REASON == 0 {
+                    // Where the drop (or free) happened: `location`, else the
+                    // first `void *` — also on kernels whose kfree_skb has no
+                    // reason (before 5.17), where it is all diagnosis has.
                     let by_name = args.iter().position(|a| a.name == "location").map(|i| i as u32);
-                    if let Some(l) = by_name.or_else(|| position(&args, "void *")).filter(|&l| l <= 5) {
+                    let by_type = || {
+                        (cfg.flags & slot_flags::EXTRA != 0)
+                            .then(|| position(&args, "void *"))
+                            .flatten()
+                    };
+                    if let Some(l) = by_name.or_else(by_type).filter(|&l| l <= 5) {
                         cfg.loc_arg = l;
                         cfg.flags |= slot_flags::LOCATION;
                     }
@@ -295,10 +302,17 @@ pub fn build(
                     Some(b) => Some(&*b),
                     None => {
                         plan.missing.insert(i);
-                        skip(
-                            &mut plan,
-                            format!("not in this kernel (module {m} is not loaded)"),
-                        );
+                        // Loaded without BTF of its own: kernels before 5.11
+                        // (or without CONFIG_DEBUG_INFO_BTF_MODULES) cannot
+                        // describe its functions' arguments.
+                        let why = if std::path::Path::new("/sys/module").join(m).is_dir() {
+                            format!(
+                                "not describable here (module {m} has no BTF: Linux 5.11+ with CONFIG_DEBUG_INFO_BTF_MODULES)"
+                            )
+                        } else {
+                            format!("not in this kernel (module {m} is not loaded)")
+                        };
+                        skip(&mut plan, why);
                         continue;
                     }
                 }

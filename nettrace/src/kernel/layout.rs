@@ -33,6 +33,14 @@ pub fn resolve(btf: &KernelBtf) -> Result<KernelLayout, BtfError> {
         sk_net: optional("sock", &["__sk_common", "skc_net", "net"]),
         net_inum: optional("net", &["ns", "inum"]),
         dev_name: optional("net_device", &["name"]),
+        skb_transport_header: optional("sk_buff", &["transport_header"]),
+        sk_family: optional("sock", &["__sk_common", "skc_family"]),
+        sk_protocol: optional("sock", &["sk_protocol"]),
+        sk_saddr: optional("sock", &["__sk_common", "skc_rcv_saddr"]),
+        sk_daddr: optional("sock", &["__sk_common", "skc_daddr"]),
+        sk_v6_saddr: optional("sock", &["__sk_common", "skc_v6_rcv_saddr"]),
+        sk_v6_daddr: optional("sock", &["__sk_common", "skc_v6_daddr"]),
+        _pad: 0,
     })
 }
 

@@ -74,6 +74,20 @@ pub fn prepare(l: &Lifecycle) -> Result<Prepared, String> {
             return Err("--trace-exclude removes every selected hook".into());
         }
     }
+    // `--latency` reports a life at the hook that ends it: with none among
+    // the traced hooks (`-t tcp_queue_rcv`) nothing could ever print, so the
+    // catalogue's default frees (consume_skb, kfree_skb) end the lives.
+    if l.latency.is_some() && l.free.is_none() && !selected.iter().any(|&i| catalogue.hooks[i].hook.free) {
+        let frees: Vec<usize> = (0..catalogue.hooks.len())
+            .filter(|&i| catalogue.hooks[i].hook.free && catalogue.hooks[i].hook.default)
+            .collect();
+        let names: Vec<&str> = frees.iter().map(|&i| catalogue.hooks[i].hook.name.as_str()).collect();
+        eprintln!(
+            "nettrace: --latency: no traced hook ends a packet's life; {} end them",
+            names.join(", ")
+        );
+        selected.extend(frees);
+    }
     let explicit = l
         .trace
         .as_deref()
