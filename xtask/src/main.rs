@@ -349,7 +349,9 @@ fn vm_tier(env: &setup::Env, startup: bool) -> anyhow::Result<()> {
         let kernel = vm::fetch(&setup::cache_dir(), release.suite)?;
         let initrd = workspace_root().join(format!("target/vm/initrd-{}.gz", release.series));
         std::fs::create_dir_all(initrd.parent().unwrap())?;
-        let startup_backends: &[&str] = if startup { &["auto", "kprobe"] } else { &[] };
+        // Every run records how the default hook set attaches on each kernel
+        // (hooks per backend, what is skipped and why): the matrix's facts.
+        let startup_backends: &[&str] = if startup { &["auto", "kprobe"] } else { &["auto"] };
         vm::initramfs(&kernel, &nettrace, &passes, startup_backends, &initrd)?;
         println!(
             "vm: kernel {} ({}), initramfs {} MiB, passes: {}",

@@ -110,9 +110,10 @@ pub struct Pass {
     pub args: Vec<String>,
 }
 
-/// `startup_backends`: measure start-up of the default hook set with these
-/// `--backend` values before the tests (`cargo xtask vm --startup`); each
-/// costs about 40 s of emulated time, so CI leaves them out.
+/// `startup_backends`: start the default hook set with these `--backend`
+/// values before the tests and print how it attached (hooks per backend,
+/// start-up time); each costs 20–40 s of emulated time. CI runs `auto`,
+/// `cargo xtask vm --startup` adds `kprobe`.
 pub fn initramfs(
     k: &Kernel,
     nettrace: &Path,
