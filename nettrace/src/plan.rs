@@ -218,12 +218,7 @@ pub fn build(
                     // first `void *` — also on kernels whose kfree_skb has no
                     // reason (before 5.17), where it is all diagnosis has.
                     let by_name = args.iter().position(|a| a.name == "location").map(|i| i as u32);
-                    let by_type = || {
-                        (cfg.flags & slot_flags::EXTRA != 0)
-                            .then(|| position(&args, "void *"))
-                            .flatten()
-                    };
-                    if let Some(l) = by_name.or_else(by_type).filter(|&l| l <= 5) {
+                    if let Some(l) = by_name.or_else(|| position(&args, "void *")).filter(|&l| l <= 5) {
                         cfg.loc_arg = l;
                         cfg.flags |= slot_flags::LOCATION;
                     }
