@@ -71,6 +71,10 @@ pub struct PlanOptions {
     /// `--hooks`: hooks that report drop reasons also report the netfilter
     /// hook functions (and a stack, to tell the hook point) on NETFILTER_DROP.
     pub nf_hooks: bool,
+    /// `--hooks` on a kernel without drop reasons (before 5.17): hooks that
+    /// report a drop's location do it instead (a free inside `nf_hook_slow`
+    /// is netfilter's drop).
+    pub nf_hooks_by_location: bool,
 }
 
 /// Where a netfilter function's context arguments are (by type; `priv`
@@ -105,6 +109,17 @@ fn reason_flags(ty: &str, opts: &PlanOptions) -> Option<u32> {
         DROP_REASON => Some(drop_reason_flags(opts)),
         RESET_REASON => Some(slot_flags::EXTRA | slot_flags::RESET_REASON),
         _ => None,
+    }
+}
+
+/// Flags for a hook that reports where it freed a packet but no drop reason
+/// (kfree_skb before 5.17): with `--hooks` there, the location tells
+/// netfilter's drops.
+fn location_flags(flags: u32, opts: &PlanOptions) -> u32 {
+    if opts.nf_hooks_by_location && flags & slot_flags::EXTRA == 0 {
+        drop_reason_flags(opts) & !slot_flags::EXTRA
+    } else {
+        0
     }
 }
 
@@ -220,7 +235,7 @@ pub fn build(
                     let by_name = args.iter().position(|a| a.name == "location").map(|i| i as u32);
                     if let Some(l) = by_name.or_else(|| position(&args, "void *")).filter(|&l| l <= 5) {
                         cfg.loc_arg = l;
-                        cfg.flags |= slot_flags::LOCATION;
+                        cfg.flags |= slot_flags::LOCATION | location_flags(cfg.flags, opts);
                     }
                 }
                 plan.hooks.push(Planned {
@@ -276,7 +291,7 @@ pub fn build(
             }
             if let Some(l) = fmt.get("location") {
                 cfg.loc_arg = l.offset;
-                cfg.flags |= slot_flags::LOCATION;
+                cfg.flags |= slot_flags::LOCATION | location_flags(cfg.flags, opts);
             }
             plan.hooks.push(Planned {
                 hook: i,

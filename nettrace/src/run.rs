@@ -547,6 +547,8 @@ async fn run_lifecycle(
         .ok_or_else(|| Failure::Unusable("no kernel BTF for aya".into()))?;
     prepared.opts.backend = Some(config.backend).filter(|b| *b != BackendChoice::Auto);
     prepared.force = config.kernel.force;
+    let reasons = DropReasons::from_btf(&k.btf).map_err(anyhow::Error::from)?;
+    prepared.opts.nf_hooks_by_location = prepared.opts.nf_hooks && reasons.value("NETFILTER_DROP").is_none();
     let plan = plan::build(
         &prepared.catalogue,
         &prepared.selected,
@@ -591,7 +593,6 @@ async fn run_lifecycle(
         }
     }
     lifecycle::configure(&mut trace, &plan);
-    let reasons = DropReasons::from_btf(&k.btf).map_err(anyhow::Error::from)?;
     if l.diag.is_some() {
         trace.nf = crate::kernel::layout::nf_context(&k.btf);
     }

@@ -112,6 +112,7 @@ pub fn prepare(l: &Lifecycle) -> Result<Prepared, String> {
         no_clone: l.noclone,
         diag: l.diag.is_some(),
         nf_hooks: l.diag.is_some_and(|d| d.hooks),
+        nf_hooks_by_location: false,
     };
     Ok(Prepared {
         catalogue,
