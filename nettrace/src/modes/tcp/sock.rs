@@ -759,6 +759,36 @@ mod tests {
         );
     }
 
+    /// The kprobe entry points pass the running kernel's verifier, loaded
+    /// with the configuration `--sock --filter-srtt` gives them (also where
+    /// kprobes cannot be attached, as on this project's CI host: loading
+    /// needs only the program type). Root only.
+    #[test]
+    fn kprobe_programs_load_on_the_running_kernel() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: loading eBPF needs root");
+            return;
+        }
+        let btf = KernelBtf::from_file(VMLINUX_BTF).unwrap();
+        let layout = crate::kernel::layout::resolve(&btf).unwrap();
+        let root = crate::kernel::tracefs::ensure_mounted().unwrap().0;
+        let mut p = super::super::prepare(&btf, &layout, &root, &TRACEPOINTS).unwrap();
+        assert!(configure(&btf, &mut p.config.sock_mode).is_empty());
+        let (sk, sample) = super::super::rtt::positions(&btf).unwrap();
+        p.config.rtt.sk_arg = sk;
+        p.config.rtt.rtt_arg = sample;
+        p.config.rtt.min_srtt_us = 10_000;
+        p.config.rtt.min_rtt_min_us = 1_000;
+        let aya_btf = Btf::from_sys_fs().unwrap();
+        let mut ebpf = crate::load::load_tcp(&p.config, Some(&aya_btf)).unwrap();
+        for f in &FUNCTIONS {
+            let prog: &mut KProbe = program(&mut ebpf, f.kprobe).unwrap();
+            prog.load()
+                .unwrap_or_else(|e| panic!("{}: {:#}", f.kprobe, anyhow::Error::new(e)));
+        }
+    }
+
     /// The layout of the running kernel, from its BTF.
     #[test]
     fn layout_of_the_running_kernel() {
