@@ -8,7 +8,12 @@
 //! `tcp_rcv_state_process`, `__tcp_transmit_skb`, `tcp_ack`,
 //! `tcp_write_timer_handler`, `tcp_ack_update_rtt` and `tcp_close`. A
 //! function that cannot be hooked is left out (said with `--debug`); the
-//! tracepoints alone still make the mode.
+//! tracepoints alone still make the mode. `-t` picks hooks by name.
+//!
+//! `tcp_ack_update_rtt` lines also carry the RTT sample, as `--rtt-detail`
+//! prints it (`*rtt:0.152ms, rtt_min:0.100ms* srtt:0.160ms`), and
+//! `--filter-srtt`/`--filter-minrtt` filter those samples in the kernel
+//! (they select that hook; without `-t` it is the only one).
 
 use std::borrow::Cow;
 
