@@ -420,7 +420,7 @@ pub struct SockEvent {
     pub pid: u32,
     /// `tcp_ack_update_rtt` only (0 elsewhere), in µs: the sample
     /// (`seq_rtt_us`), and the socket's minimum (`rtt_min`) and smoothed
-    /// RTT as the sample arrives.
+    /// RTT as the sample arrives (both 0 before the socket's first sample).
     pub rtt_us: u32,
     pub rtt_min_us: u32,
     pub srtt_us: u32,

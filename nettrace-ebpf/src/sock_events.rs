@@ -28,7 +28,8 @@ use crate::{
     ratelimit,
     read::field,
     sock::{
-        Connection, config, netns_of_sock, rec, record_connection, srtt_us, tuple_matches, tuple_of_sock,
+        Connection, config, netns_of_sock, rec, record_connection, rtt_min_us, srtt_us, tuple_matches,
+        tuple_of_sock,
     },
 };
 
@@ -226,7 +227,7 @@ fn from_rtt_sample(sk: u64, sample: i64) {
         return;
     }
     let srtt = srtt_us(cfg, sk);
-    let rtt_min = field::<u32>(sk, cfg.sock.rtt_min).unwrap_or(0);
+    let rtt_min = rtt_min_us(cfg, sk);
     if srtt < cfg.rtt.min_srtt_us || rtt_min < cfg.rtt.min_rtt_min_us {
         return;
     }
