@@ -220,6 +220,18 @@ fn bad_input_is_one_line_exit_2_and_attaches_nothing() {
         (&["--drop", "--monitor"], "--drop"),
         (&["--rtt", "--filter-srtt", "x"], "--filter-srtt"),
         (&["--filter-minrtt", "5"], "--rtt"),
+        (&["--sock", "--filter-srtt", "-1"], "--filter-srtt"),
+        (&["--sock", "--filter-minrtt", "1.5"], "--filter-minrtt"),
+        (&["--sock", "--filter-srtt", "4294968"], "--filter-srtt"),
+        (&["--sock", "-t", "ip_rcv"], "not a --sock hook"),
+        (
+            &["--sock", "--filter-srtt", "5", "--backend", "tracepoint"],
+            "--backend tracepoint",
+        ),
+        (
+            &["--sock", "-t", "tcp_close", "--backend", "tracepoint"],
+            "--backend tracepoint",
+        ),
         (&["--backend", "nosuch"], "--backend"),
         (&["--no-such-flag"], "--no-such-flag"),
         // rule packs

@@ -2,7 +2,8 @@
 //! its client in another (namespaces and veth made by the test), and the
 //! socket lines nettrace prints about them: the handshake's state changes
 //! with both 4-tuples and namespaces, socket facts on established sockets,
-//! the port filter, `--json`, `-c` and `--metrics`.
+//! the port filter, `--json`, `-c` and `--metrics`; `-t` and the RTT
+//! filters on `tcp_ack_update_rtt`'s samples (where functions can be hooked).
 //!
 //! iperf3 is the traffic source because the VM tier has it (and not python).
 
@@ -294,4 +295,175 @@ fn json_records_count_and_metrics() {
             "{m}"
         );
     }
+}
+
+/// Where kernel functions cannot be hooked (this project's CI host), the
+/// RTT filters, whose samples come from `tcp_ack_update_rtt`, make
+/// nettrace refuse with the reason rather than trace nothing: true when
+/// the caller should skip.
+fn skip_without_function_hooks(test: &str) -> bool {
+    if function_hooks().0 {
+        return false;
+    }
+    let out = std::process::Command::new(util::BIN)
+        .args([
+            "--sock",
+            "-t",
+            "tcp_ack_update_rtt",
+            "--filter-srtt",
+            "0",
+            "-c",
+            "4",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--sock: nothing could be attached: tcp_ack_update_rtt: "),
+        "{stderr}"
+    );
+    eprintln!("{test}: skipped: this kernel cannot hook functions (no kprobes, no fentry)");
+    true
+}
+
+/// Milliseconds of `key:0.123ms` in a line.
+fn ms_field(line: &str, key: &str) -> f64 {
+    let v = field(line, key);
+    // `*rtt:0.152ms, rtt_min:0.100ms* srtt:0.160ms`
+    v.trim_end_matches([',', '*'])
+        .strip_suffix("ms")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{key}: {v:?} in {line}"))
+}
+
+/// An iperf3 server whose listen a state-change tracer sees: the RTT
+/// tracers of these tests print samples only.
+fn rtt_server(net: &Pair, p: u16) -> (Background, Tracer) {
+    let ps = p.to_string();
+    let listen = Tracer::start(&["--sock", "-t", "inet_sock_set_state", "-P", &ps]);
+    (server(net, p, &listen), listen)
+}
+
+/// The C nettrace's `--sock -t tcp_ack_update_rtt --filter-srtt 0 -c 4`:
+/// four samples of the client's socket, each with its RTT, minimum and
+/// smoothed RTT; the same as JSON with the filter alone choosing the hook.
+#[test]
+fn rtt_filter_shows_tcp_ack_update_rtt_samples() {
+    if skip_without_function_hooks("rtt_filter_shows_tcp_ack_update_rtt_samples") {
+        return;
+    }
+    let net = Pair::new();
+    let p = port(44000);
+    let ps = p.to_string();
+    let mut text = Tracer::start(&[
+        "--sock",
+        "-t",
+        "tcp_ack_update_rtt",
+        "--filter-srtt",
+        "0",
+        "-c",
+        "4",
+        "-s",
+        &net.a4,
+        "-P",
+        &ps,
+    ]);
+    let mut json = Tracer::start(&[
+        "--sock",
+        "--filter-srtt",
+        "0",
+        "-s",
+        &net.a4,
+        "-P",
+        &ps,
+        "--json",
+        "-c",
+        "2",
+    ]);
+    let (srv, _listen) = rtt_server(&net, p);
+    client(&net, p);
+    srv.finish(Duration::from_secs(10));
+
+    let st = text.wait_exit(start_timeout());
+    assert!(st.success(), "{st}\n{}", text.stderr());
+    let lines = text.lines();
+    assert_eq!(lines.len(), 6, "begin, 4 samples, end: {lines:#?}");
+    let samples: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with('[') && l.contains("] [tcp_ack_update_rtt   ] TCP: "))
+        .collect();
+    assert_eq!(samples.len(), 4, "{lines:#?}");
+    let netns_a = net.netns_inode(&net.a);
+    for l in samples {
+        // The client's end (-s), the socket's facts, then the sample.
+        assert!(l.contains(&format!("TCP: {}:", net.a4)), "{l}");
+        assert!(l.contains(&format!(" -> {}:{p} ", net.b4)), "{l}");
+        // The SYN-ACK's sample comes before the state change.
+        assert!(
+            l.contains(" ESTABLISHED CA_") || l.contains(" SYN_SENT CA_"),
+            "{l}"
+        );
+        assert!(l.contains(&format!(" netns:{netns_a}")), "{l}");
+        let (rtt, rtt_min, srtt) = (ms_field(l, "*rtt"), ms_field(l, "rtt_min"), ms_field(l, "srtt"));
+        // On veth everything is far below a second.
+        for v in [rtt, rtt_min, srtt] {
+            assert!((0.0..1000.0).contains(&v), "{l}");
+        }
+    }
+
+    let st = json.wait_exit(start_timeout());
+    assert!(st.success(), "{st}\n{}", json.stderr());
+    let records = json.json_records();
+    let samples: Vec<&serde_json::Value> = records.iter().filter(|r| r["type"] == "sock").collect();
+    assert_eq!(samples.len(), 2, "{records:#?}");
+    for r in samples {
+        assert_eq!(r["hook"], "tcp_ack_update_rtt", "{r}");
+        assert_eq!(r["hook_type"], "function", "{r}");
+        assert_eq!(r["saddr"], net.a4.as_str(), "{r}");
+        assert_eq!(r["dport"], p, "{r}");
+        for k in ["rtt_ns", "rtt_min_ns", "srtt_ns"] {
+            assert!(r[k].as_u64().is_some_and(|ns| ns < 1_000_000_000), "{k}: {r}");
+        }
+    }
+}
+
+/// No connection on veth has a 5-second smoothed RTT: the kernel keeps
+/// every sample back, while an unfiltered tracer sees them.
+#[test]
+fn huge_srtt_filter_shows_no_samples() {
+    if skip_without_function_hooks("huge_srtt_filter_shows_no_samples") {
+        return;
+    }
+    let net = Pair::new();
+    let p = port(45000);
+    let ps = p.to_string();
+    let common = ["--sock", "-t", "tcp_ack_update_rtt", "-s", &net.a4, "-P", &ps];
+    let mut slow = Tracer::start(&[&common[..], &["--filter-srtt", "5000"]].concat());
+    let mut all = Tracer::start(&[&common[..], &["--filter-srtt", "0"]].concat());
+    let (srv, _listen) = rtt_server(&net, p);
+    client(&net, p);
+    srv.finish(Duration::from_secs(10));
+
+    all.wait_for("[tcp_ack_update_rtt", start_timeout());
+    for t in [&slow, &all] {
+        t.signal(libc::SIGINT);
+    }
+    assert!(slow.wait_exit(start_timeout()).success());
+    assert!(all.wait_exit(start_timeout()).success());
+    assert_eq!(
+        slow.lines(),
+        ["begin trace...", "end trace..."],
+        "{}",
+        slow.stderr()
+    );
+    assert!(
+        all.lines()
+            .iter()
+            .filter(|l| l.contains("[tcp_ack_update_rtt"))
+            .count()
+            >= 4,
+        "{:#?}",
+        all.lines()
+    );
 }

@@ -138,7 +138,8 @@ pub struct TcpConfig {
     pub sock_mode: SockModeConfig,
 }
 
-/// `--rtt`, `--rtt-detail`, `--filter-srtt`, `--filter-minrtt`.
+/// `--rtt`, `--rtt-detail`, `--filter-srtt`, `--filter-minrtt` (also
+/// with `--sock`, for its `tcp_ack_update_rtt` hook).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RttConfig {
@@ -380,7 +381,7 @@ pub mod sock_source {
     pub const FUNCTION: u8 = 1;
 }
 
-/// One `--sock` line: a socket as one hook saw it. 120 bytes, a size no
+/// One `--sock` line: a socket as one hook saw it. 128 bytes, a size no
 /// other event of this object has (its events are told apart by size).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -417,7 +418,12 @@ pub struct SockEvent {
     pub rmem_alloc: u32,
     /// tgid of the task running when the event fired, 0 for none (idle).
     pub pid: u32,
-    pub _pad2: u32,
+    /// `tcp_ack_update_rtt` only (0 elsewhere), in µs: the sample
+    /// (`seq_rtt_us`), and the socket's minimum (`rtt_min`) and smoothed
+    /// RTT as the sample arrives (both 0 before the socket's first sample).
+    pub rtt_us: u32,
+    pub rtt_min_us: u32,
+    pub srtt_us: u32,
     pub comm: [u8; COMM_LEN],
 }
 

@@ -23,8 +23,7 @@ use crate::{
     args::{ctx_arg, kprobe_arg},
     maps::{EVENTS, count_lost_at},
     ratelimit,
-    read::field,
-    sock::{config, netns_of_sock, sk_of, srtt_us, tuple_matches, tuple_of_sock},
+    sock::{config, netns_of_sock, rtt_min_us, sk_of, srtt_us, tuple_matches, tuple_of_sock},
 };
 
 /// Samples per log2-ms bucket (bucket 0: 0–1 ms).
@@ -73,7 +72,7 @@ fn handle(sk: u64, sample: Option<u32>) {
         // No estimate yet.
         return;
     }
-    let rtt_min = field::<u32>(sk, cfg.sock.rtt_min).unwrap_or(0);
+    let rtt_min = rtt_min_us(cfg, sk);
     if srtt < cfg.rtt.min_srtt_us || rtt_min < cfg.rtt.min_rtt_min_us {
         return;
     }

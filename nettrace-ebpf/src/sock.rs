@@ -212,3 +212,13 @@ pub fn netns_of_skb(cfg: &TcpConfig, skb: u64) -> u32 {
 pub fn srtt_us(cfg: &TcpConfig, sk: u64) -> u32 {
     field::<u32>(sk, cfg.sock.srtt_us).unwrap_or(0) >> 3
 }
+
+/// Minimum RTT in µs (`rtt_min.s[0].v`), 0 before the first sample: the
+/// kernel starts the windowed minimum at `~0U`.
+#[inline(always)]
+pub fn rtt_min_us(cfg: &TcpConfig, sk: u64) -> u32 {
+    // `unwrap_or` first: matching on the `Option` let LLVM read the
+    // payload of `None` on one path, which the verifier refuses.
+    let v = field::<u32>(sk, cfg.sock.rtt_min).unwrap_or(0);
+    if v == u32::MAX { 0 } else { v }
+}

@@ -6,7 +6,8 @@
 //! functions can be hooked, one fentry (else kprobe) entry point per
 //! function: aya loads an fentry program against a single target, and the
 //! hook's identity is then a constant of the program. Where each function
-//! keeps its socket comes from BTF (`SockModeConfig::fn_arg`).
+//! keeps its socket comes from BTF (`SockModeConfig::fn_arg`), and for
+//! `tcp_ack_update_rtt` where it keeps the RTT sample (`RttConfig::rtt_arg`).
 
 use aya_ebpf::{
     EbpfContext as _,
@@ -26,7 +27,10 @@ use crate::{
     maps::{EVENTS, count_lost_at},
     ratelimit,
     read::field,
-    sock::{Connection, config, netns_of_sock, rec, record_connection, tuple_matches, tuple_of_sock},
+    sock::{
+        Connection, config, netns_of_sock, rec, record_connection, rtt_min_us, srtt_us, tuple_matches,
+        tuple_of_sock,
+    },
 };
 
 /// Scratch space to build an event in (off the 512-byte stack).
@@ -174,13 +178,24 @@ function_hook!(
     sock_fentry_write_timer,
     sock_kprobe_write_timer
 );
-function_hook!(
-    "tcp_ack_update_rtt",
-    sock_fn::ACK_UPDATE_RTT,
-    sock_fentry_ack_update_rtt,
-    sock_kprobe_ack_update_rtt
-);
 function_hook!("tcp_close", sock_fn::CLOSE, sock_fentry_close, sock_kprobe_close);
+
+// `tcp_ack_update_rtt` also hands over the RTT sample (`seq_rtt_us`, at a
+// position from BTF like the socket's): its lines carry it, and the RTT
+// filters run on it.
+#[fentry(function = "tcp_ack_update_rtt")]
+pub fn sock_fentry_ack_update_rtt(ctx: FEntryContext) -> i32 {
+    let sample = ctx_arg(ctx.as_ptr(), config().rtt.rtt_arg) as i64;
+    from_rtt_sample(fentry_sk(&ctx, sock_fn::ACK_UPDATE_RTT), sample);
+    0
+}
+
+#[kprobe]
+pub fn sock_kprobe_ack_update_rtt(ctx: ProbeContext) -> u32 {
+    let sample = kprobe_arg(&ctx, config().rtt.rtt_arg) as i64;
+    from_rtt_sample(kprobe_sk(&ctx, sock_fn::ACK_UPDATE_RTT), sample);
+    0
+}
 
 /// `arg`: the function's socket argument, a `struct socket *` for hooks
 /// with `fn_deref` set (`inet_listen`).
@@ -199,6 +214,36 @@ fn from_function(hook: u8, arg: u64) {
     let Some(ev) = start(cfg) else {
         return;
     };
+    from_sock(cfg, ev, hook, sk);
+}
+
+/// One RTT sample of `tcp_ack_update_rtt` (`sample` < 0: the ACK gave
+/// none, skipped as `--rtt` skips it). `--filter-srtt`/`--filter-minrtt`
+/// run here, before anything else is read.
+#[inline(always)]
+fn from_rtt_sample(sk: u64, sample: i64) {
+    let cfg = config();
+    if sk == 0 || sample < 0 {
+        return;
+    }
+    let srtt = srtt_us(cfg, sk);
+    let rtt_min = rtt_min_us(cfg, sk);
+    if srtt < cfg.rtt.min_srtt_us || rtt_min < cfg.rtt.min_rtt_min_us {
+        return;
+    }
+    let Some(ev) = start(cfg) else {
+        return;
+    };
+    ev.rtt_us = sample.min(u32::MAX as i64) as u32;
+    ev.rtt_min_us = rtt_min;
+    ev.srtt_us = srtt;
+    from_sock(cfg, ev, sock_fn::ACK_UPDATE_RTT, sk);
+}
+
+/// A function event about socket `sk`: the address filters, then the
+/// socket's facts.
+#[inline(always)]
+fn from_sock(cfg: &TcpConfig, ev: &mut SockEvent, hook: u8, sk: u64) {
     tuple_of_sock(cfg, sk, &mut ev.tuple);
     if !tuple_matches(cfg, &ev.tuple) {
         return;
@@ -232,6 +277,10 @@ fn start(cfg: &TcpConfig) -> Option<&'static mut SockEvent> {
     let ev = unsafe { &mut *ev };
     ev.tuple = Tuple::default();
     ev.pid = pid;
+    // Set by `tcp_ack_update_rtt` only.
+    ev.rtt_us = 0;
+    ev.rtt_min_us = 0;
+    ev.srtt_us = 0;
     Some(ev)
 }
 
@@ -256,7 +305,6 @@ fn finish(cfg: &TcpConfig, ev: &mut SockEvent, sk: u64, state: Option<u8>, old_s
     let full = sk != 0 && is_full(cfg, current);
     ev.full = full as u8;
     ev._pad = 0;
-    ev._pad2 = 0;
     let s = if full { sk } else { 0 };
     ev.ca_state =
         ((field::<u16>(s, m.ca_state_byte).unwrap_or(0) >> m.ca_state_shift) & m.ca_state_mask as u16) as u8;

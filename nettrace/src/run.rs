@@ -203,7 +203,7 @@ pub async fn run(config: &Config) -> Result<(), Failure> {
         (Mode::Drop { stack }, _) => run_drop(&s, &k, *stack).await,
         (Mode::Lifecycle(l), Some(p)) => run_lifecycle(&s, &k, l, p).await,
         (Mode::TcpMonitor, _) => run_tcp(&s, &k, SocketMode::Monitor).await,
-        (Mode::Sock, _) => run_tcp(&s, &k, SocketMode::Sock).await,
+        (Mode::Sock(sock), _) => run_tcp(&s, &k, SocketMode::Sock(sock.clone())).await,
         (Mode::Rt { summary }, _) => run_tcp(&s, &k, SocketMode::Rt { summary: *summary }).await,
         (
             Mode::Rtt {
@@ -245,7 +245,7 @@ async fn serve_metrics(s: &Session<'_>) -> Result<Option<Arc<Metrics>>, Failure>
 /// The modes of the TCP object.
 enum SocketMode {
     Monitor,
-    Sock,
+    Sock(crate::cli::Sock),
     Rt {
         summary: bool,
     },
@@ -261,7 +261,7 @@ async fn run_tcp(s: &Session<'_>, k: &Kernel, mode: SocketMode) -> Result<(), Fa
     let config = s.config;
     let (flag, wanted, all_needed): (_, &'static [tcp::Tracepoint], _) = match mode {
         SocketMode::Monitor => ("--tcp-monitor", &tcp::MONITOR, false),
-        SocketMode::Sock => ("--sock", &tcp::sock::TRACEPOINTS, false),
+        SocketMode::Sock(_) => ("--sock", &tcp::sock::TRACEPOINTS, false),
         SocketMode::Rt { .. } => ("--rt", &tcp::RT, true),
         SocketMode::Rtt { .. } => ("--rtt", &tcp::RTT, false),
     };
@@ -273,11 +273,22 @@ async fn run_tcp(s: &Session<'_>, k: &Kernel, mode: SocketMode) -> Result<(), Fa
     let mut p = tcp::prepare(&k.btf, &k.layout, root, wanted)
         .map_err(|e| Failure::Unusable(format!("unsupported kernel: {e}")))?;
     let rtt_positions = tcp::rtt::positions(&k.btf);
-    if let SocketMode::Rtt { rtt, .. } = &mode {
-        p.config.rtt = *rtt;
-        if let Some((sk, sample)) = rtt_positions {
-            (p.config.rtt.sk_arg, p.config.rtt.rtt_arg) = (sk, sample);
+    match &mode {
+        SocketMode::Rtt { rtt, .. } => p.config.rtt = *rtt,
+        SocketMode::Sock(sock) => {
+            // `-t`: only the tracepoints asked for.
+            let hooks = sock.hooks.as_deref();
+            p.present.retain(|t| tcp::sock::selected(hooks, t.name));
+            p.missing.retain(|t| tcp::sock::selected(hooks, t.name));
+            if let Some(f) = sock.rtt {
+                p.config.rtt.min_srtt_us = f.min_srtt_us;
+                p.config.rtt.min_rtt_min_us = f.min_rtt_min_us;
+            }
         }
+        _ => {}
+    }
+    if let Some((sk, sample)) = rtt_positions {
+        (p.config.rtt.sk_arg, p.config.rtt.rtt_arg) = (sk, sample);
     }
     let missing: Vec<String> = p
         .missing
@@ -286,16 +297,37 @@ async fn run_tcp(s: &Session<'_>, k: &Kernel, mode: SocketMode) -> Result<(), Fa
         .collect();
     // `--sock`: socket facts and function arguments from BTF. The tick
     // rate may have to be measured (a few hundred ms): meanwhile, load.
-    let hz = matches!(mode, SocketMode::Sock).then(|| std::thread::spawn(crate::kernel::hz::find));
-    if let SocketMode::Sock = mode {
+    let hz = matches!(mode, SocketMode::Sock(_)).then(|| std::thread::spawn(crate::kernel::hz::find));
+    if let SocketMode::Sock(_) = mode {
         for m in tcp::sock::configure(&k.btf, &mut p.config.sock_mode) {
             s.debug(format_args!("--sock: not on this kernel: {m}"));
         }
     }
-    let sock_functions = matches!(mode, SocketMode::Sock)
-        && config.backend != BackendChoice::Tracepoint
-        && p.config.sock_mode.fn_arg.iter().any(|&a| a != KernelLayout::NONE);
+    let sock_functions = match &mode {
+        SocketMode::Sock(sock) => {
+            config.backend != BackendChoice::Tracepoint
+                && tcp::sock::FUNCTIONS.iter().any(|f| {
+                    tcp::sock::selected(sock.hooks.as_deref(), f.name)
+                        && p.config.sock_mode.fn_arg[usize::from(f.hook)] != KernelLayout::NONE
+                })
+        }
+        _ => false,
+    };
     let function_source = matches!(mode, SocketMode::Rtt { .. }) && rtt_positions.is_some() || sock_functions;
+    if let SocketMode::Sock(sock) = &mode
+        && sock.hooks.is_some()
+        && p.present.is_empty()
+        && !function_source
+    {
+        return Err(Failure::Unusable(format!(
+            "--sock: none of the hooks -t names can be attached on this kernel{}",
+            if missing.is_empty() {
+                " (--debug says why)".to_string()
+            } else {
+                format!(": no tracepoint {}", missing.join(", "))
+            }
+        )));
+    }
     if all_needed && !missing.is_empty() || p.present.is_empty() && !function_source {
         return Err(Failure::Unusable(format!(
             "{flag} needs tracepoints this kernel lacks: {}",
@@ -328,8 +360,8 @@ async fn run_tcp(s: &Session<'_>, k: &Kernel, mode: SocketMode) -> Result<(), Fa
         tcp::attach(&mut ebpf, &p.present)?;
         s.debug(format_args!("attached {} tracepoints", p.present.len()));
     }
-    if let SocketMode::Sock = mode {
-        attach_sock_functions(s, k, &mut ebpf, &p)?;
+    if let SocketMode::Sock(sock) = &mode {
+        attach_sock_functions(s, k, &mut ebpf, &p, sock)?;
     }
     let sock = match hz {
         Some(finding) => {
@@ -377,10 +409,17 @@ fn attach_sock_functions(
     k: &Kernel,
     ebpf: &mut Ebpf,
     p: &tcp::Prepared,
+    sock: &crate::cli::Sock,
 ) -> Result<(), Failure> {
     let backend = s.config.backend;
-    let results =
-        tcp::sock::attach_functions(ebpf, &p.config.sock_mode, backend, &k.caps, k.aya_btf.as_ref());
+    let results = tcp::sock::attach_functions(
+        ebpf,
+        &p.config.sock_mode,
+        sock.hooks.as_deref(),
+        backend,
+        &k.caps,
+        k.aya_btf.as_ref(),
+    );
     for (name, r) in &results {
         match r {
             Ok(how) => s.debug(format_args!("--sock: {name:<24} {how:?}")),
@@ -401,9 +440,20 @@ fn attach_sock_functions(
         )));
     }
     if hooked == 0 && p.present.is_empty() {
-        return Err(Failure::Unusable(
-            "--sock: no tracepoint and no kernel function could be attached".into(),
-        ));
+        // Said in full: with `-t` naming functions only (or the RTT
+        // filters), this is the common way for a kernel to refuse.
+        let why: Vec<String> = results
+            .iter()
+            .map(|(name, r)| match r {
+                Ok(_) => unreachable!("none hooked"),
+                Err(why) => format!("{name}: {why}"),
+            })
+            .collect();
+        return Err(Failure::Unusable(if why.is_empty() {
+            "--sock: no tracepoint and no kernel function could be attached".into()
+        } else {
+            format!("--sock: nothing could be attached: {}", why.join("; "))
+        }));
     }
     s.debug(format_args!(
         "--sock: {} tracepoints, {hooked} functions",
@@ -964,6 +1014,9 @@ impl TcpSink<'_> {
                 c.hook(tcp::sock::hook_slot(&ev), || {
                     tcp::sock::hook_name(ev.source, ev.hook).into()
                 });
+                if tcp::sock::is_rtt_sample(&ev) {
+                    c.rtt_sample(ev.rtt_us.into());
+                }
             }
             let l = if self.json { p.json(&ev) } else { p.line(&ev) };
             self.out.line(&l)?;

@@ -136,7 +136,9 @@ pub struct Args {
     pub rtt_detail: bool,
 
     /// With --rtt/--rtt-detail: only sockets whose smoothed RTT is at
-    /// least MS milliseconds (checked in the kernel).
+    /// least MS milliseconds (checked in the kernel). With --sock: traces
+    /// tcp_ack_update_rtt (added to -t) and shows only its samples on such
+    /// sockets.
     #[arg(
         long,
         value_name = "MS",
@@ -146,7 +148,8 @@ pub struct Args {
     pub filter_srtt: Option<String>,
 
     /// With --rtt/--rtt-detail: only sockets whose minimum RTT is at least
-    /// MS milliseconds (checked in the kernel).
+    /// MS milliseconds (checked in the kernel). With --sock: as
+    /// --filter-srtt, on the minimum RTT.
     #[arg(
         long,
         value_name = "MS",
@@ -158,6 +161,7 @@ pub struct Args {
     // ---- lifecycle tracing ----
     /// Hooks to attach: group or hook names, comma separated, or `all`
     /// (default: every hook not marked default-off). See rules/hooks.yaml.
+    /// With --sock: names of its tracepoints and functions.
     #[arg(short = 't', long, value_name = "LIST", help_heading = "Lifecycle")]
     pub trace: Option<String>,
 

@@ -29,7 +29,7 @@ pub enum Mode {
     /// `--tcp-monitor`.
     TcpMonitor,
     /// `--sock`: socket hooks, one line each.
-    Sock,
+    Sock(Sock),
     /// `--rt`, `--rt-summary`.
     Rt { summary: bool },
     /// `--rtt` (the distribution) and/or `--rtt-detail` (each sample),
@@ -45,6 +45,24 @@ pub enum Mode {
         interval: Option<std::time::Duration>,
         states: u32,
     },
+}
+
+/// `--sock` options.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Sock {
+    /// `-t`: the hooks to attach (tracepoint and function names, checked
+    /// against `modes::tcp::sock`), `None` for all of them.
+    pub hooks: Option<Vec<&'static str>>,
+    /// `--filter-srtt` / `--filter-minrtt`: `tcp_ack_update_rtt` is
+    /// attached and reports only the samples that pass.
+    pub rtt: Option<RttFilter>,
+}
+
+/// `--filter-srtt` and `--filter-minrtt`, in µs (0: no limit).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RttFilter {
+    pub min_srtt_us: u32,
+    pub min_rtt_min_us: u32,
 }
 
 /// Lifecycle options as typed; hook names are resolved against the
@@ -322,9 +340,10 @@ fn socket_mode(args: &Args, lifecycle_flags: &[(&str, bool)]) -> Result<Option<M
     if args.rt_summary && !args.rt {
         return Err(usage!("--rt-summary needs --rt"));
     }
-    if (args.filter_srtt.is_some() || args.filter_minrtt.is_some()) && !args.rtt && !args.rtt_detail {
+    let rtt_filter = args.filter_srtt.is_some() || args.filter_minrtt.is_some();
+    if rtt_filter && !args.rtt && !args.rtt_detail && !args.sock {
         return Err(usage!(
-            "--filter-srtt and --filter-minrtt need --rtt or --rtt-detail"
+            "--filter-srtt and --filter-minrtt need --rtt, --rtt-detail or --sock"
         ));
     }
     if (args.interval.is_some() || args.state.is_some()) && !args.conn {
@@ -333,7 +352,11 @@ fn socket_mode(args: &Args, lifecycle_flags: &[(&str, bool)]) -> Result<Option<M
     let Some(&flag) = chosen.first().filter(|f| **f != "--drop") else {
         return Ok(None);
     };
-    if let Some((other, _)) = lifecycle_flags.iter().find(|(_, set)| *set) {
+    // `--sock` takes `-t` too: its own hook names.
+    if let Some((other, _)) = lifecycle_flags
+        .iter()
+        .find(|(f, set)| *set && !(args.sock && *f == "-t/--trace"))
+    {
         return Err(usage!(
             "{other} is for lifecycle tracing and cannot be combined with {flag}"
         ));
@@ -351,21 +374,29 @@ fn socket_mode(args: &Args, lifecycle_flags: &[(&str, bool)]) -> Result<Option<M
             "{flag} attaches classic tracepoints: --backend must be auto or tracepoint"
         ));
     }
+    let ms = |flag: &str, v: &Option<String>| -> Result<u32, UsageError> {
+        match v {
+            Some(v) => v
+                .parse::<u32>()
+                .ok()
+                .and_then(|ms| ms.checked_mul(1000))
+                .ok_or_else(|| usage!("{flag}: '{v}' is not a number of milliseconds")),
+            None => Ok(0),
+        }
+    };
     Ok(Some(if args.tcp_monitor {
         Mode::TcpMonitor
     } else if args.sock {
-        Mode::Sock
+        let rtt = rtt_filter
+            .then(|| -> Result<RttFilter, UsageError> {
+                Ok(RttFilter {
+                    min_srtt_us: ms("--filter-srtt", &args.filter_srtt)?,
+                    min_rtt_min_us: ms("--filter-minrtt", &args.filter_minrtt)?,
+                })
+            })
+            .transpose()?;
+        Mode::Sock(sock_hooks(args, rtt)?)
     } else if args.rtt || args.rtt_detail {
-        let ms = |flag: &str, v: &Option<String>| -> Result<u32, UsageError> {
-            match v {
-                Some(v) => v
-                    .parse::<u32>()
-                    .ok()
-                    .and_then(|ms| ms.checked_mul(1000))
-                    .ok_or_else(|| usage!("{flag}: '{v}' is not a number of milliseconds")),
-                None => Ok(0),
-            }
-        };
         Mode::Rtt {
             distribution: args.rtt,
             detail: args.rtt_detail,
@@ -394,6 +425,38 @@ fn socket_mode(args: &Args, lifecycle_flags: &[(&str, bool)]) -> Result<Option<M
             .map_err(|e| usage!("--state: {e}"))?;
         Mode::Conn { interval, states }
     }))
+}
+
+/// `--sock`'s hooks: `-t` (names of its tracepoints and functions, or
+/// `all`); the RTT filters add `tcp_ack_update_rtt`, and without `-t` it
+/// is the only hook (they are about its samples).
+fn sock_hooks(args: &Args, rtt: Option<RttFilter>) -> Result<Sock, UsageError> {
+    use crate::modes::tcp::sock::{ACK_UPDATE_RTT, is_tracepoint, parse_hooks};
+    let mut hooks = match &args.trace {
+        Some(list) => Some(parse_hooks(list).map_err(|e| usage!("-t: {e}"))?),
+        None => None,
+    };
+    if rtt.is_some() {
+        let h = hooks.get_or_insert_with(Vec::new);
+        if !h.contains(&ACK_UPDATE_RTT) {
+            h.push(ACK_UPDATE_RTT);
+        }
+    }
+    if args.backend == BackendChoice::Tracepoint {
+        if rtt.is_some() {
+            return Err(usage!(
+                "--filter-srtt and --filter-minrtt with --sock take their samples from {ACK_UPDATE_RTT}, a kernel function: not with --backend tracepoint"
+            ));
+        }
+        if let Some(h) = &hooks
+            && !h.iter().any(|n| is_tracepoint(n))
+        {
+            return Err(usage!(
+                "-t names kernel functions only, and --backend tracepoint hooks none"
+            ));
+        }
+    }
+    Ok(Sock { hooks, rtt })
 }
 
 /// Filters of the socket modes: the local end is the source, and the

@@ -119,16 +119,77 @@ fn length_ranges_and_tcp_flags() {
 #[test]
 fn sock_mode_filters_and_backends() {
     let c = config(&["--sock", "-p", "tcp", "--port", "5201"]).unwrap();
-    assert_eq!(c.mode, Mode::Sock);
+    assert_eq!(c.mode, Mode::Sock(Sock::default()));
     assert_eq!((c.filter.port, c.filter.l4_proto), (5201, ipproto::TCP));
     for b in ["auto", "tracepoint", "fentry", "kprobe"] {
-        assert_eq!(config(&["--sock", "--backend", b]).unwrap().mode, Mode::Sock);
+        assert_eq!(
+            config(&["--sock", "--backend", b]).unwrap().mode,
+            Mode::Sock(Sock::default())
+        );
     }
     for (argv, needle) in [
         (&["--sock", "--backend", "tp-btf"][..], "--backend must be"),
         (&["--sock", "--tcp-monitor"], "different modes"),
         (&["--sock", "-p", "udp"], "TCP sockets only"),
         (&["--sock", "--basic"], "cannot be combined with --sock"),
+    ] {
+        let err = config(argv).expect_err(needle);
+        assert!(err.0.contains(needle), "{argv:?}: {err}");
+    }
+}
+
+/// `-t` and the RTT filters with `--sock`.
+#[test]
+fn sock_hooks_and_rtt_filters() {
+    let sock = |argv: &[&str]| match config(argv).unwrap().mode {
+        Mode::Sock(s) => s,
+        m => panic!("{m:?}"),
+    };
+    // The C nettrace's way: -t names the hook, the filter in ms.
+    let s = sock(&["--sock", "-t", "tcp_ack_update_rtt", "--filter-srtt", "10"]);
+    assert_eq!(s.hooks, Some(vec!["tcp_ack_update_rtt"]));
+    assert_eq!(
+        s.rtt,
+        Some(RttFilter {
+            min_srtt_us: 10_000,
+            min_rtt_min_us: 0
+        })
+    );
+    // The filters alone select the hook their samples come from; with
+    // other hooks named, they add it.
+    let s = sock(&["--sock", "--filter-minrtt", "0"]);
+    assert_eq!(s.hooks, Some(vec!["tcp_ack_update_rtt"]));
+    assert_eq!(s.rtt, Some(RttFilter::default()));
+    let s = sock(&["--sock", "-t", "tcp_probe", "--filter-srtt", "1"]);
+    assert_eq!(s.hooks, Some(vec!["tcp_probe", "tcp_ack_update_rtt"]));
+    let s = sock(&["--sock", "-t", "tcp_probe,inet_listen"]);
+    assert_eq!((s.hooks, s.rtt), (Some(vec!["tcp_probe", "inet_listen"]), None));
+    assert_eq!(sock(&["--sock", "-t", "all"]).hooks.map(|h| h.len()), Some(16));
+    for (argv, needle) in [
+        (
+            &["--sock", "--filter-srtt", "-1"][..],
+            "--filter-srtt: '-1' is not a number",
+        ),
+        (&["--sock", "--filter-minrtt", "x"], "--filter-minrtt: 'x'"),
+        (&["--sock", "--filter-srtt", "4294968"], "--filter-srtt"),
+        (&["--sock", "-t", "ip_rcv"], "'ip_rcv' is not a --sock hook"),
+        (
+            &["--sock", "--filter-srtt", "5", "--backend", "tracepoint"],
+            "kernel function",
+        ),
+        (
+            &["--sock", "-t", "tcp_close", "--backend", "tracepoint"],
+            "hooks none",
+        ),
+        (&["--filter-srtt", "5"], "need --rtt, --rtt-detail or --sock"),
+        (
+            &["--tcp-monitor", "-t", "tcp_probe"],
+            "cannot be combined with --tcp-monitor",
+        ),
+        (
+            &["--sock", "--trace-stack", "tcp_close"],
+            "cannot be combined with --sock",
+        ),
     ] {
         let err = config(argv).expect_err(needle);
         assert!(err.0.contains(needle), "{argv:?}: {err}");

@@ -91,7 +91,7 @@ impl Metrics {
         );
         r.register(
             "tcp_rtt_seconds",
-            "TCP RTT samples seen by --rtt-detail",
+            "TCP RTT samples seen by --rtt-detail and by --sock at tcp_ack_update_rtt",
             self.rtt_samples.clone(),
         );
         r.register(

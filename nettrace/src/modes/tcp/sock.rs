@@ -8,7 +8,12 @@
 //! `tcp_rcv_state_process`, `__tcp_transmit_skb`, `tcp_ack`,
 //! `tcp_write_timer_handler`, `tcp_ack_update_rtt` and `tcp_close`. A
 //! function that cannot be hooked is left out (said with `--debug`); the
-//! tracepoints alone still make the mode.
+//! tracepoints alone still make the mode. `-t` picks hooks by name.
+//!
+//! `tcp_ack_update_rtt` lines also carry the RTT sample, as `--rtt-detail`
+//! prints it (`*rtt:0.152ms, rtt_min:0.100ms* srtt:0.160ms`), and
+//! `--filter-srtt`/`--filter-minrtt` filter those samples in the kernel
+//! (they select that hook; without `-t` it is the only one).
 
 use std::borrow::Cow;
 
@@ -22,7 +27,7 @@ use nettrace_common::{
 };
 use serde_json::json;
 
-use super::{Names, Tracepoint, tracepoint, tuple_json, tuple_text};
+use super::{Names, Tracepoint, ms, tracepoint, tuple_json, tuple_text};
 use crate::load::Logged as _;
 use crate::{
     cli::BackendChoice,
@@ -118,6 +123,57 @@ pub const FUNCTIONS: [Function; sock_fn::COUNT] = [
     ),
 ];
 
+/// The function whose samples `--filter-srtt`/`--filter-minrtt` filter.
+pub const ACK_UPDATE_RTT: &str = "tcp_ack_update_rtt";
+
+/// Every hook name `-t` accepts with `--sock`: tracepoints, then functions.
+pub fn hook_names() -> impl Iterator<Item = &'static str> {
+    TRACEPOINTS
+        .iter()
+        .map(|t| t.name)
+        .chain(FUNCTIONS.iter().map(|f| f.name))
+}
+
+pub fn is_tracepoint(name: &str) -> bool {
+    TRACEPOINTS.iter().any(|t| t.name == name)
+}
+
+/// `-t` with `--sock`: hook names, comma separated, or `all`. Each name
+/// once, in the order given.
+pub fn parse_hooks(list: &str) -> Result<Vec<&'static str>, String> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for name in list.split(',').map(str::trim) {
+        let found: Vec<&'static str> = if name == "all" {
+            hook_names().collect()
+        } else {
+            let n = hook_names().find(|n| *n == name).ok_or_else(|| {
+                format!(
+                    "'{name}' is not a --sock hook (those are: all, {})",
+                    hook_names().collect::<Vec<_>>().join(", ")
+                )
+            })?;
+            vec![n]
+        };
+        for n in found {
+            if !out.contains(&n) {
+                out.push(n);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Whether the hook `name` is wanted: all are without `-t`.
+pub fn selected(hooks: Option<&[&str]>, name: &str) -> bool {
+    hooks.is_none_or(|h| h.contains(&name))
+}
+
+/// Whether an event is a `tcp_ack_update_rtt` sample (it carries the
+/// sample, `srtt` and `rtt_min`).
+pub fn is_rtt_sample(ev: &SockEvent) -> bool {
+    ev.source == sock_source::FUNCTION && ev.hook == sock_fn::ACK_UPDATE_RTT && ev.full != 0
+}
+
 /// The name of an event's hook: its tracepoint's or function's.
 pub fn hook_name(source: u8, hook: u8) -> &'static str {
     if source == sock_source::FUNCTION {
@@ -184,6 +240,14 @@ pub fn configure(btf: &KernelBtf, m: &mut SockModeConfig) -> Vec<String> {
             Err(why) => missing.push(format!("{}: {why}", f.name)),
         }
     }
+    // Its lines carry the sample: `seq_rtt_us`, found as `--rtt` finds it.
+    let rtt = usize::from(sock_fn::ACK_UPDATE_RTT);
+    if m.fn_arg[rtt] != KernelLayout::NONE && super::rtt::positions(btf).is_none() {
+        m.fn_arg[rtt] = KernelLayout::NONE;
+        missing.push(format!(
+            "{ACK_UPDATE_RTT}: no `struct sock *sk` and `long seq_rtt_us` arguments in BTF"
+        ));
+    }
     missing
 }
 
@@ -213,12 +277,14 @@ pub enum Mechanism {
     Kprobe,
 }
 
-/// Hooks every usable function, each by fentry, else kprobe (or only the
-/// mechanism `--backend` forces; none for `--backend tracepoint`).
-/// Returns each function's outcome; a failure is a reason, not an error.
+/// Hooks every usable function `-t` selects (`hooks`, `None`: all), each
+/// by fentry, else kprobe (or only the mechanism `--backend` forces; none
+/// for `--backend tracepoint`). Returns each selected function's outcome;
+/// a failure is a reason, not an error.
 pub fn attach_functions(
     ebpf: &mut Ebpf,
     m: &SockModeConfig,
+    hooks: Option<&[&str]>,
     backend: BackendChoice,
     caps: &Capabilities,
     btf: Option<&Btf>,
@@ -230,7 +296,7 @@ pub fn attach_functions(
         BackendChoice::Tracepoint | BackendChoice::TpBtf => return Vec::new(),
     };
     let mut out = Vec::new();
-    for f in &FUNCTIONS {
+    for f in FUNCTIONS.iter().filter(|f| selected(hooks, f.name)) {
         if m.fn_arg[usize::from(f.hook)] == KernelLayout::NONE {
             out.push((f.name, Err("no usable socket argument in BTF".into())));
             continue;
@@ -390,6 +456,15 @@ impl Printer {
                 );
             }
         }
+        if is_rtt_sample(ev) {
+            // As `--rtt-detail` (and the C nettrace's sock mode) show it.
+            s += &format!(
+                " *rtt:{}, rtt_min:{}* srtt:{}",
+                ms(ev.rtt_us.into()),
+                ms(ev.rtt_min_us.into()),
+                ms(ev.srtt_us.into())
+            );
+        }
         s += &format!(" netns:{}", ev.netns);
         if ev.pid != 0 {
             s += &format!(" task:{}/{}", ev.pid, cstr(&ev.comm));
@@ -434,6 +509,12 @@ impl Printer {
                     );
                 }
             }
+        }
+        if is_rtt_sample(ev) {
+            // The names of `--rtt-detail`'s `rtt` record.
+            m.insert("rtt_ns".into(), json!(u64::from(ev.rtt_us) * 1000));
+            m.insert("rtt_min_ns".into(), json!(u64::from(ev.rtt_min_us) * 1000));
+            m.insert("srtt_ns".into(), json!(u64::from(ev.srtt_us) * 1000));
         }
         m.insert("netns".into(), json!(ev.netns));
         if ev.pid != 0 {
@@ -501,7 +582,9 @@ mod tests {
             wmem_queued: 0,
             rmem_alloc: 0,
             pid: 0,
-            _pad2: 0,
+            rtt_us: 0,
+            rtt_min_us: 0,
+            srtt_us: 0,
             comm,
         }
     }
@@ -579,6 +662,67 @@ mod tests {
         assert!(v.get("old_state").is_none() && v.get("pid").is_none());
     }
 
+    /// `tcp_ack_update_rtt` lines carry the sample as `--rtt-detail`
+    /// prints it; other hooks do not.
+    #[test]
+    fn rtt_samples_in_text_and_json() {
+        let p = printer(Some(250));
+        let mut ev = event();
+        ev.hook = sock_fn::ACK_UPDATE_RTT;
+        ev.rtt_us = 152;
+        ev.rtt_min_us = 100;
+        ev.srtt_us = 1_160;
+        ev.pid = 7;
+        let line = p.line(&ev);
+        let (_, rest) = line.split_once("] ").unwrap();
+        assert_eq!(
+            rest,
+            "[tcp_ack_update_rtt   ] TCP: 127.0.0.1:36562 -> 127.0.0.1:9999 ESTABLISHED CA_Open out:(p1 r0) unack:196997740 mem:(w0 r0) timer:(retrans, 1.000s) *rtt:0.152ms, rtt_min:0.100ms* srtt:1.160ms netns:4026531840 task:7/curl"
+        );
+        let v: serde_json::Value = serde_json::from_str(&p.json(&ev)).unwrap();
+        assert_eq!(v["hook"], "tcp_ack_update_rtt");
+        assert_eq!(v["rtt_ns"], 152_000);
+        assert_eq!(v["rtt_min_ns"], 100_000);
+        assert_eq!(v["srtt_ns"], 1_160_000);
+        // Another function, and a tracepoint with the same hook number.
+        for (source, hook) in [
+            (sock_source::FUNCTION, sock_fn::ACK),
+            (sock_source::TRACEPOINT, sock_fn::ACK_UPDATE_RTT),
+        ] {
+            ev.source = source;
+            ev.hook = hook;
+            assert!(!p.line(&ev).contains("rtt"), "{}", p.line(&ev));
+            let v: serde_json::Value = serde_json::from_str(&p.json(&ev)).unwrap();
+            assert!(v.get("srtt_ns").is_none() && v.get("rtt_ns").is_none(), "{v}");
+        }
+    }
+
+    #[test]
+    fn hook_selection() {
+        assert_eq!(
+            parse_hooks("tcp_ack_update_rtt").unwrap(),
+            vec!["tcp_ack_update_rtt"]
+        );
+        assert_eq!(
+            parse_hooks("tcp_probe, tcp_close,tcp_probe").unwrap(),
+            vec!["tcp_probe", "tcp_close"]
+        );
+        let all = parse_hooks("all").unwrap();
+        assert_eq!(all.len(), TRACEPOINTS.len() + FUNCTIONS.len());
+        assert_eq!(parse_hooks("tcp_close,all").unwrap().len(), all.len());
+        for bad in ["ip_rcv", "", "tcp_probe,"] {
+            let e = parse_hooks(bad).unwrap_err();
+            assert!(
+                e.contains("is not a --sock hook") && e.contains("tcp_ack_update_rtt"),
+                "{e}"
+            );
+        }
+        assert!(selected(None, "tcp_close"));
+        assert!(selected(Some(&["tcp_close"]), "tcp_close"));
+        assert!(!selected(Some(&["tcp_close"]), "tcp_probe"));
+        assert!(is_tracepoint("tcp_probe") && !is_tracepoint(ACK_UPDATE_RTT));
+    }
+
     #[test]
     fn timers() {
         assert_eq!(timer_left(250, Some(250)), "1.000s");
@@ -593,7 +737,7 @@ mod tests {
     #[test]
     fn event_size_is_its_own() {
         let n = size_of::<SockEvent>();
-        assert_eq!(n, 120);
+        assert_eq!(n, 128);
         for other in [size_of::<TcpEvent>(), size_of::<RtEvent>(), size_of::<RttEvent>()] {
             assert_ne!(n, other);
         }
@@ -618,6 +762,37 @@ mod tests {
                 .line(&ev)
                 .contains("] [tcp_write_timer_handler] TCP: ")
         );
+    }
+
+    /// The kprobe entry points pass the running kernel's verifier, loaded
+    /// with the configuration `--sock --filter-srtt` gives them (also where
+    /// kprobes cannot be attached, as on this project's CI host: loading
+    /// needs only the program type). Root only.
+    #[test]
+    fn kprobe_programs_load_on_the_running_kernel() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: loading eBPF needs root");
+            return;
+        }
+        let btf = KernelBtf::from_file(VMLINUX_BTF).unwrap();
+        let layout = crate::kernel::layout::resolve(&btf).unwrap();
+        let root = crate::kernel::tracefs::ensure_mounted().unwrap().0;
+        let mut p = super::super::prepare(&btf, &layout, &root, &TRACEPOINTS).unwrap();
+        assert!(configure(&btf, &mut p.config.sock_mode).is_empty());
+        let (sk, sample) = super::super::rtt::positions(&btf).unwrap();
+        p.config.rtt.sk_arg = sk;
+        p.config.rtt.rtt_arg = sample;
+        p.config.rtt.min_srtt_us = 10_000;
+        p.config.rtt.min_rtt_min_us = 1_000;
+        let aya_btf = Btf::from_sys_fs().unwrap();
+        let mut ebpf = crate::load::load_tcp(&p.config, Some(&aya_btf)).unwrap();
+        // `--rtt`'s own entry point reads the sample the same way.
+        for name in FUNCTIONS.iter().map(|f| f.kprobe).chain(["rtt_kprobe"]) {
+            let prog: &mut KProbe = program(&mut ebpf, name).unwrap();
+            prog.load()
+                .unwrap_or_else(|e| panic!("{name}: {:#}", anyhow::Error::new(e)));
+        }
     }
 
     /// The layout of the running kernel, from its BTF.
