@@ -49,6 +49,8 @@ fn apt_options(dir: &Path, suite: &str) -> anyhow::Result<Vec<String>> {
         format!("-oDir::Etc::sourceparts={}", parts.display()),
         format!("-oDir::State::Lists={}", lists.display()),
         format!("-oDir::Cache={}", dir.join("cache").display()),
+        // The cache is root's: apt's download user could not write there.
+        "-oAPT::Sandbox::User=root".into(),
         // Only the package lists: no translations or AppStream data.
         "-oAcquire::Languages=none".into(),
         "-oAcquire::IndexTargets::deb::DEP-11::DefaultEnabled=false".into(),
