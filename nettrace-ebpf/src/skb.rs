@@ -75,9 +75,15 @@ pub fn read_l3(layout: &KernelLayout, skb: u64, hdr: &mut [u8; PKT_HDR_LEN], m: 
         return;
     };
     m.len = len;
-    if m.l3_proto == 0 && sock_built(layout, skb, head, data) {
-        read_from_sock(layout, skb, hdr, m);
-        return;
+    if m.l3_proto == 0 {
+        // Packed (ethertype << 16 | bytes): `m` stays out of the call, so
+        // the caller keeps it in registers.
+        let from_sock = read_from_sock(layout, skb, hdr, len);
+        if from_sock != 0 {
+            m.l3_proto = (from_sock >> 16) as u16;
+            m.hdr_len = from_sock as u16;
+            return;
+        }
     }
     if nh == HEADER_UNSET {
         return;
@@ -117,27 +123,23 @@ pub fn read_l3(layout: &KernelLayout, skb: u64, hdr: &mut [u8; PKT_HDR_LEN], m: 
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
 
-/// A packet the local stack is building above the IP layer (TCP's
-/// `__ip_queue_xmit`, `ip6_xmit`): no protocol yet, a socket, and `data` at
-/// the transport header, so nothing below it was written. Its network
-/// header offset is then whatever the allocation left (0), not a header.
-#[inline(always)]
-fn sock_built(layout: &KernelLayout, skb: u64, head: u64, data: u64) -> bool {
-    let (Some(th), Some(sk)) = (
-        field::<u16>(skb, layout.skb_transport_header),
-        field::<u64>(skb, layout.skb_sk),
-    ) else {
-        return false;
-    };
-    th != HEADER_UNSET && sk != 0 && data == head + th as u64
-}
-
-/// Writes the IP header the socket will get (addresses, protocol, length)
-/// and then the transport header, so filters and the decoder see such a
-/// packet as they see it after the IP layer (the C nettrace reads these
-/// hooks from the socket too). Out of line: only this rare path pays for it.
+/// A packet the local stack is still building above the IP layer (TCP's
+/// `__ip_queue_xmit`, `ip6_xmit`) has no protocol yet, a socket, and `data`
+/// at the transport header: nothing below it was written, and its network
+/// header offset is whatever the allocation left (0), not a header. For
+/// such a packet this writes the IP header the socket will get (addresses,
+/// protocol, length) and then the transport header, so filters and the
+/// decoder see it as after the IP layer (the C nettrace reads these hooks
+/// from the socket too), and returns the ethertype and the valid bytes of
+/// `hdr` as `ethertype << 16 | bytes` (0: not such a packet).
+///
+/// Out of line, so only packets without a protocol pay for it, and kept off
+/// the lifecycle program's deepest call chain: the 6.1 verifier allows 512
+/// bytes of stack for a chain (each frame rounded up to 32), and that chain
+/// (entry, handler, `emit_nf_hooks`) is at the limit. Addresses are read
+/// straight into `hdr`, so no arrays sit on the stack.
 #[inline(never)]
-fn read_from_sock(layout: &KernelLayout, skb: u64, hdr: &mut [u8; PKT_HDR_LEN], m: &mut Meta) {
+fn read_from_sock(layout: &KernelLayout, skb: u64, hdr: &mut [u8; PKT_HDR_LEN], len: u32) -> u32 {
     // At most five arguments to a BPF function: read these again.
     let (Some(sk), Some(th), Some(head), Some(data)) = (
         field::<u64>(skb, layout.skb_sk),
@@ -145,73 +147,58 @@ fn read_from_sock(layout: &KernelLayout, skb: u64, hdr: &mut [u8; PKT_HDR_LEN], 
         field::<u64>(skb, layout.skb_head),
         field::<u64>(skb, layout.skb_data),
     ) else {
-        return;
+        return 0;
     };
-    let end = data + m.len as u64;
+    if th == HEADER_UNSET || sk == 0 || data != head + th as u64 {
+        return 0;
+    }
+    let end = data + len as u64;
     let l4 = head + th as u64;
     if end <= l4 {
-        return;
+        return 0;
     }
     let avail = end - l4;
     let protocol = field::<u16>(sk, layout.sk_protocol).unwrap_or(0) as u8;
-    // Payload length as the IP header will say it.
-    let payload = (avail as u16).to_be_bytes();
-    let mut family = field::<u16>(sk, layout.sk_family).unwrap_or(0);
-    if family == AF_INET6 {
-        // A v4-mapped peer (`::ffff:a.b.c.d`) talks IPv4 on the wire.
-        let daddr = field::<[u8; 16]>(sk, layout.sk_v6_daddr).unwrap_or([0; 16]);
-        if daddr[..10] == [0; 10] && daddr[10] == 0xff && daddr[11] == 0xff {
-            family = AF_INET;
-        }
+    let family = field::<u16>(sk, layout.sk_family).unwrap_or(0);
+    if family != AF_INET && family != AF_INET6 {
+        return 0;
     }
-    match family {
-        AF_INET => {
-            const IP: usize = 20;
-            let (Some(saddr), Some(daddr)) = (
-                field::<[u8; 4]>(sk, layout.sk_saddr),
-                field::<[u8; 4]>(sk, layout.sk_daddr),
-            ) else {
-                return;
-            };
-            *hdr = [0; PKT_HDR_LEN];
-            hdr[0] = 0x45;
-            let total = (avail as u16).wrapping_add(IP as u16).to_be_bytes();
-            hdr[2] = total[0];
-            hdr[3] = total[1];
-            hdr[8] = 64;
-            hdr[9] = protocol;
-            hdr[12..16].copy_from_slice(&saddr);
-            hdr[16..20].copy_from_slice(&daddr);
-            // SAFETY: probe read of kernel memory into our own buffer.
-            if unsafe { bpf_probe_read_kernel_buf(l4 as *const u8, &mut hdr[IP..]) }.is_err() {
-                return;
-            }
-            m.l3_proto = ethertype::IPV4;
-            m.hdr_len = (IP as u64 + avail.min((PKT_HDR_LEN - IP) as u64)) as u16;
+    // SAFETY (every read below): probe reads of kernel memory into our own
+    // buffer; a failed read leaves zeros.
+    let read = |src: u64, off: u32, dst: &mut [u8]| {
+        if off != KernelLayout::NONE {
+            let _ = unsafe { bpf_probe_read_kernel_buf((src + off as u64) as *const u8, dst) };
         }
-        AF_INET6 => {
-            const IP6: usize = 40;
-            let (Some(saddr), Some(daddr)) = (
-                field::<[u8; 16]>(sk, layout.sk_v6_saddr),
-                field::<[u8; 16]>(sk, layout.sk_v6_daddr),
-            ) else {
-                return;
-            };
-            *hdr = [0; PKT_HDR_LEN];
-            hdr[0] = 0x60;
-            hdr[4] = payload[0];
-            hdr[5] = payload[1];
-            hdr[6] = protocol;
-            hdr[7] = 64;
-            hdr[8..24].copy_from_slice(&saddr);
-            hdr[24..40].copy_from_slice(&daddr);
-            // SAFETY: as above.
-            if unsafe { bpf_probe_read_kernel_buf(l4 as *const u8, &mut hdr[IP6..]) }.is_err() {
-                return;
-            }
-            m.l3_proto = ethertype::IPV6;
-            m.hdr_len = (IP6 as u64 + avail.min((PKT_HDR_LEN - IP6) as u64)) as u16;
+    };
+    // An IPv6 socket whose peer is v4-mapped (`::ffff:a.b.c.d`) talks IPv4
+    // on the wire: look at its peer address first (where IPv6 keeps it).
+    let mut v4 = family == AF_INET;
+    if !v4 {
+        read(sk, layout.sk_v6_daddr, &mut hdr[24..40]);
+        v4 = hdr[24..34] == [0; 10] && hdr[34] == 0xff && hdr[35] == 0xff;
+    }
+    if v4 {
+        const IP: usize = 20;
+        // Every header byte written one by one: a zeroed array would be
+        // built on the stack and copied.
+        let total = (avail as u16).wrapping_add(IP as u16).to_be_bytes();
+        let fixed = [0x45, 0, total[0], total[1], 0, 0, 0, 0, 64, protocol, 0, 0];
+        for (i, b) in fixed.into_iter().enumerate() {
+            hdr[i] = b;
         }
-        _ => {}
+        read(sk, layout.sk_saddr, &mut hdr[12..16]);
+        read(sk, layout.sk_daddr, &mut hdr[16..20]);
+        read(l4, 0, &mut hdr[IP..]);
+        (u32::from(ethertype::IPV4) << 16) | (IP as u64 + avail.min((PKT_HDR_LEN - IP) as u64)) as u32
+    } else {
+        const IP6: usize = 40;
+        let payload = (avail as u16).to_be_bytes();
+        let fixed = [0x60, 0, 0, 0, payload[0], payload[1], protocol, 64];
+        for (i, b) in fixed.into_iter().enumerate() {
+            hdr[i] = b;
+        }
+        read(sk, layout.sk_v6_saddr, &mut hdr[8..24]);
+        read(l4, 0, &mut hdr[IP6..]);
+        (u32::from(ethertype::IPV6) << 16) | (IP6 as u64 + avail.min((PKT_HDR_LEN - IP6) as u64)) as u32
     }
 }

@@ -390,9 +390,13 @@ fn handle(ctx: *mut c_void, slot: u32, args: &HookArgs) {
     if flags & slot_flags::NF_CONTEXT != 0 {
         emit_nf_context(&cfg.nf, flags, &args.nf, skb);
     }
-    let netfilter_drop = (ev.has_extra != 0 && extra as u32 == cfg.nf.drop_reason)
-        || args.location.wrapping_sub(cfg.nf.drop_at) < cfg.nf.drop_at_len;
-    if flags & slot_flags::NF_HOOKS != 0 && netfilter_drop {
+    // Read back from the event (not kept in registers across the helper
+    // calls above): on 6.1 this program's deepest call chain is at the
+    // verifier's 512-byte stack limit, and a spilled value is one too many.
+    if flags & slot_flags::NF_HOOKS != 0
+        && ((ev.has_extra != 0 && ev.extra as u32 == cfg.nf.drop_reason)
+            || ev.location.wrapping_sub(cfg.nf.drop_at) < cfg.nf.drop_at_len)
+    {
         // Before the drop's own event, which ends the packet in userspace.
         emit_nf_hooks(&cfg.nf, m.net, skb, m.l3_proto);
     }
@@ -420,6 +424,22 @@ fn follow_on(clone: bool, extra: u64, fresh: &Tracked, freed: bool, skb: u64) {
     }
 }
 
+/// Reads a `T` at `base + offset` into `dst` (record memory), leaving it as
+/// it is when the base is NULL or the read faults.
+#[inline(always)]
+unsafe fn read_into<T>(dst: *mut T, base: u64, offset: u32) {
+    if base != 0 {
+        // SAFETY: the helper never faults; `dst` is writable record memory.
+        unsafe {
+            aya_ebpf::helpers::generated::bpf_probe_read_kernel(
+                dst.cast(),
+                size_of::<T>() as u32,
+                (base + offset as u64) as *const c_void,
+            );
+        }
+    }
+}
+
 /// `--hooks`: the netfilter hook functions of the namespace `net` for the
 /// packet's family, at every hook point (see `NfHooksEvent`).
 #[inline(never)]
@@ -443,21 +463,24 @@ fn emit_nf_hooks(nf: &NfLayout, net: u64, skb: u64, l3_proto: u16) {
         (*out).skb = skb;
         (*out).ip_version = version;
         (*out)._pad = [0; 5];
+        // Read straight into the record: one stack slot per unrolled read
+        // would put this function over the 6.1 verifier's stack budget for
+        // the lifecycle program's call chain.
         for p in 0..NF_HOOK_POINTS {
             let entries: u64 = if (p as u32) < nf.points {
                 field(net, table + (p * 8) as u32).unwrap_or(0)
             } else {
                 0
             };
-            let count: u16 = field(entries, nf.entries_num).unwrap_or(0);
-            (*out).counts[p] = count;
+            (*out).counts[p] = 0;
+            read_into(&raw mut (*out).counts[p], entries, nf.entries_num);
+            let count = (*out).counts[p];
             for i in 0..NF_HOOKS_KEPT {
                 let at = nf.entries_hooks + i as u32 * nf.entry_size + nf.entry_hook;
-                (*out).funcs[p][i] = if (i as u16) < count {
-                    field(entries, at).unwrap_or(0)
-                } else {
-                    0
-                };
+                (*out).funcs[p][i] = 0;
+                if (i as u16) < count {
+                    read_into(&raw mut (*out).funcs[p][i], entries, at);
+                }
             }
         }
     }
