@@ -427,17 +427,26 @@ fn attach_sock_functions(
         }
     }
     let hooked = results.iter().filter(|(_, r)| r.is_ok()).count();
-    if hooked == 0
-        && matches!(backend, BackendChoice::Fentry | BackendChoice::Kprobe)
-        && s.config.kernel.force
-    {
-        eprintln!(
-            "nettrace: skipping --sock's kernel functions: none could be hooked with --backend {backend:?} (--debug says why)"
-        );
-    } else if hooked == 0 && matches!(backend, BackendChoice::Fentry | BackendChoice::Kprobe) {
-        return Err(Failure::Unusable(format!(
-            "--sock --backend {backend:?}: no kernel function could be hooked that way (--debug says why)"
-        )));
+    let forced = match backend {
+        BackendChoice::Fentry => Some("fentry"),
+        BackendChoice::Kprobe => Some("kprobe"),
+        _ => None,
+    };
+    // Why, on the same line: the first function's reasons.
+    let first_why = results
+        .iter()
+        .find_map(|(name, r)| r.as_ref().err().map(|why| format!("{name}: {why}")))
+        .unwrap_or_default();
+    // Only when functions were asked for: `-t` naming tracepoints alone
+    // wants none, whatever the backend.
+    if let (0, Some(forced), false) = (hooked, forced, results.is_empty()) {
+        if s.config.kernel.force {
+            eprintln!("nettrace: skipping --sock's kernel functions: none could be hooked with --backend {forced} ({first_why})");
+        } else {
+            return Err(Failure::Unusable(format!(
+                "--sock --backend {forced}: no kernel function could be hooked that way ({first_why})"
+            )));
+        }
     }
     if hooked == 0 && p.present.is_empty() {
         // Said in full: with `-t` naming functions only (or the RTT
