@@ -35,6 +35,10 @@ const MODULES: &[&str] = &[
     // iptables-nft adds a counter to every rule; before 5.16 (our 5.10)
     // that expression is its own module, later it is part of nf_tables.
     "nft_counter",
+    // --conn's sock_diag handlers (the VM has no modprobe to load them on demand).
+    "inet_diag",
+    "tcp_diag",
+    "udp_diag",
     "nft_compat",
     "nft_chain_nat",
     "nft_nat",
