@@ -233,7 +233,9 @@ fn tcp_transfer(net: &Pair, p: u16) {
     let _server = Background::start(&net.b, &["iperf3", "-s", "-1", "-B", &net.b4, "-p", &ps]);
     for _ in 0..100 {
         let sent = std::process::Command::new("ip")
-            .args(["netns", "exec", &net.a, "iperf3", "-c", &net.b4, "-p", &ps, "-n", "128K"])
+            .args([
+                "netns", "exec", &net.a, "iperf3", "-c", &net.b4, "-p", &ps, "-n", "128K",
+            ])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .status()
@@ -329,7 +331,8 @@ fn latency_skips_a_missing_hook_and_traces_the_rest() {
         .is_ok_and(|k| k.lines().any(|l| l.ends_with(" tcp_data_queue_ofo")));
     if !kernel_has_ofo {
         assert!(
-            t.stderr().contains("skipping tcp_data_queue_ofo: not in this kernel"),
+            t.stderr()
+                .contains("skipping tcp_data_queue_ofo: not in this kernel"),
             "{}",
             t.stderr()
         );

@@ -441,7 +441,9 @@ fn attach_sock_functions(
     // wants none, whatever the backend.
     if let (0, Some(forced), false) = (hooked, forced, results.is_empty()) {
         if s.config.kernel.force {
-            eprintln!("nettrace: skipping --sock's kernel functions: none could be hooked with --backend {forced} ({first_why})");
+            eprintln!(
+                "nettrace: skipping --sock's kernel functions: none could be hooked with --backend {forced} ({first_why})"
+            );
         } else {
             return Err(Failure::Unusable(format!(
                 "--sock --backend {forced}: no kernel function could be hooked that way ({first_why})"

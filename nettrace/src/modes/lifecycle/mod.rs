@@ -81,7 +81,10 @@ pub fn prepare(l: &Lifecycle) -> Result<Prepared, String> {
         let frees: Vec<usize> = (0..catalogue.hooks.len())
             .filter(|&i| catalogue.hooks[i].hook.free && catalogue.hooks[i].hook.default)
             .collect();
-        let names: Vec<&str> = frees.iter().map(|&i| catalogue.hooks[i].hook.name.as_str()).collect();
+        let names: Vec<&str> = frees
+            .iter()
+            .map(|&i| catalogue.hooks[i].hook.name.as_str())
+            .collect();
         eprintln!(
             "nettrace: --latency: no traced hook ends a packet's life; {} end them",
             names.join(", ")
