@@ -279,8 +279,7 @@ fn line_of<'a>(lines: &'a [String], hook: &str, note: &str) -> &'a String {
 /// (iptables-nft) and `ipt_do_table` (iptables-legacy).
 #[test]
 fn netfilter_functions_name_hook_point_table_and_chain() {
-    if !util::function_hooks().0 {
-        eprintln!("skipped: this kernel cannot hook functions (the VM tier runs this)");
+    if util::skip_without_function_hooks() {
         return;
     }
     // The drop as the kernel reports it, or (no drop reasons) as diagnosed

@@ -254,8 +254,7 @@ fn tcp_transfer(net: &Pair, p: u16) {
 /// them.
 #[test]
 fn latency_from_ip_queue_xmit_to_the_driver() {
-    if !util::function_hooks().0 {
-        eprintln!("skipped: this kernel cannot hook functions (the VM tier runs this)");
+    if util::skip_without_function_hooks() {
         return;
     }
     let net = Pair::new();
@@ -296,8 +295,7 @@ fn latency_from_ip_queue_xmit_to_the_driver() {
 /// default frees end the lives.
 #[test]
 fn latency_skips_a_missing_hook_and_traces_the_rest() {
-    if !util::function_hooks().0 {
-        eprintln!("skipped: this kernel cannot hook functions (the VM tier runs this)");
+    if util::skip_without_function_hooks() {
         return;
     }
     let net = Pair::new();

@@ -405,6 +405,17 @@ pub fn function_hooks() -> (bool, bool) {
     (kprobes, kprobes && !forced_kprobe)
 }
 
+/// For tests that need function hooks: true (and a line saying the test is
+/// skipped) on a kernel that cannot hook functions, like this project's CI
+/// host; the VM tier runs them.
+pub fn skip_without_function_hooks() -> bool {
+    let skip = !function_hooks().0;
+    if skip {
+        eprintln!("skipped: this kernel cannot hook functions (the VM tier runs this)");
+    }
+    skip
+}
+
 /// The BPF programs, maps and links process `pid` holds, as
 /// (`prog`|`map`|`link`, id), from its fds' `/proc/PID/fdinfo` entries:
 /// exact even while other tests run tracers of their own.
