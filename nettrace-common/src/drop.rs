@@ -1,6 +1,11 @@
 //! `--drop` mode: one event per `skb:kfree_skb`.
 
-use crate::{COMM_LEN, PKT_HDR_LEN, filter::Filter, layout::KernelLayout};
+use crate::{
+    COMM_LEN, PKT_HDR_LEN,
+    filter::Filter,
+    layout::KernelLayout,
+    record::{Record, RecordHeader},
+};
 
 /// Which arguments of the tracepoint hold what. For `tp_btf` these are
 /// argument indices from the BTF prototype of `btf_trace_kfree_skb`; for the
@@ -38,12 +43,7 @@ pub struct DropConfig {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DropEvent {
-    /// `bpf_ktime_get_ns()`: CLOCK_MONOTONIC, nanoseconds.
-    pub ts_ns: u64,
-    /// Address of the `sk_buff`.
-    pub skb: u64,
-    /// Return address inside the function that freed the packet.
-    pub location: u64,
+    pub header: RecordHeader,
     /// `enum skb_drop_reason` value (0 when the kernel has none).
     pub reason: u32,
     /// Stack id in the stack-trace map, or negative when not recorded.
@@ -58,17 +58,23 @@ pub struct DropEvent {
     pub l3_proto: u16,
     /// Valid bytes in `hdr`.
     pub hdr_len: u16,
+    pub _pad: u32,
+    /// `bpf_ktime_get_ns()`: CLOCK_MONOTONIC, nanoseconds.
+    pub ts_ns: u64,
+    /// Address of the `sk_buff`.
+    pub skb: u64,
+    /// Return address inside the function that freed the packet.
+    pub location: u64,
     pub comm: [u8; COMM_LEN],
     /// Packet bytes from the network header on.
     pub hdr: [u8; PKT_HDR_LEN],
 }
 
 impl DropEvent {
+    /// An event with its header and nothing else (no stack).
     pub const fn zeroed() -> Self {
         Self {
-            ts_ns: 0,
-            skb: 0,
-            location: 0,
+            header: <Self as Record>::HEADER,
             reason: 0,
             stack_id: -1,
             netns: 0,
@@ -76,6 +82,10 @@ impl DropEvent {
             ifindex: 0,
             l3_proto: 0,
             hdr_len: 0,
+            _pad: 0,
+            ts_ns: 0,
+            skb: 0,
+            location: 0,
             comm: [0; COMM_LEN],
             hdr: [0; PKT_HDR_LEN],
         }

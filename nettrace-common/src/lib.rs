@@ -10,12 +10,14 @@
 pub mod drop;
 pub mod filter;
 pub mod layout;
+pub mod record;
 pub mod tcp;
 pub mod trace;
 
 pub use drop::{DropConfig, DropEvent};
 pub use filter::Filter;
 pub use layout::KernelLayout;
+pub use record::{Record, RecordHeader};
 pub use trace::{TraceConfig, TraceEvent};
 
 /// How many bytes of the packet, counted from its network (L3) header, each
@@ -62,6 +64,8 @@ mod pod {
     unsafe impl aya::Pod for crate::TraceConfig {}
     unsafe impl aya::Pod for crate::TraceEvent {}
     unsafe impl aya::Pod for crate::trace::RateWindow {}
+    unsafe impl aya::Pod for crate::trace::NfContextEvent {}
+    unsafe impl aya::Pod for crate::trace::NfHooksEvent {}
     unsafe impl aya::Pod for crate::tcp::TcpConfig {}
     unsafe impl aya::Pod for crate::tcp::TcpEvent {}
     unsafe impl aya::Pod for crate::tcp::RtEvent {}

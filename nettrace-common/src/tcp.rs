@@ -8,7 +8,7 @@
 //! numbers) are read from `struct sock`/`struct tcp_sock` at offsets from BTF
 //! ([`SockLayout`]).
 
-use crate::{COMM_LEN, filter::Filter};
+use crate::{COMM_LEN, filter::Filter, record::RecordHeader};
 
 /// Offsets from a `struct sock *` (`tcp_sock` starts with `sock`, and
 /// `request_sock` with the same `sock_common`), from BTF.
@@ -196,14 +196,15 @@ pub struct Tuple {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TcpEvent {
-    pub ts_ns: u64,
-    pub sk: u64,
-    pub tuple: Tuple,
+    pub header: RecordHeader,
     /// One of [`tp`].
     pub kind: u8,
     /// `sk_state` (`TCP_*`, names from BTF), 0 when there is no socket.
     pub state: u8,
     pub _pad: [u8; 2],
+    pub ts_ns: u64,
+    pub sk: u64,
+    pub tuple: Tuple,
     /// Reset reason (`enum sk_rst_reason`) or new congestion state
     /// (`enum tcp_ca_state`), depending on `kind`.
     pub value: u32,
@@ -214,7 +215,6 @@ pub struct TcpEvent {
     pub total_retrans: u32,
     /// tgid of the task running when the event fired, 0 for none (idle).
     pub pid: u32,
-    pub _pad2: u32,
     pub comm: [u8; COMM_LEN],
 }
 
@@ -222,9 +222,10 @@ pub struct TcpEvent {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RttEvent {
+    pub header: RecordHeader,
+    pub netns: u32,
     pub ts_ns: u64,
     pub tuple: Tuple,
-    pub netns: u32,
     /// The sample (from `tcp_ack_update_rtt`), or the smoothed RTT where
     /// only `tcp:tcp_probe` can be used.
     pub rtt_us: u32,
@@ -232,7 +233,6 @@ pub struct RttEvent {
     pub srtt_us: u32,
     /// Non-zero: `rtt_us` is a true sample, not the smoothed RTT.
     pub sampled: u32,
-    pub _pad: u32,
 }
 
 /// One `--rt` task on a server socket: request received, processed,
@@ -240,6 +240,8 @@ pub struct RttEvent {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RtEvent {
+    pub header: RecordHeader,
+    pub netns: u32,
     /// When the request's first byte arrived.
     pub ts_ns: u64,
     pub sk: u64,
@@ -254,11 +256,9 @@ pub struct RtEvent {
     pub req_bytes: u64,
     pub resp_bytes: u64,
     pub tuple: Tuple,
-    pub netns: u32,
     pub srtt_us: u32,
     /// Segments retransmitted during the task.
     pub retrans: u32,
-    pub _pad: u32,
 }
 
 /// Per-socket `--rt` state, kept in the kernel between events.
@@ -381,11 +381,13 @@ pub mod sock_source {
     pub const FUNCTION: u8 = 1;
 }
 
-/// One `--sock` line: a socket as one hook saw it. 128 bytes, a size no
-/// other event of this object has (its events are told apart by size).
+/// One `--sock` line: a socket as one hook saw it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SockEvent {
+    pub header: RecordHeader,
+    /// tgid of the task running when the event fired, 0 for none (idle).
+    pub pid: u32,
     pub ts_ns: u64,
     /// The socket (0: a reset sent without one); for a SYN-ACK
     /// retransmit, the request socket.
@@ -416,14 +418,13 @@ pub struct SockEvent {
     pub snd_una: u32,
     pub wmem_queued: u32,
     pub rmem_alloc: u32,
-    /// tgid of the task running when the event fired, 0 for none (idle).
-    pub pid: u32,
     /// `tcp_ack_update_rtt` only (0 elsewhere), in µs: the sample
     /// (`seq_rtt_us`), and the socket's minimum (`rtt_min`) and smoothed
     /// RTT as the sample arrives (both 0 before the socket's first sample).
     pub rtt_us: u32,
     pub rtt_min_us: u32,
     pub srtt_us: u32,
+    pub _pad2: u32,
     pub comm: [u8; COMM_LEN],
 }
 

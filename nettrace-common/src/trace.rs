@@ -8,7 +8,7 @@
 //! verifier sees, for example, which argument holds the skb as a constant and
 //! prunes the reads of the others.
 
-use crate::{COMM_LEN, PKT_HDR_LEN, filter::Filter, layout::KernelLayout};
+use crate::{COMM_LEN, PKT_HDR_LEN, filter::Filter, layout::KernelLayout, record::RecordHeader};
 
 /// Slots, i.e. hooks attached at once. The catalogue may be larger.
 pub const MAX_SLOTS: usize = 256;
@@ -116,17 +116,18 @@ pub const NF_NAME_LEN: usize = 32;
 
 /// What a netfilter function saw: hook point and family, and for
 /// iptables/nftables the table and chain. Sent just before the hook's
-/// `TraceEvent`; told apart from it by its size.
+/// `TraceEvent`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NfContextEvent {
-    pub skb: u64,
+    pub header: RecordHeader,
     /// `nf_hook_state.hook` (an `enum nf_inet_hooks` value) and `.pf`
     /// (`NFPROTO_*`); 0xff when unread.
     pub hook: u8,
     pub pf: u8,
-    pub _pad: [u8; 6],
-    /// NUL-terminated; empty when the hook has no table/chain.
+    pub _pad: [u8; 2],
+    pub skb: u64,
+    /// NUL-terminated, zero-filled; empty when the hook has no table/chain.
     pub table: [u8; NF_NAME_LEN],
     pub chain: [u8; NF_NAME_LEN],
 }
@@ -139,16 +140,17 @@ pub const NF_HOOKS_KEPT: usize = 8;
 /// The netfilter hook functions registered in a dropped packet's namespace
 /// for its family, at every hook point: which point dropped it is decided in
 /// userspace (from the drop's kernel stack). Sent just before the drop's
-/// `TraceEvent`; told apart from it by its size.
+/// `TraceEvent`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NfHooksEvent {
-    pub skb: u64,
+    pub header: RecordHeader,
     /// 4 or 6.
     pub ip_version: u8,
-    pub _pad: [u8; 5],
+    pub _pad: u8,
     /// Functions registered at each point (may exceed `NF_HOOKS_KEPT`).
     pub counts: [u16; NF_HOOK_POINTS],
+    pub skb: u64,
     pub funcs: [[u64; NF_HOOKS_KEPT]; NF_HOOK_POINTS],
 }
 
@@ -246,15 +248,12 @@ pub mod event_kind {
     pub const CLONE: u8 = 2;
 }
 
+/// A packet at a hook. Fields ordered so that the header and the 4-byte
+/// fields share the first 8-byte words (no hidden padding).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TraceEvent {
-    pub ts_ns: u64,
-    pub skb: u64,
-    /// Drop reason, return value or clone address (see `kind`, `has_extra`).
-    pub extra: u64,
-    /// Code address reported by the hook (kfree_skb's `location`), or 0.
-    pub location: u64,
+    pub header: RecordHeader,
     pub slot: u32,
     pub cpu: u32,
     pub pid: u32,
@@ -267,7 +266,13 @@ pub struct TraceEvent {
     pub hdr_len: u16,
     pub kind: u8,
     pub has_extra: u8,
-    pub _pad: [u8; 6],
+    pub _pad: [u8; 2],
+    pub ts_ns: u64,
+    pub skb: u64,
+    /// Drop reason, return value or clone address (see `kind`, `has_extra`).
+    pub extra: u64,
+    /// Code address reported by the hook (kfree_skb's `location`), or 0.
+    pub location: u64,
     /// `--latency`: the packet's whole life (first match to the free, or
     /// to the last hook before it), ns; 0 otherwise.
     pub life_ns: u64,

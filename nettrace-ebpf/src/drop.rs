@@ -11,11 +11,11 @@ use aya_ebpf::{
     maps::PerCpuArray,
     programs::{BtfTracePointContext, TracePointContext, tracing::StackIdContext},
 };
-use nettrace_common::{DropConfig, DropEvent, KernelLayout, trace::lost};
+use nettrace_common::{DropConfig, DropEvent, KernelLayout};
 
 use crate::{
     filter::packet_matches,
-    maps::{EVENTS, STACKS, count_lost_at},
+    maps::{STACKS, send},
     ratelimit,
     skb::read_packet,
 };
@@ -126,7 +126,5 @@ fn handle<C: EbpfContext + StackIdContext>(ctx: &C, skb: u64, location: u64, rea
     } else {
         -1
     };
-    if EVENTS.output(ev, 0).is_err() {
-        count_lost_at(lost::RING);
-    }
+    send(ev);
 }

@@ -4,7 +4,7 @@ use aya_ebpf::{
     macros::map,
     maps::{PerCpuArray, RingBuf, StackTrace},
 };
-use nettrace_common::trace::lost;
+use nettrace_common::{Record, RecordHeader, trace::lost};
 
 /// Events to userspace. 4 MiB holds ~26k drop events: enough to ride out a
 /// burst while userspace is descheduled; overflow is counted in `LOST`.
@@ -26,5 +26,23 @@ pub fn count_lost_at(index: u32) {
         // SAFETY: per-CPU slot, programs do not nest on one CPU for our hooks
         // (a tracepoint program is not re-entered while it runs).
         unsafe { *n += 1 };
+    }
+}
+
+/// Sends a record built in a scratch map (not on the stack: records are
+/// too large for it) after writing its header, or counts it lost. The
+/// scratch starts zeroed and every record field is written by its program
+/// or never (padding), so only the program's own bytes go out.
+#[inline(always)]
+pub fn send<T: Record>(record: &mut T) {
+    // SAFETY: every record starts with its header (asserted in
+    // nettrace-common); writing a constant through it.
+    unsafe {
+        core::ptr::from_mut(record)
+            .cast::<RecordHeader>()
+            .write(T::HEADER)
+    };
+    if EVENTS.output(record, 0).is_err() {
+        count_lost_at(lost::RING);
     }
 }

@@ -26,7 +26,7 @@ use nettrace_common::{
 };
 
 use crate::{
-    maps::{EVENTS, count_lost_at},
+    maps::{count_lost_at, send},
     ratelimit,
     read::field,
     sock::{config, netns_of_sock, rec, sk_of, srtt_us, tuple_matches, tuple_of_sock},
@@ -196,8 +196,5 @@ fn emit(sk: u64, s: &RtState) {
     ev.retrans = field::<u32>(sk, cfg.sock.total_retrans)
         .unwrap_or(0)
         .wrapping_sub(s.retrans_start);
-    ev._pad = 0;
-    if EVENTS.output(ev, 0).is_err() {
-        count_lost_at(lost::RING);
-    }
+    send(ev);
 }

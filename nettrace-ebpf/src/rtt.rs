@@ -14,14 +14,11 @@ use aya_ebpf::{
     maps::PerCpuArray,
     programs::{FEntryContext, ProbeContext, TracePointContext},
 };
-use nettrace_common::{
-    tcp::{RTT_BUCKETS, RttEvent, Tuple, tp},
-    trace::lost,
-};
+use nettrace_common::tcp::{RTT_BUCKETS, RttEvent, Tuple, tp};
 
 use crate::{
     args::{ctx_arg, kprobe_arg},
-    maps::{EVENTS, count_lost_at},
+    maps::send,
     ratelimit,
     sock::{config, netns_of_sock, rtt_min_us, sk_of, srtt_us, tuple_matches, tuple_of_sock},
 };
@@ -110,8 +107,5 @@ fn handle(sk: u64, sample: Option<u32>) {
     ev.rtt_min_us = rtt_min;
     ev.srtt_us = srtt;
     ev.sampled = sample.is_some() as u32;
-    ev._pad = 0;
-    if EVENTS.output(ev, 0).is_err() {
-        count_lost_at(lost::RING);
-    }
+    send(ev);
 }

@@ -19,12 +19,11 @@ use aya_ebpf::{
 use nettrace_common::{
     ipproto,
     tcp::{SockEvent, TcpConfig, Tuple, sock_fn, sock_source, tp},
-    trace::lost,
 };
 
 use crate::{
     args::{ctx_arg, kprobe_arg},
-    maps::{EVENTS, count_lost_at},
+    maps::send,
     ratelimit,
     read::field,
     sock::{
@@ -323,7 +322,5 @@ fn finish(cfg: &TcpConfig, ev: &mut SockEvent, sk: u64, state: Option<u8>, old_s
         ev.timer_left = expires.wrapping_sub(unsafe { bpf_jiffies64() }) as i64;
     }
     ev.comm = bpf_get_current_comm().unwrap_or([0; 16]);
-    if EVENTS.output(ev, 0).is_err() {
-        count_lost_at(lost::RING);
-    }
+    send(ev);
 }

@@ -9,13 +9,10 @@ use aya_ebpf::{
     maps::PerCpuArray,
     programs::TracePointContext,
 };
-use nettrace_common::{
-    tcp::{TcpEvent, Tuple, tp},
-    trace::lost,
-};
+use nettrace_common::tcp::{TcpEvent, Tuple, tp};
 
 use crate::{
-    maps::{EVENTS, count_lost_at},
+    maps::send,
     ratelimit,
     read::field,
     sock::{Connection, config, rec, record_connection, srtt_us, tuple_of_sock},
@@ -106,7 +103,5 @@ fn report(ctx: &TracePointContext, kind: u8) {
     ev.total_retrans = field::<u32>(full, cfg.sock.total_retrans).unwrap_or(0);
     ev.pid = pid;
     ev.comm = bpf_get_current_comm().unwrap_or([0; 16]);
-    if EVENTS.output(ev, 0).is_err() {
-        count_lost_at(lost::RING);
-    }
+    send(ev);
 }

@@ -15,11 +15,11 @@ use aya_ebpf::{
         bpf_ktime_get_ns, bpf_probe_read_kernel_buf, bpf_probe_read_kernel_str_bytes,
     },
     macros::{map, tracepoint},
-    maps::{HashMap, PerCpuArray},
+    maps::{HashMap, PerCpuArray, ring_buf::RingBufEntry},
     programs::{BtfTracePointContext, FEntryContext, FExitContext, ProbeContext, TracePointContext},
 };
 use nettrace_common::{
-    KernelLayout, TraceConfig, TraceEvent, ethertype,
+    KernelLayout, Record, RecordHeader, TraceConfig, TraceEvent, ethertype,
     trace::{
         HookSlot, LATENCY_BUCKETS, MAX_SLOTS, MAX_TRACKED, NF_HOOK_POINTS, NF_HOOKS_KEPT, NfContextEvent,
         NfHooksEvent, NfLayout, Tracked, event_kind, lost, slot_flags, trace_opts,
@@ -29,7 +29,7 @@ use nettrace_common::{
 use crate::{
     args::{ctx_arg, kprobe_arg},
     filter::packet_matches,
-    maps::{EVENTS, STACKS, count_lost_at},
+    maps::{EVENTS, STACKS, count_lost_at, send},
     ratelimit,
     read::field,
     skb::{Meta, read_l3, read_where},
@@ -400,9 +400,7 @@ fn handle(ctx: *mut c_void, slot: u32, args: &HookArgs) {
         // Before the drop's own event, which ends the packet in userspace.
         emit_nf_hooks(&cfg.nf, m.net, skb, m.l3_proto);
     }
-    if EVENTS.output(ev, 0).is_err() {
-        count_lost_at(lost::RING);
-    }
+    send(ev);
     follow_on(
         track && ev.kind == event_kind::CLONE,
         extra,
@@ -422,6 +420,27 @@ fn follow_on(clone: bool, extra: u64, fresh: &Tracked, freed: bool, skb: u64) {
     if freed {
         let _ = TRACKED.remove(&skb);
     }
+}
+
+/// Reserves a `T` in the ring buffer with every byte zeroed and its header
+/// written, or counts it lost. Reserved memory is not cleared by the kernel:
+/// it holds whatever earlier records left there, and a field a program
+/// forgets or a string shorter than its array would pass that on.
+#[inline(always)]
+fn reserve<T: Record>() -> Option<RingBufEntry<T>> {
+    let Some(mut entry) = EVENTS.reserve::<T>(0) else {
+        count_lost_at(lost::RING);
+        return None;
+    };
+    let out = entry.as_mut_ptr();
+    // SAFETY: `out` is our reservation, 8-byte aligned and `size_of::<T>()`
+    // long; every record starts with its header (asserted in
+    // nettrace-common). Stores straight into the ring, no stack.
+    unsafe {
+        core::ptr::write_bytes(out, 0, 1);
+        out.cast::<RecordHeader>().write(T::HEADER);
+    }
+    Some(entry)
 }
 
 /// Reads a `T` at `base + offset` into `dst` (record memory), leaving it as
@@ -452,17 +471,14 @@ fn emit_nf_hooks(nf: &NfLayout, net: u64, skb: u64, l3_proto: u16) {
     if net == 0 {
         return;
     }
-    let Some(mut entry) = EVENTS.reserve::<NfHooksEvent>(0) else {
-        count_lost_at(lost::RING);
+    let Some(mut entry) = reserve::<NfHooksEvent>() else {
         return;
     };
     let out = entry.as_mut_ptr();
-    // SAFETY: `out` is our reserved record; every field is written below
-    // (reserved memory is not zeroed).
+    // SAFETY: `out` is our reserved, zeroed record.
     unsafe {
         (*out).skb = skb;
         (*out).ip_version = version;
-        (*out)._pad = [0; 5];
         // Read straight into the record: one stack slot per unrolled read
         // would put this function over the 6.1 verifier's stack budget for
         // the lifecycle program's call chain.
@@ -472,12 +488,10 @@ fn emit_nf_hooks(nf: &NfLayout, net: u64, skb: u64, l3_proto: u16) {
             } else {
                 0
             };
-            (*out).counts[p] = 0;
             read_into(&raw mut (*out).counts[p], entries, nf.entries_num);
             let count = (*out).counts[p];
             for i in 0..NF_HOOKS_KEPT {
                 let at = nf.entries_hooks + i as u32 * nf.entry_size + nf.entry_hook;
-                (*out).funcs[p][i] = 0;
                 if (i as u16) < count {
                     read_into(&raw mut (*out).funcs[p][i], entries, at);
                 }
@@ -487,10 +501,10 @@ fn emit_nf_hooks(nf: &NfLayout, net: u64, skb: u64, l3_proto: u16) {
     entry.submit(0);
 }
 
-/// Reads a NUL-terminated string at `src` into `dest` (empty on failure).
+/// Reads a NUL-terminated string at `src` into `dest`, which is zeroed:
+/// it stays empty on failure and zero after the NUL.
 #[inline(always)]
 fn read_name(src: u64, dest: &mut [u8; nettrace_common::trace::NF_NAME_LEN]) {
-    dest[0] = 0;
     if src != 0 {
         // SAFETY: the helper bounds the read by `dest` and never faults.
         let _ = unsafe { bpf_probe_read_kernel_str_bytes(src as *const u8, dest) };
@@ -502,17 +516,13 @@ fn read_name(src: u64, dest: &mut [u8; nettrace_common::trace::NF_NAME_LEN]) {
 /// table and chain the function is about to run.
 #[inline(never)]
 fn emit_nf_context(nf: &NfLayout, flags: u32, args: &[u64; 2], skb: u64) {
-    let Some(mut entry) = EVENTS.reserve::<NfContextEvent>(0) else {
-        count_lost_at(lost::RING);
+    let Some(mut entry) = reserve::<NfContextEvent>() else {
         return;
     };
-    let out = entry.as_mut_ptr();
-    // SAFETY: `out` is our reserved record; every field is written.
-    let out = unsafe { &mut *out };
+    // SAFETY: our reserved, zeroed record: names not read stay empty, and
+    // the bytes after a name's NUL stay zero.
+    let out = unsafe { &mut *entry.as_mut_ptr() };
     out.skb = skb;
-    out._pad = [0; 6];
-    out.table[0] = 0;
-    out.chain[0] = 0;
     let state: u64 = if flags & slot_flags::NF_STATE != 0 {
         args[0]
     } else if flags & slot_flags::NF_XT_TABLE != 0 {

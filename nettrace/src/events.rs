@@ -1,5 +1,6 @@
-//! The ring buffer reader: drains events as they come, notices signals, and
-//! keeps the lost-event count honest.
+//! The ring buffer reader: drains events as they come, decodes each into a
+//! [`Record`] (`record`), notices signals, and keeps the lost-event count
+//! honest.
 //!
 //! The eBPF side counts every event that did not fit in the ring buffer in
 //! the per-CPU `LOST` map; this loop reads it every second and reports growth
@@ -26,19 +27,14 @@ pub enum Flow {
     Stop,
 }
 
-/// A `#[repr(C)]` plain-data record from the ring, if `bytes` is exactly
-/// one `T` (records of one mode are told apart by their sizes).
-pub fn record<T: Copy>(bytes: &[u8]) -> Option<T> {
-    (bytes.len() == size_of::<T>())
-        // SAFETY: callers use plain-data types only (integers and byte
-        // arrays, any bit pattern valid); length checked, unaligned read.
-        .then(|| unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
-}
+pub mod record;
+
+pub use record::Record;
 
 /// Receives what the ring buffer delivers.
 pub trait Sink {
-    /// One event's bytes.
-    fn event(&mut self, bytes: &[u8]) -> Flow;
+    /// One record.
+    fn event(&mut self, record: Record) -> Flow;
     /// The ring buffer is drained for now: flush output here.
     fn batch_done(&mut self) -> Flow;
     /// Called about once a second with the current CLOCK_MONOTONIC time (ns),
@@ -78,6 +74,10 @@ pub struct Events {
     /// Records handed to the sink, and when the first and the last came
     /// (monotonic ns): the pipeline's rate for `--debug` and the benchmark.
     pub received: u64,
+    /// Records not decoded (see `record`): counted, the first reason kept
+    /// for `--debug`.
+    rejected: u64,
+    first_rejected: Option<record::Rejected>,
     first_ns: u64,
     last_ns: u64,
     /// `--metrics`: loss totals are published here every second.
@@ -100,6 +100,8 @@ impl Events {
             reported_lost: 0,
             reported_untracked: 0,
             received: 0,
+            rejected: 0,
+            first_rejected: None,
             first_ns: 0,
             last_ns: 0,
             metrics: None,
@@ -109,6 +111,15 @@ impl Events {
     /// Seconds from the first batch of records to the end of the last.
     pub fn busy_secs(&self) -> f64 {
         self.last_ns.saturating_sub(self.first_ns) as f64 / 1e9
+    }
+
+    /// `N records in S s`, and the records rejected, if any (`--debug`).
+    pub fn stats(&self) -> String {
+        let mut s = format!("{} records in {:.3} s", self.received, self.busy_secs());
+        if let Some(why) = &self.first_rejected {
+            s += &format!(", {} rejected (first: {why})", self.rejected);
+        }
+        s
     }
 
     /// Events the kernel could not deliver so far.
@@ -142,7 +153,13 @@ impl Events {
                     let before = self.received;
                     while let Some(item) = ring.next() {
                         self.received += 1;
-                        flow = sink.event(&item);
+                        match Record::decode(&item) {
+                            Ok(record) => flow = sink.event(record),
+                            Err(why) => {
+                                self.rejected += 1;
+                                self.first_rejected.get_or_insert(why);
+                            }
+                        }
                         if flow == Flow::Stop {
                             break;
                         }

@@ -10,7 +10,7 @@ use nettrace_common::{DropConfig, KernelLayout, TraceConfig, drop::DropArgs, tra
 use crate::{
     catalogue::Selection,
     cli::{BackendChoice, Config, Lifecycle, Mode},
-    events::{Events, Flow, Sink, record},
+    events::{Events, Flow, Record, Sink},
     kernel::{
         btf::{KernelBtf, VMLINUX_BTF},
         caps::{self, Capabilities},
@@ -844,11 +844,7 @@ async fn stream<S: Sink + HasOut>(
         return Ok(());
     }
     let ended = events.run(sink).await;
-    s.debug(format_args!(
-        "stream: {} records in {:.3} s",
-        events.received,
-        events.busy_secs()
-    ));
+    s.debug(format_args!("stream: {}", events.stats()));
     let lost = events.lost().unwrap_or(0);
     let untracked = events.untracked().unwrap_or(0);
     let rate_limited = events.rate_limited().unwrap_or(0);
@@ -948,8 +944,8 @@ impl DropSink<'_> {
 }
 
 impl Sink for DropSink<'_> {
-    fn event(&mut self, bytes: &[u8]) -> Flow {
-        let Some(ev) = drop::Printer::parse(bytes) else {
+    fn event(&mut self, record: Record) -> Flow {
+        let Record::Drop(ev) = record else {
             return Flow::Continue;
         };
         let r = self.write(&ev).map(|()| 1);
@@ -1018,58 +1014,58 @@ struct TcpSink<'a> {
 }
 
 impl TcpSink<'_> {
-    fn write(&mut self, bytes: &[u8]) -> Result<bool, Closed> {
-        use nettrace_common::tcp::{RtEvent, RttEvent, SockEvent, TcpEvent, tp};
-        if let (Some(ev), Some(p)) = (record::<SockEvent>(bytes), &self.sock) {
+    fn write(&mut self, record: &Record) -> Result<bool, Closed> {
+        use nettrace_common::tcp::tp;
+        if let (Record::Sock(ev), Some(p)) = (record, &self.sock) {
             if let Some(c) = &mut self.metrics {
-                c.hook(tcp::sock::hook_slot(&ev), || {
+                c.hook(tcp::sock::hook_slot(ev), || {
                     tcp::sock::hook_name(ev.source, ev.hook).into()
                 });
-                if tcp::sock::is_rtt_sample(&ev) {
+                if tcp::sock::is_rtt_sample(ev) {
                     c.rtt_sample(ev.rtt_us.into());
                 }
             }
-            let l = if self.json { p.json(&ev) } else { p.line(&ev) };
+            let l = if self.json { p.json(ev) } else { p.line(ev) };
             self.out.line(&l)?;
             return Ok(true);
         }
-        if let (Some(ev), Some(p)) = (record::<TcpEvent>(bytes), &self.monitor) {
+        if let (Record::Tcp(ev), Some(p)) = (record, &self.monitor) {
             if let Some(c) = &mut self.metrics {
                 c.hook(ev.kind.into(), || tcp::monitor::event_name(ev.kind).into());
                 if ev.kind == tp::SEND_RESET
-                    && let Some((_, name)) = p.why(&ev)
+                    && let Some((_, name)) = p.why(ev)
                 {
                     c.reset(ev.value, || name);
                 }
             }
-            let l = if self.json { p.json(&ev) } else { p.line(&ev) };
+            let l = if self.json { p.json(ev) } else { p.line(ev) };
             self.out.line(&l)?;
             return Ok(true);
         }
-        if let (Some(ev), Some((source, _))) = (record::<RttEvent>(bytes), &self.rtt) {
+        if let (Record::Rtt(ev), Some((source, _))) = (record, &self.rtt) {
             if let Some(c) = &self.metrics {
                 c.rtt_sample(ev.rtt_us.into());
             }
             let l = if self.json {
-                tcp::rtt::json(&self.clock, *source, &ev)
+                tcp::rtt::json(&self.clock, *source, ev)
             } else {
-                tcp::rtt::line(&self.clock, *source, &ev)
+                tcp::rtt::line(&self.clock, *source, ev)
             };
             self.out.line(&l)?;
             return Ok(true);
         }
-        if let Some(ev) = record::<RtEvent>(bytes) {
+        if let Record::Rt(ev) = record {
             if let Some(c) = &mut self.metrics {
-                c.task(&ev);
+                c.task(ev);
             }
             if let Some(sum) = &mut self.summary {
-                sum.add(&ev);
+                sum.add(ev);
                 return Ok(false);
             }
             let l = if self.json {
-                tcp::rt::json(&self.clock, &ev)
+                tcp::rt::json(&self.clock, ev)
             } else {
-                tcp::rt::line(&self.clock, &ev)
+                tcp::rt::line(&self.clock, ev)
             };
             self.out.line(&l)?;
             return Ok(true);
@@ -1079,8 +1075,8 @@ impl TcpSink<'_> {
 }
 
 impl Sink for TcpSink<'_> {
-    fn event(&mut self, bytes: &[u8]) -> Flow {
-        let r = self.write(bytes).map(u64::from);
+    fn event(&mut self, record: Record) -> Flow {
+        let r = self.write(&record).map(u64::from);
         self.progress.after(r)
     }
 

@@ -120,14 +120,6 @@ impl Printer {
         }
     }
 
-    /// Reads an event from ring-buffer bytes; `None` if it is too short
-    /// (an object/binary mismatch, which would be a bug).
-    pub fn parse(bytes: &[u8]) -> Option<DropEvent> {
-        (bytes.len() >= size_of::<DropEvent>())
-            // SAFETY: DropEvent is plain data; length checked; unaligned read.
-            .then(|| unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<DropEvent>()) })
-    }
-
     /// `[142.097193] TCP: … flags:S, reason: NO_SOCKET, tcp_v4_rcv+0x81`
     pub fn line(&self, ev: &DropEvent) -> String {
         let len = usize::from(ev.hdr_len).min(ev.hdr.len());
@@ -192,10 +184,13 @@ impl Printer {
 
 #[cfg(test)]
 mod tests {
-    use nettrace_common::{PKT_HDR_LEN, ethertype};
+    use nettrace_common::ethertype;
 
     use super::*;
-    use crate::kernel::kallsyms::Symbols;
+    use crate::{
+        events::{Record, record},
+        kernel::kallsyms::Symbols,
+    };
 
     fn event(hdr: &[u8]) -> DropEvent {
         let mut ev = DropEvent::zeroed();
@@ -238,15 +233,13 @@ mod tests {
         assert!(line.ends_with("flags:S, tcp_v4_rcv+0x81"), "{line}");
     }
 
+    /// The size itself is asserted where `DropEvent` is defined.
     #[test]
-    fn parse_checks_length() {
+    fn decode_checks_length() {
         let ev = event(&SYN);
-        // SAFETY: viewing a plain-data struct as bytes.
-        let bytes =
-            unsafe { std::slice::from_raw_parts((&raw const ev).cast::<u8>(), size_of::<DropEvent>()) };
-        assert_eq!(Printer::parse(bytes), Some(ev));
-        assert_eq!(Printer::parse(&bytes[..100]), None);
-        assert_eq!(size_of::<DropEvent>(), 64 + PKT_HDR_LEN);
+        let bytes = record::bytes_of(&ev);
+        assert_eq!(Record::decode(&bytes), Ok(Record::Drop(ev)));
+        assert!(Record::decode(&bytes[..100]).is_err());
     }
 
     #[test]

@@ -19,7 +19,7 @@ use self::{print::LinePrinter, track::Tracker};
 use crate::{
     catalogue::{Catalogue, Selection, select},
     cli::Lifecycle,
-    events::{Flow, Sink, record},
+    events::{Flow, Record, Sink},
     output::{
         Closed, Out,
         histogram::KernelHistogram,
@@ -457,20 +457,20 @@ impl LifecycleSink<'_> {
 }
 
 impl Sink for LifecycleSink<'_> {
-    fn event(&mut self, bytes: &[u8]) -> Flow {
-        if let Some(snapshot) = record(bytes) {
+    fn event(&mut self, record: Record) -> Flow {
+        if let Record::NfHooks(snapshot) = record {
             if let Some(nf) = self.diag.as_mut().and_then(|d| d.nf_hooks.as_mut()) {
                 nf.remember(snapshot);
             }
             return Flow::Continue;
         }
-        if let Some(ctx) = record(bytes) {
+        if let Record::NfContext(ctx) = record {
             if let Some(d) = self.diag.as_mut() {
                 d.nf_notes.remember(ctx);
             }
             return Flow::Continue;
         }
-        let Some(ev) = record::<TraceEvent>(bytes) else {
+        let Record::Trace(ev) = record else {
             return Flow::Continue;
         };
         if let Some(d) = self.diag.as_mut() {

@@ -248,8 +248,10 @@ impl NfHooks {
 
 #[cfg(test)]
 mod tests {
+    use nettrace_common::Record as _;
+
     use super::*;
-    use crate::kernel::kallsyms::Symbols;
+    use crate::{events::record, kernel::kallsyms::Symbols};
 
     fn frames(names: &[&str]) -> Vec<Frame> {
         names
@@ -295,6 +297,7 @@ mod tests {
     fn snapshot(skb: u64) -> NfHooksEvent {
         // SAFETY: plain data.
         let mut s: NfHooksEvent = unsafe { std::mem::zeroed() };
+        s.header = NfHooksEvent::HEADER;
         s.skb = skb;
         s.ip_version = 4;
         // LOCAL_IN (index 1 here): two functions.
@@ -317,14 +320,9 @@ mod tests {
     #[test]
     fn blames_the_functions_at_the_hook_point() {
         let mut nf = NfHooks::with_points(points());
-        let bytes: Vec<u8> = {
-            let s = snapshot(7);
-            // SAFETY: plain data viewed as bytes.
-            unsafe { std::slice::from_raw_parts((&raw const s).cast::<u8>(), size_of::<NfHooksEvent>()) }
-                .to_vec()
-        };
-        nf.remember(crate::events::record::<NfHooksEvent>(&bytes).unwrap());
-        assert!(crate::events::record::<NfHooksEvent>(&bytes[1..]).is_none());
+        let bytes = record::bytes_of(&snapshot(7));
+        nf.remember(record::read::<NfHooksEvent>(&bytes).unwrap());
+        assert!(record::read::<NfHooksEvent>(&bytes[..bytes.len() - 1]).is_err());
         let b = nf.blame(
             7,
             &frames(&["nf_hook_slow+0x96", "ip_local_deliver+0xd3"]),
@@ -340,6 +338,7 @@ mod tests {
     fn context(hook: u8, pf: u8, table: &str, chain: &str) -> NfContextEvent {
         // SAFETY: plain data.
         let mut c: NfContextEvent = unsafe { std::mem::zeroed() };
+        c.header = NfContextEvent::HEADER;
         c.skb = 5;
         c.hook = hook;
         c.pf = pf;
@@ -379,10 +378,10 @@ mod tests {
         n.on_event(5, 102, slot_flags::NF_XT_TABLE);
         assert_eq!(n.take(5, 101), None);
         assert!(n.take(5, 102).is_some());
-        let bytes = [0u8; size_of::<NfContextEvent>()];
+        let bytes = record::bytes_of(&context(0, 0, "", ""));
         assert!(
-            crate::events::record::<NfContextEvent>(&bytes).is_some()
-                && crate::events::record::<NfContextEvent>(&bytes[1..]).is_none()
+            record::read::<NfContextEvent>(&bytes).is_ok()
+                && record::read::<NfContextEvent>(&bytes[..bytes.len() - 1]).is_err()
         );
     }
 

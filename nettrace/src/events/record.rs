@@ -1,0 +1,213 @@
+//! Ring-buffer bytes → one typed [`Record`], for every mode.
+//!
+//! Every record starts with a `RecordHeader` (`nettrace-common/src/record.rs`):
+//! its kind says which type follows, its version which layout, its length how
+//! many bytes. Records are decoded once, here, so that sinks match on a type
+//! instead of guessing from sizes. A record whose header this binary does not
+//! know is rejected with the reason, never misread: only an eBPF object built
+//! from other sources than this binary could send one.
+
+use aya::Pod;
+use nettrace_common::{
+    DropEvent, TraceEvent,
+    record::{Record as RecordType, RecordHeader, kind},
+    tcp::{RtEvent, RttEvent, SockEvent, TcpEvent},
+    trace::{NfContextEvent, NfHooksEvent},
+};
+
+/// One ring-buffer record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Record {
+    /// A packet at a hook (lifecycle mode).
+    Trace(TraceEvent),
+    /// The netfilter context of the next `Trace` of the same skb.
+    NfContext(NfContextEvent),
+    /// The netfilter hook functions of a packet about to be dropped.
+    NfHooks(NfHooksEvent),
+    /// `--drop`.
+    Drop(DropEvent),
+    /// `--tcp-monitor`.
+    Tcp(TcpEvent),
+    /// `--rtt-detail`.
+    Rtt(RttEvent),
+    /// `--rt`.
+    Rt(RtEvent),
+    /// `--sock`.
+    Sock(SockEvent),
+}
+
+/// Why a record was not decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Rejected {
+    #[error("{len} bytes, shorter than a record header")]
+    Short { len: usize },
+    #[error("unknown record kind {kind}")]
+    UnknownKind { kind: u8 },
+    #[error("record kind {kind} where kind {expected} was expected")]
+    Kind { kind: u8, expected: u8 },
+    #[error("record kind {kind} of version {version}; this binary reads version {expected}")]
+    Version { kind: u8, version: u8, expected: u8 },
+    #[error("record kind {kind} of {len} bytes (its header says {header_len}); this binary reads {expected}")]
+    Length {
+        kind: u8,
+        len: usize,
+        header_len: u16,
+        expected: usize,
+    },
+}
+
+impl Record {
+    /// Decodes one record from the ring buffer's bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Self, Rejected> {
+        Ok(match header(bytes)?.kind {
+            kind::TRACE => Self::Trace(read(bytes)?),
+            kind::NF_CONTEXT => Self::NfContext(read(bytes)?),
+            kind::NF_HOOKS => Self::NfHooks(read(bytes)?),
+            kind::DROP => Self::Drop(read(bytes)?),
+            kind::TCP => Self::Tcp(read(bytes)?),
+            kind::RTT => Self::Rtt(read(bytes)?),
+            kind::RT => Self::Rt(read(bytes)?),
+            kind::SOCK => Self::Sock(read(bytes)?),
+            kind => return Err(Rejected::UnknownKind { kind }),
+        })
+    }
+}
+
+fn header(bytes: &[u8]) -> Result<RecordHeader, Rejected> {
+    match *bytes {
+        [kind, version, len0, len1, ..] => Ok(RecordHeader {
+            kind,
+            version,
+            len: u16::from_ne_bytes([len0, len1]),
+        }),
+        _ => Err(Rejected::Short { len: bytes.len() }),
+    }
+}
+
+/// Reads a `T` from bytes whose header says they are exactly one `T` of the
+/// layout this binary was built with. Only record types can be read (the
+/// trait is sealed), and only plain data (`Pod`).
+pub fn read<T: RecordType + Pod>(bytes: &[u8]) -> Result<T, Rejected> {
+    let h = header(bytes)?;
+    if h.kind != T::KIND {
+        return Err(Rejected::Kind {
+            kind: h.kind,
+            expected: T::KIND,
+        });
+    }
+    if h.version != T::VERSION {
+        return Err(Rejected::Version {
+            kind: h.kind,
+            version: h.version,
+            expected: T::VERSION,
+        });
+    }
+    if usize::from(h.len) != bytes.len() || bytes.len() != size_of::<T>() {
+        return Err(Rejected::Length {
+            kind: h.kind,
+            len: bytes.len(),
+            header_len: h.len,
+            expected: size_of::<T>(),
+        });
+    }
+    // SAFETY: `T: Pod` is plain data (any bit pattern is a value) and
+    // `bytes` holds exactly one `T`; the read does not assume alignment.
+    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
+/// A record's bytes as the eBPF side sends them (for tests).
+#[cfg(test)]
+pub fn bytes_of<T: RecordType + Pod>(record: &T) -> Vec<u8> {
+    // SAFETY: plain data viewed as bytes.
+    unsafe { std::slice::from_raw_parts(std::ptr::from_ref(record).cast::<u8>(), size_of::<T>()) }.to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record of type `T` with its header and zeros.
+    fn blank<T: RecordType + Pod>() -> T {
+        // SAFETY: plain data; all zeros is a value.
+        let mut r: T = unsafe { std::mem::zeroed() };
+        // SAFETY: every record starts with its header.
+        unsafe { std::ptr::from_mut(&mut r).cast::<RecordHeader>().write(T::HEADER) };
+        r
+    }
+
+    #[test]
+    fn every_kind_decodes_to_its_variant() {
+        let t: TraceEvent = blank();
+        assert_eq!(Record::decode(&bytes_of(&t)), Ok(Record::Trace(t)));
+        let c: NfContextEvent = blank();
+        assert_eq!(Record::decode(&bytes_of(&c)), Ok(Record::NfContext(c)));
+        let h: NfHooksEvent = blank();
+        assert_eq!(Record::decode(&bytes_of(&h)), Ok(Record::NfHooks(h)));
+        let d = DropEvent::zeroed();
+        assert_eq!(Record::decode(&bytes_of(&d)), Ok(Record::Drop(d)));
+        let tcp: TcpEvent = blank();
+        assert_eq!(Record::decode(&bytes_of(&tcp)), Ok(Record::Tcp(tcp)));
+        let rtt: RttEvent = blank();
+        assert_eq!(Record::decode(&bytes_of(&rtt)), Ok(Record::Rtt(rtt)));
+        let rt: RtEvent = blank();
+        assert_eq!(Record::decode(&bytes_of(&rt)), Ok(Record::Rt(rt)));
+        let s: SockEvent = blank();
+        assert_eq!(Record::decode(&bytes_of(&s)), Ok(Record::Sock(s)));
+    }
+
+    #[test]
+    fn wrong_kind_is_rejected() {
+        let mut bytes = bytes_of(&blank::<RttEvent>());
+        bytes[0] = 0;
+        assert_eq!(Record::decode(&bytes), Err(Rejected::UnknownKind { kind: 0 }));
+        bytes[0] = 200;
+        assert_eq!(Record::decode(&bytes), Err(Rejected::UnknownKind { kind: 200 }));
+        // Zeroed memory is no record.
+        assert_eq!(Record::decode(&[0; 72]), Err(Rejected::UnknownKind { kind: 0 }));
+        // Reading one type from another's bytes.
+        let rt = bytes_of(&blank::<RtEvent>());
+        assert_eq!(
+            read::<TcpEvent>(&rt),
+            Err(Rejected::Kind {
+                kind: kind::RT,
+                expected: kind::TCP
+            })
+        );
+    }
+
+    #[test]
+    fn wrong_length_is_rejected() {
+        let bytes = bytes_of(&blank::<TcpEvent>());
+        let n = bytes.len();
+        let length = |len, header_len| Rejected::Length {
+            kind: kind::TCP,
+            len,
+            header_len,
+            expected: n,
+        };
+        assert_eq!(Record::decode(&bytes[..n - 8]), Err(length(n - 8, n as u16)));
+        let mut longer = bytes.clone();
+        longer.extend([0; 8]);
+        assert_eq!(Record::decode(&longer), Err(length(n + 8, n as u16)));
+        // The header's own length must agree too.
+        let mut lying = bytes.clone();
+        lying[2..4].copy_from_slice(&(n as u16 + 8).to_ne_bytes());
+        assert_eq!(Record::decode(&lying), Err(length(n, n as u16 + 8)));
+        assert_eq!(Record::decode(&bytes[..3]), Err(Rejected::Short { len: 3 }));
+        assert_eq!(Record::decode(&[]), Err(Rejected::Short { len: 0 }));
+    }
+
+    #[test]
+    fn wrong_version_is_rejected() {
+        let mut bytes = bytes_of(&blank::<SockEvent>());
+        bytes[1] += 1;
+        assert_eq!(
+            Record::decode(&bytes),
+            Err(Rejected::Version {
+                kind: kind::SOCK,
+                version: SockEvent::VERSION + 1,
+                expected: SockEvent::VERSION
+            })
+        );
+    }
+}
