@@ -7,6 +7,7 @@
 mod catalogue;
 mod cli;
 mod decode;
+mod error;
 mod events;
 mod kernel;
 mod load;
@@ -14,12 +15,13 @@ mod modes;
 mod output;
 mod plan;
 mod run;
+mod session;
 
 use std::process::ExitCode;
 
 use clap::{Parser as _, error::ErrorKind};
 
-use crate::{cli::Config, run::Failure};
+use crate::cli::Config;
 
 fn main() -> ExitCode {
     let args = match cli::Args::try_parse() {
@@ -67,13 +69,9 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run::run(&config)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Failure::Unusable(msg)) => {
-            eprintln!("nettrace: {msg}");
-            ExitCode::from(2)
-        }
-        Err(Failure::Runtime(e)) => {
-            eprintln!("nettrace: {e:#}");
-            ExitCode::FAILURE
+        Err(e) => {
+            eprintln!("nettrace: {e}");
+            e.exit_code()
         }
     }
 }

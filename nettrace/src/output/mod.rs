@@ -9,6 +9,7 @@ mod clock;
 pub mod histogram;
 pub mod json;
 pub mod metrics;
+pub mod progress;
 pub mod stack;
 
 use std::io::{self, BufWriter, IsTerminal as _, Stdout, Write as _};

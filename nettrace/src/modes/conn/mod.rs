@@ -5,20 +5,22 @@
 //! namespace at once, filtered with the same flags as the tracing modes.
 //!
 //! The pipeline: find the namespaces ([`netns`]) → dump each one's TCP
-//! sockets over `sock_diag` ([`diag`], states filtered in the kernel) →
+//! sockets over `sock_diag` ([`sock_diag`], states filtered in the kernel) →
 //! apply the address/port/netns filter → find the owning processes
 //! ([`owner`], only for the sockets kept) → apply `--pid` → sort.
 
-mod diag;
+mod mode;
 mod netns;
 mod owner;
+mod sock_diag;
+
+pub use self::mode::Connections;
 
 use std::{
     collections::{HashMap, HashSet},
     net::{IpAddr, SocketAddr},
 };
 
-pub use diag::TcpInfoFields;
 use netlink_packet_sock_diag::{AF_INET, AF_INET6};
 use nettrace_common::{
     Filter, ethertype,
@@ -26,6 +28,7 @@ use nettrace_common::{
     ipproto,
 };
 use serde_json::{Map, Value, json};
+pub use sock_diag::TcpInfoFields;
 
 use crate::output::json;
 
@@ -164,7 +167,7 @@ pub fn snapshot(filter: &Filter, states: u32) -> anyhow::Result<Snapshot> {
     let dumps = netns::for_each(&found.namespaces, || {
         families
             .iter()
-            .map(|&f| diag::dump(f, states))
+            .map(|&f| sock_diag::dump(f, states))
             .collect::<Vec<_>>()
     });
     for (ns, dumps) in found.namespaces.iter().zip(dumps) {
@@ -247,7 +250,7 @@ fn addr_matches(m: &AddrMatch, ip: IpAddr) -> bool {
 }
 
 impl Conn {
-    fn from_diag(netns: u64, s: diag::DiagSocket) -> Self {
+    fn from_diag(netns: u64, s: sock_diag::DiagSocket) -> Self {
         Self {
             netns,
             family: s.family,

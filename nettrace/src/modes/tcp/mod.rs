@@ -6,10 +6,14 @@
 //! reset, probe, sendmsg length) are tracepoints on every kernel that has
 //! them. What the records lack is read from the socket at BTF offsets.
 
+mod mode;
 pub mod monitor;
 pub mod rt;
 pub mod rtt;
+mod sink;
 pub mod sock;
+
+pub use self::mode::Tcp;
 
 use std::{
     collections::HashMap,

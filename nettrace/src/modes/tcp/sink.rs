@@ -1,0 +1,140 @@
+//! Prints what the TCP object sends: `--tcp-monitor` events, `--sock`
+//! lines, `--rtt` samples and `--rt` tasks (or, with `--rt-summary` and
+//! `--rtt`, their histograms once a second).
+
+use super::{monitor, rt, rtt, sock};
+use crate::{
+    error::Error,
+    events::{Flow, Sink, record},
+    modes::ModeSink,
+    output::{Clock, Closed, Out, histogram::KernelHistogram, metrics::Counts, progress::Progress},
+};
+
+/// Prints `--tcp-monitor` events and `--rt` tasks (or, with `--rt-summary`,
+/// their histograms once a second).
+pub struct TcpSink {
+    /// `--tcp-monitor`'s printer; `None` for `--rt`.
+    pub monitor: Option<monitor::Printer>,
+    /// `--rt-summary`: the current second's histograms.
+    pub summary: Option<rt::Summary>,
+    /// `--rtt`: the sample source, and the kernel's histogram when the
+    /// distribution is printed.
+    pub rtt: Option<(rtt::Source, Option<KernelHistogram>)>,
+    /// `--sock`'s printer.
+    pub sock: Option<sock::Printer>,
+    pub clock: Clock,
+    pub out: Out,
+    pub json: bool,
+    pub metrics: Option<Counts>,
+    pub progress: Progress,
+}
+
+impl TcpSink {
+    fn write(&mut self, bytes: &[u8]) -> Result<bool, Closed> {
+        use nettrace_common::tcp::{RtEvent, RttEvent, SockEvent, TcpEvent, tp};
+        if let (Some(ev), Some(p)) = (record::<SockEvent>(bytes), &self.sock) {
+            if let Some(c) = &mut self.metrics {
+                c.hook(sock::hook_slot(&ev), || {
+                    sock::hook_name(ev.source, ev.hook).into()
+                });
+                if sock::is_rtt_sample(&ev) {
+                    c.rtt_sample(ev.rtt_us.into());
+                }
+            }
+            let l = if self.json { p.json(&ev) } else { p.line(&ev) };
+            self.out.line(&l)?;
+            return Ok(true);
+        }
+        if let (Some(ev), Some(p)) = (record::<TcpEvent>(bytes), &self.monitor) {
+            if let Some(c) = &mut self.metrics {
+                c.hook(ev.kind.into(), || monitor::event_name(ev.kind).into());
+                if ev.kind == tp::SEND_RESET
+                    && let Some((_, name)) = p.why(&ev)
+                {
+                    c.reset(ev.value, || name);
+                }
+            }
+            let l = if self.json { p.json(&ev) } else { p.line(&ev) };
+            self.out.line(&l)?;
+            return Ok(true);
+        }
+        if let (Some(ev), Some((source, _))) = (record::<RttEvent>(bytes), &self.rtt) {
+            if let Some(c) = &self.metrics {
+                c.rtt_sample(ev.rtt_us.into());
+            }
+            let l = if self.json {
+                rtt::json(&self.clock, *source, &ev)
+            } else {
+                rtt::line(&self.clock, *source, &ev)
+            };
+            self.out.line(&l)?;
+            return Ok(true);
+        }
+        if let Some(ev) = record::<RtEvent>(bytes) {
+            if let Some(c) = &mut self.metrics {
+                c.task(&ev);
+            }
+            if let Some(sum) = &mut self.summary {
+                sum.add(&ev);
+                return Ok(false);
+            }
+            let l = if self.json {
+                rt::json(&self.clock, &ev)
+            } else {
+                rt::line(&self.clock, &ev)
+            };
+            self.out.line(&l)?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}
+
+impl Sink for TcpSink {
+    fn event(&mut self, bytes: &[u8]) -> Flow {
+        let r = self.write(bytes).map(u64::from);
+        self.progress.after(r)
+    }
+
+    fn batch_done(&mut self) -> Flow {
+        let r = self.out.flush().map(|()| 0);
+        self.progress.after(r)
+    }
+
+    fn tick(&mut self, now_ns: u64) -> Flow {
+        let lines = if let Some(sum) = &mut self.summary {
+            if self.json {
+                vec![sum.take_json(now_ns)]
+            } else {
+                sum.take(&self.clock, now_ns)
+            }
+        } else if let Some((_, Some(hist))) = &self.rtt {
+            match hist.read() {
+                Ok(h) => rtt::summary(&h, self.json, now_ns),
+                Err(e) => {
+                    eprintln!("nettrace: cannot read the RTT histogram: {e}");
+                    return Flow::Stop;
+                }
+            }
+        } else {
+            return Flow::Continue;
+        };
+        // A summary counts as one event for `-c`.
+        let r = lines
+            .iter()
+            .try_for_each(|l| self.out.line(l))
+            .and_then(|()| self.out.flush())
+            .map(|()| 1);
+        self.progress.after(r)
+    }
+}
+
+impl ModeSink for TcpSink {
+    fn out(&mut self) -> &mut Out {
+        &mut self.out
+    }
+
+    fn finish(&mut self) -> Result<&Progress, Error> {
+        Ok(&self.progress)
+    }
+}
