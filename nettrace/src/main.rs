@@ -4,6 +4,7 @@
 //! `run` (kernel facts, load, attach, stream, print). Exit status: 0 on
 //! success, 1 on a runtime failure, 2 on bad usage or an unusable system.
 
+mod attach;
 mod catalogue;
 mod cli;
 mod decode;

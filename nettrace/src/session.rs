@@ -8,6 +8,7 @@ use aya::Btf;
 use nettrace_common::KernelLayout;
 
 use crate::{
+    attach::Means,
     cli::Config,
     error::Error,
     kernel::{
@@ -128,6 +129,16 @@ impl Session<'_> {
             tracefs,
             caps,
         })
+    }
+}
+
+impl Kernel {
+    /// What attaching needs from these facts.
+    pub fn means(&self) -> Means<'_> {
+        Means {
+            caps: &self.caps,
+            btf: self.aya_btf.as_ref(),
+        }
     }
 }
 

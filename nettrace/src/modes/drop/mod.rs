@@ -10,20 +10,18 @@ mod sink;
 
 use std::path::Path;
 
-use anyhow::{Context as _, bail};
-use aya::{
-    Btf, Ebpf,
-    programs::{BtfTracePoint, TracePoint},
-};
+use anyhow::bail;
+use aya::Ebpf;
 use nettrace_common::{DropConfig, KernelLayout, drop::DropArgs};
 
 pub use self::print::Printer;
 use self::sink::DropSink;
 use crate::{
+    attach::{self, Backend, Means, Target},
     cli::BackendChoice,
     error::Error,
-    kernel::{btf::KernelBtf, caps::Capabilities, reasons::DropReasons, tracefs},
-    load::{self, Logged as _},
+    kernel::{btf::KernelBtf, reasons::DropReasons, tracefs},
+    load,
     modes::{Lookups, Mode, Started},
     output::{Clock, Out, progress::Progress, stack::Symbolizer},
     session::{Kernel, Session},
@@ -57,8 +55,7 @@ impl Mode for Drop {
         let how = attach(
             &mut ebpf,
             config.backend,
-            &k.caps,
-            k.aya_btf.as_ref(),
+            k.means(),
             btf_args.is_some(),
             tp_args.is_some(),
         )?;
@@ -127,48 +124,49 @@ pub fn args(btf: &KernelBtf, tracefs: Option<&Path>) -> (Option<DropArgs>, Optio
 }
 
 /// Loads and attaches the drop program with the backend `choice` allows and
-/// the kernel supports; returns a description for `--debug`.
+/// the kernel supports (tp_btf, else the classic tracepoint); returns a
+/// description for `--debug`.
 pub fn attach(
     ebpf: &mut Ebpf,
     choice: BackendChoice,
-    caps: &Capabilities,
-    btf: Option<&Btf>,
+    means: Means<'_>,
     have_btf_args: bool,
     have_tp_args: bool,
 ) -> anyhow::Result<&'static str> {
-    let try_btf = matches!(choice, BackendChoice::Auto | BackendChoice::TpBtf);
+    let mut targets = Vec::new();
     let mut why_not_btf = String::new();
-    if try_btf {
-        match (btf, caps.tp_btf.as_ref(), have_btf_args) {
-            (Some(btf), Ok(()), true) => {
-                let p: &mut BtfTracePoint = ebpf
-                    .program_mut("drop_tp_btf")
-                    .context("drop_tp_btf missing")?
-                    .try_into()?;
-                p.load(TP.1, btf)
-                    .logged("program drop_tp_btf")
-                    .context("load tp_btf/kfree_skb")?;
-                p.attach().context("attach tp_btf/kfree_skb")?;
-                return Ok("tp_btf/kfree_skb");
-            }
-            (_, Err(e), _) => why_not_btf = e.clone(),
-            (_, _, false) => why_not_btf = "BTF does not describe kfree_skb's arguments".into(),
-            (None, ..) => why_not_btf = "no kernel BTF".into(),
-        }
-        if choice == BackendChoice::TpBtf {
-            bail!("--backend tp-btf: not available here: {why_not_btf}");
+    if matches!(choice, BackendChoice::Auto | BackendChoice::TpBtf) {
+        match means.unusable(Backend::TpBtf) {
+            Some(why) => why_not_btf = why,
+            None if !have_btf_args => why_not_btf = "BTF does not describe kfree_skb's arguments".into(),
+            None => targets.push(Target::tracepoint(Backend::TpBtf, "drop_tp_btf", TP.0, TP.1)),
         }
     }
-    if !have_tp_args {
-        bail!("cannot attach skb:kfree_skb: tp_btf unusable ({why_not_btf}) and no tracefs format for it");
+    if choice != BackendChoice::TpBtf && have_tp_args {
+        targets.push(Target::tracepoint(
+            Backend::Tracepoint,
+            "drop_tracepoint",
+            TP.0,
+            TP.1,
+        ));
     }
-    let p: &mut TracePoint = ebpf
-        .program_mut("drop_tracepoint")
-        .context("drop_tracepoint missing")?
-        .try_into()?;
-    p.load()
-        .logged("program drop_tracepoint")
-        .context("load tracepoint skb:kfree_skb")?;
-    p.attach(TP.0, TP.1).context("attach tracepoint skb:kfree_skb")?;
-    Ok("tracepoint skb:kfree_skb")
+    let attempt = attach::first(ebpf, means, &targets);
+    let mut why_not_tp = String::new();
+    for (backend, why) in attempt.failed {
+        match backend {
+            Backend::TpBtf => why_not_btf = why,
+            _ => why_not_tp = why,
+        }
+    }
+    match attempt.used {
+        Some(Backend::TpBtf) => Ok("tp_btf/kfree_skb"),
+        Some(_) => Ok("tracepoint skb:kfree_skb"),
+        None if choice == BackendChoice::TpBtf => {
+            bail!("--backend tp-btf: not available here: {why_not_btf}")
+        }
+        None if !have_tp_args => {
+            bail!("cannot attach skb:kfree_skb: tp_btf unusable ({why_not_btf}) and no tracefs format for it")
+        }
+        None => bail!("attach tracepoint skb:kfree_skb: {why_not_tp}"),
+    }
 }

@@ -21,15 +21,17 @@ use std::{
     path::Path,
 };
 
-use aya::{Ebpf, programs::TracePoint};
+use aya::Ebpf;
 use nettrace_common::{
     KernelLayout,
     filter::family,
     tcp::{SockLayout, TcpConfig, TpFields, Tuple, tp},
 };
 
-use crate::kernel::{btf::KernelBtf, tracefs};
-use crate::load::Logged as _;
+use crate::{
+    attach::{Backend, Target},
+    kernel::{btf::KernelBtf, tracefs},
+};
 
 /// A tracepoint of the object: its index ([`tp`]), where it lives in
 /// tracefs, and the program attached to it.
@@ -241,17 +243,10 @@ pub fn prepare(
 
 /// Loads and attaches the programs of the present tracepoints.
 pub fn attach(ebpf: &mut Ebpf, present: &[&'static Tracepoint]) -> anyhow::Result<()> {
-    use anyhow::Context as _;
     for t in present {
-        let prog: &mut TracePoint = ebpf
-            .program_mut(t.program)
-            .with_context(|| format!("program {} missing from the object", t.program))?
-            .try_into()?;
-        prog.load()
-            .logged(&format!("program {}", t.program))
-            .with_context(|| format!("loading the program for {}:{}", t.group, t.name))?;
-        prog.attach(t.group, t.name)
-            .with_context(|| format!("attaching to {}:{}", t.group, t.name))?;
+        let target = Target::tracepoint(Backend::Tracepoint, t.program, t.group, t.name);
+        crate::attach::attach(ebpf, None, &target)
+            .map_err(|why| anyhow::anyhow!("attaching to {}:{}: {why}", t.group, t.name))?;
     }
     Ok(())
 }

@@ -163,7 +163,7 @@ fn start(s: &Session<'_>, k: &Kernel, mode: SocketMode) -> Result<Started, Error
     load::prime_rate_limit(&mut ebpf, config.rate_limit)?;
     let mut rtt = None;
     if let SocketMode::Rtt { distribution, .. } = mode {
-        let (source, why) = rtt::attach(&mut ebpf, rtt_positions.is_some(), &k.caps, k.aya_btf.as_ref())?;
+        let (source, why) = rtt::attach(&mut ebpf, rtt_positions.is_some(), k.means())?;
         for w in why {
             s.debug(format_args!("rtt source not used: {w}"));
         }
@@ -232,8 +232,7 @@ fn attach_sock_functions(
         &p.config.sock_mode,
         sock.hooks.as_deref(),
         backend,
-        &k.caps,
-        k.aya_btf.as_ref(),
+        k.means(),
     );
     for (name, r) in &results {
         match r {

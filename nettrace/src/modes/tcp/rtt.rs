@@ -3,17 +3,14 @@
 //!
 //! `[12.345678] [tcp_ack_update_rtt   ] TCP: 10.0.0.1:5201 -> 10.0.0.2:40000 *rtt:0.152ms, rtt_min:0.100ms* srtt:0.160ms netns:4026531840`
 
-use aya::{
-    Btf, Ebpf,
-    programs::{FEntry, KProbe},
-};
+use aya::Ebpf;
 use nettrace_common::tcp::RttEvent;
 use serde_json::json;
 
 use super::{ms, tuple_json, tuple_text};
-use crate::load::Logged as _;
 use crate::{
-    kernel::{btf::KernelBtf, caps::Capabilities},
+    attach::{self, Backend, Means, Target},
+    kernel::btf::KernelBtf,
     output::{Clock, histogram::Log2, json},
 };
 
@@ -58,41 +55,23 @@ impl Source {
 pub fn attach(
     ebpf: &mut Ebpf,
     function_known: bool,
-    caps: &Capabilities,
-    btf: Option<&Btf>,
+    means: Means<'_>,
 ) -> anyhow::Result<(Source, Vec<String>)> {
     let mut why = Vec::new();
     if function_known {
-        match (caps.fentry.as_ref(), btf) {
-            (Ok(()), Some(btf)) => {
-                let prog: &mut FEntry = ebpf.program_mut("rtt_fentry").expect("in object").try_into()?;
-                match prog
-                    .load(FUNCTION, btf)
-                    .logged("program rtt_fentry")
-                    .map_err(|e| e.to_string())
-                    .and_then(|()| prog.attach().map(drop).map_err(|e| e.to_string()))
-                {
-                    Ok(()) => return Ok((Source::Fentry, why)),
-                    Err(e) => why.push(format!("fentry: {e}")),
-                }
-            }
-            (Err(e), _) => why.push(format!("fentry: {e}")),
-            (_, None) => why.push("fentry: no kernel BTF".into()),
-        }
-        match caps.kprobe.as_ref() {
-            Ok(()) => {
-                let prog: &mut KProbe = ebpf.program_mut("rtt_kprobe").expect("in object").try_into()?;
-                match prog
-                    .load()
-                    .logged("program rtt_kprobe")
-                    .map_err(|e| e.to_string())
-                    .and_then(|()| prog.attach(FUNCTION, 0).map(drop).map_err(|e| e.to_string()))
-                {
-                    Ok(()) => return Ok((Source::Kprobe, why)),
-                    Err(e) => why.push(format!("kprobe: {e}")),
-                }
-            }
-            Err(e) => why.push(format!("kprobe: {e}")),
+        let attempt = attach::first(
+            ebpf,
+            means,
+            &[
+                Target::function(Backend::Fentry, "rtt_fentry", FUNCTION),
+                Target::function(Backend::Kprobe, "rtt_kprobe", FUNCTION),
+            ],
+        );
+        why.extend(attempt.failed.iter().map(|(b, w)| format!("{b}: {w}")));
+        match attempt.used {
+            Some(Backend::Fentry) => return Ok((Source::Fentry, why)),
+            Some(_) => return Ok((Source::Kprobe, why)),
+            None => {}
         }
     } else {
         why.push(format!("{FUNCTION}: not in this kernel's BTF"));

@@ -17,10 +17,7 @@
 
 use std::borrow::Cow;
 
-use aya::{
-    Btf, Ebpf,
-    programs::{FEntry, KProbe},
-};
+use aya::Ebpf;
 use nettrace_common::{
     KernelLayout,
     tcp::{SockEvent, SockModeConfig, sock_fn, sock_source, tp},
@@ -28,10 +25,10 @@ use nettrace_common::{
 use serde_json::json;
 
 use super::{Names, Tracepoint, ms, tracepoint, tuple_json, tuple_text};
-use crate::load::Logged as _;
 use crate::{
+    attach::{self, Backend, Means, Target},
     cli::BackendChoice,
-    kernel::{btf::KernelBtf, caps::Capabilities},
+    kernel::btf::KernelBtf,
     output::{Clock, cstr, json},
 };
 
@@ -270,13 +267,6 @@ pub fn socket_arg(btf: &KernelBtf, func: &str, can_deref: bool) -> Result<(u32, 
     Ok((pos as u32, deref))
 }
 
-/// How a function ended up hooked.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mechanism {
-    Fentry,
-    Kprobe,
-}
-
 /// Hooks every usable function `-t` selects (`hooks`, `None`: all), each
 /// by fentry, else kprobe (or only the mechanism `--backend` forces; none
 /// for `--backend tracepoint`). Returns each selected function's outcome;
@@ -286,9 +276,8 @@ pub fn attach_functions(
     m: &SockModeConfig,
     hooks: Option<&[&str]>,
     backend: BackendChoice,
-    caps: &Capabilities,
-    btf: Option<&Btf>,
-) -> Vec<(&'static str, Result<Mechanism, String>)> {
+    means: Means<'_>,
+) -> Vec<(&'static str, Result<Backend, String>)> {
     let (try_fentry, try_kprobe) = match backend {
         BackendChoice::Auto => (true, true),
         BackendChoice::Fentry => (true, false),
@@ -301,75 +290,16 @@ pub fn attach_functions(
             out.push((f.name, Err("no usable socket argument in BTF".into())));
             continue;
         }
-        let mut why = Vec::new();
-        let mut done = None;
-        if try_fentry {
-            match (caps.fentry.as_ref(), btf) {
-                (Ok(()), Some(btf)) => match fentry(ebpf, f, btf) {
-                    Ok(()) => done = Some(Mechanism::Fentry),
-                    Err(e) => why.push(format!("fentry: {e}")),
-                },
-                (Err(e), _) => why.push(format!("fentry: {e}")),
-                (_, None) => why.push("fentry: no kernel BTF".into()),
-            }
-        }
-        if done.is_none() && try_kprobe {
-            match caps.kprobe.as_ref() {
-                Ok(()) => match kprobe(ebpf, f) {
-                    Ok(()) => done = Some(Mechanism::Kprobe),
-                    Err(e) => why.push(format!("kprobe: {e}")),
-                },
-                Err(e) => why.push(format!("kprobe: {e}")),
-            }
-        }
-        out.push((f.name, done.ok_or_else(|| why.join("; "))));
+        let fentry = Target::function(Backend::Fentry, f.fentry, f.name);
+        let kprobe = Target::function(Backend::Kprobe, f.kprobe, f.name);
+        let targets: Vec<Target<'_>> = [(try_fentry, fentry), (try_kprobe, kprobe)]
+            .into_iter()
+            .filter_map(|(wanted, t)| wanted.then_some(t))
+            .collect();
+        let attempt = attach::first(ebpf, means, &targets);
+        out.push((f.name, attempt.used.ok_or_else(|| attempt.why())));
     }
     out
-}
-
-fn fentry(ebpf: &mut Ebpf, f: &Function, btf: &Btf) -> Result<(), String> {
-    let prog: &mut FEntry = program(ebpf, f.fentry)?;
-    let r = prog
-        .load(f.name, btf)
-        .logged(&format!("program {} (--sock, fentry {})", f.fentry, f.name))
-        .map_err(|e| e.to_string())
-        .and_then(|()| {
-            prog.attach()
-                .map(drop)
-                .map_err(|e| format!("{:#}", anyhow::Error::new(e)))
-        });
-    if r.is_err() {
-        // Loaded but not attached: let the kprobe take over cleanly.
-        let _ = prog.unload();
-    }
-    r
-}
-
-fn kprobe(ebpf: &mut Ebpf, f: &Function) -> Result<(), String> {
-    let prog: &mut KProbe = program(ebpf, f.kprobe)?;
-    let r = prog
-        .load()
-        .logged(&format!("program {} (--sock, kprobe {})", f.kprobe, f.name))
-        .map_err(|e| e.to_string())
-        .and_then(|()| {
-            prog.attach(f.name, 0)
-                .map(drop)
-                .map_err(|e| format!("{:#}", anyhow::Error::new(e)))
-        });
-    if r.is_err() {
-        let _ = prog.unload();
-    }
-    r
-}
-
-fn program<'a, P>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut P, String>
-where
-    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
-{
-    ebpf.program_mut(name)
-        .ok_or_else(|| format!("program {name} missing from the object"))?
-        .try_into()
-        .map_err(|e: aya::programs::ProgramError| e.to_string())
 }
 
 /// The pending-timer kinds, `ICSK_TIME_*` of the kernel's
