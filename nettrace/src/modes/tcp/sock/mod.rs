@@ -24,7 +24,7 @@ use nettrace_common::tcp::{SockEvent, sock_fn, sock_source, tp};
 
 pub use self::{
     attach::{attach_functions, configure},
-    print::{Printer, timer_left, timer_name},
+    print::Printer,
 };
 use super::{Tracepoint, tracepoint};
 

@@ -9,7 +9,10 @@ use nettrace_common::{
     tcp::{RtEvent, RttEvent, SockModeConfig, TcpEvent, Tuple},
 };
 
-use super::*;
+use super::{
+    print::{timer_left, timer_name},
+    *,
+};
 use crate::kernel::btf::VMLINUX_BTF;
 use crate::{kernel::btf::KernelBtf, modes::tcp::Names, output::Clock};
 
