@@ -12,7 +12,7 @@ pub mod metrics;
 pub mod progress;
 pub mod stack;
 
-use std::io::{self, BufWriter, IsTerminal as _, Stdout, Write as _};
+use std::io::{self, BufWriter, IsTerminal as _, Stdout, Write};
 
 pub use clock::Clock;
 
@@ -31,15 +31,23 @@ pub fn cstr(b: &[u8]) -> String {
 #[derive(Debug)]
 pub struct Closed;
 
-pub struct Out {
-    w: BufWriter<Stdout>,
+/// Where lines go: stdout in the tool, a `Vec<u8>` in unit tests.
+pub struct Out<W: Write = Stdout> {
+    w: BufWriter<W>,
 }
 
-impl Out {
+impl Out<Stdout> {
+    /// Stdout, coloured when it is a terminal (see [`use_colour`]).
     pub fn new() -> Self {
         colored::control::set_override(use_colour());
+        Self::to(io::stdout())
+    }
+}
+
+impl<W: Write> Out<W> {
+    pub fn to(w: W) -> Self {
         Self {
-            w: BufWriter::with_capacity(64 * 1024, io::stdout()),
+            w: BufWriter::with_capacity(64 * 1024, w),
         }
     }
 
@@ -49,6 +57,29 @@ impl Out {
 
     pub fn flush(&mut self) -> Result<(), Closed> {
         self.w.flush().map_err(classify)
+    }
+
+    /// The writer, flushed (tests read what a sink wrote).
+    #[cfg(test)]
+    pub fn into_inner(self) -> W {
+        self.w.into_inner().map_err(|e| e.into_error()).expect("flush")
+    }
+}
+
+/// What the session driver writes its markers (`begin trace...`) and
+/// loss records through, whatever a sink's writer is.
+pub trait Lines {
+    fn line(&mut self, s: &str) -> Result<(), Closed>;
+    fn flush(&mut self) -> Result<(), Closed>;
+}
+
+impl<W: Write> Lines for Out<W> {
+    fn line(&mut self, s: &str) -> Result<(), Closed> {
+        Out::line(self, s)
+    }
+
+    fn flush(&mut self) -> Result<(), Closed> {
+        Out::flush(self)
     }
 }
 

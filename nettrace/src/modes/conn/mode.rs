@@ -1,13 +1,15 @@
 //! `--conn` as a mode: no eBPF, so no ring buffer; the driver ticks the
 //! sink once (or every `--interval`) and each tick prints a snapshot.
 
+use std::io::{Stdout, Write};
+
 use std::time::Duration;
 
 use crate::{
     error::Error,
     events::{Flow, Sink, monotonic_ns},
     modes::{Lookups, Mode, ModeSink, Started},
-    output::{Clock, Out, json, metrics::Metrics, progress::Progress},
+    output::{Clock, Lines, Out, json, metrics::Metrics, progress::Progress},
     session::{DebugLog, Kernel, Session},
 };
 
@@ -49,7 +51,7 @@ impl Mode for Connections {
     }
 }
 
-struct ConnSink {
+struct ConnSink<W: Write = Stdout> {
     conn: Connections,
     filter: nettrace_common::Filter,
     clock: Clock,
@@ -58,12 +60,12 @@ struct ConnSink {
     /// A snapshot that failed: the session fails with it.
     failed: Option<Error>,
     metrics: Option<std::sync::Arc<Metrics>>,
-    out: Out,
+    out: Out<W>,
     /// `-c N` counts lines (connections and the per-snapshot header).
     progress: Progress,
 }
 
-impl ConnSink {
+impl<W: Write> ConnSink<W> {
     /// One snapshot: a header line with `--interval`, then a line per
     /// connection.
     fn snapshot(&mut self) -> Result<Flow, Error> {
@@ -114,7 +116,7 @@ impl ConnSink {
     }
 }
 
-impl Sink for ConnSink {
+impl<W: Write> Sink for ConnSink<W> {
     fn event(&mut self, _: &[u8]) -> Flow {
         Flow::Continue
     }
@@ -134,8 +136,8 @@ impl Sink for ConnSink {
     }
 }
 
-impl ModeSink for ConnSink {
-    fn out(&mut self) -> &mut Out {
+impl<W: Write> ModeSink for ConnSink<W> {
+    fn out(&mut self) -> &mut dyn Lines {
         &mut self.out
     }
 

@@ -100,13 +100,13 @@ impl Printer {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use nettrace_common::{PKT_HDR_LEN, ethertype};
 
     use super::*;
     use crate::kernel::kallsyms::Symbols;
 
-    fn event(hdr: &[u8]) -> DropEvent {
+    pub fn event(hdr: &[u8]) -> DropEvent {
         let mut ev = DropEvent::zeroed();
         ev.ts_ns = 142_097_193_000;
         ev.location = 0xffffffff81c6f0b1;
@@ -117,14 +117,14 @@ mod tests {
         ev
     }
 
-    fn printer(reasons: &[(u64, &str)]) -> Printer {
+    pub fn printer(reasons: &[(u64, &str)]) -> Printer {
         colored::control::set_override(false);
         let reasons = DropReasons::from_values(reasons.iter().map(|(v, n)| (*v, n.to_string())));
         let syms = Symbols::parse("ffffffff81c6f030 T tcp_v4_rcv\n");
         Printer::new(reasons, Clock::new(false), Symbolizer::with_symbols(syms))
     }
 
-    const SYN: [u8; 40] = [
+    pub const SYN: [u8; 40] = [
         0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1, // IPv4
         0xaa, 0x3e, 0x27, 0x0f, 0xe3, 0xa8, 0x40, 0xe3, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0,
         0, // TCP

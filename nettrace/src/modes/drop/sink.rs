@@ -1,5 +1,7 @@
 //! Prints drop events as they arrive and stops at `-c N` or a closed pipe.
 
+use std::io::{Stdout, Write};
+
 use nettrace_common::DropEvent;
 
 use super::Printer;
@@ -7,20 +9,20 @@ use crate::{
     error::Error,
     events::{Flow, Sink},
     modes::ModeSink,
-    output::{Closed, Out, metrics::Counts, progress::Progress},
+    output::{Closed, Lines, Out, metrics::Counts, progress::Progress},
 };
 
-pub struct DropSink {
+pub struct DropSink<W: Write = Stdout> {
     pub printer: Printer,
     pub metrics: Option<Counts>,
-    pub out: Out,
+    pub out: Out<W>,
     /// `--drop-stack`.
     pub stack: bool,
     pub json: bool,
     pub progress: Progress,
 }
 
-impl DropSink {
+impl<W: Write> DropSink<W> {
     fn write(&mut self, ev: &DropEvent) -> Result<(), Closed> {
         if let Some(c) = &mut self.metrics {
             let printer = &self.printer;
@@ -40,13 +42,19 @@ impl DropSink {
     }
 }
 
-impl Sink for DropSink {
-    fn event(&mut self, bytes: &[u8]) -> Flow {
-        let Some(ev) = Printer::parse(bytes) else {
-            return Flow::Continue;
-        };
-        let r = self.write(&ev).map(|()| 1);
+impl<W: Write> DropSink<W> {
+    fn on_event(&mut self, ev: &DropEvent) -> Flow {
+        let r = self.write(ev).map(|()| 1);
         self.progress.after(r)
+    }
+}
+
+impl<W: Write> Sink for DropSink<W> {
+    fn event(&mut self, bytes: &[u8]) -> Flow {
+        match Printer::parse(bytes) {
+            Some(ev) => self.on_event(&ev),
+            None => Flow::Continue,
+        }
     }
 
     fn batch_done(&mut self) -> Flow {
@@ -55,12 +63,52 @@ impl Sink for DropSink {
     }
 }
 
-impl ModeSink for DropSink {
-    fn out(&mut self) -> &mut Out {
+impl<W: Write> ModeSink for DropSink<W> {
+    fn out(&mut self) -> &mut dyn Lines {
         &mut self.out
     }
 
     fn finish(&mut self) -> Result<&Progress, Error> {
         Ok(&self.progress)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::modes::drop::print::tests::{SYN, event, printer};
+
+    fn sink(json: bool, count: Option<u64>) -> DropSink<Vec<u8>> {
+        DropSink {
+            printer: printer(&[(3, "SKB_DROP_REASON_NO_SOCKET")]),
+            metrics: None,
+            out: Out::to(Vec::new()),
+            stack: false,
+            json,
+            progress: Progress::new(count),
+        }
+    }
+
+    #[test]
+    fn prints_each_drop_and_stops_at_the_count() {
+        let mut s = sink(false, Some(2));
+        assert_eq!(s.on_event(&event(&SYN)), Flow::Continue);
+        assert_eq!(s.on_event(&event(&SYN)), Flow::Stop);
+        assert_eq!(s.progress.seen, 2);
+        let text = String::from_utf8(s.out.into_inner()).unwrap();
+        let line = "[142.097193] TCP: 127.0.0.1:43582 -> 127.0.0.1:9999 seq:3819454691, ack:0, flags:S, reason: NO_SOCKET, tcp_v4_rcv+0x81\n";
+        assert_eq!(text, line.repeat(2));
+    }
+
+    #[test]
+    fn json_is_one_record_per_drop() {
+        let mut s = sink(true, None);
+        assert_eq!(s.on_event(&event(&SYN)), Flow::Continue);
+        let text = String::from_utf8(s.out.into_inner()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
+        assert_eq!(v["type"], "drop");
+        assert_eq!(v["reason"], "NO_SOCKET");
+        assert_eq!(v["location"], "tcp_v4_rcv+0x81");
+        assert_eq!(text.lines().count(), 1);
     }
 }

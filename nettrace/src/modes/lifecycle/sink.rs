@@ -2,6 +2,8 @@
 //! `--basic`, `--monitor` and `--latency`), applies `--diag`'s rules, and
 //! prints packets, analyses, `--latency-summary` and `--func-stats`.
 
+use std::io::{Stdout, Write};
+
 use nettrace_common::TraceEvent;
 
 use super::{DiagState, FuncStats, diag, print, print::LinePrinter, track, track::Tracker};
@@ -10,7 +12,7 @@ use crate::{
     events::{Flow, Sink, record},
     modes::ModeSink,
     output::{
-        Closed, Out,
+        Closed, Lines, Out,
         histogram::KernelHistogram,
         json,
         progress::Progress,
@@ -21,12 +23,12 @@ use crate::{
 /// The drop reason whose findings `--hooks` adds blamed functions to.
 const NETFILTER_DROP: &str = "NETFILTER_DROP";
 
-pub struct LifecycleSink {
+pub struct LifecycleSink<W: Write = Stdout> {
     pub printer: LinePrinter,
     pub diag: Option<DiagState>,
     pub symbols: Symbolizer,
     pub tracker: Tracker,
-    pub out: Out,
+    pub out: Out<W>,
     pub free_by_slot: Vec<bool>,
     /// Slots whose stack the user asked to see (`--trace-stack`); others
     /// may record one for the diagnosis only.
@@ -54,7 +56,7 @@ pub struct LifecycleSink {
 /// Packets with no event for this long are printed even without a free.
 const IDLE_NS: u64 = 5_000_000_000;
 
-impl LifecycleSink {
+impl<W: Write> LifecycleSink<W> {
     /// The frames of an event's stack, when the user asked to see it.
     fn printed_stack(&self, ev: &TraceEvent) -> Option<serde_json::Value> {
         let wanted = self
@@ -277,7 +279,7 @@ impl LifecycleSink {
     }
 }
 
-impl Sink for LifecycleSink {
+impl<W: Write> Sink for LifecycleSink<W> {
     fn event(&mut self, bytes: &[u8]) -> Flow {
         if let Some(snapshot) = record(bytes) {
             if let Some(nf) = self.diag.as_mut().and_then(|d| d.nf_hooks.as_mut()) {
@@ -393,8 +395,8 @@ impl Sink for LifecycleSink {
     }
 }
 
-impl ModeSink for LifecycleSink {
-    fn out(&mut self) -> &mut Out {
+impl<W: Write> ModeSink for LifecycleSink<W> {
+    fn out(&mut self) -> &mut dyn Lines {
         &mut self.out
     }
 

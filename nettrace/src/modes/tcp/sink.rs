@@ -2,17 +2,19 @@
 //! lines, `--rtt` samples and `--rt` tasks (or, with `--rt-summary` and
 //! `--rtt`, their histograms once a second).
 
+use std::io::{Stdout, Write};
+
 use super::{monitor, rt, rtt, sock};
 use crate::{
     error::Error,
     events::{Flow, Sink, record},
     modes::ModeSink,
-    output::{Clock, Closed, Out, histogram::KernelHistogram, metrics::Counts, progress::Progress},
+    output::{Clock, Closed, Lines, Out, histogram::KernelHistogram, metrics::Counts, progress::Progress},
 };
 
 /// Prints `--tcp-monitor` events and `--rt` tasks (or, with `--rt-summary`,
 /// their histograms once a second).
-pub struct TcpSink {
+pub struct TcpSink<W: Write = Stdout> {
     /// `--tcp-monitor`'s printer; `None` for `--rt`.
     pub monitor: Option<monitor::Printer>,
     /// `--rt-summary`: the current second's histograms.
@@ -23,13 +25,13 @@ pub struct TcpSink {
     /// `--sock`'s printer.
     pub sock: Option<sock::Printer>,
     pub clock: Clock,
-    pub out: Out,
+    pub out: Out<W>,
     pub json: bool,
     pub metrics: Option<Counts>,
     pub progress: Progress,
 }
 
-impl TcpSink {
+impl<W: Write> TcpSink<W> {
     fn write(&mut self, bytes: &[u8]) -> Result<bool, Closed> {
         use nettrace_common::tcp::{RtEvent, RttEvent, SockEvent, TcpEvent, tp};
         if let (Some(ev), Some(p)) = (record::<SockEvent>(bytes), &self.sock) {
@@ -90,7 +92,7 @@ impl TcpSink {
     }
 }
 
-impl Sink for TcpSink {
+impl<W: Write> Sink for TcpSink<W> {
     fn event(&mut self, bytes: &[u8]) -> Flow {
         let r = self.write(bytes).map(u64::from);
         self.progress.after(r)
@@ -129,8 +131,8 @@ impl Sink for TcpSink {
     }
 }
 
-impl ModeSink for TcpSink {
-    fn out(&mut self) -> &mut Out {
+impl<W: Write> ModeSink for TcpSink<W> {
+    fn out(&mut self) -> &mut dyn Lines {
         &mut self.out
     }
 
