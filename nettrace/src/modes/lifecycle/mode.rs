@@ -71,34 +71,12 @@ impl Mode for Lifecycle {
                 &prepared,
             )));
         }
-        // Tracking by skb address only matters when some packets are filtered out.
         // Tracking by skb address only matters when some packets are filtered
         // out, or when the kernel times each packet's life.
         let track = config.filter != nettrace_common::Filter::default()
             || prepared.opts.matchers.is_some()
             || l.latency.is_some();
-        let mut trace = trace_config(k, config, track);
-        {
-            use nettrace_common::trace::trace_opts;
-            let o = &mut trace.opts;
-            if let Some(lat) = l.latency {
-                o.flags |= trace_opts::LATENCY;
-                o.flags |= if lat.free { trace_opts::LATENCY_FREE } else { 0 };
-                o.flags |= if lat.summary {
-                    trace_opts::LATENCY_SUMMARY
-                } else {
-                    0
-                };
-                o.min_latency_ns = l.min_latency_ns;
-            }
-            if l.func_stats.is_some() {
-                o.flags |= trace_opts::FUNC_STATS;
-            }
-        }
-        super::configure(&mut trace, &plan);
-        if l.diag.is_some() {
-            trace.nf = crate::kernel::layout::nf_context(&k.btf);
-        }
+        let mut trace = trace_config(k, config, l, track, &plan);
         // Kernels without drop reasons (before 5.17): netfilter's drops are the
         // frees inside nf_hook_slow, found by address.
         let netfilter_drop_at = if l.diag.is_some() && reasons.value("NETFILTER_DROP").is_none() {
@@ -141,42 +119,9 @@ impl Mode for Lifecycle {
             k.tracefs.as_deref(),
             &prepared,
         )?;
-        if config.debug {
-            for (name, r) in &attached.report {
-                match r {
-                    Ok(b) => s.debug(format_args!("hook {name:<28} {b}")),
-                    Err(why) => s.debug(format_args!("hook {name:<28} skipped: {why}")),
-                }
-            }
-            for (name, why) in &attached.fallbacks {
-                // A verifier log is many lines; its end says why.
-                let lines: Vec<&str> = why.lines().filter(|l| !l.trim().is_empty()).collect();
-                let tail = lines[lines.len().saturating_sub(4)..].join(" | ");
-                s.debug(format_args!(
-                    "hook {name:<28} kprobe, because fentry failed: {tail}"
-                ));
-            }
-        }
-        let total: usize = attached.counts.values().sum();
-        s.debug(format_args!("attached {total} hooks: {:?}", attached.counts));
-        if total == 0 {
-            let failed: Vec<(String, String)> = attached
-                .report
-                .iter()
-                .filter_map(|(n, r)| Some((n.clone(), r.clone().err()?)))
-                .collect();
-            return Err(Error::Unsupported(super::nothing_attached(&failed, &prepared)));
-        }
-        if attached.matchers_attached == 0 {
-            return Err(Error::Unsupported(
-                "--trace-matcher: none of its hooks could be attached, so no packet would ever be followed"
-                    .into(),
-            ));
-        }
-        for w in &attached.warnings {
-            eprintln!("nettrace: {w}");
-        }
+        report(s, &attached, &prepared)?;
         let stacks_wanted = !prepared.opts.stacks.is_empty() || nf_hooks.is_some();
+        let diag = diag_state(l, k, &prepared, &attached, netfilter_drop_at, nf_hooks);
         let printer = LinePrinter {
             clock: Clock::new(config.date),
             names: attached.names_by_slot,
@@ -189,31 +134,6 @@ impl Mode for Lifecycle {
                 latency: l.latency_show,
             },
         };
-        let diag = l.diag.map(|opts| super::DiagState {
-            opts,
-            netfilter_drop_at,
-            rules_by_slot: attached
-                .hook_by_slot
-                .iter()
-                .map(|&i| prepared.catalogue.hooks[i].hook.rules.clone())
-                .collect(),
-            group_by_slot: attached
-                .hook_by_slot
-                .iter()
-                .map(|&i| {
-                    prepared.catalogue.hooks[i]
-                        .path
-                        .first()
-                        .cloned()
-                        .unwrap_or_default()
-                })
-                .collect(),
-            nf_hooks,
-            nf_notes: super::netfilter::NfNotes::new(
-                super::netfilter::hook_points(&k.btf).unwrap_or_default(),
-            ),
-            flags_by_slot: attached.flags_by_slot.clone(),
-        });
         let sink = LifecycleSink {
             printer,
             diag,
@@ -254,8 +174,17 @@ impl Mode for Lifecycle {
     }
 }
 
-fn trace_config(k: &Kernel, config: &Config, track: bool) -> TraceConfig {
-    TraceConfig {
+/// The object's configuration: layout, filter, tracking, the mode's
+/// options and the planned slots.
+fn trace_config(
+    k: &Kernel,
+    config: &Config,
+    l: &cli::Lifecycle,
+    track: bool,
+    plan: &plan::Plan,
+) -> TraceConfig {
+    use nettrace_common::trace::trace_opts;
+    let mut trace = TraceConfig {
         layout: k.layout,
         filter: config.filter,
         track: track as u32,
@@ -266,5 +195,104 @@ fn trace_config(k: &Kernel, config: &Config, track: bool) -> TraceConfig {
             ..Default::default()
         },
         slots: [HookSlot::default(); nettrace_common::trace::MAX_SLOTS],
+    };
+    let o = &mut trace.opts;
+    if let Some(lat) = l.latency {
+        o.flags |= trace_opts::LATENCY;
+        o.flags |= if lat.free { trace_opts::LATENCY_FREE } else { 0 };
+        o.flags |= if lat.summary {
+            trace_opts::LATENCY_SUMMARY
+        } else {
+            0
+        };
+        o.min_latency_ns = l.min_latency_ns;
     }
+    if l.func_stats.is_some() {
+        o.flags |= trace_opts::FUNC_STATS;
+    }
+    super::configure(&mut trace, plan);
+    if l.diag.is_some() {
+        trace.nf = crate::kernel::layout::nf_context(&k.btf);
+    }
+    trace
+}
+
+/// `--debug`'s per-hook lines, the errors when nothing useful attached,
+/// and the warning lines about skipped hooks.
+fn report(
+    s: &Session<'_>,
+    attached: &super::attach::Attached,
+    prepared: &super::Prepared,
+) -> Result<(), Error> {
+    if s.config.debug {
+        for (name, r) in &attached.report {
+            match r {
+                Ok(b) => s.debug(format_args!("hook {name:<28} {b}")),
+                Err(why) => s.debug(format_args!("hook {name:<28} skipped: {why}")),
+            }
+        }
+        for (name, why) in &attached.fallbacks {
+            // A verifier log is many lines; its end says why.
+            let lines: Vec<&str> = why.lines().filter(|l| !l.trim().is_empty()).collect();
+            let tail = lines[lines.len().saturating_sub(4)..].join(" | ");
+            s.debug(format_args!(
+                "hook {name:<28} kprobe, because fentry failed: {tail}"
+            ));
+        }
+    }
+    let total: usize = attached.counts.values().sum();
+    s.debug(format_args!("attached {total} hooks: {:?}", attached.counts));
+    if total == 0 {
+        let failed: Vec<(String, String)> = attached
+            .report
+            .iter()
+            .filter_map(|(n, r)| Some((n.clone(), r.clone().err()?)))
+            .collect();
+        return Err(Error::Unsupported(super::nothing_attached(&failed, prepared)));
+    }
+    if attached.matchers_attached == 0 {
+        return Err(Error::Unsupported(
+            "--trace-matcher: none of its hooks could be attached, so no packet would ever be followed"
+                .into(),
+        ));
+    }
+    for w in &attached.warnings {
+        eprintln!("nettrace: {w}");
+    }
+    Ok(())
+}
+
+/// What `--diag` needs per slot: the rules of each slot's hook, its group,
+/// the netfilter notes and `--hooks`.
+fn diag_state(
+    l: &cli::Lifecycle,
+    k: &Kernel,
+    prepared: &super::Prepared,
+    attached: &super::attach::Attached,
+    netfilter_drop_at: Option<(u64, u64)>,
+    nf_hooks: Option<super::netfilter::NfHooks>,
+) -> Option<super::DiagState> {
+    l.diag.map(|opts| super::DiagState {
+        opts,
+        netfilter_drop_at,
+        rules_by_slot: attached
+            .hook_by_slot
+            .iter()
+            .map(|&i| prepared.catalogue.hooks[i].hook.rules.clone())
+            .collect(),
+        group_by_slot: attached
+            .hook_by_slot
+            .iter()
+            .map(|&i| {
+                prepared.catalogue.hooks[i]
+                    .path
+                    .first()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .collect(),
+        nf_hooks,
+        nf_notes: super::netfilter::NfNotes::new(super::netfilter::hook_points(&k.btf).unwrap_or_default()),
+        flags_by_slot: attached.flags_by_slot.clone(),
+    })
 }
