@@ -2,11 +2,9 @@
 //! kernel, real packets between namespaces this test creates, assertions on
 //! what the binary prints.
 
-mod util;
-
 use std::{process::Command, time::Duration};
 
-use util::{BIN, Pair, Tracer, sh};
+use crate::util::{self, BIN, Pair, Tracer, sh};
 
 /// Lines that are events (not the begin/end markers).
 fn events(t: &Tracer) -> Vec<String> {
