@@ -370,7 +370,7 @@ fn ring_buffer_overflow_is_counted_exactly() {
                 .parse()
                 .ok()
         })
-        .last()
+        .next_back()
         .unwrap_or_else(|| panic!("no lost-event total on stderr: {err}"));
     assert!(lost > 0, "the flood should have overflowed the ring: {err}");
     assert_eq!(

@@ -328,7 +328,7 @@ fn last_rtt_total(t: &Tracer) -> Option<u64> {
         .iter()
         .filter_map(|l| l.strip_prefix("rtt distribution:"))
         .filter_map(|n| n.trim().parse().ok())
-        .last()
+        .next_back()
 }
 
 #[test]
