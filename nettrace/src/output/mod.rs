@@ -6,6 +6,8 @@
 //! (`| head`) is not an error: it ends tracing quietly.
 
 mod clock;
+#[cfg(test)]
+pub mod golden;
 pub mod histogram;
 pub mod json;
 pub mod metrics;

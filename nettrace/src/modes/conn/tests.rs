@@ -229,3 +229,39 @@ fn snapshot_finds_our_loopback_connection() {
     });
     assert!(snapshot(&other, 0).unwrap().conns.is_empty());
 }
+
+/// The exact text and JSON of `--conn` lines, with and without `tcp_info`
+/// and an owner, IPv4 and IPv6.
+#[test]
+fn golden_lines_and_records() {
+    // As the sink writes them: the snapshot's time last.
+    let both = |c: &Conn| {
+        let mut m = c.json();
+        m.insert("ts_ns".into(), 5_000_000_000u64.into());
+        format!("{}\n{}\n", c.line(), crate::output::json::line(m))
+    };
+    let mut out = both(&conn());
+    let full = Conn {
+        info: Some(TcpInfoFields {
+            unacked: 2,
+            retrans: 1,
+            lost: 1,
+            bytes_sent: Some(99),
+            bytes_retrans: Some(7),
+            min_rtt_us: None,
+            ..conn().info.unwrap()
+        }),
+        ..conn()
+    };
+    out += &both(&full);
+    out += &both(&Conn {
+        state: 6,
+        info: None,
+        owner: None,
+        inode: 0,
+        local: "[fd31::1]:443".parse().unwrap(),
+        remote: "[fd31::2]:40000".parse().unwrap(),
+        ..conn()
+    });
+    crate::output::golden::check("conn/lines", &out);
+}

@@ -111,4 +111,34 @@ mod tests {
         assert_eq!(v["location"], "tcp_v4_rcv+0x81");
         assert_eq!(text.lines().count(), 1);
     }
+
+    /// The exact text and JSON of drops, with `--drop-stack` and on a
+    /// kernel without drop reasons.
+    #[test]
+    fn golden_lines_and_records() {
+        let mut out = String::new();
+        for (json, stack, reasons) in [
+            (false, true, true),
+            (true, false, true),
+            (true, true, true),
+            (false, false, false),
+            (true, false, false),
+        ] {
+            let mut s = sink(json, None);
+            s.stack = stack;
+            if !reasons {
+                s.printer = printer(&[]);
+            }
+            let mut ev = event(&SYN);
+            ev.skb = 0xffff_8881_0203_0400;
+            ev.netns = 4026531840;
+            ev.ifindex = 2;
+            ev.pid = 77;
+            ev.comm[..4].copy_from_slice(b"curl");
+            ev.stack_id = 5;
+            s.on_event(&ev);
+            out += &String::from_utf8(s.out.into_inner()).unwrap();
+        }
+        crate::output::golden::check("drop/lines", &out);
+    }
 }

@@ -405,3 +405,7 @@ impl<W: Write> ModeSink for LifecycleSink<W> {
         Ok(&self.progress)
     }
 }
+
+#[cfg(test)]
+#[path = "sink_tests.rs"]
+mod tests;

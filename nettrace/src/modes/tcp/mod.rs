@@ -8,6 +8,8 @@
 
 mod mode;
 pub mod monitor;
+#[cfg(test)]
+mod print_tests;
 pub mod rt;
 pub mod rtt;
 mod sink;

@@ -305,3 +305,40 @@ fn layout_of_the_running_kernel() {
         assert_eq!(m.fn_deref[usize::from(f.hook)], 0, "{}", f.name);
     }
 }
+
+/// The exact text and JSON of `--sock` lines: a full socket with a timer,
+/// a state change with an RTT sample and a task, a request socket, none.
+#[test]
+fn golden_lines_and_records() {
+    fn both(p: &Printer, ev: &SockEvent) -> String {
+        format!("{}\n{}\n", p.line(ev), p.json(ev))
+    }
+    colored::control::set_override(false);
+    let p = printer(Some(250));
+    let mut out = both(&p, &event());
+    let mut ev = event();
+    ev.source = sock_source::TRACEPOINT;
+    ev.hook = tp::SET_STATE;
+    ev.old_state = 2;
+    ev.timer = 9;
+    ev.timer_left = -3;
+    ev.pid = 4242;
+    out += &both(&p, &ev);
+    out += &both(&printer(None), &ev);
+    let mut rtt = event();
+    rtt.hook = sock_fn::ACK_UPDATE_RTT;
+    rtt.rtt_us = 152;
+    rtt.rtt_min_us = 100;
+    rtt.srtt_us = 1_160;
+    rtt.pid = 7;
+    out += &both(&p, &rtt);
+    ev.full = 0;
+    ev.old_state = SockEvent::NO_STATE;
+    ev.state = 12;
+    out += &both(&p, &ev);
+    ev.sk = 0;
+    ev.pid = 0;
+    ev.hook = tp::SEND_RESET;
+    out += &both(&p, &ev);
+    crate::output::golden::check("tcp/sock", &out);
+}
