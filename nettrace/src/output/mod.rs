@@ -1,5 +1,6 @@
-//! Everything nettrace writes to stdout: event lines for grep/less, and the
-//! `begin trace...` / `end trace...` markers scripts wait for.
+//! Everything nettrace writes to stdout: event lines for grep/less (or
+//! JSON records with `--json`, see [`record`]), and the `begin trace...` /
+//! `end trace...` markers scripts wait for.
 //!
 //! Lines are buffered and flushed once per batch of events (not per line):
 //! cheap when piping a flood, prompt when a human watches. A closed pipe
@@ -12,11 +13,13 @@ pub mod histogram;
 pub mod json;
 pub mod metrics;
 pub mod progress;
+pub mod record;
 pub mod stack;
 
 use std::io::{self, BufWriter, IsTerminal as _, Stdout, Write};
 
 pub use clock::Clock;
+pub use record::{Format, Marker, Record};
 
 /// Whether to colour output: only on a terminal, and never with `NO_COLOR`.
 pub fn use_colour() -> bool {
@@ -33,28 +36,46 @@ pub fn cstr(b: &[u8]) -> String {
 #[derive(Debug)]
 pub struct Closed;
 
-/// Where lines go: stdout in the tool, a `Vec<u8>` in unit tests.
+/// Where records go, as text or JSON: stdout in the tool, a `Vec<u8>` in
+/// unit tests.
 pub struct Out<W: Write = Stdout> {
     w: BufWriter<W>,
+    format: Format,
 }
 
 impl Out<Stdout> {
     /// Stdout, coloured when it is a terminal (see [`use_colour`]).
-    pub fn new() -> Self {
+    pub fn new(format: Format) -> Self {
         colored::control::set_override(use_colour());
-        Self::to(io::stdout())
+        Self::to(io::stdout()).with_format(format)
     }
 }
 
 impl<W: Write> Out<W> {
+    /// Text into `w`.
     pub fn to(w: W) -> Self {
         Self {
             w: BufWriter::with_capacity(64 * 1024, w),
+            format: Format::Text,
         }
     }
 
+    pub fn with_format(self, format: Format) -> Self {
+        Self { format, ..self }
+    }
+
+    /// Writes one line as it is (printers not yet turned into records).
     pub fn line(&mut self, s: &str) -> Result<(), Closed> {
         writeln!(self.w, "{s}").map_err(classify)
+    }
+
+    /// Writes one record in the session's format.
+    pub fn emit(&mut self, r: &impl Record) -> Result<(), Closed> {
+        match self.format {
+            Format::Text => r.text(&mut self.w),
+            Format::Json => json::write(&mut self.w, r),
+        }
+        .map_err(classify)
     }
 
     pub fn flush(&mut self) -> Result<(), Closed> {
@@ -70,14 +91,14 @@ impl<W: Write> Out<W> {
 
 /// What the session driver writes its markers (`begin trace...`) and
 /// loss records through, whatever a sink's writer is.
-pub trait Lines {
-    fn line(&mut self, s: &str) -> Result<(), Closed>;
+pub trait Markers {
+    fn marker(&mut self, m: Marker) -> Result<(), Closed>;
     fn flush(&mut self) -> Result<(), Closed>;
 }
 
-impl<W: Write> Lines for Out<W> {
-    fn line(&mut self, s: &str) -> Result<(), Closed> {
-        Out::line(self, s)
+impl<W: Write> Markers for Out<W> {
+    fn marker(&mut self, m: Marker) -> Result<(), Closed> {
+        self.emit(&m)
     }
 
     fn flush(&mut self) -> Result<(), Closed> {

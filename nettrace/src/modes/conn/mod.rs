@@ -329,7 +329,7 @@ impl Conn {
     /// `bytes_acked`, `bytes_received`, `bytes_sent`, `bytes_retrans` (those
     /// the kernel reports); then `pid` and `comm` when known.
     pub fn json(&self) -> Map<String, Value> {
-        let mut m = json::record("conn");
+        let mut m = json::legacy::record("conn");
         let mut put = |k: &str, v: Value| {
             m.insert(k.into(), v);
         };

@@ -9,7 +9,7 @@ use crate::{
     error::Error,
     events::{Flow, Sink, monotonic_ns},
     modes::{Lookups, Mode, ModeSink, Started},
-    output::{Clock, Lines, Out, json, metrics::Metrics, progress::Progress},
+    output::{Clock, Markers, Out, json, metrics::Metrics, progress::Progress},
     session::{DebugLog, Kernel, Session},
 };
 
@@ -41,7 +41,7 @@ impl Mode for Connections {
             debug: s.log(),
             metrics: s.metrics.clone(),
             failed: None,
-            out: Out::new(),
+            out: Out::new(crate::output::Format::json(config.json)),
             progress: Progress::new(config.count),
         };
         Ok(Started {
@@ -96,7 +96,7 @@ impl<W: Write> ConnSink<W> {
             lines.push(if self.json {
                 let mut m = c.json();
                 m.insert("ts_ns".into(), now.into());
-                json::line(m)
+                json::legacy::line(m)
             } else {
                 c.line()
             });
@@ -137,7 +137,7 @@ impl<W: Write> Sink for ConnSink<W> {
 }
 
 impl<W: Write> ModeSink for ConnSink<W> {
-    fn out(&mut self) -> &mut dyn Lines {
+    fn out(&mut self) -> &mut dyn Markers {
         &mut self.out
     }
 

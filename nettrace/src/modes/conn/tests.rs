@@ -238,7 +238,7 @@ fn golden_lines_and_records() {
     let both = |c: &Conn| {
         let mut m = c.json();
         m.insert("ts_ns".into(), 5_000_000_000u64.into());
-        format!("{}\n{}\n", c.line(), crate::output::json::line(m))
+        format!("{}\n{}\n", c.line(), crate::output::json::legacy::line(m))
     };
     let mut out = both(&conn());
     let full = Conn {

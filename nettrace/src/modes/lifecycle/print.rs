@@ -139,7 +139,7 @@ impl LinePrinter {
         m.insert("comm".into(), json!(cstr(&ev.comm)));
         m.insert("len".into(), json!(ev.pkt_len));
         let len = usize::from(ev.hdr_len).min(ev.hdr.len());
-        crate::output::json::packet_fields(&decode(ev.l3_proto, &ev.hdr[..len]), &mut m);
+        crate::output::json::legacy::packet_fields(&decode(ev.l3_proto, &ev.hdr[..len]), &mut m);
         if ev.has_extra != 0 {
             match ev.kind {
                 event_kind::CLONE => m.insert("clone".into(), json!(format!("{:x}", ev.extra))),

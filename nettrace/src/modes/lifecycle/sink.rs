@@ -11,13 +11,7 @@ use crate::{
     error::Error,
     events::{Flow, Sink, record},
     modes::ModeSink,
-    output::{
-        Closed, Lines, Out,
-        histogram::KernelHistogram,
-        json,
-        progress::Progress,
-        stack::{self, Symbolizer},
-    },
+    output::{Closed, Markers, Out, histogram::KernelHistogram, json, progress::Progress, stack::Symbolizer},
 };
 
 /// The drop reason whose findings `--hooks` adds blamed functions to.
@@ -64,8 +58,7 @@ impl<W: Write> LifecycleSink<W> {
             .get(ev.slot as usize)
             .copied()
             .unwrap_or(false);
-        (wanted && ev.stack_id >= 0)
-            .then(|| stack::json(&self.symbols.frames(ev.stack_id).unwrap_or_default()))
+        (wanted && ev.stack_id >= 0).then(|| serde_json::to_value(self.symbols.stack(ev.stack_id)).unwrap())
     }
 
     fn write_event(&mut self, line: &str, slot: u32, stack_id: i32) -> Result<(), Closed> {
@@ -77,8 +70,10 @@ impl<W: Write> LifecycleSink<W> {
                 .copied()
                 .unwrap_or(false)
         {
-            for l in self.symbols.stack(stack_id) {
-                self.out.line(&l)?;
+            let mut block = Vec::new();
+            let _ = self.symbols.stack(stack_id).text(&mut block);
+            for l in String::from_utf8_lossy(&block).lines() {
+                self.out.line(l)?;
             }
         }
         Ok(())
@@ -168,7 +163,7 @@ impl<W: Write> LifecycleSink<W> {
         }
         let keep = self.diag.as_ref().is_none_or(|d| d.opts.keep);
         if self.json {
-            let mut m = json::record("packet");
+            let mut m = json::legacy::record("packet");
             let skbs: Vec<String> = p.skbs.iter().map(|s| format!("{s:x}")).collect();
             m.insert("skbs".into(), skbs.into());
             m.insert("latency_ns".into(), life.into());
@@ -176,9 +171,9 @@ impl<W: Write> LifecycleSink<W> {
             if p.dropped_events > 0 {
                 m.insert("events_not_kept".into(), p.dropped_events.into());
             }
-            self.out.line(&json::line(m))?;
+            self.out.line(&json::legacy::line(m))?;
             if !findings.is_empty() {
-                let mut a = json::record("analysis");
+                let mut a = json::legacy::record("analysis");
                 a.insert(
                     "skbs".into(),
                     p.skbs.iter().map(|s| format!("{s:x}")).collect::<Vec<_>>().into(),
@@ -191,7 +186,7 @@ impl<W: Write> LifecycleSink<W> {
                         .collect::<Vec<_>>()
                         .into(),
                 );
-                self.out.line(&json::line(a))?;
+                self.out.line(&json::legacy::line(a))?;
             }
             self.progress.seen += 1;
             return Ok(!findings.is_empty() && !keep);
@@ -248,11 +243,11 @@ impl<W: Write> LifecycleSink<W> {
             .collect();
         rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
         if self.json {
-            let mut m = json::record("func_stats");
+            let mut m = json::legacy::record("func_stats");
             let counts: serde_json::Map<String, serde_json::Value> =
                 rows.iter().map(|(n, c)| (n.to_string(), (*c).into())).collect();
             m.insert("counts".into(), counts.into());
-            return self.out.line(&json::line(m));
+            return self.out.line(&json::legacy::line(m));
         }
         self.out.line(&format!("{:<32} {:>12}", "hook", "count"))?;
         for (name, n) in rows {
@@ -326,7 +321,7 @@ impl<W: Write> Sink for LifecycleSink<W> {
             if let Some(frames) = self.printed_stack(&ev) {
                 e.insert("stack".into(), frames);
             }
-            let r = self.out.line(&json::line(e)).map(|()| false);
+            let r = self.out.line(&json::legacy::line(e)).map(|()| false);
             self.progress.seen += 1;
             return self.after(r);
         }
@@ -359,11 +354,11 @@ impl<W: Write> Sink for LifecycleSink<W> {
         if let Some(h) = &self.latency_hist {
             let lines = match h.read() {
                 Ok(h) if self.json => {
-                    let mut m = json::record("latency_summary");
+                    let mut m = json::legacy::record("latency_summary");
                     m.insert("ts_ns".into(), now_ns.into());
                     m.insert("unit".into(), "us".into());
                     m.insert("latency".into(), h.json());
-                    vec![json::line(m)]
+                    vec![json::legacy::line(m)]
                 }
                 Ok(h) => h.render("latency", "us"),
                 Err(e) => {
@@ -396,7 +391,7 @@ impl<W: Write> Sink for LifecycleSink<W> {
 }
 
 impl<W: Write> ModeSink for LifecycleSink<W> {
-    fn out(&mut self) -> &mut dyn Lines {
+    fn out(&mut self) -> &mut dyn Markers {
         &mut self.out
     }
 

@@ -69,7 +69,7 @@ impl Printer {
     }
 
     pub fn json(&self, ev: &TcpEvent) -> String {
-        let mut m = json::record("tcp");
+        let mut m = json::legacy::record("tcp");
         m.insert("ts_ns".into(), json!(ev.ts_ns));
         m.insert("time".into(), json!(self.clock.format(ev.ts_ns)));
         m.insert("event".into(), json!(event_name(ev.kind)));
@@ -91,6 +91,6 @@ impl Printer {
             m.insert(k.into(), json!(v));
         }
         m.insert("sk".into(), json!(format!("{:x}", ev.sk)));
-        json::line(m)
+        json::legacy::line(m)
     }
 }

@@ -32,7 +32,7 @@ pub fn line(clock: &Clock, ev: &RtEvent) -> String {
 }
 
 pub fn json(clock: &Clock, ev: &RtEvent) -> String {
-    let mut m = json::record("rt");
+    let mut m = json::legacy::record("rt");
     m.insert("ts_ns".into(), json!(ev.ts_ns));
     m.insert("time".into(), json!(clock.format(ev.ts_ns)));
     tuple_json(&ev.tuple, &mut m);
@@ -45,7 +45,7 @@ pub fn json(clock: &Clock, ev: &RtEvent) -> String {
     m.insert("srtt_ns".into(), json!(u64::from(ev.srtt_us) * 1000));
     m.insert("retrans".into(), json!(ev.retrans));
     m.insert("netns".into(), json!(ev.netns));
-    json::line(m)
+    json::legacy::line(m)
 }
 
 /// `--rt-summary`: the three times of the tasks of the last second, in µs.
@@ -81,7 +81,7 @@ impl Summary {
     /// The histograms as one JSON record.
     pub fn take_json(&mut self, now_ns: u64) -> String {
         let s = std::mem::take(self);
-        let mut m = json::record("rt_summary");
+        let mut m = json::legacy::record("rt_summary");
         m.insert("ts_ns".into(), json!(now_ns));
         for (k, h) in [
             ("upload", &s.upload),
@@ -90,6 +90,6 @@ impl Summary {
         ] {
             m.insert(k.into(), h.json());
         }
-        json::line(m)
+        json::legacy::line(m)
     }
 }

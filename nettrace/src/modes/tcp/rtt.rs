@@ -83,11 +83,11 @@ pub fn attach(
 /// `rtt distribution:` and its buckets, or the JSON record.
 pub fn summary(h: &Log2, json_out: bool, now_ns: u64) -> Vec<String> {
     if json_out {
-        let mut m = json::record("rtt_summary");
+        let mut m = json::legacy::record("rtt_summary");
         m.insert("ts_ns".into(), json!(now_ns));
         m.insert("unit".into(), json!("ms"));
         m.insert("rtt".into(), h.json());
-        vec![json::line(m)]
+        vec![json::legacy::line(m)]
     } else {
         h.render("rtt", "ms")
     }
@@ -107,7 +107,7 @@ pub fn line(clock: &Clock, source: Source, ev: &RttEvent) -> String {
 }
 
 pub fn json(clock: &Clock, source: Source, ev: &RttEvent) -> String {
-    let mut m = json::record("rtt");
+    let mut m = json::legacy::record("rtt");
     m.insert("ts_ns".into(), json!(ev.ts_ns));
     m.insert("time".into(), json!(clock.format(ev.ts_ns)));
     m.insert("hook".into(), json!(source.hook()));
@@ -118,7 +118,7 @@ pub fn json(clock: &Clock, source: Source, ev: &RttEvent) -> String {
     // false: rtt is the smoothed RTT (tracepoint source), not a sample.
     m.insert("sampled".into(), json!(ev.sampled != 0));
     m.insert("netns".into(), json!(ev.netns));
-    json::line(m)
+    json::legacy::line(m)
 }
 
 #[cfg(test)]

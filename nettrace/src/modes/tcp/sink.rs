@@ -9,7 +9,7 @@ use crate::{
     error::Error,
     events::{Flow, Sink, record},
     modes::ModeSink,
-    output::{Clock, Closed, Lines, Out, histogram::KernelHistogram, metrics::Counts, progress::Progress},
+    output::{Clock, Closed, Markers, Out, histogram::KernelHistogram, metrics::Counts, progress::Progress},
 };
 
 /// Prints `--tcp-monitor` events and `--rt` tasks (or, with `--rt-summary`,
@@ -132,7 +132,7 @@ impl<W: Write> Sink for TcpSink<W> {
 }
 
 impl<W: Write> ModeSink for TcpSink<W> {
-    fn out(&mut self) -> &mut dyn Lines {
+    fn out(&mut self) -> &mut dyn Markers {
         &mut self.out
     }
 

@@ -112,7 +112,7 @@ impl Printer {
     }
 
     pub fn json(&self, ev: &SockEvent) -> String {
-        let mut m = json::record("sock");
+        let mut m = json::legacy::record("sock");
         m.insert("ts_ns".into(), json!(ev.ts_ns));
         m.insert("time".into(), json!(self.clock.format(ev.ts_ns)));
         m.insert("hook".into(), json!(hook_name(ev.source, ev.hook)));
@@ -161,6 +161,6 @@ impl Printer {
             m.insert("comm".into(), json!(cstr(&ev.comm)));
         }
         m.insert("sk".into(), json!(format!("{:x}", ev.sk)));
-        json::line(m)
+        json::legacy::line(m)
     }
 }
