@@ -7,6 +7,10 @@
 //!                      2 -     3ms: 0        0.0000
 //! ```
 
+use std::io::{self, Write};
+
+use serde::Serialize;
+
 /// A histogram the kernel keeps (a per-CPU array of bucket counts, as in
 /// [`Log2::add`]), read by summing the CPUs.
 pub struct KernelHistogram {
@@ -75,28 +79,19 @@ impl Log2 {
         h
     }
 
-    /// `{"total": N, "buckets": [{"lo": 0, "hi": 1, "count": n}, …]}`,
-    /// non-empty buckets only.
-    pub fn json(&self) -> serde_json::Value {
-        let buckets: Vec<_> = self
-            .buckets
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| **n > 0)
-            .map(|(i, n)| {
-                let (lo, hi) = Self::bounds(i);
-                serde_json::json!({"lo": lo, "hi": hi, "count": n})
-            })
-            .collect();
-        serde_json::json!({"total": self.total, "buckets": buckets})
-    }
-
     fn bounds(i: usize) -> (u64, u64) {
         if i == 0 {
             (0, 1)
         } else {
             (1u64 << i, (1u64 << (i + 1)) - 1)
         }
+    }
+
+    /// [`Log2::render`]'s lines, written.
+    pub fn text(&self, title: &str, unit: &str, w: &mut dyn Write) -> io::Result<()> {
+        self.render(title, unit)
+            .iter()
+            .try_for_each(|l| writeln!(w, "{l}"))
     }
 
     /// `title` names the measure, `unit` the values' unit (`ms`, `us`).
@@ -112,6 +107,36 @@ impl Log2 {
             lines.push(format!("{lo:>22} - {hi:>5}{unit}: {n:<8} {share:.4}"));
         }
         lines
+    }
+}
+
+/// In JSON `{"total": N, "buckets": [{"lo": 0, "hi": 1, "count": n}, …]}`,
+/// non-empty buckets only.
+impl Serialize for Log2 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Bucket {
+            lo: u64,
+            hi: u64,
+            count: u64,
+        }
+        #[derive(Serialize)]
+        struct Histogram {
+            total: u64,
+            buckets: Vec<Bucket>,
+        }
+        let buckets = (self.buckets.iter().enumerate())
+            .filter(|(_, n)| **n > 0)
+            .map(|(i, &count)| {
+                let (lo, hi) = Self::bounds(i);
+                Bucket { lo, hi, count }
+            })
+            .collect();
+        Histogram {
+            total: self.total,
+            buckets,
+        }
+        .serialize(s)
     }
 }
 

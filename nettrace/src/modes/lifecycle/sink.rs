@@ -357,7 +357,7 @@ impl<W: Write> Sink for LifecycleSink<W> {
                     let mut m = json::legacy::record("latency_summary");
                     m.insert("ts_ns".into(), now_ns.into());
                     m.insert("unit".into(), "us".into());
-                    m.insert("latency".into(), h.json());
+                    m.insert("latency".into(), serde_json::to_value(&h).unwrap());
                     vec![json::legacy::line(m)]
                 }
                 Ok(h) => h.render("latency", "us"),

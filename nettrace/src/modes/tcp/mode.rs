@@ -206,7 +206,6 @@ fn start(s: &Session<'_>, k: &Kernel, mode: SocketMode) -> Result<Started, Error
         sock,
         clock,
         out: Out::new(crate::output::Format::json(config.json)),
-        json: config.json,
         metrics: s.counts(),
         progress: Progress::new(config.count),
     };

@@ -12,8 +12,17 @@ use nettrace_common::{
 use super::{Names, monitor, rt, rtt};
 use crate::{
     kernel::reasons::DropReasons,
-    output::{Clock, golden, histogram::Log2},
+    output::{
+        Clock, Record, golden,
+        histogram::Log2,
+        record::{json_of, text_of},
+    },
 };
+
+/// A record's text and JSON.
+fn both(r: &impl Record) -> (String, String) {
+    (text_of(r), json_of(r))
+}
 
 /// Text, then JSON, in one golden file.
 fn check(name: &str, (text, json): (String, String)) {
@@ -57,7 +66,7 @@ fn tcp_event(kind: u8) -> TcpEvent {
 /// The text line and the JSON record of a `--tcp-monitor` event.
 fn monitor_output(ev: &TcpEvent) -> (String, String) {
     let p = monitor_printer();
-    (p.line(ev) + "\n", p.json(ev) + "\n")
+    both(&p.record(ev))
 }
 
 #[test]
@@ -107,7 +116,7 @@ fn rt_event(download_ns: u64) -> RtEvent {
 /// The text line and the JSON record of an `--rt` task.
 fn rt_output(ev: &RtEvent) -> (String, String) {
     let clock = Clock::new(false);
-    (rt::line(&clock, ev) + "\n", rt::json(&clock, ev) + "\n")
+    both(&rt::record(&clock, ev))
 }
 
 #[test]
@@ -121,10 +130,7 @@ fn rt_summary_output(tasks: &[RtEvent]) -> (String, String) {
     let clock = Clock::new(false);
     let mut s = rt::Summary::default();
     tasks.iter().for_each(|t| s.add(t));
-    let mut j = rt::Summary::default();
-    tasks.iter().for_each(|t| j.add(t));
-    let text = s.take(&clock, 99_000_000_000).join("\n") + "\n";
-    (text, j.take_json(99_000_000_000) + "\n")
+    both(&s.take(&clock, 99_000_000_000))
 }
 
 #[test]
@@ -152,10 +158,7 @@ fn rtt_event(sampled: bool) -> RttEvent {
 /// The text line and the JSON record of an `--rtt-detail` sample.
 fn rtt_output(source: rtt::Source, ev: &RttEvent) -> (String, String) {
     let clock = Clock::new(false);
-    (
-        rtt::line(&clock, source, ev) + "\n",
-        rtt::json(&clock, source, ev) + "\n",
-    )
+    both(&rtt::record(&clock, source, ev))
 }
 
 #[test]
@@ -169,8 +172,7 @@ fn rtt_samples() {
 
 /// `--rtt`'s distribution, text and JSON.
 fn rtt_summary_output(h: &Log2) -> (String, String) {
-    let text = rtt::summary(h, false, 99_000_000_000).join("\n") + "\n";
-    (text, rtt::summary(h, true, 99_000_000_000).join("\n") + "\n")
+    both(&rtt::RttSummary::new(99_000_000_000, h.clone()))
 }
 
 #[test]
