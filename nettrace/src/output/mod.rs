@@ -64,6 +64,15 @@ impl<W: Write> Out<W> {
         Self { format, ..self }
     }
 
+    /// Writes what only the text form has (`--conn`'s snapshot header);
+    /// `Ok(false)`: nothing, the format is JSON.
+    pub fn text_only(&mut self, text: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Result<bool, Closed> {
+        match self.format {
+            Format::Text => text(&mut self.w).map(|()| true).map_err(classify),
+            Format::Json => Ok(false),
+        }
+    }
+
     /// Writes one line as it is (printers not yet turned into records).
     pub fn line(&mut self, s: &str) -> Result<(), Closed> {
         writeln!(self.w, "{s}").map_err(classify)
