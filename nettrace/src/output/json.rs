@@ -183,30 +183,3 @@ mod tests {
         assert_eq!(o["l3"], "0x88cc");
     }
 }
-
-/// Hand-built records, for the printers not yet turned into [`Record`]s.
-pub mod legacy {
-    use serde_json::{Map, Value, json};
-
-    use super::{Packet, PacketFields, V};
-
-    /// `{"v": 1, "type": kind}`, to add fields to.
-    pub fn record(kind: &str) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert("v".into(), json!(V));
-        m.insert("type".into(), json!(kind));
-        m
-    }
-
-    /// One line of NDJSON.
-    pub fn line(m: Map<String, Value>) -> String {
-        Value::Object(m).to_string()
-    }
-
-    /// The packet's fields added to `m`.
-    pub fn packet_fields(p: &Packet, m: &mut Map<String, Value>) {
-        if let Value::Object(f) = serde_json::to_value(PacketFields(p.clone())).unwrap() {
-            m.extend(f);
-        }
-    }
-}

@@ -73,11 +73,6 @@ impl<W: Write> Out<W> {
         }
     }
 
-    /// Writes one line as it is (printers not yet turned into records).
-    pub fn line(&mut self, s: &str) -> Result<(), Closed> {
-        writeln!(self.w, "{s}").map_err(classify)
-    }
-
     /// Writes one record in the session's format.
     pub fn emit(&mut self, r: &impl Record) -> Result<(), Closed> {
         match self.format {

@@ -228,7 +228,6 @@ impl Mode for Lifecycle {
             free_by_slot: attached.free_by_slot,
             // --latency: one event per packet, at its free.
             basic: l.basic || l.latency.is_some(),
-            json: config.json,
             metrics: s.counts(),
             // With --latency the kernel applied it already.
             min_latency_ns: if l.latency.is_some() { 0 } else { l.min_latency_ns },
