@@ -140,6 +140,63 @@ impl Serialize for Log2 {
     }
 }
 
+/// A distribution at `ts_ns` as the `…-summary` modes print it: the
+/// histogram's lines, or `{"v":1,"type":"<title>_summary","ts_ns":…,
+/// "unit":…,"<title>":{histogram}}`.
+pub struct Distribution {
+    kind: &'static str,
+    /// `rtt`, `latency`: the text's title and the JSON key.
+    title: &'static str,
+    ts_ns: u64,
+    unit: &'static str,
+    histogram: Log2,
+}
+
+impl Distribution {
+    /// `--rtt`'s round-trip times, in ms.
+    pub fn rtt(ts_ns: u64, histogram: Log2) -> Self {
+        Self {
+            kind: "rtt_summary",
+            title: "rtt",
+            ts_ns,
+            unit: "ms",
+            histogram,
+        }
+    }
+
+    /// `--latency-summary`'s packet lives, in µs.
+    pub fn latency(ts_ns: u64, histogram: Log2) -> Self {
+        Self {
+            kind: "latency_summary",
+            title: "latency",
+            ts_ns,
+            unit: "us",
+            histogram,
+        }
+    }
+}
+
+impl Serialize for Distribution {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut m = s.serialize_map(Some(3))?;
+        m.serialize_entry("ts_ns", &self.ts_ns)?;
+        m.serialize_entry("unit", self.unit)?;
+        m.serialize_entry(self.title, &self.histogram)?;
+        m.end()
+    }
+}
+
+impl super::Record for Distribution {
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        self.histogram.text(self.title, self.unit, w)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,5 +216,18 @@ mod tests {
         assert_eq!(lines.len(), 1 + 9);
         assert!(lines[9].contains("256 -   511ms: 1 "));
         assert_eq!(Log2::default().render("x", "us").len(), 1);
+    }
+
+    /// `--latency-summary`'s record (`--rtt`'s is pinned with the TCP
+    /// modes' golden files).
+    #[test]
+    fn latency_distribution() {
+        use crate::output::record::{json_of, text_of};
+        let d = Distribution::latency(7, Log2::from_buckets(&[0, 2]));
+        assert_eq!(
+            json_of(&d),
+            "{\"v\":1,\"type\":\"latency_summary\",\"ts_ns\":7,\"unit\":\"us\",\"latency\":{\"total\":2,\"buckets\":[{\"lo\":2,\"hi\":3,\"count\":2}]}}\n"
+        );
+        assert_eq!(text_of(&d), d.histogram.render("latency", "us").join("\n") + "\n");
     }
 }

@@ -1,6 +1,7 @@
 //! What lifecycle tracing prints: packets (their events grouped), a
 //! packet's `--diag` analysis, single events (`--basic`, `--latency`),
-//! `--func-stats` and `--latency-summary`.
+//! `--func-stats` (`--latency-summary` is an
+//! [`output::histogram::Distribution`](crate::output::histogram::Distribution)).
 
 use std::io::{self, Write};
 
@@ -8,7 +9,7 @@ use nettrace_common::TraceEvent;
 use serde::{Serialize, Serializer, ser::SerializeSeq as _};
 
 use super::{diag, print::LinePrinter, track};
-use crate::output::{Record, histogram::Log2, stack::Stack};
+use crate::output::{Record, stack::Stack};
 
 /// One event: a line (`[time] [hook] packet extra *note*`, then its
 /// `Call Stack:` with `--trace-stack`), or its JSON fields.
@@ -190,33 +191,5 @@ impl Record for FuncStats<'_> {
             writeln!(w, "{name:<32} {n:>12}")?;
         }
         Ok(())
-    }
-}
-
-/// `--latency-summary`'s distribution of packet lives (µs) at `ts_ns`.
-#[derive(Serialize)]
-pub struct LatencySummary {
-    pub ts_ns: u64,
-    unit: &'static str,
-    latency: Log2,
-}
-
-impl LatencySummary {
-    pub fn new(ts_ns: u64, latency: Log2) -> Self {
-        Self {
-            ts_ns,
-            unit: "us",
-            latency,
-        }
-    }
-}
-
-impl Record for LatencySummary {
-    fn kind(&self) -> &'static str {
-        "latency_summary"
-    }
-
-    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
-        self.latency.text("latency", self.unit, w)
     }
 }

@@ -9,7 +9,7 @@ use nettrace_common::TraceEvent;
 use super::{
     DiagState, FuncStats, diag, print,
     print::LinePrinter,
-    records::{self, Event, LatencySummary},
+    records::{self, Event},
     track,
     track::Tracker,
 };
@@ -19,7 +19,7 @@ use crate::{
     modes::ModeSink,
     output::{
         Closed, Markers, Out,
-        histogram::KernelHistogram,
+        histogram::{Distribution, KernelHistogram},
         progress::Progress,
         stack::{Stack, Symbolizer},
     },
@@ -290,7 +290,7 @@ impl<W: Write> Sink for LifecycleSink<W> {
     fn tick(&mut self, now_ns: u64) -> Flow {
         if let Some(h) = &self.latency_hist {
             let summary = match h.read() {
-                Ok(h) => LatencySummary::new(now_ns, h),
+                Ok(h) => Distribution::latency(now_ns, h),
                 Err(e) => {
                     eprintln!("nettrace: cannot read the latency histogram: {e}");
                     return Flow::Stop;

@@ -14,7 +14,7 @@ use crate::{
     kernel::reasons::DropReasons,
     output::{
         Clock, Record, golden,
-        histogram::Log2,
+        histogram::{Distribution, Log2},
         record::{json_of, text_of},
     },
 };
@@ -172,7 +172,7 @@ fn rtt_samples() {
 
 /// `--rtt`'s distribution, text and JSON.
 fn rtt_summary_output(h: &Log2) -> (String, String) {
-    both(&rtt::RttSummary::new(99_000_000_000, h.clone()))
+    both(&Distribution::rtt(99_000_000_000, h.clone()))
 }
 
 #[test]

@@ -13,7 +13,7 @@ use super::fields::{TupleFields, Us};
 use crate::{
     attach::{self, Backend, Means, Target},
     kernel::btf::KernelBtf,
-    output::{Clock, Record, histogram::Log2},
+    output::{Clock, Record},
 };
 
 /// The function that receives every RTT sample.
@@ -80,35 +80,6 @@ pub fn attach(
     }
     super::attach(ebpf, &super::RTT.iter().collect::<Vec<_>>())?;
     Ok((Source::Tracepoint, why))
-}
-
-/// `--rtt`'s distribution (ms) at `now_ns`: `rtt distribution:` and its
-/// buckets, or one JSON record.
-#[derive(Serialize)]
-pub struct RttSummary {
-    pub ts_ns: u64,
-    unit: &'static str,
-    rtt: Log2,
-}
-
-impl RttSummary {
-    pub fn new(ts_ns: u64, rtt: Log2) -> Self {
-        Self {
-            ts_ns,
-            unit: "ms",
-            rtt,
-        }
-    }
-}
-
-impl Record for RttSummary {
-    fn kind(&self) -> &'static str {
-        "rtt_summary"
-    }
-
-    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
-        self.rtt.text("rtt", self.unit, w)
-    }
 }
 
 pub fn record(clock: &Clock, source: Source, ev: &RttEvent) -> Rtt {

@@ -9,7 +9,12 @@ use crate::{
     error::Error,
     events::{Flow, Sink, record},
     modes::ModeSink,
-    output::{Clock, Closed, Markers, Out, histogram::KernelHistogram, metrics::Counts, progress::Progress},
+    output::{
+        Clock, Closed, Markers, Out,
+        histogram::{Distribution, KernelHistogram},
+        metrics::Counts,
+        progress::Progress,
+    },
 };
 
 /// Prints `--tcp-monitor` events and `--rt` tasks (or, with `--rt-summary`,
@@ -95,7 +100,7 @@ impl<W: Write> Sink for TcpSink<W> {
             self.out.emit(&sum.take(&self.clock, now_ns))
         } else if let Some((_, Some(hist))) = &self.rtt {
             match hist.read() {
-                Ok(h) => self.out.emit(&rtt::RttSummary::new(now_ns, h)),
+                Ok(h) => self.out.emit(&Distribution::rtt(now_ns, h)),
                 Err(e) => {
                     eprintln!("nettrace: cannot read the RTT histogram: {e}");
                     return Flow::Stop;
