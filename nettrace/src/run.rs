@@ -61,7 +61,7 @@ async fn stream(s: &Session<'_>, mut ebpf: Ebpf, sink: &mut dyn ModeSink) -> Res
     s.debug("ready");
     if sink
         .out()
-        .marker(Marker::Begin {})
+        .marker(Marker::Begin)
         .and_then(|()| sink.out().flush())
         .is_err()
     {
@@ -95,10 +95,7 @@ async fn stream(s: &Session<'_>, mut ebpf: Ebpf, sink: &mut dyn ModeSink) -> Res
                 let _ = sink.out().marker(Marker::Lost { reason, count });
             }
         }
-        let _ = sink
-            .out()
-            .marker(Marker::End {})
-            .and_then(|()| sink.out().flush());
+        let _ = sink.out().marker(Marker::End).and_then(|()| sink.out().flush());
     }
     if lost > 0 {
         eprintln!("nettrace: {lost} events lost (ring buffer full)");

@@ -16,7 +16,8 @@ pub enum Format {
 }
 
 impl Format {
-    pub fn json(json: bool) -> Self {
+    /// `--json` given or not.
+    pub fn from_json_flag(json: bool) -> Self {
         if json { Self::Json } else { Self::Text }
     }
 }
@@ -33,31 +34,43 @@ pub trait Record: Serialize {
 }
 
 /// What the session driver writes around a mode's own records.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(untagged)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Marker {
     /// `begin trace...`: tracing is on (scripts wait for it).
-    Begin {},
+    Begin,
     /// `end trace...`
-    End {},
+    End,
     /// Events the kernel could not deliver (JSON only: in text the
     /// driver says so on stderr).
     Lost { reason: &'static str, count: u64 },
 }
 
+/// Begin and end have no fields; a loss has `reason` and `count`.
+impl Serialize for Marker {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut m = s.serialize_map(None)?;
+        if let Marker::Lost { reason, count } = self {
+            m.serialize_entry("reason", reason)?;
+            m.serialize_entry("count", count)?;
+        }
+        m.end()
+    }
+}
+
 impl Record for Marker {
     fn kind(&self) -> &'static str {
         match self {
-            Marker::Begin {} => "begin",
-            Marker::End {} => "end",
+            Marker::Begin => "begin",
+            Marker::End => "end",
             Marker::Lost { .. } => "lost",
         }
     }
 
     fn text(&self, w: &mut dyn Write) -> io::Result<()> {
         match self {
-            Marker::Begin {} => writeln!(w, "begin trace..."),
-            Marker::End {} => writeln!(w, "end trace..."),
+            Marker::Begin => writeln!(w, "begin trace..."),
+            Marker::End => writeln!(w, "end trace..."),
             Marker::Lost { .. } => Ok(()),
         }
     }
@@ -85,10 +98,10 @@ mod tests {
 
     #[test]
     fn markers() {
-        assert_eq!(text_of(&Marker::Begin {}), "begin trace...\n");
-        assert_eq!(text_of(&Marker::End {}), "end trace...\n");
-        assert_eq!(json_of(&Marker::Begin {}), "{\"v\":1,\"type\":\"begin\"}\n");
-        assert_eq!(json_of(&Marker::End {}), "{\"v\":1,\"type\":\"end\"}\n");
+        assert_eq!(text_of(&Marker::Begin), "begin trace...\n");
+        assert_eq!(text_of(&Marker::End), "end trace...\n");
+        assert_eq!(json_of(&Marker::Begin), "{\"v\":1,\"type\":\"begin\"}\n");
+        assert_eq!(json_of(&Marker::End), "{\"v\":1,\"type\":\"end\"}\n");
         let lost = Marker::Lost {
             reason: "ring_buffer_full",
             count: 3,

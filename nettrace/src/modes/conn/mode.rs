@@ -42,7 +42,7 @@ impl Mode for Connections {
             debug: s.log(),
             metrics: s.metrics.clone(),
             failed: None,
-            out: Out::new(crate::output::Format::json(config.json)),
+            out: Out::new(crate::output::Format::from_json_flag(config.json)),
             progress: Progress::new(config.count),
         };
         Ok(Started {

@@ -69,7 +69,7 @@ impl Mode for Drop {
         let sink = DropSink {
             printer,
             metrics: s.counts(),
-            out: Out::new(Format::json(config.json)),
+            out: Out::new(Format::from_json_flag(config.json)),
             stack: self.stack,
             progress: Progress::new(config.count),
         };

@@ -73,7 +73,7 @@ mod tests {
         DropSink {
             printer: printer(&[(3, "SKB_DROP_REASON_NO_SOCKET")]),
             metrics: None,
-            out: Out::to(Vec::new()).with_format(Format::json(json)),
+            out: Out::to(Vec::new()).with_format(Format::from_json_flag(json)),
             stack: false,
             progress: Progress::new(count),
         }

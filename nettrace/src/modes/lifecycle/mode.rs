@@ -219,7 +219,7 @@ impl Mode for Lifecycle {
             diag,
             symbols: Symbolizer::new(stacks_wanted.then_some(&mut ebpf))?,
             tracker: Tracker::default(),
-            out: Out::new(crate::output::Format::json(config.json)),
+            out: Out::new(crate::output::Format::from_json_flag(config.json)),
             print_stack_by_slot: attached
                 .hook_by_slot
                 .iter()

@@ -74,7 +74,7 @@ fn sink(json: bool, basic: bool, diag: bool, style: Style) -> LifecycleSink<Vec<
         diag,
         symbols: Symbolizer::with_symbols(Symbols::parse("ffffffff81c6f030 T tcp_v4_rcv\n")),
         tracker: Tracker::default(),
-        out: Out::to(Vec::new()).with_format(crate::output::Format::json(json)),
+        out: Out::to(Vec::new()).with_format(crate::output::Format::from_json_flag(json)),
         free_by_slot: vec![false, true, false, false],
         print_stack_by_slot: vec![false, true, false, false],
         basic,
