@@ -193,3 +193,29 @@ impl Record for FuncStats<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::record::{json_of, text_of};
+
+    /// `--func-stats` as the hand-built record had it: counts keyed by
+    /// hook, most first; the table's columns.
+    #[test]
+    fn func_stats() {
+        let r = FuncStats {
+            rows: vec![("ip_rcv", 12), ("kfree_skb", 3)],
+        };
+        assert_eq!(
+            json_of(&r),
+            "{\"v\":1,\"type\":\"func_stats\",\"counts\":{\"ip_rcv\":12,\"kfree_skb\":3}}\n"
+        );
+        assert_eq!(
+            text_of(&r),
+            format!(
+                "{:<32} {:>12}\n{:<32} {:>12}\n{:<32} {:>12}\n",
+                "hook", "count", "ip_rcv", 12, "kfree_skb", 3
+            )
+        );
+    }
+}
