@@ -12,6 +12,7 @@ use crate::{
     events::{Events, Flow, monotonic_ns},
     load,
     modes::{self, Lookups, ModeSink},
+    output::Marker,
     session::{Session, serve_metrics},
 };
 
@@ -58,17 +59,9 @@ async fn stream(s: &Session<'_>, mut ebpf: Ebpf, sink: &mut dyn ModeSink) -> Res
     let mut events = Events::new(&mut ebpf)?;
     events.metrics = s.metrics.clone();
     s.debug("ready");
-    let json = s.config.json;
-    let marker = |kind: &str, text: &str| {
-        if json {
-            crate::output::json::line(crate::output::json::record(kind))
-        } else {
-            text.to_string()
-        }
-    };
     if sink
         .out()
-        .line(&marker("begin", "begin trace..."))
+        .marker(Marker::Begin)
         .and_then(|()| sink.out().flush())
         .is_err()
     {
@@ -90,26 +83,19 @@ async fn stream(s: &Session<'_>, mut ebpf: Ebpf, sink: &mut dyn ModeSink) -> Res
     let (seen, closed) = (progress.seen, progress.closed);
     let ended = ended?;
     s.debug(format_args!("ended by {ended:?} after {seen} events/packets"));
-    if json && !closed {
-        // Losses as records too, so a consumer of the stream sees them.
-        for (kind, n) in [
+    if !closed {
+        // Losses as records too (JSON only), so a consumer of the stream
+        // sees them.
+        for (reason, count) in [
             ("ring_buffer_full", lost),
             ("tracking_table_full", untracked),
             ("rate_limited", rate_limited),
         ] {
-            if n > 0 {
-                let mut m = crate::output::json::record("lost");
-                m.insert("reason".into(), kind.into());
-                m.insert("count".into(), n.into());
-                let _ = sink.out().line(&crate::output::json::line(m));
+            if count > 0 {
+                let _ = sink.out().marker(Marker::Lost { reason, count });
             }
         }
-    }
-    if !closed {
-        let _ = sink
-            .out()
-            .line(&marker("end", "end trace..."))
-            .and_then(|()| sink.out().flush());
+        let _ = sink.out().marker(Marker::End).and_then(|()| sink.out().flush());
     }
     if lost > 0 {
         eprintln!("nettrace: {lost} events lost (ring buffer full)");

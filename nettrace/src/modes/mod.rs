@@ -18,7 +18,7 @@ use crate::{
     cli::{self, Config},
     error::Error,
     events::Sink,
-    output::{Lines, progress::Progress},
+    output::{Markers, progress::Progress},
     session::{Kernel, Session},
 };
 
@@ -52,7 +52,7 @@ pub struct Started {
 /// Where a mode's events go: its printer and its stdout.
 pub trait ModeSink: Sink {
     /// The output the driver writes `begin trace...`/`end trace...` to.
-    fn out(&mut self) -> &mut dyn Lines;
+    fn out(&mut self) -> &mut dyn Markers;
 
     /// Tracing ended and the programs are detached: print what is still
     /// open. Returns what was printed, against `-c`, or why the sink

@@ -12,9 +12,11 @@
 mod mode;
 mod netns;
 mod owner;
+mod print;
 mod sock_diag;
 
 pub use self::mode::Connections;
+pub use self::print::ConnRecord;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -27,10 +29,7 @@ use nettrace_common::{
     filter::{AddrMatch, family},
     ipproto,
 };
-use serde_json::{Map, Value, json};
 pub use sock_diag::TcpInfoFields;
-
-use crate::output::json;
 
 /// Kernel TCP state names, indexed by `TCP_*` value
 /// (`include/net/tcp_states.h`).
@@ -286,97 +285,6 @@ impl Conn {
             && (f.port == 0 || f.port == l.port() || f.port == r.port())
             && (f.netns == 0 || u64::from(f.netns) == self.netns)
     }
-
-    /// `netns:4026531840 ESTABLISHED 10.0.0.1:22 -> 10.0.0.2:51000
-    /// rtt:0.123ms rttvar:0.050ms retrans:0/3 lost:0 cwnd:10 acked:1234
-    /// received:5678 pid:1234/sshd` (one line). `retrans` is
-    /// outstanding/lifetime, as `ss` shows it. The `tcp_info` fields are
-    /// left out for sockets without one, `acked`/`received` on kernels
-    /// before 4.1, `pid` when no process holds the socket.
-    pub fn line(&self) -> String {
-        let mut s = format!(
-            "netns:{} {} {} -> {}",
-            self.netns,
-            state_name(self.state),
-            self.local,
-            self.remote
-        );
-        if let Some(i) = &self.info {
-            s += &format!(
-                " rtt:{} rttvar:{} retrans:{}/{} lost:{} cwnd:{}",
-                ms(i.rtt_us),
-                ms(i.rttvar_us),
-                i.retrans,
-                i.total_retrans,
-                i.lost,
-                i.snd_cwnd
-            );
-            if let (Some(a), Some(r)) = (i.bytes_acked, i.bytes_received) {
-                s += &format!(" acked:{a} received:{r}");
-            }
-        }
-        if let Some((pid, comm)) = &self.owner {
-            s += &format!(" pid:{pid}/{comm}");
-        }
-        s
-    }
-
-    /// The `--json` record: `{"v":1,"type":"conn","netns":…,"state":…,
-    /// "l3":"ipv4"|"ipv6","saddr":…,"sport":…,"daddr":…,"dport":…,
-    /// "inode":…}` with `saddr`/`sport` the local end; then, with
-    /// `tcp_info`, `rtt_ns`, `rttvar_ns`, `rto_ns`, `min_rtt_ns`, `unacked`,
-    /// `retrans`, `total_retrans`, `lost`, `cwnd`, `ssthresh`,
-    /// `bytes_acked`, `bytes_received`, `bytes_sent`, `bytes_retrans` (those
-    /// the kernel reports); then `pid` and `comm` when known.
-    pub fn json(&self) -> Map<String, Value> {
-        let mut m = json::record("conn");
-        let mut put = |k: &str, v: Value| {
-            m.insert(k.into(), v);
-        };
-        put("netns", json!(self.netns));
-        put("state", json!(state_name(self.state)));
-        put("l3", json!(if self.local.is_ipv4() { "ipv4" } else { "ipv6" }));
-        put("saddr", json!(self.local.ip().to_string()));
-        put("sport", json!(self.local.port()));
-        put("daddr", json!(self.remote.ip().to_string()));
-        put("dport", json!(self.remote.port()));
-        put("inode", json!(self.inode));
-        if let Some(i) = &self.info {
-            let ns = |us: u32| json!(u64::from(us) * 1000);
-            put("rtt_ns", ns(i.rtt_us));
-            put("rttvar_ns", ns(i.rttvar_us));
-            put("rto_ns", ns(i.rto_us));
-            if let Some(v) = i.min_rtt_us {
-                put("min_rtt_ns", ns(v));
-            }
-            put("unacked", json!(i.unacked));
-            put("retrans", json!(i.retrans));
-            put("total_retrans", json!(i.total_retrans));
-            put("lost", json!(i.lost));
-            put("cwnd", json!(i.snd_cwnd));
-            put("ssthresh", json!(i.snd_ssthresh));
-            for (k, v) in [
-                ("bytes_acked", i.bytes_acked),
-                ("bytes_received", i.bytes_received),
-                ("bytes_sent", i.bytes_sent),
-                ("bytes_retrans", i.bytes_retrans),
-            ] {
-                if let Some(v) = v {
-                    put(k, json!(v));
-                }
-            }
-        }
-        if let Some((pid, comm)) = &self.owner {
-            put("pid", json!(pid));
-            put("comm", json!(comm));
-        }
-        m
-    }
-}
-
-/// Microseconds as milliseconds with three decimals, exactly.
-fn ms(us: u32) -> String {
-    format!("{}.{:03}ms", us / 1000, us % 1000)
 }
 
 #[cfg(test)]

@@ -5,11 +5,13 @@ use std::io::{Stdout, Write};
 
 use std::time::Duration;
 
+use super::{ConnRecord, print::Header};
+
 use crate::{
     error::Error,
     events::{Flow, Sink, monotonic_ns},
     modes::{Lookups, Mode, ModeSink, Started},
-    output::{Clock, Lines, Out, json, metrics::Metrics, progress::Progress},
+    output::{Clock, Markers, Out, metrics::Metrics, progress::Progress},
     session::{DebugLog, Kernel, Session},
 };
 
@@ -37,11 +39,10 @@ impl Mode for Connections {
             conn: *self,
             filter: config.filter,
             clock: Clock::new(config.date),
-            json: config.json,
             debug: s.log(),
             metrics: s.metrics.clone(),
             failed: None,
-            out: Out::new(),
+            out: Out::new(crate::output::Format::from_json_flag(config.json)),
             progress: Progress::new(config.count),
         };
         Ok(Started {
@@ -55,7 +56,6 @@ struct ConnSink<W: Write = Stdout> {
     conn: Connections,
     filter: nettrace_common::Filter,
     clock: Clock,
-    json: bool,
     debug: DebugLog,
     /// A snapshot that failed: the session fails with it.
     failed: Option<Error>,
@@ -79,30 +79,27 @@ impl<W: Write> ConnSink<W> {
             snap.namespaces
         ));
         let now = monotonic_ns();
-        let mut lines = Vec::new();
-        if self.conn.interval.is_some() && !self.json {
-            lines.push(format!(
-                "[{}] {} connections",
-                self.clock.format(now),
-                snap.conns.len()
-            ));
-        }
-        for c in &snap.conns {
-            if let (Some(m), Some(info)) = (&self.metrics, &c.info)
-                && info.rtt_us != 0
-            {
-                m.rtt(info.rtt_us.into());
+        if let Some(m) = &self.metrics {
+            for info in snap.conns.iter().filter_map(|c| c.info.as_ref()) {
+                if info.rtt_us != 0 {
+                    m.rtt(info.rtt_us.into());
+                }
             }
-            lines.push(if self.json {
-                let mut m = c.json();
-                m.insert("ts_ns".into(), now.into());
-                json::line(m)
-            } else {
-                c.line()
-            });
         }
-        for l in &lines {
-            let r = self.out.line(l).map(|()| 1);
+        if self.conn.interval.is_some() {
+            let header = Header {
+                time: self.clock.format(now),
+                count: snap.conns.len(),
+            };
+            // JSON has no header, and `-c` does not count one.
+            let written = self.out.text_only(|w| header.text(w));
+            if !matches!(written, Ok(false)) && self.progress.after(written.map(|_| 1)) == Flow::Stop {
+                let _ = self.out.flush();
+                return Ok(Flow::Stop);
+            }
+        }
+        for conn in &snap.conns {
+            let r = self.out.emit(&ConnRecord { conn, ts_ns: now }).map(|()| 1);
             if self.progress.after(r) == Flow::Stop {
                 let _ = self.out.flush();
                 return Ok(Flow::Stop);
@@ -137,7 +134,7 @@ impl<W: Write> Sink for ConnSink<W> {
 }
 
 impl<W: Write> ModeSink for ConnSink<W> {
-    fn out(&mut self) -> &mut dyn Lines {
+    fn out(&mut self) -> &mut dyn Markers {
         &mut self.out
     }
 

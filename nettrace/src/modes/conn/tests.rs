@@ -5,7 +5,10 @@ use std::{
     net::{TcpListener, TcpStream},
 };
 
+use serde_json::Value;
+
 use super::*;
+use crate::output::record::{json_of, text_of};
 
 /// An address criterion as the CLI builds it.
 fn addr(s: &str) -> AddrMatch {
@@ -21,6 +24,18 @@ fn addr(s: &str) -> AddrMatch {
         }
     }
     m
+}
+
+/// A connection's text line, without its `\n`.
+fn line(c: &Conn) -> String {
+    text_of(&ConnRecord { conn: c, ts_ns: 0 })
+        .trim_end_matches('\n')
+        .to_string()
+}
+
+/// A connection's JSON record, as an object.
+fn json(c: &Conn) -> Value {
+    serde_json::from_str(&json_of(&ConnRecord { conn: c, ts_ns: 0 })).unwrap()
 }
 
 fn conn() -> Conn {
@@ -85,7 +100,7 @@ fn state_names_are_the_kernels() {
 #[test]
 fn line_format() {
     assert_eq!(
-        conn().line(),
+        line(&conn()),
         "netns:4026531840 ESTABLISHED 10.0.0.1:22 -> 10.0.0.2:51000 rtt:0.123ms rttvar:0.050ms \
          retrans:0/3 lost:0 cwnd:10 acked:1234 received:5678 pid:1234/sshd"
     );
@@ -99,14 +114,14 @@ fn line_format() {
         ..conn()
     };
     assert_eq!(
-        tw.line(),
+        line(&tw),
         "netns:4026531840 TIME_WAIT [fd31::1]:443 -> [fd31::2]:40000"
     );
 }
 
 #[test]
 fn json_record() {
-    let v = Value::Object(conn().json());
+    let v = json(&conn());
     assert_eq!(v["v"], 1);
     assert_eq!(v["type"], "conn");
     assert_eq!(v["netns"], 4026531840u64);
@@ -126,14 +141,11 @@ fn json_record() {
     assert_eq!(v["pid"], 1234);
     assert_eq!(v["comm"], "sshd");
     assert!(v.get("bytes_sent").is_none());
-    let bare = Value::Object(
-        Conn {
-            info: None,
-            owner: None,
-            ..conn()
-        }
-        .json(),
-    );
+    let bare = json(&Conn {
+        info: None,
+        owner: None,
+        ..conn()
+    });
     assert!(bare.get("rtt_ns").is_none() && bare.get("pid").is_none());
 }
 
@@ -228,4 +240,42 @@ fn snapshot_finds_our_loopback_connection() {
         g.pid = 1;
     });
     assert!(snapshot(&other, 0).unwrap().conns.is_empty());
+}
+
+/// The exact text and JSON of `--conn` lines, with and without `tcp_info`
+/// and an owner, IPv4 and IPv6.
+#[test]
+fn golden_lines_and_records() {
+    // As the sink writes them: the snapshot's time last.
+    let both = |c: &Conn| {
+        let r = ConnRecord {
+            conn: c,
+            ts_ns: 5_000_000_000,
+        };
+        text_of(&r) + &json_of(&r)
+    };
+    let mut out = both(&conn());
+    let full = Conn {
+        info: Some(TcpInfoFields {
+            unacked: 2,
+            retrans: 1,
+            lost: 1,
+            bytes_sent: Some(99),
+            bytes_retrans: Some(7),
+            min_rtt_us: None,
+            ..conn().info.unwrap()
+        }),
+        ..conn()
+    };
+    out += &both(&full);
+    out += &both(&Conn {
+        state: 6,
+        info: None,
+        owner: None,
+        inode: 0,
+        local: "[fd31::1]:443".parse().unwrap(),
+        remote: "[fd31::2]:40000".parse().unwrap(),
+        ..conn()
+    });
+    crate::output::golden::check("conn/lines", &out);
 }

@@ -23,7 +23,7 @@ use crate::{
     kernel::{btf::KernelBtf, reasons::DropReasons, tracefs},
     load,
     modes::{Lookups, Mode, Started},
-    output::{Clock, Out, progress::Progress, stack::Symbolizer},
+    output::{Clock, Format, Out, progress::Progress, stack::Symbolizer},
     session::{Kernel, Session},
 };
 
@@ -69,9 +69,8 @@ impl Mode for Drop {
         let sink = DropSink {
             printer,
             metrics: s.counts(),
-            out: Out::new(),
+            out: Out::new(Format::from_json_flag(config.json)),
             stack: self.stack,
-            json: config.json,
             progress: Progress::new(config.count),
         };
         Ok(Started {

@@ -1,19 +1,23 @@
 //! `--drop`'s lines and records: the packet, the drop reason named from BTF,
 //! the location symbolized from kallsyms (as the C nettrace's droptrace).
 
+use std::io::{self, Write};
+
 use colored::Colorize as _;
 use nettrace_common::DropEvent;
+use serde::Serialize;
 
 use crate::{
     decode::decode,
     kernel::reasons::DropReasons,
     output::{
-        Clock, cstr, json,
-        stack::{self, Symbolizer},
+        Clock, Record, cstr,
+        json::{self, PacketFields},
+        stack::{Stack, Symbolizer},
     },
 };
 
-/// Turns drop events into lines.
+/// Turns drop events into records.
 pub struct Printer {
     reasons: DropReasons,
     clock: Clock,
@@ -37,49 +41,22 @@ impl Printer {
             .then(|| unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<DropEvent>()) })
     }
 
-    /// `[142.097193] TCP: … flags:S, reason: NO_SOCKET, tcp_v4_rcv+0x81`
-    pub fn line(&self, ev: &DropEvent) -> String {
+    /// The record of one drop; `stack`: `--drop-stack`.
+    pub fn record(&self, ev: &DropEvent, stack: bool) -> Drop {
         let len = usize::from(ev.hdr_len).min(ev.hdr.len());
-        let packet = decode(ev.l3_proto, &ev.hdr[..len]);
-        let location = self.symbols.symbolize(ev.location);
-        if self.reasons.is_empty() {
-            format!("[{}] {packet}, {location}", self.clock.format(ev.ts_ns))
-        } else {
-            let reason = self.reasons.name(ev.reason);
-            format!(
-                "[{}] {packet}, reason: {}, {location}",
-                self.clock.format(ev.ts_ns),
-                reason.red()
-            )
+        Drop {
+            ts_ns: ev.ts_ns,
+            time: self.clock.format(ev.ts_ns),
+            packet: PacketFields(decode(ev.l3_proto, &ev.hdr[..len])),
+            reason: (!self.reasons.is_empty()).then(|| self.reasons.name(ev.reason)),
+            location: self.symbols.symbolize(ev.location),
+            skb: ev.skb,
+            netns: ev.netns,
+            ifindex: ev.ifindex,
+            pid: ev.pid,
+            comm: cstr(&ev.comm),
+            stack: stack.then(|| self.symbols.stack(ev.stack_id)),
         }
-    }
-
-    /// The `--json` record: `{"v":1,"type":"drop","ts_ns":…,"time":…,
-    /// packet fields…,"reason":…,"location":…,"skb":…,"netns":…,
-    /// "ifindex":…,"pid":…,"comm":…}`, plus `"stack":[{"addr":…,"sym":…}…]` with `--drop-stack`.
-    pub fn json(&self, ev: &DropEvent, stack: bool) -> String {
-        use serde_json::json;
-        let mut m = json::record("drop");
-        m.insert("ts_ns".into(), json!(ev.ts_ns));
-        m.insert("time".into(), json!(self.clock.format(ev.ts_ns)));
-        let len = usize::from(ev.hdr_len).min(ev.hdr.len());
-        json::packet_fields(&decode(ev.l3_proto, &ev.hdr[..len]), &mut m);
-        if !self.reasons.is_empty() {
-            m.insert("reason".into(), json!(self.reasons.name(ev.reason)));
-        }
-        m.insert("location".into(), json!(self.symbols.symbolize(ev.location)));
-        m.insert("skb".into(), json!(format!("{:x}", ev.skb)));
-        m.insert("netns".into(), json!(ev.netns));
-        m.insert("ifindex".into(), json!(ev.ifindex));
-        m.insert("pid".into(), json!(ev.pid));
-        m.insert("comm".into(), json!(cstr(&ev.comm)));
-        if stack {
-            m.insert(
-                "stack".into(),
-                stack::json(&self.symbols.frames(ev.stack_id).unwrap_or_default()),
-            );
-        }
-        json::line(m)
     }
 
     /// The drop reason's name (`None` on kernels without drop reasons) and
@@ -92,10 +69,48 @@ impl Printer {
         };
         (reason, self.symbols.symbolize(ev.location))
     }
+}
 
-    /// `Call Stack:` and one `    -> [address]func+0xoff` per frame, innermost first.
-    pub fn stack(&self, ev: &DropEvent) -> Vec<String> {
-        self.symbols.stack(ev.stack_id)
+/// One drop. Text: `[142.097193] TCP: … flags:S, reason: NO_SOCKET,
+/// tcp_v4_rcv+0x81`, then the `Call Stack:` block with `--drop-stack`.
+/// JSON: `{"v":1,"type":"drop","ts_ns":…,"time":…, packet fields…,
+/// "reason":…,"location":…,"skb":…,"netns":…,"ifindex":…,"pid":…,
+/// "comm":…}`, plus `"stack":[{"addr":…,"sym":…}…]` with `--drop-stack`.
+#[derive(Serialize)]
+pub struct Drop {
+    ts_ns: u64,
+    time: String,
+    #[serde(flatten)]
+    packet: PacketFields,
+    /// `None` on kernels without drop reasons.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    location: String,
+    #[serde(serialize_with = "json::hex")]
+    skb: u64,
+    netns: u32,
+    ifindex: u32,
+    pid: u32,
+    comm: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stack: Option<Stack>,
+}
+
+impl Record for Drop {
+    fn kind(&self) -> &'static str {
+        "drop"
+    }
+
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        let (time, packet, location) = (&self.time, &self.packet.0, &self.location);
+        match &self.reason {
+            None => writeln!(w, "[{time}] {packet}, {location}")?,
+            Some(r) => writeln!(w, "[{time}] {packet}, reason: {}, {location}", r.red())?,
+        }
+        match &self.stack {
+            Some(s) => s.text(w),
+            None => Ok(()),
+        }
     }
 }
 
@@ -104,7 +119,12 @@ pub(super) mod tests {
     use nettrace_common::{PKT_HDR_LEN, ethertype};
 
     use super::*;
-    use crate::kernel::kallsyms::Symbols;
+    use crate::{kernel::kallsyms::Symbols, output::record::text_of};
+
+    /// The text line of a drop without its stack.
+    fn line(p: &Printer, ev: &DropEvent) -> String {
+        text_of(&p.record(ev, false)).trim_end().to_string()
+    }
 
     pub fn event(hdr: &[u8]) -> DropEvent {
         let mut ev = DropEvent::zeroed();
@@ -134,7 +154,7 @@ pub(super) mod tests {
     fn line_matches_c_nettrace() {
         let p = printer(&[(3, "SKB_DROP_REASON_NO_SOCKET")]);
         assert_eq!(
-            p.line(&event(&SYN)),
+            line(&p, &event(&SYN)),
             "[142.097193] TCP: 127.0.0.1:43582 -> 127.0.0.1:9999 seq:3819454691, ack:0, flags:S, reason: NO_SOCKET, tcp_v4_rcv+0x81"
         );
     }
@@ -142,7 +162,7 @@ pub(super) mod tests {
     #[test]
     fn kernel_without_reasons_omits_the_field() {
         let p = printer(&[]);
-        let line = p.line(&event(&SYN));
+        let line = line(&p, &event(&SYN));
         assert!(!line.contains("reason"), "{line}");
         assert!(line.ends_with("flags:S, tcp_v4_rcv+0x81"), "{line}");
     }
@@ -161,6 +181,12 @@ pub(super) mod tests {
     #[test]
     fn stack_without_map_says_so() {
         let p = printer(&[]);
-        assert_eq!(p.stack(&event(&SYN)), ["Call Stack:", "    (stack not recorded)"]);
+        assert_eq!(
+            text_of(&p.record(&event(&SYN), true))
+                .lines()
+                .skip(1)
+                .collect::<Vec<_>>(),
+            ["Call Stack:", "    (stack not recorded)"]
+        );
     }
 }

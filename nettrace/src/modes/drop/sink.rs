@@ -9,7 +9,7 @@ use crate::{
     error::Error,
     events::{Flow, Sink},
     modes::ModeSink,
-    output::{Closed, Lines, Out, metrics::Counts, progress::Progress},
+    output::{Closed, Markers, Out, metrics::Counts, progress::Progress},
 };
 
 pub struct DropSink<W: Write = Stdout> {
@@ -18,7 +18,6 @@ pub struct DropSink<W: Write = Stdout> {
     pub out: Out<W>,
     /// `--drop-stack`.
     pub stack: bool,
-    pub json: bool,
     pub progress: Progress,
 }
 
@@ -29,16 +28,7 @@ impl<W: Write> DropSink<W> {
             c.dropped(ev.reason, ev.location, || printer.reason_and_location(ev));
             c.hook(0, || "kfree_skb".into());
         }
-        if self.json {
-            return self.out.line(&self.printer.json(ev, self.stack));
-        }
-        self.out.line(&self.printer.line(ev))?;
-        if self.stack {
-            for l in self.printer.stack(ev) {
-                self.out.line(&l)?;
-            }
-        }
-        Ok(())
+        self.out.emit(&self.printer.record(ev, self.stack))
     }
 }
 
@@ -64,7 +54,7 @@ impl<W: Write> Sink for DropSink<W> {
 }
 
 impl<W: Write> ModeSink for DropSink<W> {
-    fn out(&mut self) -> &mut dyn Lines {
+    fn out(&mut self) -> &mut dyn Markers {
         &mut self.out
     }
 
@@ -77,14 +67,14 @@ impl<W: Write> ModeSink for DropSink<W> {
 mod tests {
     use super::*;
     use crate::modes::drop::print::tests::{SYN, event, printer};
+    use crate::output::Format;
 
     fn sink(json: bool, count: Option<u64>) -> DropSink<Vec<u8>> {
         DropSink {
             printer: printer(&[(3, "SKB_DROP_REASON_NO_SOCKET")]),
             metrics: None,
-            out: Out::to(Vec::new()),
+            out: Out::to(Vec::new()).with_format(Format::from_json_flag(json)),
             stack: false,
-            json,
             progress: Progress::new(count),
         }
     }
@@ -110,5 +100,35 @@ mod tests {
         assert_eq!(v["reason"], "NO_SOCKET");
         assert_eq!(v["location"], "tcp_v4_rcv+0x81");
         assert_eq!(text.lines().count(), 1);
+    }
+
+    /// The exact text and JSON of drops, with `--drop-stack` and on a
+    /// kernel without drop reasons.
+    #[test]
+    fn golden_lines_and_records() {
+        let mut out = String::new();
+        for (json, stack, reasons) in [
+            (false, true, true),
+            (true, false, true),
+            (true, true, true),
+            (false, false, false),
+            (true, false, false),
+        ] {
+            let mut s = sink(json, None);
+            s.stack = stack;
+            if !reasons {
+                s.printer = printer(&[]);
+            }
+            let mut ev = event(&SYN);
+            ev.skb = 0xffff_8881_0203_0400;
+            ev.netns = 4026531840;
+            ev.ifindex = 2;
+            ev.pid = 77;
+            ev.comm[..4].copy_from_slice(b"curl");
+            ev.stack_id = 5;
+            s.on_event(&ev);
+            out += &String::from_utf8(s.out.into_inner()).unwrap();
+        }
+        crate::output::golden::check("drop/lines", &out);
     }
 }

@@ -9,6 +9,7 @@ mod attach;
 pub mod diag;
 pub mod netfilter;
 pub mod print;
+mod records;
 pub mod track;
 
 use aya::Ebpf;

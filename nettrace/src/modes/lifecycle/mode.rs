@@ -139,7 +139,7 @@ impl Mode for Lifecycle {
             diag,
             symbols: Symbolizer::new(stacks_wanted.then_some(&mut ebpf))?,
             tracker: Tracker::default(),
-            out: Out::new(),
+            out: Out::new(crate::output::Format::from_json_flag(config.json)),
             print_stack_by_slot: attached
                 .hook_by_slot
                 .iter()
@@ -148,7 +148,6 @@ impl Mode for Lifecycle {
             free_by_slot: attached.free_by_slot,
             // --latency: one event per packet, at its free.
             basic: l.basic || l.latency.is_some(),
-            json: config.json,
             metrics: s.counts(),
             // With --latency the kernel applied it already.
             min_latency_ns: if l.latency.is_some() { 0 } else { l.min_latency_ns },

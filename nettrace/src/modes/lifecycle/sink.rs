@@ -6,17 +6,22 @@ use std::io::{Stdout, Write};
 
 use nettrace_common::TraceEvent;
 
-use super::{DiagState, FuncStats, diag, print, print::LinePrinter, track, track::Tracker};
+use super::{
+    DiagState, FuncStats, diag, print,
+    print::LinePrinter,
+    records::{self, Event},
+    track,
+    track::Tracker,
+};
 use crate::{
     error::Error,
     events::{Flow, Sink, record},
     modes::ModeSink,
     output::{
-        Closed, Lines, Out,
-        histogram::KernelHistogram,
-        json,
+        Closed, Markers, Out,
+        histogram::{Distribution, KernelHistogram},
         progress::Progress,
-        stack::{self, Symbolizer},
+        stack::{Stack, Symbolizer},
     },
 };
 
@@ -34,8 +39,6 @@ pub struct LifecycleSink<W: Write = Stdout> {
     /// may record one for the diagnosis only.
     pub print_stack_by_slot: Vec<bool>,
     pub basic: bool,
-    /// `--json`: records instead of lines.
-    pub json: bool,
     /// `--metrics`: counted as events arrive.
     pub metrics: Option<crate::output::metrics::Counts>,
     pub min_latency_ns: u64,
@@ -57,31 +60,14 @@ pub struct LifecycleSink<W: Write = Stdout> {
 const IDLE_NS: u64 = 5_000_000_000;
 
 impl<W: Write> LifecycleSink<W> {
-    /// The frames of an event's stack, when the user asked to see it.
-    fn printed_stack(&self, ev: &TraceEvent) -> Option<serde_json::Value> {
+    /// An event's stack, when the user asked to see it.
+    fn printed_stack(&self, ev: &TraceEvent) -> Option<Stack> {
         let wanted = self
             .print_stack_by_slot
             .get(ev.slot as usize)
             .copied()
             .unwrap_or(false);
-        (wanted && ev.stack_id >= 0)
-            .then(|| stack::json(&self.symbols.frames(ev.stack_id).unwrap_or_default()))
-    }
-
-    fn write_event(&mut self, line: &str, slot: u32, stack_id: i32) -> Result<(), Closed> {
-        self.out.line(line)?;
-        if stack_id >= 0
-            && self
-                .print_stack_by_slot
-                .get(slot as usize)
-                .copied()
-                .unwrap_or(false)
-        {
-            for l in self.symbols.stack(stack_id) {
-                self.out.line(&l)?;
-            }
-        }
-        Ok(())
+        (wanted && ev.stack_id >= 0).then(|| self.symbols.stack(ev.stack_id))
     }
 
     /// Diagnosis of one event: notes for its line, findings for the report.
@@ -139,81 +125,46 @@ impl<W: Write> LifecycleSink<W> {
         if life < self.min_latency_ns {
             return Ok(false);
         }
-        let mut lines = Vec::with_capacity(p.events.len());
-        let mut events = Vec::new();
+        let mut notes = Vec::with_capacity(p.events.len());
         let mut findings = Vec::new();
-        let mut prev = None;
-        for (i, ev) in p.events.iter().enumerate() {
-            let (notes, mut f) = self.diagnose(ev);
+        for ev in &p.events {
+            let (n, mut f) = self.diagnose(ev);
             findings.append(&mut f);
-            if self.json {
-                let mut e = self.printer.event_json(ev);
-                if !notes.is_empty() {
-                    e.insert("notes".into(), notes.into());
-                }
-                if let Some(frames) = self.printed_stack(ev) {
-                    e.insert("stack".into(), frames);
-                }
-                events.push(serde_json::Value::Object(e));
-                continue;
-            }
-            let notes: String = notes.iter().map(|n| format!(" *{n}*")).collect();
-            let line = self.printer.event(ev, i == 0 || !self.printer.style.tiny, prev) + &notes;
-            lines.push((line, ev.slot, ev.stack_id));
-            prev = Some(ev.ts_ns);
+            notes.push(n);
         }
         let quiet = self.diag.as_ref().is_some_and(|d| d.opts.quiet);
         if quiet && findings.is_empty() {
             return Ok(false);
         }
         let keep = self.diag.as_ref().is_none_or(|d| d.opts.keep);
-        if self.json {
-            let mut m = json::record("packet");
-            let skbs: Vec<String> = p.skbs.iter().map(|s| format!("{s:x}")).collect();
-            m.insert("skbs".into(), skbs.into());
-            m.insert("latency_ns".into(), life.into());
-            m.insert("events".into(), events.into());
-            if p.dropped_events > 0 {
-                m.insert("events_not_kept".into(), p.dropped_events.into());
-            }
-            self.out.line(&json::line(m))?;
-            if !findings.is_empty() {
-                let mut a = json::record("analysis");
-                a.insert(
-                    "skbs".into(),
-                    p.skbs.iter().map(|s| format!("{s:x}")).collect::<Vec<_>>().into(),
-                );
-                a.insert(
-                    "findings".into(),
-                    findings
-                        .iter()
-                        .map(diag::Finding::json)
-                        .collect::<Vec<_>>()
-                        .into(),
-                );
-                self.out.line(&json::line(a))?;
-            }
-            self.progress.seen += 1;
-            return Ok(!findings.is_empty() && !keep);
-        }
-        self.out.line(&self.printer.header(p))?;
-        for (line, slot, stack_id) in lines {
-            self.write_event(&line, slot, stack_id)?;
-        }
-        if p.dropped_events > 0 {
-            self.out
-                .line(&format!("... {} more events not kept", p.dropped_events))?;
-        }
-        if self.printer.style.latency {
-            self.out
-                .line(&format!("total latency: {:.3}ms", life as f64 / 1e6))?;
-        }
+        let tiny = self.printer.style.tiny;
+        let stacks: Vec<_> = p.events.iter().map(|ev| self.printed_stack(ev)).collect();
+        let mut prev = None;
+        let events = (p.events.iter().zip(notes).zip(stacks).enumerate())
+            .map(|(i, ((ev, notes), stack))| Event {
+                printer: &self.printer,
+                ev,
+                show_packet: i == 0 || !tiny,
+                prev_ts: prev.replace(ev.ts_ns),
+                notes,
+                latency_ns: None,
+                stack,
+            })
+            .collect();
+        self.out.emit(&records::Packet {
+            printer: &self.printer,
+            packet: p,
+            life,
+            events,
+        })?;
         if !findings.is_empty() {
-            for l in diag::report(&findings) {
-                self.out.line(&l)?;
-            }
+            self.out.emit(&records::Analysis {
+                skbs: &p.skbs,
+                findings: &findings,
+            })?;
         }
-        self.out.line("")?;
+        // Text separates packets by an empty line.
+        self.out.text_only(|w| writeln!(w))?;
         self.progress.seen += 1;
         Ok(!findings.is_empty() && !keep)
     }
@@ -247,17 +198,7 @@ impl<W: Write> LifecycleSink<W> {
             .zip(counts)
             .collect();
         rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-        if self.json {
-            let mut m = json::record("func_stats");
-            let counts: serde_json::Map<String, serde_json::Value> =
-                rows.iter().map(|(n, c)| (n.to_string(), (*c).into())).collect();
-            m.insert("counts".into(), counts.into());
-            return self.out.line(&json::line(m));
-        }
-        self.out.line(&format!("{:<32} {:>12}", "hook", "count"))?;
-        for (name, n) in rows {
-            self.out.line(&format!("{name:<32} {n:>12}"))?;
-        }
+        self.out.emit(&records::FuncStats { rows })?;
         self.out.flush()
     }
 
@@ -316,26 +257,17 @@ impl<W: Write> Sink for LifecycleSink<W> {
                 None => {}
             }
         }
-        if self.basic && self.json {
-            let mut e = self.printer.event_json(&ev);
-            e.shift_insert(0, "v".into(), json::V.into());
-            e.shift_insert(1, "type".into(), "event".into());
-            if self.latency {
-                e.insert("latency_ns".into(), ev.life_ns.into());
-            }
-            if let Some(frames) = self.printed_stack(&ev) {
-                e.insert("stack".into(), frames);
-            }
-            let r = self.out.line(&json::line(e)).map(|()| false);
-            self.progress.seen += 1;
-            return self.after(r);
-        }
         if self.basic {
-            let mut line = self.printer.event(&ev, true, None);
-            if self.latency {
-                line += &format!(" latency: {:.3}ms", ev.life_ns as f64 / 1e6);
-            }
-            let r = self.write_event(&line, ev.slot, ev.stack_id).map(|()| false);
+            let e = Event {
+                printer: &self.printer,
+                ev: &ev,
+                show_packet: true,
+                prev_ts: None,
+                notes: Vec::new(),
+                latency_ns: self.latency.then_some(ev.life_ns),
+                stack: self.printed_stack(&ev),
+            };
+            let r = self.out.emit(&e).map(|()| false);
             self.progress.seen += 1;
             return self.after(r);
         }
@@ -357,25 +289,16 @@ impl<W: Write> Sink for LifecycleSink<W> {
 
     fn tick(&mut self, now_ns: u64) -> Flow {
         if let Some(h) = &self.latency_hist {
-            let lines = match h.read() {
-                Ok(h) if self.json => {
-                    let mut m = json::record("latency_summary");
-                    m.insert("ts_ns".into(), now_ns.into());
-                    m.insert("unit".into(), "us".into());
-                    m.insert("latency".into(), h.json());
-                    vec![json::line(m)]
-                }
-                Ok(h) => h.render("latency", "us"),
+            let summary = match h.read() {
+                Ok(h) => Distribution::latency(now_ns, h),
                 Err(e) => {
                     eprintln!("nettrace: cannot read the latency histogram: {e}");
                     return Flow::Stop;
                 }
             };
-            for l in lines {
-                if self.out.line(&l).is_err() {
-                    self.progress.closed = true;
-                    return Flow::Stop;
-                }
+            if self.out.emit(&summary).is_err() {
+                self.progress.closed = true;
+                return Flow::Stop;
             }
         }
         if let Some((_, true)) = &self.func_stats {
@@ -396,7 +319,7 @@ impl<W: Write> Sink for LifecycleSink<W> {
 }
 
 impl<W: Write> ModeSink for LifecycleSink<W> {
-    fn out(&mut self) -> &mut dyn Lines {
+    fn out(&mut self) -> &mut dyn Markers {
         &mut self.out
     }
 
@@ -405,3 +328,7 @@ impl<W: Write> ModeSink for LifecycleSink<W> {
         Ok(&self.progress)
     }
 }
+
+#[cfg(test)]
+#[path = "sink_tests.rs"]
+mod tests;

@@ -6,8 +6,11 @@
 //! reset, probe, sendmsg length) are tracepoints on every kernel that has
 //! them. What the records lack is read from the socket at BTF offsets.
 
+mod fields;
 mod mode;
 pub mod monitor;
+#[cfg(test)]
+mod print_tests;
 pub mod rt;
 pub mod rtt;
 mod sink;
@@ -271,18 +274,6 @@ pub fn tuple_text(t: &Tuple) -> String {
     match ends(t) {
         Some((s, d)) => format!("{s} -> {d}"),
         None => "?".into(),
-    }
-}
-
-/// `saddr`, `sport`, `daddr`, `dport`, `l3` of a JSON record.
-pub fn tuple_json(t: &Tuple, m: &mut serde_json::Map<String, serde_json::Value>) {
-    use serde_json::json;
-    if let Some((s, d)) = ends(t) {
-        m.insert("l3".into(), json!(if s.is_ipv4() { "ipv4" } else { "ipv6" }));
-        m.insert("saddr".into(), json!(s.ip().to_string()));
-        m.insert("sport".into(), json!(s.port()));
-        m.insert("daddr".into(), json!(d.ip().to_string()));
-        m.insert("dport".into(), json!(d.port()));
     }
 }
 

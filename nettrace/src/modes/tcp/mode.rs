@@ -205,8 +205,7 @@ fn start(s: &Session<'_>, k: &Kernel, mode: SocketMode) -> Result<Started, Error
         rtt,
         sock,
         clock,
-        out: Out::new(),
-        json: config.json,
+        out: Out::new(crate::output::Format::from_json_flag(config.json)),
         metrics: s.counts(),
         progress: Progress::new(config.count),
     };

@@ -9,7 +9,12 @@ use crate::{
     error::Error,
     events::{Flow, Sink, record},
     modes::ModeSink,
-    output::{Clock, Closed, Lines, Out, histogram::KernelHistogram, metrics::Counts, progress::Progress},
+    output::{
+        Clock, Closed, Markers, Out,
+        histogram::{Distribution, KernelHistogram},
+        metrics::Counts,
+        progress::Progress,
+    },
 };
 
 /// Prints `--tcp-monitor` events and `--rt` tasks (or, with `--rt-summary`,
@@ -26,7 +31,6 @@ pub struct TcpSink<W: Write = Stdout> {
     pub sock: Option<sock::Printer>,
     pub clock: Clock,
     pub out: Out<W>,
-    pub json: bool,
     pub metrics: Option<Counts>,
     pub progress: Progress,
 }
@@ -43,8 +47,7 @@ impl<W: Write> TcpSink<W> {
                     c.rtt_sample(ev.rtt_us.into());
                 }
             }
-            let l = if self.json { p.json(&ev) } else { p.line(&ev) };
-            self.out.line(&l)?;
+            self.out.emit(&p.record(&ev))?;
             return Ok(true);
         }
         if let (Some(ev), Some(p)) = (record::<TcpEvent>(bytes), &self.monitor) {
@@ -56,20 +59,14 @@ impl<W: Write> TcpSink<W> {
                     c.reset(ev.value, || name);
                 }
             }
-            let l = if self.json { p.json(&ev) } else { p.line(&ev) };
-            self.out.line(&l)?;
+            self.out.emit(&p.record(&ev))?;
             return Ok(true);
         }
         if let (Some(ev), Some((source, _))) = (record::<RttEvent>(bytes), &self.rtt) {
             if let Some(c) = &self.metrics {
                 c.rtt_sample(ev.rtt_us.into());
             }
-            let l = if self.json {
-                rtt::json(&self.clock, *source, &ev)
-            } else {
-                rtt::line(&self.clock, *source, &ev)
-            };
-            self.out.line(&l)?;
+            self.out.emit(&rtt::record(&self.clock, *source, &ev))?;
             return Ok(true);
         }
         if let Some(ev) = record::<RtEvent>(bytes) {
@@ -80,12 +77,7 @@ impl<W: Write> TcpSink<W> {
                 sum.add(&ev);
                 return Ok(false);
             }
-            let l = if self.json {
-                rt::json(&self.clock, &ev)
-            } else {
-                rt::line(&self.clock, &ev)
-            };
-            self.out.line(&l)?;
+            self.out.emit(&rt::record(&self.clock, &ev))?;
             return Ok(true);
         }
         Ok(false)
@@ -104,15 +96,11 @@ impl<W: Write> Sink for TcpSink<W> {
     }
 
     fn tick(&mut self, now_ns: u64) -> Flow {
-        let lines = if let Some(sum) = &mut self.summary {
-            if self.json {
-                vec![sum.take_json(now_ns)]
-            } else {
-                sum.take(&self.clock, now_ns)
-            }
+        let written = if let Some(sum) = &mut self.summary {
+            self.out.emit(&sum.take(&self.clock, now_ns))
         } else if let Some((_, Some(hist))) = &self.rtt {
             match hist.read() {
-                Ok(h) => rtt::summary(&h, self.json, now_ns),
+                Ok(h) => self.out.emit(&Distribution::rtt(now_ns, h)),
                 Err(e) => {
                     eprintln!("nettrace: cannot read the RTT histogram: {e}");
                     return Flow::Stop;
@@ -122,17 +110,13 @@ impl<W: Write> Sink for TcpSink<W> {
             return Flow::Continue;
         };
         // A summary counts as one event for `-c`.
-        let r = lines
-            .iter()
-            .try_for_each(|l| self.out.line(l))
-            .and_then(|()| self.out.flush())
-            .map(|()| 1);
+        let r = written.and_then(|()| self.out.flush()).map(|()| 1);
         self.progress.after(r)
     }
 }
 
 impl<W: Write> ModeSink for TcpSink<W> {
-    fn out(&mut self) -> &mut dyn Lines {
+    fn out(&mut self) -> &mut dyn Markers {
         &mut self.out
     }
 

@@ -1,14 +1,20 @@
-//! `--sock`'s lines and records: the socket as the hook saw it.
+//! `--sock`'s records: the socket as the hook saw it.
 
-use std::borrow::Cow;
+use std::{
+    borrow::Cow,
+    io::{self, Write},
+};
 
 use nettrace_common::tcp::{SockEvent, sock_source};
-use serde_json::json;
+use serde::Serialize;
 
 use super::{hook_name, is_rtt_sample};
 use crate::{
-    modes::tcp::{Names, ms, tuple_json, tuple_text},
-    output::{Clock, cstr, json},
+    modes::tcp::{
+        Names,
+        fields::{Task, TupleFields, Us},
+    },
+    output::{Clock, Record, json},
 };
 
 /// The pending-timer kinds, `ICSK_TIME_*` of the kernel's
@@ -53,114 +59,154 @@ pub struct Printer {
 }
 
 impl Printer {
-    /// `ESTABLISHED`, or `SYN_SENT->ESTABLISHED` for a state change.
-    fn state(&self, ev: &SockEvent) -> String {
-        if ev.old_state == SockEvent::NO_STATE {
-            self.names.state(ev.state)
-        } else {
-            format!(
-                "{}->{}",
-                self.names.state(ev.old_state),
-                self.names.state(ev.state)
-            )
-        }
-    }
-
-    pub fn line(&self, ev: &SockEvent) -> String {
-        let mut s = format!(
-            "[{}] [{:<21}] TCP: {}",
-            self.clock.format(ev.ts_ns),
-            hook_name(ev.source, ev.hook),
-            tuple_text(&ev.tuple)
-        );
-        if ev.sk != 0 {
-            s += " ";
-            s += &self.state(ev);
-        }
-        if ev.full != 0 {
-            s += &format!(
-                " CA_{} out:(p{} r{}) unack:{} mem:(w{} r{})",
-                self.names.ca_state(ev.ca_state.into()),
-                ev.packets_out,
-                ev.retrans_out,
-                ev.snd_una,
-                ev.wmem_queued,
-                ev.rmem_alloc
-            );
-            if ev.timer != 0 {
-                s += &format!(
-                    " timer:({}, {})",
-                    timer_name(ev.timer),
-                    timer_left(ev.timer_left, self.hz)
-                );
-            }
-        }
-        if is_rtt_sample(ev) {
-            // As `--rtt-detail` (and the C nettrace's sock mode) show it.
-            s += &format!(
-                " *rtt:{}, rtt_min:{}* srtt:{}",
-                ms(ev.rtt_us.into()),
-                ms(ev.rtt_min_us.into()),
-                ms(ev.srtt_us.into())
-            );
-        }
-        s += &format!(" netns:{}", ev.netns);
-        if ev.pid != 0 {
-            s += &format!(" task:{}/{}", ev.pid, cstr(&ev.comm));
-        }
-        s
-    }
-
-    pub fn json(&self, ev: &SockEvent) -> String {
-        let mut m = json::record("sock");
-        m.insert("ts_ns".into(), json!(ev.ts_ns));
-        m.insert("time".into(), json!(self.clock.format(ev.ts_ns)));
-        m.insert("hook".into(), json!(hook_name(ev.source, ev.hook)));
-        m.insert(
-            "hook_type".into(),
-            json!(if ev.source == sock_source::FUNCTION {
+    pub fn record(&self, ev: &SockEvent) -> Sock {
+        let sock = (ev.sk != 0).then(|| States {
+            state: self.names.state(ev.state),
+            old_state: (ev.old_state != SockEvent::NO_STATE).then(|| self.names.state(ev.old_state)),
+        });
+        let full = (ev.full != 0).then(|| Full {
+            ca_state: self.names.ca_state(ev.ca_state.into()),
+            packets_out: ev.packets_out,
+            retrans_out: ev.retrans_out,
+            snd_una: ev.snd_una,
+            wmem_queued: ev.wmem_queued,
+            rmem_alloc: ev.rmem_alloc,
+            timer: (ev.timer != 0).then(|| Timer {
+                timer: timer_name(ev.timer),
+                timer_jiffies: ev.timer_left,
+                timer_ns: self
+                    .hz
+                    .map(|hz| ev.timer_left.saturating_mul(1_000_000_000) / i64::from(hz)),
+                hz: self.hz,
+            }),
+        });
+        Sock {
+            ts_ns: ev.ts_ns,
+            time: self.clock.format(ev.ts_ns),
+            hook: hook_name(ev.source, ev.hook),
+            hook_type: if ev.source == sock_source::FUNCTION {
                 "function"
             } else {
                 "tracepoint"
+            },
+            tuple: TupleFields(ev.tuple),
+            sock,
+            full,
+            rtt: is_rtt_sample(ev).then_some(RttSample {
+                rtt_ns: Us(ev.rtt_us),
+                rtt_min_ns: Us(ev.rtt_min_us),
+                srtt_ns: Us(ev.srtt_us),
             }),
-        );
-        tuple_json(&ev.tuple, &mut m);
-        if ev.sk != 0 {
-            m.insert("state".into(), json!(self.names.state(ev.state)));
-            if ev.old_state != SockEvent::NO_STATE {
-                m.insert("old_state".into(), json!(self.names.state(ev.old_state)));
+            netns: ev.netns,
+            task: Task::of(ev.pid, &ev.comm),
+            sk: ev.sk,
+        }
+    }
+}
+
+/// The socket as one hook saw it. Text: `[time] [hook] TCP: ends STATE
+/// CA_Open out:(p1 r0) unack:… mem:(w0 r0) timer:(retrans, 1.000s)
+/// *rtt:…, rtt_min:…* srtt:… netns:… task:PID/COMM`, the parts present.
+#[derive(Serialize)]
+pub struct Sock {
+    ts_ns: u64,
+    time: String,
+    hook: &'static str,
+    hook_type: &'static str,
+    #[serde(flatten)]
+    tuple: TupleFields,
+    /// When the hook had a socket.
+    #[serde(flatten)]
+    sock: Option<States>,
+    /// A full socket (not a request socket).
+    #[serde(flatten)]
+    full: Option<Full>,
+    /// `tcp_ack_update_rtt`'s sample, named as `--rtt-detail`'s record.
+    #[serde(flatten)]
+    rtt: Option<RttSample>,
+    netns: u32,
+    #[serde(flatten)]
+    task: Option<Task>,
+    #[serde(serialize_with = "json::hex")]
+    sk: u64,
+}
+
+#[derive(Serialize)]
+struct States {
+    state: String,
+    /// On a state change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    old_state: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Full {
+    ca_state: String,
+    packets_out: u32,
+    retrans_out: u32,
+    snd_una: u32,
+    wmem_queued: u32,
+    rmem_alloc: u32,
+    #[serde(flatten)]
+    timer: Option<Timer>,
+}
+
+/// A pending timer.
+#[derive(Serialize)]
+struct Timer {
+    timer: Cow<'static, str>,
+    timer_jiffies: i64,
+    /// When the tick rate is known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timer_ns: Option<i64>,
+    #[serde(skip)]
+    hz: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct RttSample {
+    rtt_ns: Us,
+    rtt_min_ns: Us,
+    srtt_ns: Us,
+}
+
+impl Record for Sock {
+    fn kind(&self) -> &'static str {
+        "sock"
+    }
+
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        write!(w, "[{}] [{:<21}] TCP: {}", self.time, self.hook, self.tuple)?;
+        match &self.sock {
+            Some(States {
+                state,
+                old_state: Some(old),
+            }) => write!(w, " {old}->{state}")?,
+            Some(States { state, .. }) => write!(w, " {state}")?,
+            None => {}
+        }
+        if let Some(f) = &self.full {
+            write!(
+                w,
+                " CA_{} out:(p{} r{}) unack:{} mem:(w{} r{})",
+                f.ca_state, f.packets_out, f.retrans_out, f.snd_una, f.wmem_queued, f.rmem_alloc
+            )?;
+            if let Some(t) = &f.timer {
+                write!(w, " timer:({}, {})", t.timer, timer_left(t.timer_jiffies, t.hz))?;
             }
         }
-        if ev.full != 0 {
-            m.insert("ca_state".into(), json!(self.names.ca_state(ev.ca_state.into())));
-            m.insert("packets_out".into(), json!(ev.packets_out));
-            m.insert("retrans_out".into(), json!(ev.retrans_out));
-            m.insert("snd_una".into(), json!(ev.snd_una));
-            m.insert("wmem_queued".into(), json!(ev.wmem_queued));
-            m.insert("rmem_alloc".into(), json!(ev.rmem_alloc));
-            if ev.timer != 0 {
-                m.insert("timer".into(), json!(timer_name(ev.timer)));
-                m.insert("timer_jiffies".into(), json!(ev.timer_left));
-                if let Some(hz) = self.hz {
-                    m.insert(
-                        "timer_ns".into(),
-                        json!(ev.timer_left.saturating_mul(1_000_000_000) / i64::from(hz)),
-                    );
-                }
-            }
+        if let Some(r) = &self.rtt {
+            // As `--rtt-detail` (and the C nettrace's sock mode) show it.
+            write!(
+                w,
+                " *rtt:{}, rtt_min:{}* srtt:{}",
+                r.rtt_ns, r.rtt_min_ns, r.srtt_ns
+            )?;
         }
-        if is_rtt_sample(ev) {
-            // The names of `--rtt-detail`'s `rtt` record.
-            m.insert("rtt_ns".into(), json!(u64::from(ev.rtt_us) * 1000));
-            m.insert("rtt_min_ns".into(), json!(u64::from(ev.rtt_min_us) * 1000));
-            m.insert("srtt_ns".into(), json!(u64::from(ev.srtt_us) * 1000));
+        write!(w, " netns:{}", self.netns)?;
+        if let Some(t) = &self.task {
+            write!(w, "{t}")?;
         }
-        m.insert("netns".into(), json!(ev.netns));
-        if ev.pid != 0 {
-            m.insert("pid".into(), json!(ev.pid));
-            m.insert("comm".into(), json!(cstr(&ev.comm)));
-        }
-        m.insert("sk".into(), json!(format!("{:x}", ev.sk)));
-        json::line(m)
+        writeln!(w)
     }
 }

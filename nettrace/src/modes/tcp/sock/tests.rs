@@ -14,7 +14,14 @@ use super::{
     *,
 };
 use crate::kernel::btf::VMLINUX_BTF;
-use crate::{kernel::btf::KernelBtf, modes::tcp::Names, output::Clock};
+use crate::{
+    kernel::btf::KernelBtf,
+    modes::tcp::Names,
+    output::{
+        Clock,
+        record::{json_of, text_of},
+    },
+};
 
 fn names() -> Names {
     let states = [
@@ -67,6 +74,16 @@ fn event() -> SockEvent {
     }
 }
 
+/// The text line of an event, without its `\n`.
+fn line_of(p: &Printer, ev: &SockEvent) -> String {
+    text_of(&p.record(ev)).trim_end_matches('\n').to_string()
+}
+
+/// The JSON record of an event.
+fn json_of_event(p: &Printer, ev: &SockEvent) -> String {
+    json_of(&p.record(ev))
+}
+
 fn printer(hz: Option<u32>) -> Printer {
     Printer {
         clock: Clock::new(false),
@@ -78,7 +95,7 @@ fn printer(hz: Option<u32>) -> Printer {
 #[test]
 fn the_issue_line() {
     let p = printer(Some(250));
-    let line = p.line(&event());
+    let line = line_of(&p, &event());
     let (_, rest) = line.split_once("] ").unwrap();
     assert_eq!(
         rest,
@@ -96,7 +113,7 @@ fn state_changes_other_sockets_and_tasks() {
     ev.timer = 9;
     ev.timer_left = -3;
     ev.pid = 4242;
-    let line = p.line(&ev);
+    let line = line_of(&p, &ev);
     assert!(line.contains("] [inet_sock_set_state  ] TCP: "), "{line}");
     assert!(line.contains(" SYN_SENT->ESTABLISHED CA_Open "), "{line}");
     assert!(
@@ -107,7 +124,7 @@ fn state_changes_other_sockets_and_tasks() {
     ev.full = 0;
     ev.old_state = SockEvent::NO_STATE;
     ev.state = 12;
-    let line = p.line(&ev);
+    let line = line_of(&p, &ev);
     assert!(
         line.ends_with(":9999 NEW_SYN_RECV netns:4026531840 task:4242/curl"),
         "{line}"
@@ -117,7 +134,7 @@ fn state_changes_other_sockets_and_tasks() {
     ev.pid = 0;
     ev.hook = tp::SEND_RESET;
     assert!(
-        p.line(&ev)
+        line_of(&p, &ev)
             .ends_with("[tcp_send_reset       ] TCP: 127.0.0.1:36562 -> 127.0.0.1:9999 netns:4026531840")
     );
 }
@@ -125,7 +142,7 @@ fn state_changes_other_sockets_and_tasks() {
 #[test]
 fn json_record_is_typed() {
     let p = printer(Some(1000));
-    let v: serde_json::Value = serde_json::from_str(&p.json(&event())).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&json_of_event(&p, &event())).unwrap();
     assert_eq!(v["type"], "sock");
     assert_eq!(v["hook"], "tcp_rcv_state_process");
     assert_eq!(v["hook_type"], "function");
@@ -151,13 +168,13 @@ fn rtt_samples_in_text_and_json() {
     ev.rtt_min_us = 100;
     ev.srtt_us = 1_160;
     ev.pid = 7;
-    let line = p.line(&ev);
+    let line = line_of(&p, &ev);
     let (_, rest) = line.split_once("] ").unwrap();
     assert_eq!(
         rest,
         "[tcp_ack_update_rtt   ] TCP: 127.0.0.1:36562 -> 127.0.0.1:9999 ESTABLISHED CA_Open out:(p1 r0) unack:196997740 mem:(w0 r0) timer:(retrans, 1.000s) *rtt:0.152ms, rtt_min:0.100ms* srtt:1.160ms netns:4026531840 task:7/curl"
     );
-    let v: serde_json::Value = serde_json::from_str(&p.json(&ev)).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&json_of_event(&p, &ev)).unwrap();
     assert_eq!(v["hook"], "tcp_ack_update_rtt");
     assert_eq!(v["rtt_ns"], 152_000);
     assert_eq!(v["rtt_min_ns"], 100_000);
@@ -169,8 +186,8 @@ fn rtt_samples_in_text_and_json() {
     ] {
         ev.source = source;
         ev.hook = hook;
-        assert!(!p.line(&ev).contains("rtt"), "{}", p.line(&ev));
-        let v: serde_json::Value = serde_json::from_str(&p.json(&ev)).unwrap();
+        assert!(!line_of(&p, &ev).contains("rtt"), "{}", line_of(&p, &ev));
+        let v: serde_json::Value = serde_json::from_str(&json_of_event(&p, &ev)).unwrap();
         assert!(v.get("srtt_ns").is_none() && v.get("rtt_ns").is_none(), "{v}");
     }
 }
@@ -235,11 +252,7 @@ fn hook_names() {
     // A name longer than the column is printed whole.
     let mut ev = event();
     ev.hook = sock_fn::WRITE_TIMER;
-    assert!(
-        printer(None)
-            .line(&ev)
-            .contains("] [tcp_write_timer_handler] TCP: ")
-    );
+    assert!(line_of(&printer(None), &ev).contains("] [tcp_write_timer_handler] TCP: "));
 }
 
 /// The kprobe entry points pass the running kernel's verifier, loaded
@@ -304,4 +317,41 @@ fn layout_of_the_running_kernel() {
         assert_eq!(m.fn_arg[usize::from(f.hook)], 0, "{}", f.name);
         assert_eq!(m.fn_deref[usize::from(f.hook)], 0, "{}", f.name);
     }
+}
+
+/// The exact text and JSON of `--sock` lines: a full socket with a timer,
+/// a state change with an RTT sample and a task, a request socket, none.
+#[test]
+fn golden_lines_and_records() {
+    fn both(p: &Printer, ev: &SockEvent) -> String {
+        text_of(&p.record(ev)) + &json_of(&p.record(ev))
+    }
+    colored::control::set_override(false);
+    let p = printer(Some(250));
+    let mut out = both(&p, &event());
+    let mut ev = event();
+    ev.source = sock_source::TRACEPOINT;
+    ev.hook = tp::SET_STATE;
+    ev.old_state = 2;
+    ev.timer = 9;
+    ev.timer_left = -3;
+    ev.pid = 4242;
+    out += &both(&p, &ev);
+    out += &both(&printer(None), &ev);
+    let mut rtt = event();
+    rtt.hook = sock_fn::ACK_UPDATE_RTT;
+    rtt.rtt_us = 152;
+    rtt.rtt_min_us = 100;
+    rtt.srtt_us = 1_160;
+    rtt.pid = 7;
+    out += &both(&p, &rtt);
+    ev.full = 0;
+    ev.old_state = SockEvent::NO_STATE;
+    ev.state = 12;
+    out += &both(&p, &ev);
+    ev.sk = 0;
+    ev.pid = 0;
+    ev.hook = tp::SEND_RESET;
+    out += &both(&p, &ev);
+    crate::output::golden::check("tcp/sock", &out);
 }
