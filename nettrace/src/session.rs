@@ -17,7 +17,10 @@ use crate::{
         layout, tracefs,
     },
     load,
-    output::metrics::{Counts, Metrics},
+    output::{
+        Format, Out,
+        metrics::{Counts, Metrics},
+    },
 };
 
 /// Start-up state shared by every mode.
@@ -149,6 +152,11 @@ impl Session<'_> {
             start: Instant::now(),
             metrics: None,
         }
+    }
+
+    /// Stdout in the format the flags chose (text or `--json`).
+    pub fn out(&self) -> Out {
+        Out::new(Format::from_json_flag(self.config.json))
     }
 
     /// A sink's `--metrics` counters, when metrics are served.

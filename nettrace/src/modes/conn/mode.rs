@@ -42,7 +42,7 @@ impl Mode for Connections {
             debug: s.log(),
             metrics: s.metrics.clone(),
             failed: None,
-            out: Out::new(crate::output::Format::from_json_flag(config.json)),
+            out: s.out(),
             progress: Progress::new(config.count),
         };
         Ok(Started {

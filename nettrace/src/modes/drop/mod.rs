@@ -23,7 +23,7 @@ use crate::{
     kernel::{btf::KernelBtf, reasons::DropReasons, tracefs},
     load,
     modes::{Lookups, Mode, Started},
-    output::{Clock, Format, Out, progress::Progress, stack::Symbolizer},
+    output::{Clock, progress::Progress, stack::Symbolizer},
     session::{Kernel, Session},
 };
 
@@ -69,7 +69,7 @@ impl Mode for Drop {
         let sink = DropSink {
             printer,
             metrics: s.counts(),
-            out: Out::new(Format::from_json_flag(config.json)),
+            out: s.out(),
             stack: self.stack,
             progress: Progress::new(config.count),
         };

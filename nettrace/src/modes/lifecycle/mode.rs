@@ -12,7 +12,7 @@ use crate::{
     kernel::reasons::DropReasons,
     load,
     modes::{Lookups, Mode, Started},
-    output::{Clock, Out, histogram::KernelHistogram, progress::Progress, stack::Symbolizer},
+    output::{Clock, histogram::KernelHistogram, progress::Progress, stack::Symbolizer},
     plan::{self, Backend},
     session::{Kernel, Session},
 };
@@ -139,7 +139,7 @@ impl Mode for Lifecycle {
             diag,
             symbols: Symbolizer::new(stacks_wanted.then_some(&mut ebpf))?,
             tracker: Tracker::default(),
-            out: Out::new(crate::output::Format::from_json_flag(config.json)),
+            out: s.out(),
             print_stack_by_slot: attached
                 .hook_by_slot
                 .iter()

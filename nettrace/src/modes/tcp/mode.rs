@@ -13,7 +13,7 @@ use crate::{
     kernel::reasons::DropReasons,
     load,
     modes::{Lookups, Mode, Started},
-    output::{Clock, Out, histogram::KernelHistogram, progress::Progress},
+    output::{Clock, histogram::KernelHistogram, progress::Progress},
     session::{Kernel, Session},
 };
 
@@ -205,7 +205,7 @@ fn start(s: &Session<'_>, k: &Kernel, mode: SocketMode) -> Result<Started, Error
         rtt,
         sock,
         clock,
-        out: Out::new(crate::output::Format::from_json_flag(config.json)),
+        out: s.out(),
         metrics: s.counts(),
         progress: Progress::new(config.count),
     };
