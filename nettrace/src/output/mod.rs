@@ -89,7 +89,10 @@ impl<W: Write> Out<W> {
     /// The writer, flushed (tests read what a sink wrote).
     #[cfg(test)]
     pub fn into_inner(self) -> W {
-        self.w.into_inner().map_err(|e| e.into_error()).expect("flush")
+        self.w
+            .into_inner()
+            .map_err(std::io::IntoInnerError::into_error)
+            .expect("flush")
     }
 }
 

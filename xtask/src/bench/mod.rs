@@ -57,7 +57,7 @@ pub fn cmd(o: &Options, in_vm: bool) -> anyhow::Result<()> {
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
+    v.sort_by(f64::total_cmp);
     match v.len() {
         0 => f64::NAN,
         n if n % 2 == 1 => v[n / 2],
@@ -71,7 +71,7 @@ struct Mode {
 }
 
 fn modes() -> Vec<Mode> {
-    let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect();
+    let v = |a: &[&str]| a.iter().map(std::string::ToString::to_string).collect();
     vec![
         Mode {
             name: "--drop",

@@ -92,7 +92,7 @@ impl Tracer {
     pub(crate) fn cpu_secs(&self) -> f64 {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
         // Fields after the `(comm)`: utime and stime are the 12th and 13th.
-        let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
         let f: Vec<&str> = after.split_whitespace().collect();
         let ticks: f64 = [11, 12]
             .iter()

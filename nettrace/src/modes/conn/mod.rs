@@ -204,8 +204,7 @@ pub fn snapshot(filter: &Filter, states: u32) -> anyhow::Result<Snapshot> {
         snap.conns
             .retain(|c| c.owner.as_ref().is_some_and(|(pid, _)| *pid == filter.pid));
     }
-    snap.conns
-        .sort_by(|a, b| (a.netns, a.local, a.remote).cmp(&(b.netns, b.local, b.remote)));
+    snap.conns.sort_by_key(|a| (a.netns, a.local, a.remote));
     Ok(snap)
 }
 

@@ -115,7 +115,7 @@ pub fn args(btf: &KernelBtf, tracefs: Option<&Path>) -> (Option<DropArgs>, Optio
             Some(DropArgs {
                 skb: f.get("skbaddr")?.offset,
                 location: f.get("location")?.offset,
-                reason: f.get("reason").map(|r| r.offset).unwrap_or(KernelLayout::NONE),
+                reason: f.get("reason").map_or(KernelLayout::NONE, |r| r.offset),
                 _pad: 0,
             })
         });

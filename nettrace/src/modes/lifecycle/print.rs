@@ -77,10 +77,7 @@ impl LinePrinter {
     }
 
     fn name(&self, ev: &TraceEvent) -> &str {
-        self.names
-            .get(ev.slot as usize)
-            .map(String::as_str)
-            .unwrap_or("?")
+        self.names.get(ev.slot as usize).map_or("?", String::as_str)
     }
 
     /// One event's line, without its end. `prev_ts`: the previous event of
