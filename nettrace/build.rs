@@ -7,8 +7,9 @@
 use anyhow::{Context as _, anyhow};
 use aya_build::Toolchain;
 
-/// Must match `xtask/src/toolchain.rs`.
-const EBPF_TOOLCHAIN: &str = "nightly-2026-06-30";
+/// The pinned nightly, one line in `rust-toolchain-ebpf` at the workspace
+/// root (`xtask/src/toolchain.rs` reads the same file).
+const EBPF_TOOLCHAIN: &str = include_str!("../rust-toolchain-ebpf").trim_ascii();
 
 fn main() -> anyhow::Result<()> {
     let cargo_metadata::Metadata { packages, .. } = cargo_metadata::MetadataCommand::new()

@@ -2,11 +2,9 @@
 //! output format: hooks this kernel lacks are skipped with a warning,
 //! `--force`, `--btf-path`, `--libbpf-debug`.
 
-mod util;
-
 use std::{path::PathBuf, process::Command};
 
-use util::{BIN, Pair, Tracer};
+use crate::util::{self, BIN, Pair, Tracer};
 
 /// A rule pack in a temporary file, removed on drop.
 struct Pack(PathBuf);

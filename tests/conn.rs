@@ -2,15 +2,13 @@
 //! namespaces this test creates, listed from the root namespace (so the
 //! tool has to enter the others to see them).
 
-mod util;
-
 use std::{
     io::{BufRead as _, BufReader},
     process::{Child, ChildStdout, Command, Output, Stdio},
     time::{Duration, Instant},
 };
 
-use util::{BIN, Pair};
+use crate::util::{BIN, Pair};
 
 /// Accepts one IPv4 and one IPv6 connection, reads 1000 bytes from each,
 /// answers 2000, and keeps both open.

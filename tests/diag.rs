@@ -1,11 +1,9 @@
 //! Root integration tests for `--diag`: real drops in namespaces this test
 //! creates, diagnosed from the catalogue's rules.
 
-mod util;
-
 use std::process::Command;
 
-use util::{Pair, Tracer, start_timeout};
+use crate::util::{self, Pair, Tracer, start_timeout};
 
 /// The hooks these diagnoses need (the path in, and the packet's end):
 /// a small set keeps start-up short where every hook is an fentry program

@@ -2,11 +2,9 @@
 //! kernel, real packets between namespaces this test creates, assertions on
 //! what the binary prints.
 
-mod util;
-
 use std::{process::Command, time::Duration};
 
-use util::{BIN, Pair, Tracer, sh};
+use crate::util::{self, BIN, Pair, Tracer, sh};
 
 /// Lines that are events (not the begin/end markers).
 fn events(t: &Tracer) -> Vec<String> {
@@ -372,7 +370,7 @@ fn ring_buffer_overflow_is_counted_exactly() {
                 .parse()
                 .ok()
         })
-        .last()
+        .next_back()
         .unwrap_or_else(|| panic!("no lost-event total on stderr: {err}"));
     assert!(lost > 0, "the flood should have overflowed the ring: {err}");
     assert_eq!(

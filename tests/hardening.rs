@@ -3,11 +3,9 @@
 //! documented status; two instances do not see each other's packets; bad
 //! input of every kind is one clear line, exit 2, and nothing attached.
 
-mod util;
-
 use std::process::Command;
 
-use util::{BIN, Pair, Tracer, leaked_since};
+use crate::util::{self, BIN, Pair, Tracer, leaked_since};
 
 fn assert_nothing_left(before: &std::collections::BTreeSet<(&'static str, u32)>, what: &str) {
     let leaked = leaked_since(before);

@@ -1,11 +1,9 @@
 //! Root integration tests for lifecycle tracing (the default mode): real
 //! programs, real pings between namespaces this test creates, real NAT.
 
-mod util;
-
 use std::{process::Command, time::Duration};
 
-use util::{BIN, Pair, Tracer, function_hooks, sh};
+use crate::util::{self, BIN, Pair, Tracer, function_hooks, sh};
 
 /// Packets printed: (header, event lines) per group.
 fn groups(lines: &[String]) -> Vec<(String, Vec<String>)> {

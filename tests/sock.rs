@@ -7,11 +7,9 @@
 //!
 //! iperf3 is the traffic source because the VM tier has it (and not python).
 
-mod util;
-
 use std::time::{Duration, Instant};
 
-use util::{Background, Pair, Tracer, function_hooks, sample, scrape, start_timeout};
+use crate::util::{self, Background, Pair, Tracer, function_hooks, sample, scrape, start_timeout};
 
 fn port(base: u16) -> u16 {
     base + (std::process::id() % 500) as u16

@@ -2,11 +2,9 @@
 //! `--latency`, `--latency-summary`, `--monitor`, `--func-stats` and
 //! `--rate-limit`, with real packets between namespaces the test creates.
 
-mod util;
-
 use std::{collections::BTreeMap, time::Duration};
 
-use util::{Background, Pair, Tracer, start_timeout};
+use crate::util::{self, Background, Pair, Tracer, start_timeout};
 
 fn port(base: u16) -> u16 {
     base + (std::process::id() % 500) as u16

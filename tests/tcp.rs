@@ -4,11 +4,9 @@
 //! resets, and a request/response server whose processing time the test
 //! sets.
 
-mod util;
-
 use std::time::Duration;
 
-use util::{Background, Pair, Tracer, sample, scrape, start_timeout};
+use crate::util::{self, Background, Pair, Tracer, sample, scrape, start_timeout};
 
 /// Accepts connections and answers each request `N …` with N bytes after
 /// sleeping DELAY seconds; a connection ends when the client closes.
@@ -330,7 +328,7 @@ fn last_rtt_total(t: &Tracer) -> Option<u64> {
         .iter()
         .filter_map(|l| l.strip_prefix("rtt distribution:"))
         .filter_map(|n| n.trim().parse().ok())
-        .last()
+        .next_back()
 }
 
 #[test]

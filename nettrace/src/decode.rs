@@ -87,7 +87,7 @@ pub fn decode(ethertype: u16, bytes: &[u8]) -> Packet {
     let truncated = Packet::Truncated { ethertype };
     match ethertype {
         ethertype::IPV4 => {
-            let ihl = bytes.first().map(|b| usize::from(b & 0x0f) * 4).unwrap_or(0);
+            let ihl = bytes.first().map_or(0, |b| usize::from(b & 0x0f) * 4);
             let (Some(src), Some(dst), Some(&proto)) = (v4(bytes, 12), v4(bytes, 16), bytes.get(9)) else {
                 return truncated;
             };

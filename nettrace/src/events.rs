@@ -142,7 +142,7 @@ impl Events {
     }
 
     /// Runs until a signal, or until the sink says stop.
-    pub async fn run(&mut self, sink: &mut impl Sink) -> anyhow::Result<Ended> {
+    pub async fn run(&mut self, sink: &mut (impl Sink + ?Sized)) -> anyhow::Result<Ended> {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {

@@ -4,9 +4,11 @@
 //! `run` (kernel facts, load, attach, stream, print). Exit status: 0 on
 //! success, 1 on a runtime failure, 2 on bad usage or an unusable system.
 
+mod attach;
 mod catalogue;
 mod cli;
 mod decode;
+mod error;
 mod events;
 mod kernel;
 mod load;
@@ -14,12 +16,13 @@ mod modes;
 mod output;
 mod plan;
 mod run;
+mod session;
 
 use std::process::ExitCode;
 
 use clap::{Parser as _, error::ErrorKind};
 
-use crate::{cli::Config, run::Failure};
+use crate::cli::Config;
 
 fn main() -> ExitCode {
     let args = match cli::Args::try_parse() {
@@ -67,13 +70,9 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run::run(&config)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Failure::Unusable(msg)) => {
-            eprintln!("nettrace: {msg}");
-            ExitCode::from(2)
-        }
-        Err(Failure::Runtime(e)) => {
-            eprintln!("nettrace: {e:#}");
-            ExitCode::FAILURE
+        Err(e) => {
+            eprintln!("nettrace: {e}");
+            e.exit_code()
         }
     }
 }

@@ -5,7 +5,7 @@
 //! `struct sk_buff *`), tracefs (classic tracepoint records) and the
 //! capability probes — never from the kernel version.
 
-use std::{collections::HashMap, fmt, path::Path};
+use std::{collections::HashMap, path::Path};
 
 use nettrace_common::{
     KernelLayout,
@@ -22,27 +22,7 @@ use crate::{
     },
 };
 
-/// How a hook is reached.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Backend {
-    TpBtf,
-    Tracepoint,
-    Fentry,
-    Fexit,
-    Kprobe,
-}
-
-impl fmt::Display for Backend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Backend::TpBtf => "tp_btf",
-            Backend::Tracepoint => "tracepoint",
-            Backend::Fentry => "fentry",
-            Backend::Fexit => "fexit",
-            Backend::Kprobe => "kprobe",
-        })
-    }
-}
+pub use crate::attach::Backend;
 
 /// A hook that will be attached.
 #[derive(Clone, Debug)]

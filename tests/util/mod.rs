@@ -4,8 +4,6 @@
 //! Everything a test creates is removed by `Drop`, also when the test panics.
 //! Traffic only ever goes to addresses inside these namespaces.
 
-#![allow(dead_code, reason = "each test binary uses a different subset")]
-
 use std::{
     collections::BTreeSet,
     io::{BufRead as _, BufReader},

@@ -96,8 +96,7 @@ fn installed(name: &str) -> bool {
     Command::new("dpkg-query")
         .args(["-W", "-f=${Status}", name])
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
-        .unwrap_or(false)
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
 }
 
 /// Where `command` is found: PATH, then the sbin folders root's PATH may
@@ -205,8 +204,7 @@ fn toolchain() -> anyhow::Result<PathBuf> {
 pub fn cache_dir() -> PathBuf {
     let home = || PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache");
     std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(home)
+        .map_or_else(home, PathBuf::from)
         .join("nettrace")
 }
 
@@ -230,7 +228,7 @@ fn bpf_linker(sysroot: &Path) -> anyhow::Result<PathBuf> {
     // The toolchain ships LLVM as lib/libLLVM.so.<major>.<minor>-rust-<ver>.
     let lib = sysroot.join("lib");
     let llvm = fs::read_dir(&lib)?
-        .filter_map(|e| e.ok())
+        .filter_map(std::result::Result::ok)
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .find(|n| n.starts_with("libLLVM.so."))
         .with_context(|| format!("no libLLVM.so.* in {}", lib.display()))?;

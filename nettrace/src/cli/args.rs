@@ -1,8 +1,15 @@
-//! What was typed: the clap derive layer.
+//! What was typed: the clap derive layer (ripgrep's "low-level args").
 //!
 //! Flag names and short options follow the C nettrace (`nettrace -h`) so its
 //! users and scripts keep working. Nothing here is validated beyond syntax;
 //! `cli::config` turns this into a `Config` the rest of the program trusts.
+//!
+//! The flags come in flattened groups, one struct per concern (modes, diag,
+//! sockets, lifecycle, filters, output, kernel), each naming its `--help`
+//! heading once. clap lists flags in declaration order (in `--help`, the
+//! man page and the completion scripts), so the groups and the fields in
+//! them are in the order the help has always shown: reorder nothing
+//! without diffing those outputs.
 
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 
@@ -46,42 +53,80 @@ pub struct Args {
     #[command(subcommand)]
     pub command: Option<Command>,
 
-    // ---- modes ----
     // Without a mode flag nettrace follows each matching packet through the
     // kernel (lifecycle mode).
+    #[command(flatten)]
+    pub drops: DropArgs,
+
+    #[command(flatten)]
+    pub diagnosis: DiagArgs,
+
+    #[command(flatten)]
+    pub socket: SocketArgs,
+
+    #[command(flatten)]
+    pub lifecycle: LifecycleArgs,
+
+    #[command(flatten)]
+    pub filters: FilterArgs,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+}
+
+/// `--drop` and its stack option: the dropped-packets mode.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Modes")]
+pub struct DropArgs {
     /// Monitor dropped packets (skb:kfree_skb) with the drop reason and location.
-    #[arg(long, help_heading = "Modes")]
+    #[arg(long)]
     pub drop: bool,
 
     /// With --drop: print the kernel call stack of each drop.
-    #[arg(long, help_heading = "Modes")]
+    #[arg(long)]
     pub drop_stack: bool,
+}
 
+/// `--diag` and its options: lifecycle tracing that applies the catalogue's
+/// rules. Listed with the modes in `--help`; lifecycle flags all the same
+/// (`config::lifecycle::given` lists every field, the compiler sees to it).
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Modes")]
+pub struct DiagArgs {
     /// Diagnose: apply the catalogue's rules, annotate events and print an
     /// ANALYSIS RESULT (what went wrong, where, how to fix it) for packets
     /// that had a problem; tracing stops after the first one.
-    #[arg(long, help_heading = "Modes")]
+    #[arg(long)]
     pub diag: bool,
 
     /// With --diag: print only packets that had a problem.
-    #[arg(long, help_heading = "Modes")]
+    #[arg(long)]
     pub diag_quiet: bool,
 
     /// With --diag: keep tracing after a problem is found.
-    #[arg(long, help_heading = "Modes")]
+    #[arg(long)]
     pub diag_keep: bool,
 
     /// With --diag: when netfilter drops a packet, name the hook functions
     /// registered at that hook point in the packet's namespace (read from the
     /// kernel at the drop) and the hook point itself.
-    #[arg(long, help_heading = "Modes")]
+    #[arg(long)]
     pub hooks: bool,
+}
 
+/// The socket modes (`--tcp-monitor`, `--sock`, `--conn`, `--rt`, `--rtt`)
+/// and the options only they take.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Modes")]
+pub struct SocketArgs {
     /// TCP anomalies as they happen, one line each: retransmits, SYN-ACK
     /// retransmits, resets sent (with the kernel's reason) and received, bad
     /// checksums, congestion state into Recovery/Loss. Filters see the local
     /// end as source (-s/-S) and the remote end as destination (-d/-D).
-    #[arg(long, help_heading = "Modes")]
+    #[arg(long)]
     pub tcp_monitor: bool,
 
     /// Trace sockets instead of packets: one line per TCP socket hook
@@ -91,149 +136,141 @@ pub struct Args {
     /// pending timer and its time left. Filters as for --tcp-monitor.
     /// Kernel functions are hooked where the kernel allows (fentry, else
     /// kprobe; --backend forces one, or `tracepoint` for tracepoints only).
-    #[arg(long, help_heading = "Modes")]
+    #[arg(long)]
     pub sock: bool,
 
     /// Snapshot of TCP connections in every network namespace (netlink
     /// sock_diag with tcp_info): state, rtt, retransmits, cwnd, bytes, owner.
     /// Local end = source for the filters.
-    #[arg(long, help_heading = "Modes")]
+    #[arg(long)]
     pub conn: bool,
 
     /// With --conn: repeat the snapshot every SECS seconds.
-    #[arg(
-        long,
-        value_name = "SECS",
-        help_heading = "Modes",
-        allow_negative_numbers = true
-    )]
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
     pub interval: Option<String>,
 
     /// With --conn: only these TCP states, comma separated as ss(8) names
     /// them (established, syn-sent, time-wait, listen, …) or `all` (the
     /// default).
-    #[arg(long, value_name = "LIST", help_heading = "Modes")]
+    #[arg(long, value_name = "LIST")]
     pub state: Option<String>,
 
     /// Request/response timing of a TCP server (give its port with -P or
     /// -S): per task, upload (request received), process (until the first
     /// response byte is sent), download (until the response is acknowledged).
-    #[arg(long, help_heading = "Modes")]
+    #[arg(long)]
     pub rt: bool,
 
     /// With --rt: print histograms of the three times every second instead
     /// of one line per task.
-    #[arg(long, help_heading = "Modes")]
+    #[arg(long)]
     pub rt_summary: bool,
 
     /// TCP round-trip-time distribution (log2 buckets of ms), counted in
     /// the kernel and printed every second.
-    #[arg(long, help_heading = "Modes")]
+    #[arg(long)]
     pub rtt: bool,
 
     /// One line per RTT sample: `*rtt:…, rtt_min:…*` with the connection.
-    #[arg(long, help_heading = "Modes")]
+    #[arg(long)]
     pub rtt_detail: bool,
 
     /// With --rtt/--rtt-detail: only sockets whose smoothed RTT is at
     /// least MS milliseconds (checked in the kernel). With --sock: traces
     /// tcp_ack_update_rtt (added to -t) and shows only its samples on such
     /// sockets.
-    #[arg(
-        long,
-        value_name = "MS",
-        help_heading = "Modes",
-        allow_negative_numbers = true
-    )]
+    #[arg(long, value_name = "MS", allow_negative_numbers = true)]
     pub filter_srtt: Option<String>,
 
     /// With --rtt/--rtt-detail: only sockets whose minimum RTT is at least
     /// MS milliseconds (checked in the kernel). With --sock: as
     /// --filter-srtt, on the minimum RTT.
-    #[arg(
-        long,
-        value_name = "MS",
-        help_heading = "Modes",
-        allow_negative_numbers = true
-    )]
+    #[arg(long, value_name = "MS", allow_negative_numbers = true)]
     pub filter_minrtt: Option<String>,
+}
 
-    // ---- lifecycle tracing ----
+/// What lifecycle tracing (the default mode) attaches and prints. `--monitor`
+/// is a lifecycle variant although `--help` lists it with the modes. No
+/// other mode takes these flags (`--sock` takes `-t`):
+/// `config::lifecycle::given` lists every field, the compiler sees to it.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Lifecycle")]
+pub struct LifecycleArgs {
     /// Hooks to attach: group or hook names, comma separated, or `all`
     /// (default: every hook not marked default-off). See rules/hooks.yaml.
     /// With --sock: names of its tracepoints and functions.
-    #[arg(short = 't', long, value_name = "LIST", help_heading = "Lifecycle")]
+    #[arg(short = 't', long, value_name = "LIST")]
     pub trace: Option<String>,
 
     /// Merge a rule pack (same YAML schema as rules/hooks.yaml) into the
     /// embedded catalogue: known hooks gain its rules, new hooks are added.
-    #[arg(long, value_name = "FILE", help_heading = "Lifecycle")]
+    #[arg(long, value_name = "FILE")]
     pub rules: Option<String>,
 
     /// Only these hooks may start following a packet (others only report
     /// packets already followed).
-    #[arg(long, value_name = "LIST", help_heading = "Lifecycle")]
+    #[arg(long, value_name = "LIST")]
     pub trace_matcher: Option<String>,
 
     /// Never attach these hooks.
-    #[arg(long, value_name = "LIST", help_heading = "Lifecycle")]
+    #[arg(long, value_name = "LIST")]
     pub trace_exclude: Option<String>,
 
     /// Hooks that end a packet's life (default: consume_skb, kfree_skb, __kfree_skb…).
-    #[arg(long, value_name = "LIST", help_heading = "Lifecycle")]
+    #[arg(long, value_name = "LIST")]
     pub trace_free: Option<String>,
 
     /// Print the kernel stack at these hooks.
-    #[arg(long, value_name = "LIST", help_heading = "Lifecycle")]
+    #[arg(long, value_name = "LIST")]
     pub trace_stack: Option<String>,
 
     /// Do not follow clones (skb_clone) as part of the packet.
-    #[arg(long, help_heading = "Lifecycle")]
+    #[arg(long)]
     pub trace_noclone: bool,
 
     /// Print events as they arrive instead of grouped per packet.
-    #[arg(long, help_heading = "Lifecycle")]
+    #[arg(long)]
     pub basic: bool,
 
     /// Add [skb][func][cpu][dev][ns][pid][comm] to each event.
-    #[arg(long, help_heading = "Lifecycle")]
+    #[arg(long)]
     pub detail: bool,
 
     /// Show function return values (needs fexit).
-    #[arg(long, help_heading = "Lifecycle")]
+    #[arg(long)]
     pub ret: bool,
 
     /// Only the first event of a packet shows the packet.
-    #[arg(long, help_heading = "Lifecycle")]
+    #[arg(long)]
     pub tiny_show: bool,
 
     /// Show the time between hooks and each packet's total life.
-    #[arg(long, help_heading = "Lifecycle")]
+    #[arg(long)]
     pub latency_show: bool,
 
     /// Report only each packet's whole life (first hook to the free),
     /// measured in the kernel: one line per packet, at its free hook, with
     /// `latency: …`. Combine with --min-latency to see only slow packets.
-    #[arg(long, help_heading = "Lifecycle")]
+    #[arg(long)]
     pub latency: bool,
 
     /// Like --latency, but print a histogram of the lives (log2 µs,
     /// counted in the kernel) every second instead of packets.
-    #[arg(long, help_heading = "Lifecycle")]
+    #[arg(long)]
     pub latency_summary: bool,
 
     /// With --latency/--latency-summary: a life ends at the free itself
     /// (default: at the last hook before it).
-    #[arg(long, help_heading = "Lifecycle")]
+    #[arg(long)]
     pub latency_free: bool,
 
     /// Count the events of each hook (after the filters) in the kernel and
     /// print a table sorted by count at exit; no per-packet output.
-    #[arg(long, help_heading = "Lifecycle")]
+    #[arg(long)]
     pub func_stats: bool,
 
     /// With --func-stats: also print the table every second.
-    #[arg(short = 'v', long, help_heading = "Lifecycle")]
+    #[arg(short = 'v', long)]
     pub verbose: bool,
 
     /// Low-overhead anomaly monitor for production: only the hooks marked
@@ -244,131 +281,106 @@ pub struct Args {
     pub monitor: bool,
 
     /// Only print packets that lived at least this long (microseconds).
-    #[arg(
-        long,
-        value_name = "US",
-        help_heading = "Lifecycle",
-        allow_negative_numbers = true
-    )]
+    #[arg(long, value_name = "US", allow_negative_numbers = true)]
     pub min_latency: Option<String>,
+}
 
-    // ---- filters (evaluated in the kernel) ----
+/// Packet and socket filters, evaluated in the kernel.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Filters")]
+pub struct FilterArgs {
     /// Source address (IPv4 or IPv6).
-    #[arg(short = 's', long, value_name = "ADDR", help_heading = "Filters")]
+    #[arg(short = 's', long, value_name = "ADDR")]
     pub saddr: Option<String>,
 
     /// Destination address (IPv4 or IPv6).
-    #[arg(short = 'd', long, value_name = "ADDR", help_heading = "Filters")]
+    #[arg(short = 'd', long, value_name = "ADDR")]
     pub daddr: Option<String>,
 
     /// Source or destination address.
-    #[arg(long, value_name = "ADDR", help_heading = "Filters")]
+    #[arg(long, value_name = "ADDR")]
     pub addr: Option<String>,
 
     /// Source port (TCP/UDP).
-    #[arg(
-        short = 'S',
-        long,
-        value_name = "PORT",
-        help_heading = "Filters",
-        allow_negative_numbers = true
-    )]
+    #[arg(short = 'S', long, value_name = "PORT", allow_negative_numbers = true)]
     pub sport: Option<String>,
 
     /// Destination port (TCP/UDP).
-    #[arg(
-        short = 'D',
-        long,
-        value_name = "PORT",
-        help_heading = "Filters",
-        allow_negative_numbers = true
-    )]
+    #[arg(short = 'D', long, value_name = "PORT", allow_negative_numbers = true)]
     pub dport: Option<String>,
 
     /// Source or destination port (TCP/UDP).
-    #[arg(
-        short = 'P',
-        long,
-        value_name = "PORT",
-        help_heading = "Filters",
-        allow_negative_numbers = true
-    )]
+    #[arg(short = 'P', long, value_name = "PORT", allow_negative_numbers = true)]
     pub port: Option<String>,
 
     /// Protocol: tcp, udp, icmp, icmp6, ip, ip6, arp.
-    #[arg(short = 'p', long, value_name = "PROTO", help_heading = "Filters")]
+    #[arg(short = 'p', long, value_name = "PROTO")]
     pub proto: Option<String>,
 
     /// Network namespace, by inode number (see `ls -iL /proc/PID/ns/net`).
-    #[arg(
-        long,
-        value_name = "INODE",
-        help_heading = "Filters",
-        allow_negative_numbers = true
-    )]
+    #[arg(long, value_name = "INODE", allow_negative_numbers = true)]
     pub netns: Option<String>,
 
     /// Network namespace of nettrace itself.
-    #[arg(long, help_heading = "Filters", conflicts_with = "netns")]
+    #[arg(long, conflicts_with = "netns")]
     pub netns_current: bool,
 
     /// Process id (tgid) running when the event fired.
-    #[arg(long, value_name = "PID", help_heading = "Filters")]
+    #[arg(long, value_name = "PID")]
     pub pid: Option<String>,
 
     /// Packet length (skb->len) range, e.g. 100-1500 or 64.
-    #[arg(long, value_name = "RANGE", help_heading = "Filters")]
+    #[arg(long, value_name = "RANGE")]
     pub pkt_len: Option<String>,
 
     /// TCP packets with all these flags: letters of S A P R F U E C.
-    #[arg(long, value_name = "FLAGS", help_heading = "Filters")]
+    #[arg(long, value_name = "FLAGS")]
     pub tcp_flags: Option<String>,
+}
 
-    // ---- output ----
+/// How much is printed, in what form, and where else it goes.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Output")]
+pub struct OutputArgs {
     /// Exit after this many events (--drop, --basic) or packets.
-    #[arg(
-        short = 'c',
-        long,
-        value_name = "N",
-        help_heading = "Output",
-        allow_negative_numbers = true
-    )]
+    #[arg(short = 'c', long, value_name = "N", allow_negative_numbers = true)]
     pub count: Option<String>,
 
     /// At most N events per second leave the kernel (all modes with
     /// events); the others are counted and the count is reported.
-    #[arg(
-        long,
-        value_name = "N",
-        help_heading = "Output",
-        allow_negative_numbers = true
-    )]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub rate_limit: Option<String>,
 
     /// Print local date-time instead of seconds since boot.
-    #[arg(long, help_heading = "Output")]
+    #[arg(long)]
     pub date: bool,
 
     /// Serve Prometheus metrics (drops by reason and location, events per
     /// hook, resets, retransmits, lost events) at http://ADDR/metrics while
     /// tracing. ADDR: PORT, :PORT (both on 127.0.0.1) or HOST:PORT.
-    #[arg(long, value_name = "ADDR", help_heading = "Output")]
+    #[arg(long, value_name = "ADDR")]
     pub metrics: Option<String>,
 
     /// One JSON object per line (NDJSON) instead of text: every record has
     /// "v" (schema version) and "type" (begin, drop, packet, event, end,
     /// lost); addresses are strings, times in ns. See README.
-    #[arg(long, help_heading = "Output")]
+    #[arg(long)]
     pub json: bool,
 
     /// Print what the kernel supports and how each program is attached (stderr).
-    #[arg(long, help_heading = "Output", action = ArgAction::SetTrue)]
+    #[arg(long, action = ArgAction::SetTrue)]
     pub debug: bool,
+}
 
+/// How nettrace deals with the kernel: attach mechanism, what cannot be
+/// attached, where BTF comes from, verifier logs.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Advanced")]
+pub struct KernelArgs {
     /// Force an attach mechanism (for testing): tp-btf or tracepoint for
     /// tracepoint hooks, fentry or kprobe for function hooks. auto picks the
     /// best the kernel offers: tp_btf, then classic tracepoints; fentry, then kprobes.
-    #[arg(long, value_enum, default_value_t = BackendChoice::Auto, help_heading = "Advanced")]
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     pub backend: BackendChoice,
 
     /// Attach what can be attached and skip the rest, with one warning line
@@ -381,7 +393,7 @@ pub struct Args {
     /// tracepoints run alone). Without --force, hooks this kernel does not
     /// have at all (renamed, inlined) are already skipped with a warning.
     /// Still errors: unknown hook names (typos), and nothing attachable.
-    #[arg(long, help_heading = "Advanced")]
+    #[arg(long)]
     pub force: bool,
 
     /// Read the kernel's BTF from FILE instead of /sys/kernel/btf/vmlinux,
@@ -389,14 +401,14 @@ pub struct Args {
     /// describing the running kernel exactly (e.g. from BTFHub, or
     /// `pahole --btf_encode_detached` on its vmlinux). Struct offsets,
     /// argument positions, enum names and the eBPF loader all use it.
-    #[arg(long, value_name = "FILE", help_heading = "Advanced")]
+    #[arg(long, value_name = "FILE")]
     pub btf_path: Option<std::path::PathBuf>,
 
     /// When the kernel refuses to load one of nettrace's eBPF programs,
     /// print the verifier's whole log on stderr (normally only its last
     /// line is kept in the error). Capability probes that fail by design
     /// on this kernel are printed too.
-    #[arg(long, help_heading = "Advanced")]
+    #[arg(long)]
     pub libbpf_debug: bool,
 }
 

@@ -1,8 +1,14 @@
 //! Flag validation tests for `cli::config`.
 
-use clap::Parser as _;
+use std::os::unix::fs::MetadataExt as _;
 
-use super::*;
+use clap::Parser as _;
+use nettrace_common::{ethertype, filter::family, ipproto};
+
+use super::{
+    filter::{parse_len_range, parse_proto, parse_tcp_flags},
+    *,
+};
 
 fn config(argv: &[&str]) -> Result<Config, UsageError> {
     let mut full = vec!["nettrace"];

@@ -7,6 +7,10 @@
 //!                      2 -     3ms: 0        0.0000
 //! ```
 
+use std::io::{self, Write};
+
+use serde::Serialize;
+
 /// A histogram the kernel keeps (a per-CPU array of bucket counts, as in
 /// [`Log2::add`]), read by summing the CPUs.
 pub struct KernelHistogram {
@@ -75,28 +79,19 @@ impl Log2 {
         h
     }
 
-    /// `{"total": N, "buckets": [{"lo": 0, "hi": 1, "count": n}, …]}`,
-    /// non-empty buckets only.
-    pub fn json(&self) -> serde_json::Value {
-        let buckets: Vec<_> = self
-            .buckets
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| **n > 0)
-            .map(|(i, n)| {
-                let (lo, hi) = Self::bounds(i);
-                serde_json::json!({"lo": lo, "hi": hi, "count": n})
-            })
-            .collect();
-        serde_json::json!({"total": self.total, "buckets": buckets})
-    }
-
     fn bounds(i: usize) -> (u64, u64) {
         if i == 0 {
             (0, 1)
         } else {
             (1u64 << i, (1u64 << (i + 1)) - 1)
         }
+    }
+
+    /// [`Log2::render`]'s lines, written.
+    pub fn text(&self, title: &str, unit: &str, w: &mut dyn Write) -> io::Result<()> {
+        self.render(title, unit)
+            .iter()
+            .try_for_each(|l| writeln!(w, "{l}"))
     }
 
     /// `title` names the measure, `unit` the values' unit (`ms`, `us`).
@@ -112,6 +107,93 @@ impl Log2 {
             lines.push(format!("{lo:>22} - {hi:>5}{unit}: {n:<8} {share:.4}"));
         }
         lines
+    }
+}
+
+/// In JSON `{"total": N, "buckets": [{"lo": 0, "hi": 1, "count": n}, …]}`,
+/// non-empty buckets only.
+impl Serialize for Log2 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Bucket {
+            lo: u64,
+            hi: u64,
+            count: u64,
+        }
+        #[derive(Serialize)]
+        struct Histogram {
+            total: u64,
+            buckets: Vec<Bucket>,
+        }
+        let buckets = (self.buckets.iter().enumerate())
+            .filter(|(_, n)| **n > 0)
+            .map(|(i, &count)| {
+                let (lo, hi) = Self::bounds(i);
+                Bucket { lo, hi, count }
+            })
+            .collect();
+        Histogram {
+            total: self.total,
+            buckets,
+        }
+        .serialize(s)
+    }
+}
+
+/// A distribution at `ts_ns` as the `…-summary` modes print it: the
+/// histogram's lines, or `{"v":1,"type":"<title>_summary","ts_ns":…,
+/// "unit":…,"<title>":{histogram}}`.
+pub struct Distribution {
+    kind: &'static str,
+    /// `rtt`, `latency`: the text's title and the JSON key.
+    title: &'static str,
+    ts_ns: u64,
+    unit: &'static str,
+    histogram: Log2,
+}
+
+impl Distribution {
+    /// `--rtt`'s round-trip times, in ms.
+    pub fn rtt(ts_ns: u64, histogram: Log2) -> Self {
+        Self {
+            kind: "rtt_summary",
+            title: "rtt",
+            ts_ns,
+            unit: "ms",
+            histogram,
+        }
+    }
+
+    /// `--latency-summary`'s packet lives, in µs.
+    pub fn latency(ts_ns: u64, histogram: Log2) -> Self {
+        Self {
+            kind: "latency_summary",
+            title: "latency",
+            ts_ns,
+            unit: "us",
+            histogram,
+        }
+    }
+}
+
+impl Serialize for Distribution {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut m = s.serialize_map(Some(3))?;
+        m.serialize_entry("ts_ns", &self.ts_ns)?;
+        m.serialize_entry("unit", self.unit)?;
+        m.serialize_entry(self.title, &self.histogram)?;
+        m.end()
+    }
+}
+
+impl super::Record for Distribution {
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        self.histogram.text(self.title, self.unit, w)
     }
 }
 
@@ -134,5 +216,18 @@ mod tests {
         assert_eq!(lines.len(), 1 + 9);
         assert!(lines[9].contains("256 -   511ms: 1 "));
         assert_eq!(Log2::default().render("x", "us").len(), 1);
+    }
+
+    /// `--latency-summary`'s record (`--rtt`'s is pinned with the TCP
+    /// modes' golden files).
+    #[test]
+    fn latency_distribution() {
+        use crate::output::record::{json_of, text_of};
+        let d = Distribution::latency(7, Log2::from_buckets(&[0, 2]));
+        assert_eq!(
+            json_of(&d),
+            "{\"v\":1,\"type\":\"latency_summary\",\"ts_ns\":7,\"unit\":\"us\",\"latency\":{\"total\":2,\"buckets\":[{\"lo\":2,\"hi\":3,\"count\":2}]}}\n"
+        );
+        assert_eq!(text_of(&d), d.histogram.render("latency", "us").join("\n") + "\n");
     }
 }

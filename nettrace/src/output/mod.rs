@@ -1,19 +1,25 @@
-//! Everything nettrace writes to stdout: event lines for grep/less, and the
-//! `begin trace...` / `end trace...` markers scripts wait for.
+//! Everything nettrace writes to stdout: event lines for grep/less (or
+//! JSON records with `--json`, see [`record`]), and the `begin trace...` /
+//! `end trace...` markers scripts wait for.
 //!
 //! Lines are buffered and flushed once per batch of events (not per line):
 //! cheap when piping a flood, prompt when a human watches. A closed pipe
 //! (`| head`) is not an error: it ends tracing quietly.
 
 mod clock;
+#[cfg(test)]
+pub mod golden;
 pub mod histogram;
 pub mod json;
 pub mod metrics;
+pub mod progress;
+pub mod record;
 pub mod stack;
 
-use std::io::{self, BufWriter, IsTerminal as _, Stdout, Write as _};
+use std::io::{self, BufWriter, IsTerminal as _, Stdout, Write};
 
 pub use clock::Clock;
+pub use record::{Format, Marker, Record};
 
 /// Whether to colour output: only on a terminal, and never with `NO_COLOR`.
 pub fn use_colour() -> bool {
@@ -30,24 +36,80 @@ pub fn cstr(b: &[u8]) -> String {
 #[derive(Debug)]
 pub struct Closed;
 
-pub struct Out {
-    w: BufWriter<Stdout>,
+/// Where records go, as text or JSON: stdout in the tool, a `Vec<u8>` in
+/// unit tests.
+pub struct Out<W: Write = Stdout> {
+    w: BufWriter<W>,
+    format: Format,
 }
 
-impl Out {
-    pub fn new() -> Self {
+impl Out<Stdout> {
+    /// Stdout, coloured when it is a terminal (see [`use_colour`]).
+    pub fn new(format: Format) -> Self {
         colored::control::set_override(use_colour());
+        Self::to(io::stdout()).with_format(format)
+    }
+}
+
+impl<W: Write> Out<W> {
+    /// Text into `w`.
+    pub fn to(w: W) -> Self {
         Self {
-            w: BufWriter::with_capacity(64 * 1024, io::stdout()),
+            w: BufWriter::with_capacity(64 * 1024, w),
+            format: Format::Text,
         }
     }
 
-    pub fn line(&mut self, s: &str) -> Result<(), Closed> {
-        writeln!(self.w, "{s}").map_err(classify)
+    pub fn with_format(self, format: Format) -> Self {
+        Self { format, ..self }
+    }
+
+    /// Writes what only the text form has (`--conn`'s snapshot header);
+    /// `Ok(false)`: nothing, the format is JSON.
+    pub fn text_only(&mut self, text: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Result<bool, Closed> {
+        match self.format {
+            Format::Text => text(&mut self.w).map(|()| true).map_err(classify),
+            Format::Json => Ok(false),
+        }
+    }
+
+    /// Writes one record in the session's format.
+    pub fn emit(&mut self, r: &impl Record) -> Result<(), Closed> {
+        match self.format {
+            Format::Text => r.text(&mut self.w),
+            Format::Json => json::write(&mut self.w, r),
+        }
+        .map_err(classify)
     }
 
     pub fn flush(&mut self) -> Result<(), Closed> {
         self.w.flush().map_err(classify)
+    }
+
+    /// The writer, flushed (tests read what a sink wrote).
+    #[cfg(test)]
+    pub fn into_inner(self) -> W {
+        self.w
+            .into_inner()
+            .map_err(std::io::IntoInnerError::into_error)
+            .expect("flush")
+    }
+}
+
+/// What the session driver writes its markers (`begin trace...`) and
+/// loss records through, whatever a sink's writer is.
+pub trait Markers {
+    fn marker(&mut self, m: Marker) -> Result<(), Closed>;
+    fn flush(&mut self) -> Result<(), Closed>;
+}
+
+impl<W: Write> Markers for Out<W> {
+    fn marker(&mut self, m: Marker) -> Result<(), Closed> {
+        self.emit(&m)
+    }
+
+    fn flush(&mut self) -> Result<(), Closed> {
+        Out::flush(self)
     }
 }
 

@@ -2,7 +2,10 @@
 //! shared by every mode: `Call Stack:` then one frame per line, as the C
 //! nettrace prints them: `    -> [ffffffff81b2c3d4]consume_skb+0x7c`.
 
-use std::cell::OnceCell;
+use std::{
+    cell::OnceCell,
+    io::{self, Write},
+};
 
 use anyhow::Context as _;
 use aya::{
@@ -13,11 +16,38 @@ use aya::{
 use crate::kernel::kallsyms::{KALLSYMS, Symbols};
 
 /// One frame of a kernel stack: its address and, when kallsyms knows it,
-/// `func+0xoff`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// `func+0xoff`. In JSON `{"addr":"ffffffff81b2c3d4","sym":"consume_skb+0x7c"}`
+/// (`sym` null when unknown).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Frame {
+    #[serde(serialize_with = "addr16")]
     pub addr: u64,
     pub sym: Option<String>,
+}
+
+fn addr16<S: serde::Serializer>(addr: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&format_args!("{addr:016x}"))
+}
+
+/// A stack as an event carries it (`--drop-stack`, `--trace-stack`): the
+/// `Call Stack:` block in text, the `stack` array of frames in JSON (empty
+/// when it was not recorded).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stack(pub Option<Vec<Frame>>);
+
+impl Stack {
+    /// `Call Stack:` and a line per frame.
+    pub fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        Symbolizer::block(self.0.as_deref())
+            .iter()
+            .try_for_each(|l| writeln!(w, "{l}"))
+    }
+}
+
+impl serde::Serialize for Stack {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.as_deref().unwrap_or_default().serialize(s)
+    }
 }
 
 impl Frame {
@@ -27,21 +57,10 @@ impl Frame {
         format!("    -> [{:016x}]{}", self.addr, self.sym.as_deref().unwrap_or(""))
     }
 
-    /// `{"addr":"ffffffff81b2c3d4","sym":"consume_skb+0x7c"}` (`sym` null
-    /// when unknown).
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::json!({"addr": format!("{:016x}", self.addr), "sym": self.sym})
-    }
-
     /// The symbol, or `""`: what frame matching (netfilter hook points) reads.
     pub fn sym(&self) -> &str {
         self.sym.as_deref().unwrap_or("")
     }
-}
-
-/// A stack's frames as a JSON array (the `stack` field).
-pub fn json(frames: &[Frame]) -> serde_json::Value {
-    frames.iter().map(Frame::json).collect()
 }
 
 pub struct Symbolizer {
@@ -120,9 +139,9 @@ impl Symbolizer {
         .collect()
     }
 
-    /// The `Call Stack:` block for a stack id from the eBPF side.
-    pub fn stack(&self, stack_id: i32) -> Vec<String> {
-        Self::block(self.frames(stack_id).as_deref())
+    /// The stack of a stack id from the eBPF side.
+    pub fn stack(&self, stack_id: i32) -> Stack {
+        Stack(self.frames(stack_id))
     }
 
     fn block(frames: Option<&[Frame]>) -> Vec<String> {
@@ -160,7 +179,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            json(&frames).to_string(),
+            serde_json::to_string(&frames).unwrap(),
             r#"[{"addr":"ffffffff81b2c3d4","sym":"consume_skb+0x7c"},{"addr":"0000000000000010","sym":null}]"#
         );
         assert_eq!(

@@ -29,13 +29,14 @@ pub const RELEASES: &[Release] = &[
     },
 ];
 
-/// One run of a test binary inside the VM.
+/// One run of the integration-test binary (`tests/tests.rs`) inside the VM.
 pub struct Spec {
     pub name: &'static str,
-    /// The integration-test binary (`tests/<test>.rs`).
-    pub test: &'static str,
-    /// Extra arguments for the test harness (filters, skips).
-    pub args: &'static [&'static str],
+    /// The test harness's name filter: a module of `tests/tests.rs`
+    /// (`drop::`), or a narrower prefix within one (`tcp::rtt_`).
+    pub filter: &'static str,
+    /// Tests whose names contain one of these are skipped (`--skip`).
+    pub skip: &'static [&'static str],
     /// `NETTRACE_TEST_BACKEND`: force this attach backend.
     pub backend: Option<&'static str>,
     /// The kernel series it runs on.
@@ -48,30 +49,30 @@ pub const PASSES: &[Spec] = &[
     // python3 (the flood) is not in the VM; loss accounting is covered on the host.
     Spec {
         name: "drop",
-        test: "drop",
-        args: &["--skip", "ring_buffer_overflow"],
+        filter: "drop::",
+        skip: &["ring_buffer_overflow"],
         backend: None,
         kernels: ALL,
     },
     Spec {
         name: "lifecycle-fentry",
-        test: "lifecycle",
-        args: &[],
+        filter: "lifecycle::",
+        skip: &[],
         backend: None,
         kernels: ALL,
     },
     Spec {
         name: "diag",
-        test: "diag",
-        args: &[],
+        filter: "diag::",
+        skip: &[],
         backend: None,
         kernels: ALL,
     },
     // --sock's function hooks with fentry: the host can only show its tracepoints.
     Spec {
         name: "sock-fentry",
-        test: "sock",
-        args: &[],
+        filter: "sock::",
+        skip: &[],
         backend: None,
         kernels: ALL,
     },
@@ -79,8 +80,8 @@ pub const PASSES: &[Spec] = &[
     // drive python3 servers, which the VM does not have.
     Spec {
         name: "tcp-rtt",
-        test: "tcp",
-        args: &["rtt_"],
+        filter: "tcp::rtt_",
+        skip: &[],
         backend: None,
         kernels: &["6.12"],
     },
@@ -88,34 +89,26 @@ pub const PASSES: &[Spec] = &[
     // rate-limit test floods with python3 (host only).
     Spec {
         name: "stats",
-        test: "stats",
-        args: &["--skip", "rate_limit"],
+        filter: "stats::",
+        skip: &["rate_limit"],
         backend: None,
         kernels: &["6.12"],
     },
     Spec {
         name: "lifecycle-kprobe",
-        test: "lifecycle",
-        args: &[],
+        filter: "lifecycle::",
+        skip: &[],
         backend: Some("kprobe"),
         kernels: &["6.1", "6.12"],
     },
     Spec {
         name: "sock-kprobe",
-        test: "sock",
-        args: &[],
+        filter: "sock::",
+        skip: &[],
         backend: Some("kprobe"),
         kernels: &["6.12"],
     },
 ];
-
-/// The test binaries any pass needs.
-pub fn tests() -> Vec<&'static str> {
-    let mut t: Vec<&str> = PASSES.iter().map(|p| p.test).collect();
-    t.sort_unstable();
-    t.dedup();
-    t
-}
 
 /// `NETTRACE_VM_KERNELS=5.10,6.12` and `NETTRACE_VM_PASSES=diag` narrow the
 /// tier for development; unset, everything runs.

@@ -3,7 +3,7 @@
 //! The CI host refuses fentry and has no kprobes, so those backends are
 //! tested in Debian 12's cloud kernel (`linux-image-*-cloud-amd64`, which
 //! has kprobes, BPF trampolines and BTF) booted under qemu with software
-//! emulation. The VM is an initramfs: busybox as `/init`, the test binaries
+//! emulation. The VM is an initramfs: busybox as `/init`, the test binary
 //! and `nettrace` at the same absolute paths as on the host (tests find the
 //! binary through a compile-time path), the tools tests run (ip, iptables,
 //! nft, ping, nc, bash, bpftool, setpriv) with their libraries, and the
@@ -153,7 +153,11 @@ pub fn initramfs(
         std::os::unix::fs::symlink("xtables-nft-multi", stage.join("usr/sbin").join(name))?;
     }
     std::os::unix::fs::symlink("xtables-legacy-multi", stage.join("usr/sbin/iptables-legacy"))?;
-    for bin in std::iter::once(nettrace).chain(passes.iter().map(|p| p.binary.as_path())) {
+    // Passes share the one test binary: copy (and strip) it once.
+    let bins: BTreeSet<&Path> = std::iter::once(nettrace)
+        .chain(passes.iter().map(|p| p.binary.as_path()))
+        .collect();
+    for bin in bins {
         put(&stage, bin, bin, true)?;
         libraries(bin, &mut libs)?;
     }
@@ -204,7 +208,7 @@ pub fn initramfs(
          /bin/busybox --install -s /bin\n\
          export PATH=/usr/sbin:/usr/bin:/sbin:/bin\n\
          # /tmp stays part of the initramfs (already writable): the host's\n\
-         # workspace, and so the test binaries, may live under /tmp.\n\
+         # workspace, and so the test binary, may live under /tmp.\n\
          mount -t proc proc /proc\nmount -t sysfs sys /sys\nmount -t devtmpfs dev /dev\n\
          mount -t tmpfs tmpfs /run\nmkdir -p /run/netns\n\
          mount -t tracefs tracefs /sys/kernel/tracing\nmount -t debugfs debugfs /sys/kernel/debug\n\

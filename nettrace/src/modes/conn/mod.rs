@@ -5,29 +5,31 @@
 //! namespace at once, filtered with the same flags as the tracing modes.
 //!
 //! The pipeline: find the namespaces ([`netns`]) → dump each one's TCP
-//! sockets over `sock_diag` ([`diag`], states filtered in the kernel) →
+//! sockets over `sock_diag` ([`sock_diag`], states filtered in the kernel) →
 //! apply the address/port/netns filter → find the owning processes
 //! ([`owner`], only for the sockets kept) → apply `--pid` → sort.
 
-mod diag;
+mod mode;
 mod netns;
 mod owner;
+mod print;
+mod sock_diag;
+
+pub use self::mode::Connections;
+pub use self::print::ConnRecord;
 
 use std::{
     collections::{HashMap, HashSet},
     net::{IpAddr, SocketAddr},
 };
 
-pub use diag::TcpInfoFields;
 use netlink_packet_sock_diag::{AF_INET, AF_INET6};
 use nettrace_common::{
     Filter, ethertype,
     filter::{AddrMatch, family},
     ipproto,
 };
-use serde_json::{Map, Value, json};
-
-use crate::output::json;
+pub use sock_diag::TcpInfoFields;
 
 /// Kernel TCP state names, indexed by `TCP_*` value
 /// (`include/net/tcp_states.h`).
@@ -164,7 +166,7 @@ pub fn snapshot(filter: &Filter, states: u32) -> anyhow::Result<Snapshot> {
     let dumps = netns::for_each(&found.namespaces, || {
         families
             .iter()
-            .map(|&f| diag::dump(f, states))
+            .map(|&f| sock_diag::dump(f, states))
             .collect::<Vec<_>>()
     });
     for (ns, dumps) in found.namespaces.iter().zip(dumps) {
@@ -202,8 +204,7 @@ pub fn snapshot(filter: &Filter, states: u32) -> anyhow::Result<Snapshot> {
         snap.conns
             .retain(|c| c.owner.as_ref().is_some_and(|(pid, _)| *pid == filter.pid));
     }
-    snap.conns
-        .sort_by(|a, b| (a.netns, a.local, a.remote).cmp(&(b.netns, b.local, b.remote)));
+    snap.conns.sort_by_key(|a| (a.netns, a.local, a.remote));
     Ok(snap)
 }
 
@@ -247,7 +248,7 @@ fn addr_matches(m: &AddrMatch, ip: IpAddr) -> bool {
 }
 
 impl Conn {
-    fn from_diag(netns: u64, s: diag::DiagSocket) -> Self {
+    fn from_diag(netns: u64, s: sock_diag::DiagSocket) -> Self {
         Self {
             netns,
             family: s.family,
@@ -283,328 +284,7 @@ impl Conn {
             && (f.port == 0 || f.port == l.port() || f.port == r.port())
             && (f.netns == 0 || u64::from(f.netns) == self.netns)
     }
-
-    /// `netns:4026531840 ESTABLISHED 10.0.0.1:22 -> 10.0.0.2:51000
-    /// rtt:0.123ms rttvar:0.050ms retrans:0/3 lost:0 cwnd:10 acked:1234
-    /// received:5678 pid:1234/sshd` (one line). `retrans` is
-    /// outstanding/lifetime, as `ss` shows it. The `tcp_info` fields are
-    /// left out for sockets without one, `acked`/`received` on kernels
-    /// before 4.1, `pid` when no process holds the socket.
-    pub fn line(&self) -> String {
-        let mut s = format!(
-            "netns:{} {} {} -> {}",
-            self.netns,
-            state_name(self.state),
-            self.local,
-            self.remote
-        );
-        if let Some(i) = &self.info {
-            s += &format!(
-                " rtt:{} rttvar:{} retrans:{}/{} lost:{} cwnd:{}",
-                ms(i.rtt_us),
-                ms(i.rttvar_us),
-                i.retrans,
-                i.total_retrans,
-                i.lost,
-                i.snd_cwnd
-            );
-            if let (Some(a), Some(r)) = (i.bytes_acked, i.bytes_received) {
-                s += &format!(" acked:{a} received:{r}");
-            }
-        }
-        if let Some((pid, comm)) = &self.owner {
-            s += &format!(" pid:{pid}/{comm}");
-        }
-        s
-    }
-
-    /// The `--json` record: `{"v":1,"type":"conn","netns":…,"state":…,
-    /// "l3":"ipv4"|"ipv6","saddr":…,"sport":…,"daddr":…,"dport":…,
-    /// "inode":…}` with `saddr`/`sport` the local end; then, with
-    /// `tcp_info`, `rtt_ns`, `rttvar_ns`, `rto_ns`, `min_rtt_ns`, `unacked`,
-    /// `retrans`, `total_retrans`, `lost`, `cwnd`, `ssthresh`,
-    /// `bytes_acked`, `bytes_received`, `bytes_sent`, `bytes_retrans` (those
-    /// the kernel reports); then `pid` and `comm` when known.
-    pub fn json(&self) -> Map<String, Value> {
-        let mut m = json::record("conn");
-        let mut put = |k: &str, v: Value| {
-            m.insert(k.into(), v);
-        };
-        put("netns", json!(self.netns));
-        put("state", json!(state_name(self.state)));
-        put("l3", json!(if self.local.is_ipv4() { "ipv4" } else { "ipv6" }));
-        put("saddr", json!(self.local.ip().to_string()));
-        put("sport", json!(self.local.port()));
-        put("daddr", json!(self.remote.ip().to_string()));
-        put("dport", json!(self.remote.port()));
-        put("inode", json!(self.inode));
-        if let Some(i) = &self.info {
-            let ns = |us: u32| json!(u64::from(us) * 1000);
-            put("rtt_ns", ns(i.rtt_us));
-            put("rttvar_ns", ns(i.rttvar_us));
-            put("rto_ns", ns(i.rto_us));
-            if let Some(v) = i.min_rtt_us {
-                put("min_rtt_ns", ns(v));
-            }
-            put("unacked", json!(i.unacked));
-            put("retrans", json!(i.retrans));
-            put("total_retrans", json!(i.total_retrans));
-            put("lost", json!(i.lost));
-            put("cwnd", json!(i.snd_cwnd));
-            put("ssthresh", json!(i.snd_ssthresh));
-            for (k, v) in [
-                ("bytes_acked", i.bytes_acked),
-                ("bytes_received", i.bytes_received),
-                ("bytes_sent", i.bytes_sent),
-                ("bytes_retrans", i.bytes_retrans),
-            ] {
-                if let Some(v) = v {
-                    put(k, json!(v));
-                }
-            }
-        }
-        if let Some((pid, comm)) = &self.owner {
-            put("pid", json!(pid));
-            put("comm", json!(comm));
-        }
-        m
-    }
-}
-
-/// Microseconds as milliseconds with three decimals, exactly.
-fn ms(us: u32) -> String {
-    format!("{}.{:03}ms", us / 1000, us % 1000)
 }
 
 #[cfg(test)]
-mod tests {
-    use std::{
-        io::{Read as _, Write as _},
-        net::{TcpListener, TcpStream},
-    };
-
-    use super::*;
-
-    /// An address criterion as the CLI builds it.
-    fn addr(s: &str) -> AddrMatch {
-        let mut m = AddrMatch::default();
-        match s.parse::<IpAddr>().unwrap() {
-            IpAddr::V4(a) => {
-                m.family = family::V4;
-                m.addr[..4].copy_from_slice(&a.octets());
-            }
-            IpAddr::V6(a) => {
-                m.family = family::V6;
-                m.addr = a.octets();
-            }
-        }
-        m
-    }
-
-    fn conn() -> Conn {
-        Conn {
-            netns: 4026531840,
-            family: AF_INET,
-            local: "10.0.0.1:22".parse().unwrap(),
-            remote: "10.0.0.2:51000".parse().unwrap(),
-            state: 1,
-            info: Some(TcpInfoFields {
-                rtt_us: 123,
-                rttvar_us: 50,
-                rto_us: 201_000,
-                total_retrans: 3,
-                snd_cwnd: 10,
-                snd_ssthresh: 7,
-                bytes_acked: Some(1234),
-                bytes_received: Some(5678),
-                min_rtt_us: Some(40),
-                ..TcpInfoFields::default()
-            }),
-            inode: 98765,
-            owner: Some((1234, "sshd".into())),
-        }
-    }
-
-    #[test]
-    fn states_as_ss_spells_them() {
-        assert_eq!(parse_states("established"), Ok(1 << 1));
-        assert_eq!(parse_states("ESTABLISHED, listen"), Ok(1 << 1 | 1 << 10));
-        assert_eq!(parse_states("listening,closed"), Ok(1 << 10 | 1 << 7));
-        assert_eq!(parse_states("syn-recv"), Ok(1 << 3 | 1 << 12));
-        assert_eq!(parse_states("fin-wait-1,fin-wait-2"), Ok(1 << 4 | 1 << 5));
-        assert_eq!(parse_states("all"), Ok(0x1ffe));
-        // established, syn-sent, fin-wait-1/2, close-wait, last-ack, closing.
-        assert_eq!(parse_states("connected"), Ok(0x0b36));
-        for (w, _) in STATE_WORDS {
-            assert!(parse_states(w).unwrap() != 0, "{w}");
-        }
-    }
-
-    #[test]
-    fn bad_state_names_the_word_and_the_choices() {
-        let e = parse_states("established,estab").unwrap_err();
-        assert!(
-            e.starts_with("unknown TCP state 'estab' (known: all, connected, established,"),
-            "{e}"
-        );
-        assert!(e.contains("time-wait") && !e.contains('\n'), "{e}");
-        let e = parse_states("established,").unwrap_err();
-        assert!(e.starts_with("empty TCP state in 'established,'"), "{e}");
-    }
-
-    #[test]
-    fn state_names_are_the_kernels() {
-        assert_eq!(state_name(1), "ESTABLISHED");
-        assert_eq!(state_name(6), "TIME_WAIT");
-        assert_eq!(state_name(10), "LISTEN");
-        assert_eq!(state_name(200), "UNKNOWN");
-    }
-
-    #[test]
-    fn line_format() {
-        assert_eq!(
-            conn().line(),
-            "netns:4026531840 ESTABLISHED 10.0.0.1:22 -> 10.0.0.2:51000 rtt:0.123ms rttvar:0.050ms \
-             retrans:0/3 lost:0 cwnd:10 acked:1234 received:5678 pid:1234/sshd"
-        );
-        let tw = Conn {
-            state: 6,
-            info: None,
-            owner: None,
-            inode: 0,
-            local: "[fd31::1]:443".parse().unwrap(),
-            remote: "[fd31::2]:40000".parse().unwrap(),
-            ..conn()
-        };
-        assert_eq!(
-            tw.line(),
-            "netns:4026531840 TIME_WAIT [fd31::1]:443 -> [fd31::2]:40000"
-        );
-    }
-
-    #[test]
-    fn json_record() {
-        let v = Value::Object(conn().json());
-        assert_eq!(v["v"], 1);
-        assert_eq!(v["type"], "conn");
-        assert_eq!(v["netns"], 4026531840u64);
-        assert_eq!(v["state"], "ESTABLISHED");
-        assert_eq!(v["l3"], "ipv4");
-        assert_eq!(v["saddr"], "10.0.0.1");
-        assert_eq!(v["sport"], 22);
-        assert_eq!(v["daddr"], "10.0.0.2");
-        assert_eq!(v["dport"], 51000);
-        assert_eq!(v["rtt_ns"], 123_000);
-        assert_eq!(v["rttvar_ns"], 50_000);
-        assert_eq!(v["min_rtt_ns"], 40_000);
-        assert_eq!(v["total_retrans"], 3);
-        assert_eq!(v["cwnd"], 10);
-        assert_eq!(v["bytes_acked"], 1234);
-        assert_eq!(v["bytes_received"], 5678);
-        assert_eq!(v["pid"], 1234);
-        assert_eq!(v["comm"], "sshd");
-        assert!(v.get("bytes_sent").is_none());
-        let bare = Value::Object(
-            Conn {
-                info: None,
-                owner: None,
-                ..conn()
-            }
-            .json(),
-        );
-        assert!(bare.get("rtt_ns").is_none() && bare.get("pid").is_none());
-    }
-
-    fn filter(set: impl FnOnce(&mut Filter)) -> Filter {
-        let mut f = Filter::default();
-        set(&mut f);
-        f
-    }
-
-    #[test]
-    fn filter_local_is_source_remote_is_destination() {
-        let c = conn();
-        let yes = |f: Filter| assert!(c.matches_socket(&f), "{f:?}");
-        let no = |f: Filter| assert!(!c.matches_socket(&f), "{f:?}");
-        yes(Filter::default());
-        yes(filter(|f| f.saddr = addr("10.0.0.1")));
-        no(filter(|f| f.saddr = addr("10.0.0.2")));
-        yes(filter(|f| f.daddr = addr("10.0.0.2")));
-        no(filter(|f| f.daddr = addr("10.0.0.1")));
-        yes(filter(|f| f.addr = addr("10.0.0.2")));
-        yes(filter(|f| f.addr = addr("10.0.0.1")));
-        no(filter(|f| f.addr = addr("10.0.0.3")));
-        no(filter(|f| f.addr = addr("::ffff:10.0.0.1")));
-        yes(filter(|f| f.sport = 22));
-        no(filter(|f| f.sport = 51000));
-        yes(filter(|f| f.dport = 51000));
-        yes(filter(|f| f.port = 51000));
-        yes(filter(|f| f.port = 22));
-        no(filter(|f| f.port = 80));
-        yes(filter(|f| f.netns = 4026531840));
-        no(filter(|f| f.netns = 4026531841));
-        // -p tcp, ip, ip6, udp, arp.
-        yes(filter(|f| f.l4_proto = ipproto::TCP));
-        yes(filter(|f| f.l3_proto = ethertype::IPV4));
-        no(filter(|f| f.l3_proto = ethertype::IPV6));
-        no(filter(|f| f.l4_proto = ipproto::UDP));
-        no(filter(|f| f.l3_proto = ethertype::ARP));
-    }
-
-    #[test]
-    fn families_to_dump() {
-        assert_eq!(families(&Filter::default()), [AF_INET, AF_INET6]);
-        assert_eq!(families(&filter(|f| f.l3_proto = ethertype::IPV6)), [AF_INET6]);
-        assert!(families(&filter(|f| f.l4_proto = ipproto::UDP)).is_empty());
-        assert!(families(&filter(|f| f.l3_proto = ethertype::ARP)).is_empty());
-    }
-
-    /// The whole pipeline on a loopback connection of this process, in its
-    /// own namespace (no privilege needed there).
-    #[test]
-    fn snapshot_finds_our_loopback_connection() {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
-        let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        let (mut server, _) = l.accept().unwrap();
-        client.write_all(b"ping").unwrap();
-        let mut buf = [0; 4];
-        server.read_exact(&mut buf).unwrap();
-        let me = std::process::id();
-        let own = netns::own().unwrap();
-        let f = filter(|f| {
-            f.port = port;
-            f.netns = own as u32;
-        });
-        let snap = snapshot(&f, parse_states("established").unwrap()).unwrap();
-        assert_eq!(snap.namespaces, 1, "{snap:?}");
-        // Processes we may not inspect (e.g. with more capabilities) are
-        // reported, but the namespace itself was listed without error.
-        assert!(!snap.errors.iter().any(|e| e.starts_with("netns")), "{snap:?}");
-        let client_addr = client.local_addr().unwrap();
-        let ends: Vec<_> = snap.conns.iter().map(|c| (c.local, c.remote)).collect();
-        let server_addr = server.local_addr().unwrap();
-        let mut want = vec![(client_addr, server_addr), (server_addr, client_addr)];
-        want.sort();
-        assert_eq!(ends, want, "{snap:?}");
-        for c in &snap.conns {
-            assert_eq!(c.netns, own);
-            assert_eq!(c.state, 1);
-            assert_ne!(c.inode, 0);
-            assert_eq!(c.owner.as_ref().map(|(p, _)| *p), Some(me), "{c:?}");
-            assert!(c.info.is_some(), "{c:?}");
-        }
-        // Counted when queued, so already when read.
-        let receiver = snap.conns.iter().find(|c| c.local == server_addr).unwrap();
-        assert_eq!(receiver.info.unwrap().bytes_received, Some(4), "{receiver:?}");
-        // The listener is not ESTABLISHED; --pid of another process hides all.
-        let listen = snapshot(&f, parse_states("listen").unwrap()).unwrap();
-        assert_eq!(listen.conns.len(), 1, "{listen:?}");
-        assert_eq!(listen.conns[0].local.port(), port);
-        let other = filter(|g| {
-            *g = f;
-            g.pid = 1;
-        });
-        assert!(snapshot(&other, 0).unwrap().conns.is_empty());
-    }
-}
+mod tests;

@@ -152,7 +152,9 @@ pub fn for_each<T: Send>(namespaces: &[Namespace], job: impl Fn() -> T + Sync) -
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(ns) = namespaces.get(i) else { break };
                     let r = enter(ns, &mut current).map(|()| job());
-                    *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+                    *results[i]
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(r);
                 }
             });
         }
@@ -161,7 +163,7 @@ pub fn for_each<T: Send>(namespaces: &[Namespace], job: impl Fn() -> T + Sync) -
         .into_iter()
         .map(|m| {
             m.into_inner()
-                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .expect("every namespace was handed to a worker")
         })
         .collect()

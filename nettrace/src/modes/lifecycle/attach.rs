@@ -3,16 +3,12 @@
 
 use std::{collections::BTreeMap, path::Path};
 
-use aya::{
-    Btf, Ebpf,
-    maps::HashMap as BpfHashMap,
-    programs::{BtfTracePoint, FEntry, FExit, KProbe, TracePoint},
-};
+use aya::{Btf, Ebpf, maps::HashMap as BpfHashMap};
 use nettrace_common::{TraceConfig, trace::slot_flags};
 
 use super::Prepared;
 use crate::{
-    load::Logged as _,
+    attach::{self, Target, chain},
     plan::{Backend, Plan, Planned},
 };
 
@@ -46,10 +42,6 @@ pub struct Attached {
     pub matchers_attached: usize,
 }
 
-fn chain(e: impl Into<anyhow::Error>) -> String {
-    format!("{:#}", e.into())
-}
-
 /// Loads and attaches every planned hook. A hook that fails is reported
 /// and skipped, unless it was named explicitly (then it is an error, or
 /// with `--force` a warning). A named hook this kernel lacks is a warning.
@@ -71,23 +63,18 @@ pub fn attach(
     let mut free_by_slot = vec![false; plan.hooks.len()];
     let mut reset_by_slot = vec![false; plan.hooks.len()];
     let mut flags_by_slot = vec![0; plan.hooks.len()];
-    let mut classic_loaded = false;
     let mut fallbacks = Vec::new();
     let mut warnings = Vec::new();
     let mut matchers_attached = 0;
     for p in &plan.hooks {
-        let result = attach_one(ebpf, p, btf, tracefs_root, &mut classic_loaded).or_else(|e| {
-            if kprobe_fallback && matches!(p.backend, Backend::Fentry) {
-                attach_kprobe(ebpf, p)
-                    .map(|()| {
-                        fallbacks.push((p.name.clone(), e.clone()));
-                        Backend::Kprobe
-                    })
-                    .map_err(|k| format!("fentry: {e}; kprobe: {k}"))
-            } else {
-                Err(e)
+        let result = match attach_planned(ebpf, p, btf, tracefs_root, kprobe_fallback) {
+            Ok((backend, Some(fentry_failed))) => {
+                fallbacks.push((p.name.clone(), fentry_failed));
+                Ok(backend)
             }
-        });
+            Ok((backend, None)) => Ok(backend),
+            Err(why) => Err(why),
+        };
         if let Err(why) = &result
             && prepared.explicit.contains(&p.hook)
         {
@@ -169,90 +156,75 @@ fn cannot_attach(
     Ok(())
 }
 
-fn attach_kprobe(ebpf: &mut Ebpf, p: &Planned) -> Result<(), String> {
-    let prog: &mut KProbe = program(ebpf, &format!("kprobe_{}", p.slot))?;
-    prog.load()
-        .logged(&format!("program kprobe_{} (hook {})", p.slot, p.name))
-        .map_err(chain)?;
-    if let Err(e) = prog.attach(&p.name, 0) {
-        let _ = prog.unload();
-        return Err(chain(e));
-    }
-    Ok(())
-}
-
-fn program<'a, P>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut P, String>
-where
-    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
-{
-    ebpf.program_mut(name)
-        .ok_or_else(|| format!("program {name} missing from object"))?
-        .try_into()
-        .map_err(chain)
-}
-
-fn attach_one(
+/// Attaches a planned hook by its backend; a planned fentry falls back to
+/// a kprobe when `kprobe_fallback` (kprobes work and `--backend` allows).
+/// Returns the backend used and, after a fallback, why fentry failed; or
+/// why it failed: the backend's reason alone, or both when both were tried.
+fn attach_planned(
     ebpf: &mut Ebpf,
     p: &Planned,
     btf: &Btf,
     tracefs_root: Option<&Path>,
-    classic_loaded: &mut bool,
-) -> Result<Backend, String> {
+    kprobe_fallback: bool,
+) -> Result<(Backend, Option<String>), String> {
     let slot = p.slot;
-    match p.backend {
-        Backend::TpBtf => {
-            let (_, event) = p
-                .tracepoint
-                .as_ref()
-                .ok_or("tracepoint hook without tracepoint")?;
-            let prog: &mut BtfTracePoint = program(ebpf, &format!("tp_btf_{slot}"))?;
-            prog.load(event, btf)
-                .logged(&format!("program tp_btf_{slot} (hook {})", p.name))
-                .map_err(chain)?;
-            prog.attach().map_err(chain)?;
-        }
-        Backend::Fentry => {
-            let prog: &mut FEntry = program(ebpf, &format!("fentry_{slot}"))?;
-            prog.load(&p.name, btf)
-                .logged(&format!("program fentry_{slot} (hook {})", p.name))
-                .map_err(chain)?;
-            if let Err(e) = prog.attach() {
-                let _ = prog.unload();
-                return Err(chain(e));
-            }
-        }
-        Backend::Fexit => {
-            let prog: &mut FExit = program(ebpf, &format!("fexit_{slot}"))?;
-            prog.load(&p.name, btf)
-                .logged(&format!("program fexit_{slot} (hook {})", p.name))
-                .map_err(chain)?;
-            prog.attach().map_err(chain)?;
-        }
-        Backend::Kprobe => attach_kprobe(ebpf, p)?,
+    let (group, event) = p
+        .tracepoint
+        .as_ref()
+        .map_or(("", ""), |(g, e)| (g.as_str(), e.as_str()));
+    let program = match p.backend {
+        Backend::TpBtf => format!("tp_btf_{slot}"),
+        Backend::Fentry => format!("fentry_{slot}"),
+        Backend::Fexit => format!("fexit_{slot}"),
+        Backend::Kprobe => format!("kprobe_{slot}"),
         Backend::Tracepoint => {
-            let (group, event) = p
-                .tracepoint
-                .as_ref()
-                .ok_or("tracepoint hook without tracepoint")?;
-            let root = tracefs_root.ok_or("no tracefs")?;
-            let id: u32 = std::fs::read_to_string(root.join("events").join(group).join(event).join("id"))
-                .map_err(chain)?
-                .trim()
-                .parse()
-                .map_err(chain)?;
-            let mut slots: BpfHashMap<_, u32, u32> =
-                BpfHashMap::try_from(ebpf.map_mut("TP_SLOTS").ok_or("map TP_SLOTS missing")?)
-                    .map_err(chain)?;
-            slots.insert(&id, &slot, 0).map_err(chain)?;
-            let prog: &mut TracePoint = program(ebpf, "trace_tracepoint")?;
-            if !*classic_loaded {
-                prog.load().logged("program trace_tracepoint").map_err(chain)?;
-                *classic_loaded = true;
-            }
-            prog.attach(group, event).map_err(chain)?;
+            route_tracepoint(ebpf, slot, tracefs_root, group, event)?;
+            "trace_tracepoint".into()
         }
+    };
+    let target = match p.backend {
+        Backend::TpBtf | Backend::Tracepoint if event.is_empty() => {
+            return Err("tracepoint hook without tracepoint".into());
+        }
+        Backend::TpBtf | Backend::Tracepoint => Target::tracepoint(p.backend, &program, group, event),
+        b => Target::function(b, &program, &p.name),
+    };
+    let first = attach::attach(ebpf, Some(btf), &target);
+    match first {
+        Ok(()) => Ok((p.backend, None)),
+        Err(e) if kprobe_fallback && p.backend == Backend::Fentry => {
+            let kprobe = format!("kprobe_{slot}");
+            match attach::attach(
+                ebpf,
+                Some(btf),
+                &Target::function(Backend::Kprobe, &kprobe, &p.name),
+            ) {
+                Ok(()) => Ok((Backend::Kprobe, Some(e))),
+                Err(k) => Err(format!("fentry: {e}; kprobe: {k}")),
+            }
+        }
+        Err(e) => Err(e),
     }
-    Ok(p.backend)
+}
+
+/// The classic tracepoint program is one for every tracepoint: it finds
+/// its slot by the tracepoint's id in `TP_SLOTS`.
+fn route_tracepoint(
+    ebpf: &mut Ebpf,
+    slot: u32,
+    tracefs_root: Option<&Path>,
+    group: &str,
+    event: &str,
+) -> Result<(), String> {
+    let root = tracefs_root.ok_or("no tracefs")?;
+    let id: u32 = std::fs::read_to_string(root.join("events").join(group).join(event).join("id"))
+        .map_err(chain)?
+        .trim()
+        .parse()
+        .map_err(chain)?;
+    let mut slots: BpfHashMap<_, u32, u32> =
+        BpfHashMap::try_from(ebpf.map_mut("TP_SLOTS").ok_or("map TP_SLOTS missing")?).map_err(chain)?;
+    slots.insert(&id, &slot, 0).map_err(chain)
 }
 
 /// Nothing of the selection can be attached: the one-line error (exit 2),

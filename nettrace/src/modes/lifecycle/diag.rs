@@ -65,34 +65,49 @@ pub struct Finding {
     pub blamed: Vec<String>,
 }
 
-impl Finding {
-    /// As a `--json` object (inside an `analysis` record).
-    pub fn json(&self) -> serde_json::Value {
-        let mut m = serde_json::Map::new();
-        let level = match self.level {
-            Level::Error => "error",
-            Level::Warn => "warn",
-            Level::Info => "info",
+/// As a `--json` object (inside an `analysis` record): `level`, `hook`,
+/// `group`, `msg`, then those present of `adv`, `location`, `reason` or
+/// `reset_reason`, `blamed`.
+impl serde::Serialize for Finding {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(serde::Serialize)]
+        struct Json<'a> {
+            level: &'static str,
+            hook: &'a str,
+            group: &'a str,
+            msg: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            adv: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            location: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            reason: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            reset_reason: Option<&'a str>,
+            #[serde(skip_serializing_if = "<[String]>::is_empty")]
+            blamed: &'a [String],
+        }
+        let (reason, reset_reason) = match &self.reason {
+            Some(Reason::Drop(r)) => (Some(r.as_str()), None),
+            Some(Reason::Reset(r)) => (None, Some(r.as_str())),
+            None => (None, None),
         };
-        m.insert("level".into(), level.into());
-        m.insert("hook".into(), self.hook.clone().into());
-        m.insert("group".into(), self.group.clone().into());
-        m.insert("msg".into(), self.msg.clone().into());
-        if let Some(a) = &self.adv {
-            m.insert("adv".into(), a.clone().into());
+        Json {
+            level: match self.level {
+                Level::Error => "error",
+                Level::Warn => "warn",
+                Level::Info => "info",
+            },
+            hook: &self.hook,
+            group: &self.group,
+            msg: &self.msg,
+            adv: self.adv.as_deref(),
+            location: self.location.as_deref(),
+            reason,
+            reset_reason,
+            blamed: &self.blamed,
         }
-        if let Some(l) = &self.location {
-            m.insert("location".into(), l.clone().into());
-        }
-        match &self.reason {
-            Some(Reason::Drop(r)) => m.insert("reason".into(), r.clone().into()),
-            Some(Reason::Reset(r)) => m.insert("reset_reason".into(), r.clone().into()),
-            None => None,
-        };
-        if !self.blamed.is_empty() {
-            m.insert("blamed".into(), self.blamed.clone().into());
-        }
-        serde_json::Value::Object(m)
+        .serialize(s)
     }
 }
 
@@ -238,7 +253,7 @@ mod tests {
             blamed: vec!["nft_do_chain_inet".into()],
         };
         assert_eq!(
-            report(&[f]),
+            report(std::slice::from_ref(&f)),
             [
                 "---------------- ANALYSIS RESULT ---------------------",
                 "[1] ERROR happens in kfree_skb(life):",
@@ -256,6 +271,17 @@ mod tests {
                 "",
                 "analysis finished!",
             ]
+        );
+        let reset = Finding {
+            level: Level::Warn,
+            adv: None,
+            location: None,
+            reason: Some(Reason::Reset("NO_SOCKET".into())),
+            ..f.clone()
+        };
+        assert_eq!(
+            serde_json::to_string(&[f, reset]).unwrap(),
+            r#"[{"level":"error","hook":"kfree_skb","group":"life","msg":"packet is dropped by kernel","adv":"check your netfilter rule","location":"nf_hook_slow+0x96","reason":"NETFILTER_DROP","blamed":["nft_do_chain_inet"]},{"level":"warn","hook":"kfree_skb","group":"life","msg":"packet is dropped by kernel","reset_reason":"NO_SOCKET","blamed":["nft_do_chain_inet"]}]"#
         );
     }
 }

@@ -105,8 +105,7 @@ impl NfNotes {
         self.points
             .iter()
             .find(|(_, i)| **i == hook as usize)
-            .map(|(n, _)| n.clone())
-            .unwrap_or_else(|| format!("hook {hook}"))
+            .map_or_else(|| format!("hook {hook}"), |(n, _)| n.clone())
     }
 
     /// The note for a context, as the hook's `flags` say to read it.
@@ -117,7 +116,7 @@ impl NfNotes {
             return Some(format!("{} in chain: {}", family(ctx.pf), point?));
         }
         if flags & slot_flags::NF_XT_TABLE != 0 {
-            let chain = point.as_deref().map(iptables_chain).unwrap_or("?");
+            let chain = point.as_deref().map_or("?", iptables_chain);
             return Some(format!("iptables table:{table}, chain:{chain}"));
         }
         (flags & slot_flags::NF_NFT_CHAIN != 0)

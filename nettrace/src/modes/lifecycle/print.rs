@@ -6,13 +6,19 @@
 //! ```
 //! `--detail` inserts `[skb][func][cpu:N][dev][ns:inode][pid:N][comm]`.
 
+use std::io::{self, Write};
+
 use nettrace_common::{TraceEvent, trace::event_kind};
+use serde::Serialize;
 
 use super::track::Packet;
 use crate::{
     decode::decode,
     kernel::reasons::DropReasons,
-    output::{Clock, cstr},
+    output::{
+        Clock, cstr,
+        json::{self, PacketFields},
+    },
 };
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -71,41 +77,46 @@ impl LinePrinter {
     }
 
     fn name(&self, ev: &TraceEvent) -> &str {
-        self.names
-            .get(ev.slot as usize)
-            .map(String::as_str)
-            .unwrap_or("?")
+        self.names.get(ev.slot as usize).map_or("?", String::as_str)
     }
 
-    /// One event. `prev_ts`: the previous event of the same packet, for
-    /// `--latency-show`; `show_packet`: false for `--tiny-show` followers.
-    pub fn event(&self, ev: &TraceEvent, show_packet: bool, prev_ts: Option<u64>) -> String {
+    /// One event's line, without its end. `prev_ts`: the previous event of
+    /// the same packet, for `--latency-show`; `show_packet`: false for
+    /// `--tiny-show` followers.
+    pub fn write_event(
+        &self,
+        w: &mut dyn Write,
+        ev: &TraceEvent,
+        show_packet: bool,
+        prev_ts: Option<u64>,
+    ) -> io::Result<()> {
         let name = self.name(ev);
-        let mut parts = vec![format!("[{}]", self.clock.format(ev.ts_ns))];
+        write!(w, "[{}]", self.clock.format(ev.ts_ns))?;
         if self.style.detail {
-            parts.push(format!(
-                "[{:08x}][{name:<20}][cpu:{:<3}][{:<6}][ns:{}][pid:{:<7}][{:<12}]",
+            write!(
+                w,
+                " [{:08x}][{name:<20}][cpu:{:<3}][{:<6}][ns:{}][pid:{:<7}][{:<12}]",
                 ev.skb as u32,
                 ev.cpu,
                 cstr(&ev.ifname),
                 ev.netns,
                 ev.pid,
                 cstr(&ev.comm)
-            ));
+            )?;
         } else {
-            parts.push(format!("[{name:<20}]"));
+            write!(w, " [{name:<20}]")?;
         }
         if show_packet {
             let len = usize::from(ev.hdr_len).min(ev.hdr.len());
-            parts.push(decode(ev.l3_proto, &ev.hdr[..len]).to_string());
+            write!(w, " {}", decode(ev.l3_proto, &ev.hdr[..len]))?;
         }
         if ev.has_extra != 0 {
             match ev.kind {
-                event_kind::CLONE => parts.push(format!("clone: {:08x}", ev.extra as u32)),
-                event_kind::EXIT => parts.push(format!("ret: {}", ret_value(ev.extra))),
+                event_kind::CLONE => write!(w, " clone: {:08x}", ev.extra as u32)?,
+                event_kind::EXIT => write!(w, " ret: {}", ret_value(ev.extra))?,
                 _ => match self.reason(ev) {
-                    Some(Reason::Drop(r)) => parts.push(format!("reason: {r}")),
-                    Some(Reason::Reset(r)) => parts.push(format!("reset reason: {r}")),
+                    Some(Reason::Drop(r)) => write!(w, " reason: {r}")?,
+                    Some(Reason::Reset(r)) => write!(w, " reset reason: {r}")?,
                     None => {}
                 },
             }
@@ -113,45 +124,46 @@ impl LinePrinter {
         if self.style.latency
             && let Some(prev) = prev_ts
         {
-            parts.push(format!(
-                "latency: {:.3}ms",
-                ev.ts_ns.saturating_sub(prev) as f64 / 1e6
-            ));
+            let ms = ev.ts_ns.saturating_sub(prev) as f64 / 1e6;
+            write!(w, " latency: {ms:.3}ms")?;
         }
-        parts.join(" ")
+        Ok(())
     }
 
-    /// One event as a `--json` object (without `v`/`type`: events sit in a
-    /// packet record; `--basic` adds them): time, hook, where, who, the
-    /// packet's fields, and what the hook reported.
-    pub fn event_json(&self, ev: &TraceEvent) -> serde_json::Map<String, serde_json::Value> {
-        use serde_json::json;
-        let mut m = serde_json::Map::new();
-        m.insert("ts_ns".into(), json!(ev.ts_ns));
-        m.insert("time".into(), json!(self.clock.format(ev.ts_ns)));
-        m.insert("hook".into(), json!(self.name(ev)));
-        m.insert("skb".into(), json!(format!("{:x}", ev.skb)));
-        m.insert("cpu".into(), json!(ev.cpu));
-        m.insert("ifname".into(), json!(cstr(&ev.ifname)));
-        m.insert("ifindex".into(), json!(ev.ifindex));
-        m.insert("netns".into(), json!(ev.netns));
-        m.insert("pid".into(), json!(ev.pid));
-        m.insert("comm".into(), json!(cstr(&ev.comm)));
-        m.insert("len".into(), json!(ev.pkt_len));
+    /// One event's `--json` fields: time, hook, where, who, the packet's
+    /// fields, and what the hook reported.
+    pub fn event_fields(&self, ev: &TraceEvent) -> EventFields {
         let len = usize::from(ev.hdr_len).min(ev.hdr.len());
-        crate::output::json::packet_fields(&decode(ev.l3_proto, &ev.hdr[..len]), &mut m);
+        let (mut clone, mut ret, mut reason, mut reset_reason) = (None, None, None, None);
         if ev.has_extra != 0 {
             match ev.kind {
-                event_kind::CLONE => m.insert("clone".into(), json!(format!("{:x}", ev.extra))),
-                event_kind::EXIT => m.insert("ret".into(), json!(super::diag::signed(ev.extra))),
+                event_kind::CLONE => clone = Some(format!("{:x}", ev.extra)),
+                event_kind::EXIT => ret = Some(super::diag::signed(ev.extra)),
                 _ => match self.reason(ev) {
-                    Some(Reason::Drop(r)) => m.insert("reason".into(), json!(r)),
-                    Some(Reason::Reset(r)) => m.insert("reset_reason".into(), json!(r)),
-                    None => None,
+                    Some(Reason::Drop(r)) => reason = Some(r),
+                    Some(Reason::Reset(r)) => reset_reason = Some(r),
+                    None => {}
                 },
-            };
+            }
         }
-        m
+        EventFields {
+            ts_ns: ev.ts_ns,
+            time: self.clock.format(ev.ts_ns),
+            hook: self.name(ev).to_string(),
+            skb: ev.skb,
+            cpu: ev.cpu,
+            ifname: cstr(&ev.ifname),
+            ifindex: ev.ifindex,
+            netns: ev.netns,
+            pid: ev.pid,
+            comm: cstr(&ev.comm),
+            len: ev.pkt_len,
+            packet: PacketFields(decode(ev.l3_proto, &ev.hdr[..len])),
+            clone,
+            ret,
+            reason,
+            reset_reason,
+        }
     }
 
     /// `***************** e8fbc700,e8fbdc00 ***************`
@@ -169,11 +181,54 @@ impl LinePrinter {
     }
 }
 
+/// An event's `--json` fields (inside a `packet` record, or an `event`
+/// record of its own with `--basic`).
+#[derive(Serialize)]
+pub struct EventFields {
+    ts_ns: u64,
+    time: String,
+    hook: String,
+    #[serde(serialize_with = "json::hex")]
+    skb: u64,
+    cpu: u32,
+    ifname: String,
+    ifindex: u32,
+    netns: u32,
+    pid: u32,
+    comm: String,
+    len: u32,
+    #[serde(flatten)]
+    packet: PacketFields,
+    /// The clone's skb (clone events).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    clone: Option<String>,
+    /// The return value (exit events).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ret: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reset_reason: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use nettrace_common::ethertype;
 
     use super::*;
+
+    /// What [`LinePrinter::write_event`] writes, as a string.
+    trait Line {
+        fn event(&self, ev: &TraceEvent, show_packet: bool, prev_ts: Option<u64>) -> String;
+    }
+
+    impl Line for LinePrinter {
+        fn event(&self, ev: &TraceEvent, show_packet: bool, prev_ts: Option<u64>) -> String {
+            let mut out = Vec::new();
+            self.write_event(&mut out, ev, show_packet, prev_ts).unwrap();
+            String::from_utf8(out).unwrap()
+        }
+    }
 
     fn ev(slot: u32, ts: u64) -> TraceEvent {
         // SAFETY: plain data; zero is valid.

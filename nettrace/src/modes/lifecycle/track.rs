@@ -129,7 +129,7 @@ impl Tracker {
             .collect();
         let mut out: Vec<Packet> = ids.into_iter().filter_map(|id| self.take(id)).collect();
         self.by_skb.retain(|_, id| self.packets.contains_key(id));
-        out.sort_by_key(|p| p.events.first().map(|e| e.ts_ns).unwrap_or(0));
+        out.sort_by_key(|p| p.events.first().map_or(0, |e| e.ts_ns));
         out
     }
 }

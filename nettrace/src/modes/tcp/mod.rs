@@ -6,10 +6,17 @@
 //! reset, probe, sendmsg length) are tracepoints on every kernel that has
 //! them. What the records lack is read from the socket at BTF offsets.
 
+mod fields;
+mod mode;
 pub mod monitor;
+#[cfg(test)]
+mod print_tests;
 pub mod rt;
 pub mod rtt;
+mod sink;
 pub mod sock;
+
+pub use self::mode::Tcp;
 
 use std::{
     collections::HashMap,
@@ -17,15 +24,17 @@ use std::{
     path::Path,
 };
 
-use aya::{Ebpf, programs::TracePoint};
+use aya::Ebpf;
 use nettrace_common::{
     KernelLayout,
     filter::family,
     tcp::{SockLayout, TcpConfig, TpFields, Tuple, tp},
 };
 
-use crate::kernel::{btf::KernelBtf, tracefs};
-use crate::load::Logged as _;
+use crate::{
+    attach::{Backend, Target},
+    kernel::{btf::KernelBtf, tracefs},
+};
 
 /// A tracepoint of the object: its index ([`tp`]), where it lives in
 /// tracefs, and the program attached to it.
@@ -237,17 +246,10 @@ pub fn prepare(
 
 /// Loads and attaches the programs of the present tracepoints.
 pub fn attach(ebpf: &mut Ebpf, present: &[&'static Tracepoint]) -> anyhow::Result<()> {
-    use anyhow::Context as _;
     for t in present {
-        let prog: &mut TracePoint = ebpf
-            .program_mut(t.program)
-            .with_context(|| format!("program {} missing from the object", t.program))?
-            .try_into()?;
-        prog.load()
-            .logged(&format!("program {}", t.program))
-            .with_context(|| format!("loading the program for {}:{}", t.group, t.name))?;
-        prog.attach(t.group, t.name)
-            .with_context(|| format!("attaching to {}:{}", t.group, t.name))?;
+        let target = Target::tracepoint(Backend::Tracepoint, t.program, t.group, t.name);
+        crate::attach::attach(ebpf, None, &target)
+            .map_err(|why| anyhow::anyhow!("attaching to {}:{}: {why}", t.group, t.name))?;
     }
     Ok(())
 }
@@ -272,18 +274,6 @@ pub fn tuple_text(t: &Tuple) -> String {
     match ends(t) {
         Some((s, d)) => format!("{s} -> {d}"),
         None => "?".into(),
-    }
-}
-
-/// `saddr`, `sport`, `daddr`, `dport`, `l3` of a JSON record.
-pub fn tuple_json(t: &Tuple, m: &mut serde_json::Map<String, serde_json::Value>) {
-    use serde_json::json;
-    if let Some((s, d)) = ends(t) {
-        m.insert("l3".into(), json!(if s.is_ipv4() { "ipv4" } else { "ipv6" }));
-        m.insert("saddr".into(), json!(s.ip().to_string()));
-        m.insert("sport".into(), json!(s.port()));
-        m.insert("daddr".into(), json!(d.ip().to_string()));
-        m.insert("dport".into(), json!(d.port()));
     }
 }
 

@@ -2,14 +2,19 @@
 //!
 //! `[12.345678] [tcp_send_reset       ] TCP: 10.0.0.2:80 -> 10.0.0.1:5000 state:CLOSE netns:4026531840 reason: NO_SOCKET`
 
+use std::io::{self, Write};
+
 use colored::Colorize as _;
 use nettrace_common::tcp::{TcpEvent, tp};
-use serde_json::json;
+use serde::Serialize;
 
-use super::{Names, ms, tuple_json, tuple_text};
+use super::{
+    Names,
+    fields::{Task, TupleFields, Us},
+};
 use crate::{
     kernel::reasons::DropReasons,
-    output::{Clock, cstr, json},
+    output::{Clock, Record, json},
 };
 
 /// The event's name: its tracepoint's.
@@ -38,59 +43,93 @@ impl Printer {
         }
     }
 
-    pub fn line(&self, ev: &TcpEvent) -> String {
-        let mut s = format!(
-            "[{}] [{:<21}] TCP: {}",
-            self.clock.format(ev.ts_ns),
-            event_name(ev.kind),
-            tuple_text(&ev.tuple)
-        );
-        if ev.sk != 0 || ev.kind == tp::RETRANSMIT_SYNACK {
-            s += &format!(" state:{}", self.names.state(ev.state));
+    pub fn record(&self, ev: &TcpEvent) -> Tcp {
+        let (reason, cong_state) = match self.why(ev) {
+            Some(("reason", r)) => (Some(r), None),
+            Some((_, state)) => (None, Some(state)),
+            None => (None, None),
+        };
+        Tcp {
+            ts_ns: ev.ts_ns,
+            time: self.clock.format(ev.ts_ns),
+            event: event_name(ev.kind),
+            tuple: TupleFields(ev.tuple),
+            state: (ev.sk != 0 || ev.kind == tp::RETRANSMIT_SYNACK).then(|| self.names.state(ev.state)),
+            congestion: (ev.srtt_us != 0).then_some(Congestion {
+                srtt_ns: Us(ev.srtt_us),
+                cwnd: ev.cwnd,
+                total_retrans: ev.total_retrans,
+            }),
+            netns: ev.netns,
+            task: Task::of(ev.pid, &ev.comm),
+            reason,
+            cong_state,
+            sk: ev.sk,
         }
-        if ev.srtt_us != 0 {
-            s += &format!(
-                " srtt:{} cwnd:{} retrans:{}",
-                ms(ev.srtt_us.into()),
-                ev.cwnd,
-                ev.total_retrans
-            );
-        }
-        s += &format!(" netns:{}", ev.netns);
-        if ev.pid != 0 {
-            s += &format!(" task:{}/{}", ev.pid, cstr(&ev.comm));
-        }
-        match self.why(ev) {
-            Some(("reason", r)) => s += &format!(" reason: {}", r.red()),
-            Some((_, state)) => s += &format!(" cong: {}", state.yellow()),
-            None => {}
-        }
-        s
+    }
+}
+
+/// One `--tcp-monitor` event (see the module's doc for the text).
+#[derive(Serialize)]
+pub struct Tcp {
+    ts_ns: u64,
+    time: String,
+    event: &'static str,
+    #[serde(flatten)]
+    tuple: TupleFields,
+    /// When the event has a socket.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state: Option<String>,
+    #[serde(flatten)]
+    congestion: Option<Congestion>,
+    netns: u32,
+    #[serde(flatten)]
+    task: Option<Task>,
+    /// The reset reason, for `tcp_send_reset` on kernels that have them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    /// The new congestion state, for `tcp_cong_state_set`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cong_state: Option<String>,
+    #[serde(serialize_with = "json::hex")]
+    sk: u64,
+}
+
+/// The socket's congestion control, when it has a smoothed RTT.
+#[derive(Serialize)]
+struct Congestion {
+    srtt_ns: Us,
+    cwnd: u32,
+    total_retrans: u32,
+}
+
+impl Record for Tcp {
+    fn kind(&self) -> &'static str {
+        "tcp"
     }
 
-    pub fn json(&self, ev: &TcpEvent) -> String {
-        let mut m = json::record("tcp");
-        m.insert("ts_ns".into(), json!(ev.ts_ns));
-        m.insert("time".into(), json!(self.clock.format(ev.ts_ns)));
-        m.insert("event".into(), json!(event_name(ev.kind)));
-        tuple_json(&ev.tuple, &mut m);
-        if ev.sk != 0 || ev.kind == tp::RETRANSMIT_SYNACK {
-            m.insert("state".into(), json!(self.names.state(ev.state)));
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        write!(w, "[{}] [{:<21}] TCP: {}", self.time, self.event, self.tuple)?;
+        if let Some(state) = &self.state {
+            write!(w, " state:{state}")?;
         }
-        if ev.srtt_us != 0 {
-            m.insert("srtt_ns".into(), json!(u64::from(ev.srtt_us) * 1000));
-            m.insert("cwnd".into(), json!(ev.cwnd));
-            m.insert("total_retrans".into(), json!(ev.total_retrans));
+        if let Some(c) = &self.congestion {
+            write!(
+                w,
+                " srtt:{} cwnd:{} retrans:{}",
+                c.srtt_ns, c.cwnd, c.total_retrans
+            )?;
         }
-        m.insert("netns".into(), json!(ev.netns));
-        if ev.pid != 0 {
-            m.insert("pid".into(), json!(ev.pid));
-            m.insert("comm".into(), json!(cstr(&ev.comm)));
+        write!(w, " netns:{}", self.netns)?;
+        if let Some(t) = &self.task {
+            write!(w, "{t}")?;
         }
-        if let Some((k, v)) = self.why(ev) {
-            m.insert(k.into(), json!(v));
+        if let Some(r) = &self.reason {
+            write!(w, " reason: {}", r.red())?;
         }
-        m.insert("sk".into(), json!(format!("{:x}", ev.sk)));
-        json::line(m)
+        if let Some(state) = &self.cong_state {
+            write!(w, " cong: {}", state.yellow())?;
+        }
+        writeln!(w)
     }
 }

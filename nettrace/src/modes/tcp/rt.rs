@@ -3,11 +3,16 @@
 //!
 //! `[12.345678] TCP: 10.0.0.2:8080 -> 10.0.0.1:51000 upload:0.012ms process:50.104ms download:0.031ms req:12B resp:2048B srtt:0.040ms retrans:0`
 
-use nettrace_common::tcp::RtEvent;
-use serde_json::json;
+use std::io::{self, Write};
 
-use super::{ms, tuple_json, tuple_text};
-use crate::output::{Clock, histogram::Log2, json};
+use nettrace_common::tcp::RtEvent;
+use serde::Serialize;
+
+use super::{
+    fields::{TupleFields, Us},
+    ms,
+};
+use crate::output::{Clock, Record, histogram::Log2};
 
 /// The download time, `None` when the response was never fully
 /// acknowledged before the task ended.
@@ -15,37 +20,63 @@ pub fn download_ns(ev: &RtEvent) -> Option<u64> {
     (ev.download_ns != u64::MAX).then_some(ev.download_ns)
 }
 
-pub fn line(clock: &Clock, ev: &RtEvent) -> String {
-    let download = download_ns(ev).map_or_else(|| "unacked".into(), |ns| ms(ns / 1000));
-    format!(
-        "[{}] TCP: {} upload:{} process:{} download:{download} req:{}B resp:{}B srtt:{} retrans:{} netns:{}",
-        clock.format(ev.ts_ns),
-        tuple_text(&ev.tuple),
-        ms(ev.upload_ns / 1000),
-        ms(ev.process_ns / 1000),
-        ev.req_bytes,
-        ev.resp_bytes,
-        ms(ev.srtt_us.into()),
-        ev.retrans,
-        ev.netns,
-    )
+pub fn record(clock: &Clock, ev: &RtEvent) -> Rt {
+    Rt {
+        ts_ns: ev.ts_ns,
+        time: clock.format(ev.ts_ns),
+        tuple: TupleFields(ev.tuple),
+        upload_ns: ev.upload_ns,
+        process_ns: ev.process_ns,
+        download_ns: download_ns(ev),
+        req_bytes: ev.req_bytes,
+        resp_bytes: ev.resp_bytes,
+        srtt_ns: Us(ev.srtt_us),
+        retrans: ev.retrans,
+        netns: ev.netns,
+    }
 }
 
-pub fn json(clock: &Clock, ev: &RtEvent) -> String {
-    let mut m = json::record("rt");
-    m.insert("ts_ns".into(), json!(ev.ts_ns));
-    m.insert("time".into(), json!(clock.format(ev.ts_ns)));
-    tuple_json(&ev.tuple, &mut m);
-    m.insert("upload_ns".into(), json!(ev.upload_ns));
-    m.insert("process_ns".into(), json!(ev.process_ns));
-    // null: not acknowledged before the connection ended.
-    m.insert("download_ns".into(), json!(download_ns(ev)));
-    m.insert("req_bytes".into(), json!(ev.req_bytes));
-    m.insert("resp_bytes".into(), json!(ev.resp_bytes));
-    m.insert("srtt_ns".into(), json!(u64::from(ev.srtt_us) * 1000));
-    m.insert("retrans".into(), json!(ev.retrans));
-    m.insert("netns".into(), json!(ev.netns));
-    json::line(m)
+/// One request/response task (see the module's doc for the text).
+#[derive(Serialize)]
+pub struct Rt {
+    ts_ns: u64,
+    time: String,
+    #[serde(flatten)]
+    tuple: TupleFields,
+    upload_ns: u64,
+    process_ns: u64,
+    /// null: not acknowledged before the connection ended.
+    download_ns: Option<u64>,
+    req_bytes: u64,
+    resp_bytes: u64,
+    srtt_ns: Us,
+    retrans: u32,
+    netns: u32,
+}
+
+impl Record for Rt {
+    fn kind(&self) -> &'static str {
+        "rt"
+    }
+
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        let download = self
+            .download_ns
+            .map_or_else(|| "unacked".into(), |ns| ms(ns / 1000));
+        writeln!(
+            w,
+            "[{}] TCP: {} upload:{} process:{} download:{download} req:{}B resp:{}B srtt:{} retrans:{} netns:{}",
+            self.time,
+            self.tuple,
+            ms(self.upload_ns / 1000),
+            ms(self.process_ns / 1000),
+            self.req_bytes,
+            self.resp_bytes,
+            self.srtt_ns,
+            self.retrans,
+            self.netns,
+        )
+    }
 }
 
 /// `--rt-summary`: the three times of the tasks of the last second, in µs.
@@ -66,30 +97,39 @@ impl Summary {
     }
 
     /// The three histograms, then a fresh second.
-    pub fn take(&mut self, clock: &Clock, now_ns: u64) -> Vec<String> {
+    pub fn take(&mut self, clock: &Clock, now_ns: u64) -> RtSummary {
         let s = std::mem::take(self);
-        let mut lines = vec![format!(
-            "[{}] request/response times of the last second",
-            clock.format(now_ns)
-        )];
-        lines.extend(s.upload.render("upload", "us"));
-        lines.extend(s.process.render("process", "us"));
-        lines.extend(s.download.render("download", "us"));
-        lines
+        RtSummary {
+            ts_ns: now_ns,
+            time: clock.format(now_ns),
+            upload: s.upload,
+            process: s.process,
+            download: s.download,
+        }
+    }
+}
+
+/// `--rt-summary`'s second: `[12.345678] request/response times of the
+/// last second` and the three distributions (µs), or one JSON record.
+#[derive(Serialize)]
+pub struct RtSummary {
+    ts_ns: u64,
+    #[serde(skip)]
+    time: String,
+    upload: Log2,
+    process: Log2,
+    download: Log2,
+}
+
+impl Record for RtSummary {
+    fn kind(&self) -> &'static str {
+        "rt_summary"
     }
 
-    /// The histograms as one JSON record.
-    pub fn take_json(&mut self, now_ns: u64) -> String {
-        let s = std::mem::take(self);
-        let mut m = json::record("rt_summary");
-        m.insert("ts_ns".into(), json!(now_ns));
-        for (k, h) in [
-            ("upload", &s.upload),
-            ("process", &s.process),
-            ("download", &s.download),
-        ] {
-            m.insert(k.into(), h.json());
-        }
-        json::line(m)
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        writeln!(w, "[{}] request/response times of the last second", self.time)?;
+        self.upload.text("upload", "us", w)?;
+        self.process.text("process", "us", w)?;
+        self.download.text("download", "us", w)
     }
 }

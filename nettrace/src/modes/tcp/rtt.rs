@@ -3,18 +3,17 @@
 //!
 //! `[12.345678] [tcp_ack_update_rtt   ] TCP: 10.0.0.1:5201 -> 10.0.0.2:40000 *rtt:0.152ms, rtt_min:0.100ms* srtt:0.160ms netns:4026531840`
 
-use aya::{
-    Btf, Ebpf,
-    programs::{FEntry, KProbe},
-};
-use nettrace_common::tcp::RttEvent;
-use serde_json::json;
+use std::io::{self, Write};
 
-use super::{ms, tuple_json, tuple_text};
-use crate::load::Logged as _;
+use aya::Ebpf;
+use nettrace_common::tcp::RttEvent;
+use serde::Serialize;
+
+use super::fields::{TupleFields, Us};
 use crate::{
-    kernel::{btf::KernelBtf, caps::Capabilities},
-    output::{Clock, histogram::Log2, json},
+    attach::{self, Backend, Means, Target},
+    kernel::btf::KernelBtf,
+    output::{Clock, Record},
 };
 
 /// The function that receives every RTT sample.
@@ -58,41 +57,23 @@ impl Source {
 pub fn attach(
     ebpf: &mut Ebpf,
     function_known: bool,
-    caps: &Capabilities,
-    btf: Option<&Btf>,
+    means: Means<'_>,
 ) -> anyhow::Result<(Source, Vec<String>)> {
     let mut why = Vec::new();
     if function_known {
-        match (caps.fentry.as_ref(), btf) {
-            (Ok(()), Some(btf)) => {
-                let prog: &mut FEntry = ebpf.program_mut("rtt_fentry").expect("in object").try_into()?;
-                match prog
-                    .load(FUNCTION, btf)
-                    .logged("program rtt_fentry")
-                    .map_err(|e| e.to_string())
-                    .and_then(|()| prog.attach().map(drop).map_err(|e| e.to_string()))
-                {
-                    Ok(()) => return Ok((Source::Fentry, why)),
-                    Err(e) => why.push(format!("fentry: {e}")),
-                }
-            }
-            (Err(e), _) => why.push(format!("fentry: {e}")),
-            (_, None) => why.push("fentry: no kernel BTF".into()),
-        }
-        match caps.kprobe.as_ref() {
-            Ok(()) => {
-                let prog: &mut KProbe = ebpf.program_mut("rtt_kprobe").expect("in object").try_into()?;
-                match prog
-                    .load()
-                    .logged("program rtt_kprobe")
-                    .map_err(|e| e.to_string())
-                    .and_then(|()| prog.attach(FUNCTION, 0).map(drop).map_err(|e| e.to_string()))
-                {
-                    Ok(()) => return Ok((Source::Kprobe, why)),
-                    Err(e) => why.push(format!("kprobe: {e}")),
-                }
-            }
-            Err(e) => why.push(format!("kprobe: {e}")),
+        let attempt = attach::first(
+            ebpf,
+            means,
+            &[
+                Target::function(Backend::Fentry, "rtt_fentry", FUNCTION),
+                Target::function(Backend::Kprobe, "rtt_kprobe", FUNCTION),
+            ],
+        );
+        why.extend(attempt.failed.iter().map(|(b, w)| format!("{b}: {w}")));
+        match attempt.used {
+            Some(Backend::Fentry) => return Ok((Source::Fentry, why)),
+            Some(_) => return Ok((Source::Kprobe, why)),
+            None => {}
         }
     } else {
         why.push(format!("{FUNCTION}: not in this kernel's BTF"));
@@ -101,45 +82,48 @@ pub fn attach(
     Ok((Source::Tracepoint, why))
 }
 
-/// `rtt distribution:` and its buckets, or the JSON record.
-pub fn summary(h: &Log2, json_out: bool, now_ns: u64) -> Vec<String> {
-    if json_out {
-        let mut m = json::record("rtt_summary");
-        m.insert("ts_ns".into(), json!(now_ns));
-        m.insert("unit".into(), json!("ms"));
-        m.insert("rtt".into(), h.json());
-        vec![json::line(m)]
-    } else {
-        h.render("rtt", "ms")
+pub fn record(clock: &Clock, source: Source, ev: &RttEvent) -> Rtt {
+    Rtt {
+        ts_ns: ev.ts_ns,
+        time: clock.format(ev.ts_ns),
+        hook: source.hook(),
+        tuple: TupleFields(ev.tuple),
+        rtt_ns: Us(ev.rtt_us),
+        rtt_min_ns: Us(ev.rtt_min_us),
+        srtt_ns: Us(ev.srtt_us),
+        sampled: ev.sampled != 0,
+        netns: ev.netns,
     }
 }
 
-pub fn line(clock: &Clock, source: Source, ev: &RttEvent) -> String {
-    format!(
-        "[{}] [{:<21}] TCP: {} *rtt:{}, rtt_min:{}* srtt:{} netns:{}",
-        clock.format(ev.ts_ns),
-        source.hook(),
-        tuple_text(&ev.tuple),
-        ms(ev.rtt_us.into()),
-        ms(ev.rtt_min_us.into()),
-        ms(ev.srtt_us.into()),
-        ev.netns
-    )
+/// One `--rtt-detail` sample (see the module's doc for the text).
+#[derive(Serialize)]
+pub struct Rtt {
+    ts_ns: u64,
+    time: String,
+    hook: &'static str,
+    #[serde(flatten)]
+    tuple: TupleFields,
+    rtt_ns: Us,
+    rtt_min_ns: Us,
+    srtt_ns: Us,
+    /// false: rtt is the smoothed RTT (tracepoint source), not a sample.
+    sampled: bool,
+    netns: u32,
 }
 
-pub fn json(clock: &Clock, source: Source, ev: &RttEvent) -> String {
-    let mut m = json::record("rtt");
-    m.insert("ts_ns".into(), json!(ev.ts_ns));
-    m.insert("time".into(), json!(clock.format(ev.ts_ns)));
-    m.insert("hook".into(), json!(source.hook()));
-    tuple_json(&ev.tuple, &mut m);
-    m.insert("rtt_ns".into(), json!(u64::from(ev.rtt_us) * 1000));
-    m.insert("rtt_min_ns".into(), json!(u64::from(ev.rtt_min_us) * 1000));
-    m.insert("srtt_ns".into(), json!(u64::from(ev.srtt_us) * 1000));
-    // false: rtt is the smoothed RTT (tracepoint source), not a sample.
-    m.insert("sampled".into(), json!(ev.sampled != 0));
-    m.insert("netns".into(), json!(ev.netns));
-    json::line(m)
+impl Record for Rtt {
+    fn kind(&self) -> &'static str {
+        "rtt"
+    }
+
+    fn text(&self, w: &mut dyn Write) -> io::Result<()> {
+        writeln!(
+            w,
+            "[{}] [{:<21}] TCP: {} *rtt:{}, rtt_min:{}* srtt:{} netns:{}",
+            self.time, self.hook, self.tuple, self.rtt_ns, self.rtt_min_ns, self.srtt_ns, self.netns
+        )
+    }
 }
 
 #[cfg(test)]

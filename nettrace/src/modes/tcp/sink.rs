@@ -1,0 +1,124 @@
+//! Prints what the TCP object sends: `--tcp-monitor` events, `--sock`
+//! lines, `--rtt` samples and `--rt` tasks (or, with `--rt-summary` and
+//! `--rtt`, their histograms once a second).
+
+use std::io::{Stdout, Write};
+
+use super::{monitor, rt, rtt, sock};
+use crate::{
+    error::Error,
+    events::{Flow, Record, Sink},
+    modes::ModeSink,
+    output::{
+        Clock, Closed, Markers, Out,
+        histogram::{Distribution, KernelHistogram},
+        metrics::Counts,
+        progress::Progress,
+    },
+};
+
+/// Prints `--tcp-monitor` events and `--rt` tasks (or, with `--rt-summary`,
+/// their histograms once a second).
+pub struct TcpSink<W: Write = Stdout> {
+    /// `--tcp-monitor`'s printer; `None` for `--rt`.
+    pub monitor: Option<monitor::Printer>,
+    /// `--rt-summary`: the current second's histograms.
+    pub summary: Option<rt::Summary>,
+    /// `--rtt`: the sample source, and the kernel's histogram when the
+    /// distribution is printed.
+    pub rtt: Option<(rtt::Source, Option<KernelHistogram>)>,
+    /// `--sock`'s printer.
+    pub sock: Option<sock::Printer>,
+    pub clock: Clock,
+    pub out: Out<W>,
+    pub metrics: Option<Counts>,
+    pub progress: Progress,
+}
+
+impl<W: Write> TcpSink<W> {
+    fn write(&mut self, record: &Record) -> Result<bool, Closed> {
+        use nettrace_common::tcp::tp;
+        if let (Record::Sock(ev), Some(p)) = (record, &self.sock) {
+            if let Some(c) = &mut self.metrics {
+                c.hook(sock::hook_slot(ev), || sock::hook_name(ev.source, ev.hook).into());
+                if sock::is_rtt_sample(ev) {
+                    c.rtt_sample(ev.rtt_us.into());
+                }
+            }
+            self.out.emit(&p.record(ev))?;
+            return Ok(true);
+        }
+        if let (Record::Tcp(ev), Some(p)) = (record, &self.monitor) {
+            if let Some(c) = &mut self.metrics {
+                c.hook(ev.kind.into(), || monitor::event_name(ev.kind).into());
+                if ev.kind == tp::SEND_RESET
+                    && let Some((_, name)) = p.why(ev)
+                {
+                    c.reset(ev.value, || name);
+                }
+            }
+            self.out.emit(&p.record(ev))?;
+            return Ok(true);
+        }
+        if let (Record::Rtt(ev), Some((source, _))) = (record, &self.rtt) {
+            if let Some(c) = &self.metrics {
+                c.rtt_sample(ev.rtt_us.into());
+            }
+            self.out.emit(&rtt::record(&self.clock, *source, ev))?;
+            return Ok(true);
+        }
+        if let Record::Rt(ev) = record {
+            if let Some(c) = &mut self.metrics {
+                c.task(ev);
+            }
+            if let Some(sum) = &mut self.summary {
+                sum.add(ev);
+                return Ok(false);
+            }
+            self.out.emit(&rt::record(&self.clock, ev))?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}
+
+impl<W: Write> Sink for TcpSink<W> {
+    fn event(&mut self, record: Record) -> Flow {
+        let r = self.write(&record).map(u64::from);
+        self.progress.after(r)
+    }
+
+    fn batch_done(&mut self) -> Flow {
+        let r = self.out.flush().map(|()| 0);
+        self.progress.after(r)
+    }
+
+    fn tick(&mut self, now_ns: u64) -> Flow {
+        let written = if let Some(sum) = &mut self.summary {
+            self.out.emit(&sum.take(&self.clock, now_ns))
+        } else if let Some((_, Some(hist))) = &self.rtt {
+            match hist.read() {
+                Ok(h) => self.out.emit(&Distribution::rtt(now_ns, h)),
+                Err(e) => {
+                    eprintln!("nettrace: cannot read the RTT histogram: {e}");
+                    return Flow::Stop;
+                }
+            }
+        } else {
+            return Flow::Continue;
+        };
+        // A summary counts as one event for `-c`.
+        let r = written.and_then(|()| self.out.flush()).map(|()| 1);
+        self.progress.after(r)
+    }
+}
+
+impl<W: Write> ModeSink for TcpSink<W> {
+    fn out(&mut self) -> &mut dyn Markers {
+        &mut self.out
+    }
+
+    fn finish(&mut self) -> Result<&Progress, Error> {
+        Ok(&self.progress)
+    }
+}
