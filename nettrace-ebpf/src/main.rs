@@ -2,8 +2,9 @@
 //! object, `drop_main.rs`; the capability probes another, `probe_main.rs`).
 //!
 //! Thin per-slot entry points (`slots`, generated) call one handler
-//! (`trace`); packet reading and filtering shared by all objects is in `skb`
-//! and `filter`; maps in `maps`. Kernel struct offsets are never compiled in:
+//! (`trace`), which sends its netfilter records through `nf_records`;
+//! packet reading and filtering shared by all objects is in `skb` and
+//! `filter`; maps in `maps`. Kernel struct offsets are never compiled in:
 //! userspace resolves them from BTF and passes them as read-only globals.
 #![no_std]
 // Compare-and-swap for `--rate-limit` (see `ratelimit.rs`).
@@ -14,6 +15,7 @@
 mod args;
 mod filter;
 mod maps;
+mod nf_records;
 mod ratelimit;
 mod read;
 mod skb;

@@ -5,8 +5,9 @@
 //! and link, so start-up and memory shrink accordingly.
 //!
 //! Thin per-slot entry points (`slots`, generated) call one handler
-//! (`trace`); packet reading and filtering shared by all objects is in `skb`
-//! and `filter`; maps in `maps`. Kernel struct offsets are never compiled in:
+//! (`trace`), which sends its netfilter records through `nf_records`;
+//! packet reading and filtering shared by all objects is in `skb` and
+//! `filter`; maps in `maps`. Kernel struct offsets are never compiled in:
 //! userspace resolves them from BTF and passes them as read-only globals.
 #![no_std]
 // Compare-and-swap for `--rate-limit` (see `ratelimit.rs`).
@@ -18,6 +19,7 @@
 mod args;
 mod filter;
 mod maps;
+mod nf_records;
 mod ratelimit;
 mod read;
 mod skb;
