@@ -12,8 +12,7 @@
 //!    object (`nettrace-tp`) includes just the second file.
 use std::{fmt::Write as _, path::PathBuf};
 
-/// Must equal `nettrace_common::trace::MAX_SLOTS`.
-const MAX_SLOTS: usize = 256;
+use nettrace_common::trace::MAX_SLOTS;
 
 fn main() {
     match which::which("bpf-linker") {
