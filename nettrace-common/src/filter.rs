@@ -53,3 +53,52 @@ pub struct Filter {
     pub tcp_flags: u8,
     pub _pad2: [u8; 3],
 }
+
+impl Filter {
+    /// How many bytes from the network header the criteria look at, so the
+    /// programs copy no more than that before deciding: ports and TCP flags
+    /// sit after an IP header of variable length (all of the copied header);
+    /// addresses end by byte 40 (IPv6; ARP's by 28); the protocol is byte 9
+    /// (IPv4) or 6 (IPv6); an ethertype criterion needs the version nibble
+    /// of packets whose skb does not carry one yet. Zero: no packet byte.
+    pub const fn header_bytes(&self) -> usize {
+        if self.sport != 0 || self.dport != 0 || self.port != 0 || self.tcp_flags != 0 {
+            crate::PKT_HDR_LEN
+        } else if self.saddr.family != family::NONE
+            || self.daddr.family != family::NONE
+            || self.addr.family != family::NONE
+        {
+            40
+        } else if self.l4_proto != 0 {
+            10
+        } else if self.l3_proto != 0 {
+            1
+        } else {
+            0
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_bytes_cover_what_each_criterion_reads() {
+        let mut f = Filter::default();
+        assert_eq!(f.header_bytes(), 0);
+        f.l3_proto = 0x0800;
+        assert_eq!(f.header_bytes(), 1);
+        f.l4_proto = 17;
+        assert_eq!(f.header_bytes(), 10);
+        f.daddr.family = family::V6;
+        assert_eq!(f.header_bytes(), 40);
+        f.dport = 53;
+        assert_eq!(f.header_bytes(), crate::PKT_HDR_LEN);
+        let only_flags = Filter {
+            tcp_flags: 2,
+            ..Filter::default()
+        };
+        assert_eq!(only_flags.header_bytes(), crate::PKT_HDR_LEN);
+    }
+}

@@ -214,6 +214,9 @@ pub mod trace_opts {
     pub const FUNC_STATS: u32 = 4;
     /// `--latency-summary`: lives go into `LATENCY_HIST`, no events.
     pub const LATENCY_SUMMARY: u32 = 8;
+    /// `--bench-floor`: every program returns at once (what attaching the
+    /// hooks costs by itself, the benchmark's floor row).
+    pub const FLOOR: u32 = 16;
 }
 
 /// Buckets of the in-kernel latency histogram: log2 of µs.

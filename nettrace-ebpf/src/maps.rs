@@ -19,6 +19,29 @@ pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(lost::KINDS, 0
 #[map]
 pub static STACKS: StackTrace = StackTrace::with_max_entries(4096, 0);
 
+/// Bytes waiting in `EVENTS` at which a record wakes the reader. Below
+/// it, records go in without a wake-up and the reader collects them on its
+/// own short timer (`nettrace::events`): a wake-up is an interrupt-work
+/// self-IPI, and one per record (what the kernel does while the reader
+/// keeps up) costs more than the record itself. An eighth of the buffer
+/// leaves room for a burst while the reader gets going.
+const WAKE_AT: u64 = 512 * 1024;
+
+/// `BPF_RB_NO_WAKEUP`, `BPF_RB_FORCE_WAKEUP`, `BPF_RB_AVAIL_DATA`.
+const NO_WAKEUP: u64 = 1;
+const FORCE_WAKEUP: u64 = 2;
+const AVAIL_DATA: u64 = 0;
+
+/// The flags to submit a record to `EVENTS` with (see `WAKE_AT`).
+#[inline(always)]
+pub fn wake_flags() -> u64 {
+    if EVENTS.query(AVAIL_DATA) >= WAKE_AT {
+        FORCE_WAKEUP
+    } else {
+        NO_WAKEUP
+    }
+}
+
 /// Counts a loss of kind `index` (see `nettrace_common::trace::lost`).
 #[inline(always)]
 pub fn count_lost_at(index: u32) {
@@ -42,7 +65,7 @@ pub fn send<T: Record>(record: &mut T) {
             .cast::<RecordHeader>()
             .write(T::HEADER)
     };
-    if EVENTS.output(record, 0).is_err() {
+    if EVENTS.output(record, wake_flags()).is_err() {
         count_lost_at(lost::RING);
     }
 }

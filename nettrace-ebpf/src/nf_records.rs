@@ -17,7 +17,7 @@ use nettrace_common::{
 };
 
 use crate::{
-    maps::{EVENTS, count_lost_at},
+    maps::{EVENTS, count_lost_at, wake_flags},
     read::field,
 };
 
@@ -97,7 +97,7 @@ pub fn emit_nf_hooks(nf: &NfLayout, net: u64, skb: u64, l3_proto: u16) {
             }
         }
     }
-    entry.submit(0);
+    entry.submit(wake_flags());
 }
 
 /// Reads a NUL-terminated string at `src` into `dest`, which is zeroed:
@@ -138,5 +138,5 @@ pub fn emit_nf_context(nf: &NfLayout, flags: u32, args: &[u64; 2], skb: u64) {
     };
     out.hook = field(state, nf.state_hook).unwrap_or(0xff);
     out.pf = field(state, nf.state_pf).unwrap_or(0xff);
-    entry.submit(0);
+    entry.submit(wake_flags());
 }

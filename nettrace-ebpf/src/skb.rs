@@ -8,7 +8,7 @@
 use aya_ebpf::helpers::bpf_probe_read_kernel_buf;
 use nettrace_common::{KernelLayout, PKT_HDR_LEN, ethertype};
 
-use crate::read::field;
+use crate::read::{Probe, Read, field};
 
 /// `skb->network_header` when it was never set (`(typeof(header))~0U`).
 const HEADER_UNSET: u16 = 0xffff;
@@ -28,6 +28,9 @@ pub struct Meta {
     pub hdr_len: u16,
     /// `skb->len`.
     pub len: u32,
+    /// Where the network header starts in kernel memory; 0 when unknown or
+    /// when the header was built from the socket (`read_from_sock`).
+    pub l3: u64,
 }
 
 /// Reads device, namespace, L3 protocol and the first `PKT_HDR_LEN` bytes
@@ -40,7 +43,7 @@ pub struct Meta {
 pub fn read_packet(layout: &KernelLayout, skb: u64, hdr: &mut [u8; PKT_HDR_LEN]) -> Meta {
     let mut m = Meta::default();
     read_where(layout, skb, &mut m);
-    read_l3(layout, skb, hdr, &mut m);
+    read_l3::<Probe>(layout, skb, hdr, &mut m, PKT_HDR_LEN);
     m
 }
 
@@ -61,19 +64,23 @@ pub fn read_where(layout: &KernelLayout, skb: u64, m: &mut Meta) {
     m.netns = field::<u32>(net, layout.net_inum).unwrap_or(0);
 }
 
-/// L3 protocol, length and the first `PKT_HDR_LEN` bytes from the network
-/// header into `hdr`: what the packet filters look at.
+/// L3 protocol, length, and the first `bytes` bytes (at most
+/// `PKT_HDR_LEN`) from the network header into `hdr`: what the packet
+/// filters look at. `m.hdr_len` says how many bytes the packet has for
+/// `hdr`, whatever `bytes` was; `copy_header` fetches more later.
 #[inline(always)]
-pub fn read_l3(layout: &KernelLayout, skb: u64, hdr: &mut [u8; PKT_HDR_LEN], m: &mut Meta) {
-    m.l3_proto = u16::from_be(field::<u16>(skb, layout.skb_protocol).unwrap_or(0));
-    let (Some(nh), Some(head), Some(data), Some(len)) = (
-        field::<u16>(skb, layout.skb_network_header),
-        field::<u64>(skb, layout.skb_head),
-        field::<u64>(skb, layout.skb_data),
-        field::<u32>(skb, layout.skb_len),
-    ) else {
-        return;
-    };
+pub fn read_l3<R: Read>(
+    layout: &KernelLayout,
+    skb: u64,
+    hdr: &mut [u8; PKT_HDR_LEN],
+    m: &mut Meta,
+    bytes: usize,
+) {
+    m.l3_proto = u16::from_be(R::required::<u16>(skb, layout.skb_protocol));
+    let nh = R::required::<u16>(skb, layout.skb_network_header);
+    let head = R::required::<u64>(skb, layout.skb_head);
+    let data = R::required::<u64>(skb, layout.skb_data);
+    let len = R::required::<u32>(skb, layout.skb_len);
     m.len = len;
     if m.l3_proto == 0 {
         // Packed (ethertype << 16 | bytes): `m` stays out of the call, so
@@ -96,18 +103,31 @@ pub fn read_l3(layout: &KernelLayout, skb: u64, hdr: &mut [u8; PKT_HDR_LEN], m: 
         return;
     }
     let avail = end - l3;
-    // Always copy a fixed size (the verifier wants a constant), then record
-    // how much of it is packet. The copy stays inside the skb's head buffer,
-    // which is followed by `skb_shared_info`, so it does not fault.
-    // SAFETY: probe read of kernel memory into our own buffer.
-    if unsafe { bpf_probe_read_kernel_buf(l3 as *const u8, hdr) }.is_err() {
-        return;
-    }
+    m.l3 = l3;
     m.hdr_len = if avail < PKT_HDR_LEN as u64 {
         avail as u16
     } else {
         PKT_HDR_LEN as u16
     };
+    copy_header(m, hdr, bytes);
+}
+
+/// Copies the first `bytes` bytes of the network header `read_l3` found
+/// into `hdr`, and learns the L3 protocol from them if the skb did not say.
+/// `bytes` is a constant to the verifier (from the read-only filter), which
+/// wants a known size; the copy may run past the packet's end (`hdr_len`
+/// says where it ends) but stays inside the skb's head buffer, which is
+/// followed by `skb_shared_info`, so it does not fault.
+#[inline(always)]
+pub fn copy_header(m: &mut Meta, hdr: &mut [u8; PKT_HDR_LEN], bytes: usize) {
+    if m.l3 == 0 || bytes == 0 {
+        return;
+    }
+    let n = if bytes < PKT_HDR_LEN { bytes } else { PKT_HDR_LEN };
+    // SAFETY: probe read of kernel memory into our own buffer.
+    if unsafe { bpf_probe_read_kernel_buf(m.l3 as *const u8, &mut hdr[..n]) }.is_err() {
+        return;
+    }
     if m.l3_proto == 0 {
         // Locally generated packets get skb->protocol only in ip_output() /
         // ip6_output(); the IP version nibble is reliable before that.

@@ -5,6 +5,8 @@
 #![no_std]
 // Compare-and-swap for `--rate-limit` (see `ratelimit.rs`).
 #![feature(core_intrinsics)]
+// Context loads at constant offsets (see `args.rs`).
+#![feature(asm_experimental_arch)]
 #![allow(internal_features)]
 #![no_main]
 

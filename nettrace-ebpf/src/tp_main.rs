@@ -12,6 +12,8 @@
 #![no_std]
 // Compare-and-swap for `--rate-limit` (see `ratelimit.rs`).
 #![feature(core_intrinsics)]
+// Context loads at constant offsets (see `args.rs`).
+#![feature(asm_experimental_arch)]
 #![allow(internal_features)]
 #![no_main]
 
@@ -27,5 +29,6 @@ mod skb;
 mod slots;
 #[allow(dead_code, reason = "the function entry points live in the full object only")]
 mod trace;
+mod tracked;
 
 nettrace_ebpf::object_glue!();

@@ -6,7 +6,7 @@
 //! classic-tracepoint program is shared by all tracepoints and finds its slot
 //! from the record's `common_type`.
 
-use core::ffi::c_void;
+use core::{ffi::c_void, mem::MaybeUninit, ptr::write_volatile};
 
 use aya_ebpf::{
     EbpfContext,
@@ -19,29 +19,24 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, FEntryContext, FExitContext, ProbeContext, TracePointContext},
 };
 use nettrace_common::{
-    KernelLayout, TraceConfig, TraceEvent,
-    trace::{
-        HookSlot, LATENCY_BUCKETS, MAX_SLOTS, MAX_TRACKED, Tracked, event_kind, lost, slot_flags, trace_opts,
-    },
+    KernelLayout, PKT_HDR_LEN, TraceConfig, TraceEvent,
+    trace::{HookSlot, LATENCY_BUCKETS, MAX_SLOTS, Tracked, event_kind, slot_flags, trace_opts},
 };
 
 use crate::{
     args::{ctx_arg, kprobe_arg},
     filter::packet_matches,
-    maps::{STACKS, count_lost_at, send},
+    maps::{STACKS, send},
     nf_records::{emit_nf_context, emit_nf_hooks},
     ratelimit,
-    read::field,
-    skb::{Meta, read_l3, read_where},
+    read::{Direct, Probe, Read, field},
+    skb::{Meta, copy_header, read_l3, read_where},
+    tracked,
 };
 
 /// Set by userspace before load (`EbpfLoader::override_global`).
 #[unsafe(no_mangle)]
 static TRACE_CONFIG: TraceConfig = unsafe { core::mem::zeroed() };
-
-/// Tracked packets: skb address → first-seen time (ns).
-#[map]
-static TRACKED: HashMap<u64, Tracked> = HashMap::with_max_entries(MAX_TRACKED, 0);
 
 /// `--func-stats`: events per slot, after the filters.
 #[map]
@@ -80,6 +75,14 @@ fn slot(i: usize) -> &'static HookSlot {
     &config().slots[i]
 }
 
+/// `--bench-floor`: every entry point returns at once, so the benchmark
+/// measures what attaching alone costs. A constant to the verifier, which
+/// removes the rest of the program.
+#[inline(always)]
+fn floor() -> bool {
+    config().opts.flags & trace_opts::FLOOR != 0
+}
+
 /// The skb from argument `raw`: itself, or the member of the struct it
 /// points to (`HookSlot::skb_member`).
 #[inline(always)]
@@ -102,108 +105,167 @@ fn extra_of(s: &HookSlot, read: impl FnOnce(u32) -> u64) -> u64 {
 
 /// What an entry point read from its arguments, handed to `handle`
 /// (through a stack pointer: BPF calls take at most five arguments).
+/// Built only by `dispatch`.
 struct HookArgs {
     skb: u64,
     extra: u64,
     location: u64,
+    /// Netfilter context arguments (`HookSlot::nf_arg`, `nf_arg2`).
+    nf_arg: u64,
+    nf_arg2: u64,
     /// Event kind (low nibble) and whether `extra` is meaningful (bit 4).
     kind_and_has: u8,
-    /// Netfilter context arguments (`HookSlot::nf_arg`, `nf_arg2`).
-    nf: [u64; 2],
 }
 
-impl HookArgs {
-    /// A plain entry event: only the skb.
-    #[inline(always)]
-    fn entry(skb: u64) -> Self {
-        Self {
-            skb,
-            extra: 0,
-            location: 0,
-            kind_and_has: event_kind::ENTRY,
-            nf: [0; 2],
-        }
+/// Builds the `HookArgs` of one hook run in place and runs `handle` with
+/// plain loads from the skb when `typed` (`read::Direct`), else helper
+/// reads; `typed` is a constant to the verifier, which checks only the
+/// variant taken. Every field is written by a volatile store: LLVM merges
+/// plain stores of zeros into a call to a byte-by-byte `memset`, which
+/// every hook run then paid for.
+#[inline(always)]
+#[allow(clippy::too_many_arguments, reason = "the fields of HookArgs")]
+fn dispatch(
+    ctx: *mut c_void,
+    slot: u32,
+    typed: bool,
+    skb: u64,
+    extra: u64,
+    location: u64,
+    kind_and_has: u8,
+    nf: (u64, u64),
+) {
+    let mut args = MaybeUninit::<HookArgs>::uninit();
+    let p = args.as_mut_ptr();
+    // SAFETY: writing every field of our own stack value, then reading it.
+    let args = unsafe {
+        write_volatile(&raw mut (*p).skb, skb);
+        write_volatile(&raw mut (*p).extra, extra);
+        write_volatile(&raw mut (*p).location, location);
+        write_volatile(&raw mut (*p).nf_arg, nf.0);
+        write_volatile(&raw mut (*p).nf_arg2, nf.1);
+        write_volatile(&raw mut (*p).kind_and_has, kind_and_has);
+        args.assume_init_ref()
+    };
+    if typed {
+        handle::<Direct>(ctx, slot, args);
+    } else {
+        handle::<Probe>(ctx, slot, args);
     }
+}
+
+/// Whether a fentry/fexit slot's skb is the program's own argument, which
+/// the verifier knows the BTF type of, not a member read out of memory.
+#[inline(always)]
+fn typed_skb(s: &HookSlot) -> bool {
+    s.skb_member == KernelLayout::NONE
 }
 
 #[inline(always)]
 pub fn on_tp_btf(ctx: &BtfTracePointContext, i: usize) {
+    if floor() {
+        return;
+    }
     let s = slot(i);
-    let skb = ctx_arg(ctx.as_ptr(), s.skb_arg);
-    let extra = extra_of(s, |a| ctx_arg(ctx.as_ptr(), a));
+    let arg = |n| ctx_arg(ctx.as_ptr(), n);
     let location = if s.flags & slot_flags::LOCATION != 0 {
-        ctx_arg(ctx.as_ptr(), s.loc_arg)
+        arg(s.loc_arg)
     } else {
         0
     };
     let has = (s.flags & slot_flags::EXTRA != 0) as u8;
-    handle(
+    dispatch(
         ctx.as_ptr(),
         i as u32,
-        &HookArgs {
-            skb,
-            extra,
-            location,
-            kind_and_has: event_kind::ENTRY | (has << 4),
-            nf: [0; 2],
-        },
+        true,
+        arg(s.skb_arg),
+        extra_of(s, arg),
+        location,
+        event_kind::ENTRY | (has << 4),
+        (0, 0),
     );
+}
+
+/// fentry and fexit: the netfilter context arguments, if the slot has any.
+#[inline(always)]
+fn nf_args(s: &HookSlot, arg: impl Fn(u32) -> u64) -> (u64, u64) {
+    if s.flags & slot_flags::NF_CONTEXT != 0 {
+        (arg(s.nf_arg), arg(s.nf_arg2))
+    } else {
+        (0, 0)
+    }
 }
 
 #[inline(always)]
 pub fn on_fentry(ctx: &FEntryContext, i: usize) {
-    let s = slot(i);
-    let skb = skb_of(s, ctx_arg(ctx.as_ptr(), s.skb_arg));
-    let mut args = HookArgs::entry(skb);
-    if s.flags & slot_flags::NF_CONTEXT != 0 {
-        args.nf = [ctx_arg(ctx.as_ptr(), s.nf_arg), ctx_arg(ctx.as_ptr(), s.nf_arg2)];
+    if floor() {
+        return;
     }
-    handle(ctx.as_ptr(), i as u32, &args);
+    let s = slot(i);
+    let arg = |n| ctx_arg(ctx.as_ptr(), n);
+    let skb = skb_of(s, arg(s.skb_arg));
+    dispatch(
+        ctx.as_ptr(),
+        i as u32,
+        typed_skb(s),
+        skb,
+        0,
+        0,
+        event_kind::ENTRY,
+        nf_args(s, arg),
+    );
 }
 
 #[inline(always)]
 pub fn on_fexit(ctx: &FExitContext, i: usize) {
+    if floor() {
+        return;
+    }
     let s = slot(i);
-    let skb = skb_of(s, ctx_arg(ctx.as_ptr(), s.skb_arg));
-    let ret = ctx_arg(ctx.as_ptr(), s.ret_arg);
+    let arg = |n| ctx_arg(ctx.as_ptr(), n);
     let kind = if s.flags & slot_flags::CLONE != 0 {
         event_kind::CLONE
     } else {
         event_kind::EXIT
     };
-    let nf = if s.flags & slot_flags::NF_CONTEXT != 0 {
-        [ctx_arg(ctx.as_ptr(), s.nf_arg), ctx_arg(ctx.as_ptr(), s.nf_arg2)]
-    } else {
-        [0; 2]
-    };
-    handle(
+    dispatch(
         ctx.as_ptr(),
         i as u32,
-        &HookArgs {
-            skb,
-            extra: ret,
-            location: 0,
-            kind_and_has: kind | (1 << 4),
-            nf,
-        },
+        typed_skb(s),
+        skb_of(s, arg(s.skb_arg)),
+        arg(s.ret_arg),
+        0,
+        kind | (1 << 4),
+        nf_args(s, arg),
     );
 }
 
 #[inline(always)]
 pub fn on_kprobe(ctx: &ProbeContext, i: usize) {
+    if floor() {
+        return;
+    }
     let s = slot(i);
     let reg = |n: u32| kprobe_arg(ctx, n);
-    let mut args = HookArgs::entry(skb_of(s, reg(s.skb_arg)));
-    if s.flags & slot_flags::NF_CONTEXT != 0 {
-        args.nf = [reg(s.nf_arg), reg(s.nf_arg2)];
-    }
-    handle(ctx.as_ptr(), i as u32, &args);
+    dispatch(
+        ctx.as_ptr(),
+        i as u32,
+        false,
+        skb_of(s, reg(s.skb_arg)),
+        0,
+        0,
+        event_kind::ENTRY,
+        nf_args(s, reg),
+    );
 }
 
 /// One program for every classic tracepoint: the record's first field,
 /// `common_type`, is the event id, which userspace mapped to a slot.
 #[tracepoint]
 pub fn trace_tracepoint(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     // SAFETY: every tracepoint record starts with `unsigned short common_type`.
     let Ok(id) = (unsafe { ctx.read_at::<u16>(0) }) else {
         return 0;
@@ -230,24 +292,14 @@ pub fn trace_tracepoint(ctx: TracePointContext) -> u32 {
         0
     };
     let kind_and_has = event_kind::ENTRY | ((has as u8) << 4);
-    handle(
-        ctx.as_ptr(),
-        i,
-        &HookArgs {
-            skb,
-            extra,
-            location,
-            kind_and_has,
-            nf: [0; 2],
-        },
-    );
+    dispatch(ctx.as_ptr(), i, false, skb, extra, location, kind_and_has, (0, 0));
     0
 }
 
 /// Shared by every entry point (a BPF-to-BPF call, verified once per
 /// program, rather than inlined into a thousand copies).
 #[inline(never)]
-fn handle(ctx: *mut c_void, slot: u32, args: &HookArgs) {
+fn handle<R: Read>(ctx: *mut c_void, slot: u32, args: &HookArgs) {
     let (skb, extra, kind_and_has) = (args.skb, args.extra, args.kind_and_has);
     if skb == 0 {
         return;
@@ -263,23 +315,23 @@ fn handle(ctx: *mut c_void, slot: u32, args: &HookArgs) {
     // SAFETY: per-CPU scratch slot.
     let ev = unsafe { &mut *ev };
     let track = cfg.track != 0;
-    // SAFETY: plain lookup; the value is not kept.
-    let tracked = track && unsafe { TRACKED.get(&skb) }.is_some();
+    let tracked = track && tracked::contains(skb);
     // Most packets at most hooks are not ours: leave before reading them.
     if !tracked && flags & slot_flags::MATCHER == 0 {
         return;
     }
-    let pid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    let mut m = Meta::default();
-    read_l3(&cfg.layout, skb, &mut ev.hdr, &mut m);
     let f = &cfg.filter;
-    if !tracked {
-        if f.pid != 0 && f.pid != pid {
-            return;
-        }
-        if !packet_matches(f, m.l3_proto, &ev.hdr, m.len) {
-            return;
-        }
+    // The cheapest criteria first; the task only when asked for.
+    if !tracked && f.pid != 0 && f.pid != (bpf_get_current_pid_tgid() >> 32) as u32 {
+        return;
+    }
+    let mut m = Meta::default();
+    // Only the header bytes the filter looks at (none without criteria on
+    // them); the rest once the packet is known to be ours.
+    let want = if tracked { PKT_HDR_LEN } else { f.header_bytes() };
+    read_l3::<R>(&cfg.layout, skb, &mut ev.hdr, &mut m, want);
+    if !tracked && !packet_matches(f, m.l3_proto, &ev.hdr, m.len) {
+        return;
     }
     // Device and namespace only for packets that are ours so far.
     read_where(&cfg.layout, skb, &mut m);
@@ -292,8 +344,8 @@ fn handle(ctx: *mut c_void, slot: u32, args: &HookArgs) {
         first_ns: now,
         last_ns: now,
     };
-    if !tracked && track && flags & slot_flags::FREE == 0 && TRACKED.insert(&skb, &fresh, 0).is_err() {
-        count_lost_at(lost::TRACK_FULL);
+    if !tracked && track && flags & slot_flags::FREE == 0 {
+        tracked::insert(skb, &fresh);
     }
     let opts = &cfg.opts;
     if opts.flags & (trace_opts::FUNC_STATS | trace_opts::LATENCY) != 0 {
@@ -314,14 +366,12 @@ fn handle(ctx: *mut c_void, slot: u32, args: &HookArgs) {
         follow_on(clone, extra, &fresh, false, skb);
         if flags & slot_flags::FREE == 0 {
             // A packet that matched just now already has `last_ns = now`.
-            if tracked && let Some(t) = TRACKED.get_ptr_mut(&skb) {
-                // SAFETY: map value of this packet; only its own hooks write it.
-                unsafe { (*t).last_ns = now };
+            if tracked {
+                tracked::touch(skb, now);
             }
             return;
         }
-        // SAFETY: plain lookup, copied out.
-        let life = match unsafe { TRACKED.get(&skb) } {
+        let life = match tracked::get(skb) {
             Some(t) => {
                 let end = if opts.flags & trace_opts::LATENCY_FREE != 0 {
                     now
@@ -332,7 +382,7 @@ fn handle(ctx: *mut c_void, slot: u32, args: &HookArgs) {
             }
             None => 0,
         };
-        let _ = TRACKED.remove(&skb);
+        tracked::remove(skb);
         if life < opts.min_latency_ns {
             return;
         }
@@ -357,6 +407,9 @@ fn handle(ctx: *mut c_void, slot: u32, args: &HookArgs) {
         );
         return;
     }
+    if want < PKT_HDR_LEN {
+        copy_header(&mut m, &mut ev.hdr, PKT_HDR_LEN);
+    }
     ev.ts_ns = now;
     ev.skb = skb;
     ev.extra = extra;
@@ -364,7 +417,7 @@ fn handle(ctx: *mut c_void, slot: u32, args: &HookArgs) {
     ev.slot = slot;
     // SAFETY: no preconditions.
     ev.cpu = unsafe { bpf_get_smp_processor_id() };
-    ev.pid = pid;
+    ev.pid = (bpf_get_current_pid_tgid() >> 32) as u32;
     ev.netns = m.netns;
     ev.ifindex = m.ifindex;
     ev.pkt_len = m.len;
@@ -388,7 +441,7 @@ fn handle(ctx: *mut c_void, slot: u32, args: &HookArgs) {
         -1
     };
     if flags & slot_flags::NF_CONTEXT != 0 {
-        emit_nf_context(&cfg.nf, flags, &args.nf, skb);
+        emit_nf_context(&cfg.nf, flags, &[args.nf_arg, args.nf_arg2], skb);
     }
     // Read back from the event (not kept in registers across the helper
     // calls above): on 6.1 this program's deepest call chain is at the
@@ -414,10 +467,10 @@ fn handle(ctx: *mut c_void, slot: u32, args: &HookArgs) {
 /// (`freed`) ends it.
 #[inline(always)]
 fn follow_on(clone: bool, extra: u64, fresh: &Tracked, freed: bool, skb: u64) {
-    if clone && extra != 0 && TRACKED.insert(&extra, fresh, 0).is_err() {
-        count_lost_at(lost::TRACK_FULL);
+    if clone && extra != 0 {
+        tracked::insert(extra, fresh);
     }
     if freed {
-        let _ = TRACKED.remove(&skb);
+        tracked::remove(skb);
     }
 }

@@ -5,6 +5,12 @@
 //! The eBPF side counts every event that did not fit in the ring buffer in
 //! the per-CPU `LOST` map; this loop reads it every second and reports growth
 //! on stderr (at most once a second), and the total when tracing ends.
+//!
+//! The programs wake this loop only once the buffer holds a good part of a
+//! burst (`WAKE_AT` in `nettrace-ebpf/src/maps.rs`): a wake-up per record
+//! costs the traced path more than the record. So the loop also drains the
+//! buffer every [`DRAIN_EVERY`] on its own, which bounds how late a lone
+//! event is printed.
 
 use std::time::Duration;
 
@@ -18,6 +24,10 @@ use tokio::{
     io::unix::AsyncFd,
     signal::unix::{SignalKind, signal},
 };
+
+/// How often the ring buffer is drained without a wake-up: late enough to
+/// batch, soon enough that a person does not notice.
+pub const DRAIN_EVERY: Duration = Duration::from_millis(25);
 
 /// What the event handler wants next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -144,34 +154,19 @@ impl Events {
     /// Runs until a signal, or until the sink says stop.
     pub async fn run(&mut self, sink: &mut (impl Sink + ?Sized)) -> anyhow::Result<Ended> {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut drain = tokio::time::interval(DRAIN_EVERY);
+        drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 guard = self.ring.readable_mut() => {
                     let mut guard = guard?;
-                    let ring = guard.get_inner_mut();
-                    let mut flow = Flow::Continue;
-                    let before = self.received;
-                    while let Some(item) = ring.next() {
-                        self.received += 1;
-                        match Record::decode(&item) {
-                            Ok(record) => flow = sink.event(record),
-                            Err(why) => {
-                                self.rejected += 1;
-                                self.first_rejected.get_or_insert(why);
-                            }
-                        }
-                        if flow == Flow::Stop {
-                            break;
-                        }
-                    }
-                    if self.received > before {
-                        self.last_ns = monotonic_ns();
-                        if before == 0 {
-                            self.first_ns = self.last_ns;
-                        }
-                    }
                     guard.clear_ready();
-                    if flow == Flow::Stop || sink.batch_done() == Flow::Stop {
+                    if self.drain(sink) == Flow::Stop {
+                        return Ok(Ended::Done);
+                    }
+                }
+                _ = drain.tick() => {
+                    if self.drain(sink) == Flow::Stop {
                         return Ok(Ended::Done);
                     }
                 }
@@ -185,6 +180,35 @@ impl Events {
                 }
             }
         }
+    }
+
+    /// Hands every record in the ring buffer to the sink, then lets it
+    /// flush (only when there was something: an idle timer writes nothing).
+    fn drain(&mut self, sink: &mut (impl Sink + ?Sized)) -> Flow {
+        let ring = self.ring.get_mut();
+        let mut flow = Flow::Continue;
+        let before = self.received;
+        while let Some(item) = ring.next() {
+            self.received += 1;
+            match Record::decode(&item) {
+                Ok(record) => flow = sink.event(record),
+                Err(why) => {
+                    self.rejected += 1;
+                    self.first_rejected.get_or_insert(why);
+                }
+            }
+            if flow == Flow::Stop {
+                return Flow::Stop;
+            }
+        }
+        if self.received == before {
+            return Flow::Continue;
+        }
+        self.last_ns = monotonic_ns();
+        if before == 0 {
+            self.first_ns = self.last_ns;
+        }
+        sink.batch_done()
     }
 
     fn report_lost_growth(&mut self) {

@@ -410,6 +410,11 @@ pub struct KernelArgs {
     /// on this kernel are printed too.
     #[arg(long)]
     pub libbpf_debug: bool,
+
+    /// For `cargo xtask bench`'s floor row: attach the hooks as asked, with
+    /// programs that return at once (what attaching alone costs).
+    #[arg(long, hide = true)]
+    pub bench_floor: bool,
 }
 
 /// Commands besides tracing (which needs none).

@@ -145,6 +145,8 @@ pub struct KernelOpts {
     pub btf_path: Option<std::path::PathBuf>,
     /// `--libbpf-debug`: verifier logs of programs that fail to load.
     pub libbpf_debug: bool,
+    /// `--bench-floor` (hidden): lifecycle programs return at once.
+    pub bench_floor: bool,
 }
 
 impl Config {
@@ -245,6 +247,7 @@ fn kernel_opts(args: &Args) -> Result<KernelOpts, UsageError> {
         force: args.kernel.force,
         btf_path: args.kernel.btf_path.clone(),
         libbpf_debug: args.kernel.libbpf_debug,
+        bench_floor: args.kernel.bench_floor,
     })
 }
 

@@ -209,6 +209,9 @@ fn trace_config(
     if l.func_stats.is_some() {
         o.flags |= trace_opts::FUNC_STATS;
     }
+    if config.kernel.bench_floor {
+        o.flags |= trace_opts::FLOOR;
+    }
     super::configure(&mut trace, plan);
     if l.diag.is_some() {
         trace.nf = crate::kernel::layout::nf_context(&k.btf);
