@@ -11,13 +11,13 @@ use aya_ebpf::{
     maps::PerCpuArray,
     programs::{BtfTracePointContext, TracePointContext, tracing::StackIdContext},
 };
-use nettrace_common::{DropConfig, DropEvent, KernelLayout};
+use nettrace_common::{DropConfig, DropEvent, KernelLayout, PKT_HDR_LEN};
 
 use crate::{
     filter::packet_matches,
     maps::{STACKS, send},
     ratelimit,
-    skb::read_packet,
+    skb::{Direct, Meta, Probe, Read, read_l3, read_where},
 };
 
 /// Scratch space to build an event in: 160 bytes is too much for comfort on
@@ -59,7 +59,8 @@ pub fn drop_tp_btf(ctx: BtfTracePointContext) -> i32 {
     let skb = btf_arg(&ctx, args.skb);
     let location = btf_arg(&ctx, args.location);
     let reason = btf_arg(&ctx, args.reason) as u32;
-    handle(&ctx, skb, location, reason);
+    // The skb is a BTF-typed argument here: its fields load directly.
+    handle::<_, Direct>(&ctx, skb, location, reason);
     0
 }
 
@@ -82,12 +83,14 @@ pub fn drop_tracepoint(ctx: TracePointContext) -> u32 {
         // SAFETY: as above.
         unsafe { ctx.read_at::<u32>(args.reason as usize) }.unwrap_or(0)
     };
-    handle(&ctx, skb, location, reason);
+    handle::<_, Probe>(&ctx, skb, location, reason);
     0
 }
 
+/// Filters first (the cheapest criteria first), then reads what the event
+/// needs besides.
 #[inline(always)]
-fn handle<C: EbpfContext + StackIdContext>(ctx: &C, skb: u64, location: u64, reason: u32) {
+fn handle<C: EbpfContext + StackIdContext, R: Read>(ctx: &C, skb: u64, location: u64, reason: u32) {
     let cfg = config();
     if skb == 0 {
         return;
@@ -101,11 +104,13 @@ fn handle<C: EbpfContext + StackIdContext>(ctx: &C, skb: u64, location: u64, rea
     };
     // SAFETY: per-CPU scratch slot, not shared with a concurrent program.
     let ev = unsafe { &mut *ev };
-    let m = read_packet(&cfg.layout, skb, &mut ev.hdr);
-    if cfg.filter.netns != 0 && cfg.filter.netns != m.netns {
+    let mut m = Meta::default();
+    read_l3::<R>(&cfg.layout, skb, &mut ev.hdr, &mut m, PKT_HDR_LEN);
+    if !packet_matches(&cfg.filter, m.l3_proto, &ev.hdr, m.len) {
         return;
     }
-    if !packet_matches(&cfg.filter, m.l3_proto, &ev.hdr, m.len) {
+    read_where(&cfg.layout, skb, &mut m);
+    if cfg.filter.netns != 0 && cfg.filter.netns != m.netns {
         return;
     }
     ev.ifindex = m.ifindex;

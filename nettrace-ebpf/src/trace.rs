@@ -29,8 +29,8 @@ use crate::{
     maps::{STACKS, send},
     nf_records::{emit_nf_context, emit_nf_hooks},
     ratelimit,
-    read::{Direct, Probe, Read, field},
-    skb::{Meta, copy_header, read_l3, read_where},
+    read::field,
+    skb::{Direct, Meta, Probe, Read, copy_header, read_l3, read_where},
     tracked,
 };
 

@@ -38,6 +38,7 @@ pub enum Flow {
 }
 
 pub mod record;
+pub mod replay;
 
 pub use record::Record;
 
@@ -92,6 +93,10 @@ pub struct Events {
     last_ns: u64,
     /// `--metrics`: loss totals are published here every second.
     pub metrics: Option<std::sync::Arc<crate::output::metrics::Metrics>>,
+    /// `--capture-records`, `--replay-records` (the benchmark's).
+    capture: Option<replay::Capture>,
+    replay: Option<std::path::PathBuf>,
+    replayed: Option<replay::Replayed>,
 }
 
 impl Events {
@@ -115,7 +120,18 @@ impl Events {
             first_ns: 0,
             last_ns: 0,
             metrics: None,
+            capture: None,
+            replay: None,
+            replayed: None,
         })
+    }
+
+    /// The benchmark's hidden flags: capture what is received, or replay a
+    /// capture instead of reading the ring buffer (`replay`).
+    pub fn bench(&mut self, opts: &crate::cli::BenchOpts) -> anyhow::Result<()> {
+        self.capture = opts.capture.as_deref().map(replay::Capture::create).transpose()?;
+        self.replay = opts.replay.clone();
+        Ok(())
     }
 
     /// Seconds from the first batch of records to the end of the last.
@@ -128,6 +144,9 @@ impl Events {
         let mut s = format!("{} records in {:.3} s", self.received, self.busy_secs());
         if let Some(why) = &self.first_rejected {
             s += &format!(", {} rejected (first: {why})", self.rejected);
+        }
+        if let Some(r) = &self.replayed {
+            s += &format!("; replay: {r}");
         }
         s
     }
@@ -151,8 +170,21 @@ impl Events {
         Ok(self.lost.get(&index, 0).context("read LOST map")?.iter().sum())
     }
 
-    /// Runs until a signal, or until the sink says stop.
+    /// Runs until a signal, or until the sink says stop (or, with
+    /// `--replay-records`, until the capture is replayed).
     pub async fn run(&mut self, sink: &mut (impl Sink + ?Sized)) -> anyhow::Result<Ended> {
+        if let Some(path) = &self.replay {
+            self.replayed = Some(replay::replay(path, sink)?);
+            return Ok(Ended::Done);
+        }
+        let ended = self.stream(sink).await;
+        if let Some(capture) = self.capture.take() {
+            capture.finish()?;
+        }
+        ended
+    }
+
+    async fn stream(&mut self, sink: &mut (impl Sink + ?Sized)) -> anyhow::Result<Ended> {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut drain = tokio::time::interval(DRAIN_EVERY);
         drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -190,6 +222,12 @@ impl Events {
         let before = self.received;
         while let Some(item) = ring.next() {
             self.received += 1;
+            if let Some(capture) = &mut self.capture
+                && let Err(e) = capture.write(&item)
+            {
+                eprintln!("nettrace: {e:#}; capture stopped");
+                self.capture = None;
+            }
             match Record::decode(&item) {
                 Ok(record) => flow = sink.event(record),
                 Err(why) => {

@@ -58,6 +58,7 @@ async fn poll(sink: &mut dyn ModeSink) -> Result<(), Error> {
 async fn stream(s: &Session<'_>, mut ebpf: Ebpf, sink: &mut dyn ModeSink) -> Result<(), Error> {
     let mut events = Events::new(&mut ebpf)?;
     events.metrics = s.metrics.clone();
+    events.bench(&s.config.bench)?;
     s.debug("ready");
     if sink
         .out()

@@ -60,6 +60,11 @@ pub enum Cmd {
         /// In the VM's 6.1 kernel (fentry and kprobe backends).
         #[arg(long)]
         vm: bool,
+        /// With --vm: also run the same rows with this binary of the C
+        /// nettrace (OpenCloudOS/nettrace, built by you: nothing of it is
+        /// in this repository), side by side with ours in the same boot.
+        #[arg(long, value_name = "PATH", requires = "vm")]
+        reference: Option<PathBuf>,
     },
     /// Internal: the VM side of `bench --vm`.
     #[command(hide = true)]
@@ -67,6 +72,9 @@ pub enum Cmd {
         /// The nettrace binary to measure.
         #[arg(long)]
         bin: PathBuf,
+        /// The reference binary (C nettrace), if any.
+        #[arg(long)]
+        reference: Option<PathBuf>,
         #[arg(long, default_value = "3", value_parser = positive)]
         secs: u32,
         #[arg(long, default_value = "1", value_parser = positive)]
@@ -137,7 +145,8 @@ mod tests {
             Some(Cmd::Bench {
                 secs: 5,
                 pairs: 3,
-                vm: false
+                vm: false,
+                reference: None,
             })
         ));
         assert!(matches!(
@@ -145,7 +154,8 @@ mod tests {
             Some(Cmd::Bench {
                 secs: 2,
                 pairs: 1,
-                vm: true
+                vm: true,
+                reference: None,
             })
         ));
         assert!(matches!(parse(&["soak"]), Some(Cmd::Soak { minutes: 10 })));

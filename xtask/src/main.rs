@@ -58,18 +58,30 @@ fn dispatch(cmd: Option<Cmd>) -> anyhow::Result<()> {
         Cmd::Run { args } => run(&args),
         Cmd::Test => tiers::test(),
         Cmd::Vm { startup } => tiers::vm(&setup::with(setup::Tiers::All)?, startup),
-        Cmd::Bench { secs, pairs, vm } => bench::cmd(
+        Cmd::Bench {
+            secs,
+            pairs,
+            vm,
+            reference,
+        } => bench::cmd(
             &bench::Options {
                 secs,
                 pairs: pairs as usize,
+                reference,
             },
             vm,
         ),
-        Cmd::BenchInner { bin, secs, pairs } => bench::vm_inner(
+        Cmd::BenchInner {
+            bin,
+            reference,
+            secs,
+            pairs,
+        } => bench::vm_inner(
             &bin,
             &bench::Options {
                 secs,
                 pairs: pairs as usize,
+                reference,
             },
         ),
         Cmd::Soak { minutes } => {

@@ -90,6 +90,7 @@ fn pass(spec: &vm::matrix::Spec, binary: &Path) -> vm::Pass {
         args.extend(["--skip".to_string(), skip.to_string()]);
     }
     vm::Pass {
+        programs: Vec::new(),
         name: spec.name.into(),
         env,
         binary: binary.to_path_buf(),
@@ -121,6 +122,7 @@ pub fn vm(env: &setup::Env, startup: bool) -> anyhow::Result<()> {
         // nettrace at target/debug/nettrace) instead of the test passes.
         if let Some(script) = std::env::var_os("NETTRACE_VM_SCRIPT") {
             passes = vec![vm::Pass {
+                programs: Vec::new(),
                 name: "script".into(),
                 env: Vec::new(),
                 binary: std::fs::canonicalize(script)?,

@@ -75,6 +75,9 @@ pub struct Args {
 
     #[command(flatten)]
     pub kernel: KernelArgs,
+
+    #[command(flatten)]
+    pub bench: BenchArgs,
 }
 
 /// `--drop` and its stack option: the dropped-packets mode.
@@ -410,11 +413,27 @@ pub struct KernelArgs {
     /// on this kernel are printed too.
     #[arg(long)]
     pub libbpf_debug: bool,
+}
 
-    /// For `cargo xtask bench`'s floor row: attach the hooks as asked, with
-    /// programs that return at once (what attaching alone costs).
+/// For `cargo xtask bench`, not for users: hidden from `--help`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// The floor row: attach the hooks as asked, with programs that return
+    /// at once (what attaching alone costs).
     #[arg(long, hide = true)]
     pub bench_floor: bool,
+
+    /// Also write every ring-buffer record received to FILE (each as a
+    /// little-endian u32 length and the bytes), for --replay-records.
+    #[arg(long, hide = true, value_name = "FILE")]
+    pub capture_records: Option<std::path::PathBuf>,
+
+    /// Start as asked, then feed the sink the records of FILE (from
+    /// --capture-records, same flags, same kernel) instead of the ring
+    /// buffer, and report the CPU time per record (`--debug`): userspace
+    /// alone, with no kernel and no traffic generator in the way.
+    #[arg(long, hide = true, value_name = "FILE", conflicts_with = "capture_records")]
+    pub replay_records: Option<std::path::PathBuf>,
 }
 
 /// Commands besides tracing (which needs none).

@@ -133,6 +133,8 @@ pub struct Config {
     pub backend: BackendChoice,
     /// `--force`, `--btf-path`, `--libbpf-debug`.
     pub kernel: KernelOpts,
+    /// Hidden flags of `cargo xtask bench`.
+    pub bench: BenchOpts,
 }
 
 /// How nettrace deals with the kernel: where its BTF comes from, and what
@@ -145,8 +147,17 @@ pub struct KernelOpts {
     pub btf_path: Option<std::path::PathBuf>,
     /// `--libbpf-debug`: verifier logs of programs that fail to load.
     pub libbpf_debug: bool,
-    /// `--bench-floor` (hidden): lifecycle programs return at once.
-    pub bench_floor: bool,
+}
+
+/// The benchmark's hidden flags (`cli::args::BenchArgs`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BenchOpts {
+    /// `--bench-floor`: lifecycle programs return at once.
+    pub floor: bool,
+    /// `--capture-records`: received records are also written here.
+    pub capture: Option<std::path::PathBuf>,
+    /// `--replay-records`: records come from here, not the ring buffer.
+    pub replay: Option<std::path::PathBuf>,
 }
 
 impl Config {
@@ -188,6 +199,11 @@ impl Config {
             debug: args.output.debug,
             backend: args.kernel.backend,
             kernel: kernel_opts(args)?,
+            bench: BenchOpts {
+                floor: args.bench.bench_floor,
+                capture: args.bench.capture_records.clone(),
+                replay: args.bench.replay_records.clone(),
+            },
         })
     }
 }
@@ -247,7 +263,6 @@ fn kernel_opts(args: &Args) -> Result<KernelOpts, UsageError> {
         force: args.kernel.force,
         btf_path: args.kernel.btf_path.clone(),
         libbpf_debug: args.kernel.libbpf_debug,
-        bench_floor: args.kernel.bench_floor,
     })
 }
 

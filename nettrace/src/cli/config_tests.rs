@@ -226,7 +226,6 @@ fn kernel_options() {
             force: true,
             btf_path: Some("/proc/self/status".into()),
             libbpf_debug: true,
-            bench_floor: false,
         }
     );
     assert_eq!(config(&["--drop"]).unwrap().kernel, KernelOpts::default());

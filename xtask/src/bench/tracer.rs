@@ -37,6 +37,8 @@ impl Drop for BpfStats {
 /// A running nettrace: stdout to /dev/null, `--debug` on stderr.
 pub(crate) struct Tracer {
     child: Guard,
+    /// nettrace, not the reference tool (whose exit status is its own).
+    ours: bool,
     stderr: mpsc::Receiver<String>,
     lines: Vec<String>,
 }
@@ -46,25 +48,49 @@ impl Tracer {
     /// is printed right before `begin trace...`); returns it and the time
     /// from exec to that point.
     pub(crate) fn start(bin: &Path, args: &[&str]) -> anyhow::Result<(Self, Duration)> {
+        Self::spawn(bin, args, true)
+    }
+
+    /// The same for the reference tool (the C nettrace), which has no
+    /// `--debug` line: ready when it prints `begin trace...` (on stdout),
+    /// whose output is read and thrown away from then on.
+    pub(crate) fn start_reference(bin: &Path, args: &[&str]) -> anyhow::Result<(Self, Duration)> {
+        Self::spawn(bin, args, false)
+    }
+
+    fn spawn(bin: &Path, args: &[&str], ours: bool) -> anyhow::Result<(Self, Duration)> {
         let started = Instant::now();
-        let mut child = Command::new(bin)
-            .args(args)
-            .arg("--debug")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("spawn nettrace")?;
-        let err = child.stderr.take().expect("piped");
+        let mut cmd = Command::new(bin);
+        cmd.args(args).stderr(Stdio::piped());
+        if ours {
+            cmd.arg("--debug").stdout(Stdio::null());
+        } else {
+            cmd.stdout(Stdio::piped());
+        }
+        let mut child = cmd.spawn().with_context(|| format!("spawn {}", bin.display()))?;
         let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
+        let forward = |out: Box<dyn std::io::Read + Send>, tx: mpsc::Sender<String>| {
+            thread::spawn(move || {
+                let mut lines = BufReader::new(out).lines().map_while(Result::ok);
+                for line in lines.by_ref() {
+                    let begun = line.contains("begin trace");
+                    if tx.send(line).is_err() || begun && !ours {
+                        break;
+                    }
                 }
-            }
-        });
+                // Past `begin trace...`: drain, so the tool never blocks.
+                lines.for_each(drop);
+            });
+        };
+        forward(Box::new(child.stderr.take().expect("piped")), tx.clone());
+        if let Some(out) = child.stdout.take() {
+            forward(Box::new(out), tx);
+        } else {
+            drop(tx);
+        }
         let mut t = Tracer {
             child: Guard(child),
+            ours,
             stderr: rx,
             lines: Vec::new(),
         };
@@ -73,13 +99,17 @@ impl Tracer {
             // emulation.
             match t.stderr.recv_timeout(Duration::from_secs(300)) {
                 Ok(line) => {
-                    let ready = line.ends_with("] ready");
+                    let ready = if ours {
+                        line.ends_with("] ready")
+                    } else {
+                        line.contains("begin trace")
+                    };
                     t.lines.push(line);
                     if ready {
                         return Ok((t, started.elapsed()));
                     }
                 }
-                Err(_) => bail!("nettrace {args:?} did not start: {:#?}", t.lines),
+                Err(_) => bail!("{} {args:?} did not start: {:#?}", bin.display(), t.lines),
             }
         }
     }
@@ -143,7 +173,7 @@ impl Tracer {
         // The reader thread ends at EOF; give it a moment to pass the tail.
         thread::sleep(Duration::from_millis(50));
         self.lines.extend(self.stderr.try_iter());
-        if !st.success() {
+        if self.ours && !st.success() {
             bail!("nettrace exited with {st}: {:#?}", self.lines);
         }
         Ok((took, self.lines))

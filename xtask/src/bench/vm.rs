@@ -1,16 +1,23 @@
 //! `cargo xtask bench --vm`: both sides. On the host, an initramfs whose one
 //! pass is `cargo xtask bench-inner` and a boot of the 6.1 kernel; in the VM,
-//! the overhead rows with the backends that kernel offers.
+//! the overhead and start-up rows with the backends that kernel offers
+//! (fentry, kprobes), and with `--reference PATH` the same rows for the C
+//! nettrace, one after the other in the same boot.
+//!
+//! The reference binary is the user's to build from its public source
+//! (OpenCloudOS/nettrace, `master` for 6.1); nothing of it is in this
+//! repository, neither code nor a recipe. Its flags for the rows are the
+//! ones its README gives: `-s ADDR` (lifecycle, default hooks) and `--drop`.
 
 use std::path::Path;
 
 use serde_json::json;
 
 use super::{
-    Options, modes,
+    Options,
     net::{Net, iperf_server},
-    overhead,
-    tracer::BpfStats,
+    overhead::{self, NOWHERE, Row},
+    startup,
 };
 use crate::{setup, vm, workspace_root};
 
@@ -18,55 +25,92 @@ use crate::{setup, vm, workspace_root};
 pub(super) fn outer(nettrace: &Path, o: &Options) -> anyhow::Result<()> {
     println!(
         "bench --vm: qemu emulates the CPU (TCG), so every time and ratio here is pessimistic, \
-         often many times the host's."
+         often many times the host's; compare rows of one boot only."
     );
+    let mut args = vec![
+        "bench-inner".into(),
+        "--bin".into(),
+        nettrace.display().to_string(),
+        "--secs".into(),
+        // The VM's runs are short: emulated start-up dominates anyway.
+        o.secs.min(3).to_string(),
+        "--pairs".into(),
+        o.pairs.min(2).to_string(),
+    ];
+    let mut programs = Vec::new();
+    if let Some(r) = &o.reference {
+        let r = std::fs::canonicalize(r)?;
+        args.extend(["--reference".into(), r.display().to_string()]);
+        programs.push(r);
+    }
     let passes = [vm::Pass {
         name: "bench".into(),
         env: Vec::new(),
         binary: std::env::current_exe()?,
-        args: vec![
-            "bench-inner".into(),
-            "--bin".into(),
-            nettrace.display().to_string(),
-            "--secs".into(),
-            // The VM's runs are short: emulated start-up dominates anyway.
-            o.secs.min(3).to_string(),
-            "--pairs".into(),
-            o.pairs.min(2).to_string(),
-        ],
+        args,
+        programs,
     }];
     let kernel = vm::fetch(&setup::cache_dir(), "bookworm")?;
     let initrd = workspace_root().join("target/vm/initrd-bench.gz");
     std::fs::create_dir_all(initrd.parent().unwrap())?;
-    vm::initramfs(&kernel, nettrace, &passes, &["auto", "kprobe"], &initrd)?;
-    vm::boot(&kernel, &initrd, &passes, std::time::Duration::from_secs(40 * 60))
+    vm::initramfs(&kernel, nettrace, &passes, &["auto"], &initrd)?;
+    vm::boot(&kernel, &initrd, &passes, std::time::Duration::from_secs(60 * 60))
 }
 
-/// `cargo xtask bench --vm`, inside the VM: the overhead rows (TCP) with
-/// the backends the VM's kernel offers (fentry/fexit, kprobes). Emulated
-/// CPUs make every ratio pessimistic; the rows are printed with the JSON on
-/// one `BENCH-JSON` line for the serial console.
+/// The rows run in the VM: ours, then the reference's with its own flags.
+fn rows(reference: bool) -> Vec<Row> {
+    let row = |name, args: &[&str]| Row {
+        name,
+        args: args.iter().map(|a| (*a).to_string()).collect(),
+        target_ratio: None,
+        target_ns: None,
+        reference,
+    };
+    let mut rows = vec![
+        row("default, filter matches nothing", &["-s", NOWHERE]),
+        row("--drop", &["--drop"]),
+    ];
+    if !reference {
+        rows.insert(0, row("floor (default set, empty programs)", &["-s", NOWHERE, "--bench-floor"]));
+    }
+    rows
+}
+
+/// `cargo xtask bench --vm`, inside the VM: TCP overhead rows and start-up,
+/// ours and the reference's. Emulated CPUs make every ratio pessimistic;
+/// the rows are printed with the JSON on one `BENCH-JSON` line for the
+/// serial console.
 pub fn inner(bin: &Path, o: &Options) -> anyhow::Result<()> {
     let net = Net::new()?;
     let _server = iperf_server(&net)?;
-    let _stats = BpfStats::enable();
     println!(
         "bench (VM, qemu TCG: emulation makes these ratios pessimistic): {} s iperf3 TCP runs, {} pairs",
         o.secs, o.pairs
     );
-    let mut rows = Vec::new();
-    for mode in modes() {
-        let r = overhead(bin, &net, &mode, false, o)?;
-        println!(
-            "  overhead {:<34} tcp  throughput {:>6.1}%  tracer CPU {:.2} s  BPF {:.2} s ({:.0} ns/run)",
-            mode.name,
-            r["median_ratio"].as_f64().unwrap_or(f64::NAN) * 100.0,
-            r["median_tracer_cpu_s"].as_f64().unwrap_or(f64::NAN),
-            r["median_bpf_cpu_s"].as_f64().unwrap_or(f64::NAN),
-            r["median_bpf_ns_per_run"].as_f64().unwrap_or(f64::NAN)
-        );
-        rows.push(r);
+    let mut tools = vec![(bin.to_path_buf(), false)];
+    if let Some(r) = &o.reference {
+        tools.push((r.clone(), true));
     }
-    println!("BENCH-JSON {}", json!({"vm": true, "overhead": rows}));
+    let (mut overheads, mut starts) = (Vec::new(), Vec::new());
+    for (tool, reference) in &tools {
+        let who = if *reference { "C nettrace" } else { "nettrace" };
+        for (set, args) in [("default set", vec!["-s", NOWHERE]), ("--drop", vec!["--drop"])] {
+            let r = startup(tool, set, &args, None, *reference)?;
+            println!(
+                "  {who:<10} start-up {set:<12} {:.3} s (median of 5), exit after SIGINT {:.3} s",
+                r["median_start_s"].as_f64().unwrap_or(f64::NAN),
+                r["median_exit_s"].as_f64().unwrap_or(f64::NAN)
+            );
+            starts.push(r);
+        }
+        for row in rows(*reference) {
+            let r = overhead::measure(tool, &net, &row, false, o)?;
+            println!("  {who:<10}{}", overhead::line(&r));
+            overheads.push(r);
+        }
+    }
+    let result = json!({"vm": true, "overhead": overheads, "startup": starts});
+    super::print_table(&result);
+    println!("BENCH-JSON {result}");
     Ok(())
 }

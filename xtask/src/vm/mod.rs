@@ -112,6 +112,9 @@ pub struct Pass {
     pub env: Vec<(String, String)>,
     pub binary: PathBuf,
     pub args: Vec<String>,
+    /// More programs the pass runs (the benchmark's reference tool),
+    /// copied at the same path with their libraries.
+    pub programs: Vec<PathBuf>,
 }
 
 /// `startup_backends`: start the default hook set with these `--backend`
@@ -156,6 +159,7 @@ pub fn initramfs(
     // Passes share the one test binary: copy (and strip) it once.
     let bins: BTreeSet<&Path> = std::iter::once(nettrace)
         .chain(passes.iter().map(|p| p.binary.as_path()))
+        .chain(passes.iter().flat_map(|p| p.programs.iter().map(PathBuf::as_path)))
         .collect();
     for bin in bins {
         put(&stage, bin, bin, true)?;

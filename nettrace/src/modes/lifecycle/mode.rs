@@ -209,7 +209,7 @@ fn trace_config(
     if l.func_stats.is_some() {
         o.flags |= trace_opts::FUNC_STATS;
     }
-    if config.kernel.bench_floor {
+    if config.bench.floor {
         o.flags |= trace_opts::FLOOR;
     }
     super::configure(&mut trace, plan);
