@@ -295,14 +295,7 @@ fn debug_reports_kernel_capabilities() {
     t.signal(libc::SIGINT);
     assert!(t.wait_exit(util::start_timeout()).success());
     let err = t.stderr();
-    for row in [
-        "BTF ",
-        "tp_btf ",
-        "raw tracepoint ",
-        "tracepoint ",
-        "fentry/fexit ",
-        "kprobe ",
-    ] {
+    for row in ["BTF ", "tp_btf ", "tracepoint ", "fentry/fexit ", "kprobe "] {
         let line = err
             .lines()
             .find(|l| l.trim_start().starts_with(row))

@@ -9,17 +9,12 @@
 #![no_main]
 
 use aya_ebpf::{
-    macros::{btf_tracepoint, fentry, kprobe, raw_tracepoint, tracepoint},
-    programs::{BtfTracePointContext, FEntryContext, ProbeContext, RawTracePointContext, TracePointContext},
+    macros::{btf_tracepoint, fentry, kprobe, tracepoint},
+    programs::{BtfTracePointContext, FEntryContext, ProbeContext, TracePointContext},
 };
 
 #[btf_tracepoint]
 pub fn probe_tp_btf(_ctx: BtfTracePointContext) -> i32 {
-    0
-}
-
-#[raw_tracepoint]
-pub fn probe_raw_tp(_ctx: RawTracePointContext) -> i32 {
     0
 }
 

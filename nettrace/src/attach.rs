@@ -177,6 +177,41 @@ pub fn attach(ebpf: &mut Ebpf, btf: Option<&Btf>, t: &Target<'_>) -> Result<(), 
     }
 }
 
+/// Loads the programs of `targets` that the verifier checks against a
+/// kernel function or tracepoint (tp_btf, fentry, fexit: tens of ms each
+/// here, seconds under emulation) on as many threads as there are CPUs,
+/// before [`attach`] attaches them one by one: privileged loads verify in
+/// parallel, and start-up is mostly verification. A failed load is left to
+/// [`attach`], which tries again and says why.
+pub fn preload(ebpf: &mut Ebpf, btf: &Btf, targets: &[Target<'_>]) {
+    let wanted: std::collections::HashMap<&str, &Target<'_>> = targets
+        .iter()
+        .filter(|t| matches!(t.backend, Backend::TpBtf | Backend::Fentry | Backend::Fexit))
+        .map(|t| (t.program, t))
+        .collect();
+    let mut jobs: Vec<(&mut Program, &Target<'_>)> = ebpf
+        .programs_mut()
+        .filter_map(|(name, p)| wanted.get(name).map(|t| (p, *t)))
+        .collect();
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let per_thread = jobs.len().div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        for part in jobs.chunks_mut(per_thread) {
+            s.spawn(move || {
+                for (program, t) in part {
+                    let what = format!("program {} ({} {})", t.program, t.backend, t.name);
+                    let _ = match (t.backend, &mut **program) {
+                        (Backend::TpBtf, Program::BtfTracePoint(p)) => p.load(t.name, btf).logged(&what),
+                        (Backend::Fentry, Program::FEntry(p)) => p.load(t.name, btf).logged(&what),
+                        (Backend::Fexit, Program::FExit(p)) => p.load(t.name, btf).logged(&what),
+                        _ => Ok(()),
+                    };
+                }
+            });
+        }
+    });
+}
+
 /// A program type's load, attach and unload, for [`load_then`].
 trait Loadable {
     fn loaded(&self) -> bool;

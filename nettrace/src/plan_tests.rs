@@ -38,7 +38,6 @@ fn caps(fentry: bool, kprobe: bool) -> Capabilities {
     Capabilities {
         btf: Ok(()),
         tp_btf: Ok(()),
-        raw_tracepoint: Ok(()),
         tracepoint: Ok(()),
         fentry: r(fentry),
         kprobe: r(kprobe),

@@ -78,7 +78,9 @@ fn records(bytes: &[u8]) -> anyhow::Result<Vec<&[u8]>> {
     let mut out = Vec::new();
     let mut rest = bytes;
     while !rest.is_empty() {
-        let (len, tail) = rest.split_first_chunk::<4>().context("capture file: cut in a length")?;
+        let (len, tail) = rest
+            .split_first_chunk::<4>()
+            .context("capture file: cut in a length")?;
         let len = u32::from_le_bytes(*len) as usize;
         anyhow::ensure!(tail.len() >= len, "capture file: cut in a record");
         let (record, tail) = tail.split_at(len);

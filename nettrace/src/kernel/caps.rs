@@ -2,12 +2,19 @@
 //! matters attaching) tiny programs from our own object. Version strings lie:
 //! distributions backport features and lock others down (this project's CI
 //! host refuses fentry with EPERM and has no kprobes at all).
+//!
+//! Start-up waits for these probes, so they cost as little as they can:
+//! only mechanisms a backend uses are probed (raw tracepoints are not: no
+//! backend attaches through them), and the probes' links are detached on a
+//! thread of their own, because detaching a classic tracepoint waits for an
+//! RCU grace period (80 ms measured on the test host) that nothing needs to
+//! wait for.
 
 use std::{fmt, time::Instant};
 
 use aya::{
     Btf, Ebpf,
-    programs::{BtfTracePoint, FEntry, KProbe, RawTracePoint, TracePoint},
+    programs::{BtfTracePoint, FEntry, KProbe, TracePoint},
 };
 
 use super::btf::KernelBtf;
@@ -20,7 +27,6 @@ pub type Probe = Result<(), String>;
 pub struct Capabilities {
     pub btf: Probe,
     pub tp_btf: Probe,
-    pub raw_tracepoint: Probe,
     pub tracepoint: Probe,
     pub fentry: Probe,
     pub kprobe: Probe,
@@ -49,51 +55,50 @@ fn chain(e: aya::programs::ProgramError) -> String {
     format!("{:#}", anyhow::Error::new(e))
 }
 
+/// Links of successful probes, dropped (detached) later, elsewhere.
+type Links = Vec<Box<dyn Send>>;
+
 pub fn probe(ebpf: &mut Ebpf, btf: Option<&Btf>, kbtf: &KernelBtf) -> Capabilities {
     let start = Instant::now();
+    let mut links = Links::new();
     let (group, name) = PROBE_TP;
     let btf_probe: Probe = btf.map(|_| ()).ok_or_else(|| "no kernel BTF".to_string());
 
     let tp_btf = match btf {
         None => Err("needs kernel BTF".into()),
-        Some(btf) => with_program::<BtfTracePoint>(ebpf, "probe_tp_btf", |p| {
+        Some(btf) => with_program::<BtfTracePoint>(ebpf, "probe_tp_btf", &mut links, |p| {
             p.load(name, btf).logged("capability probe tp_btf").map_err(err)?;
-            p.attach().map_err(chain)?;
-            Ok(())
+            let id = p.attach().map_err(chain)?;
+            Ok(Box::new(p.take_link(id).map_err(chain)?))
         }),
     };
-    let raw_tracepoint = with_program::<RawTracePoint>(ebpf, "probe_raw_tp", |p| {
-        p.load().logged("capability probe raw_tracepoint").map_err(err)?;
-        p.attach(name).map_err(chain)?;
-        Ok(())
-    });
-    let tracepoint = with_program::<TracePoint>(ebpf, "probe_tracepoint", |p| {
+    let tracepoint = with_program::<TracePoint>(ebpf, "probe_tracepoint", &mut links, |p| {
         p.load().logged("capability probe tracepoint").map_err(err)?;
-        p.attach(group, name).map_err(chain)?;
-        Ok(())
+        let id = p.attach(group, name).map_err(chain)?;
+        Ok(Box::new(p.take_link(id).map_err(chain)?))
     });
     let func = PROBE_FUNCS.iter().copied().find(|f| kbtf.has_function(f));
     let fentry = match (btf, func) {
         (None, _) => Err("needs kernel BTF".into()),
         (_, None) => Err(format!("none of {PROBE_FUNCS:?} in BTF")),
-        (Some(btf), Some(func)) => with_program::<FEntry>(ebpf, "probe_fentry", |p| {
+        (Some(btf), Some(func)) => with_program::<FEntry>(ebpf, "probe_fentry", &mut links, |p| {
             p.load(func, btf).logged("capability probe fentry").map_err(err)?;
-            p.attach().map_err(chain)?;
-            Ok(())
+            let id = p.attach().map_err(chain)?;
+            Ok(Box::new(p.take_link(id).map_err(chain)?))
         }),
     };
     let kprobe = match func {
         None => Err(format!("none of {PROBE_FUNCS:?} in BTF")),
-        Some(func) => with_program::<KProbe>(ebpf, "probe_kprobe", |p| {
+        Some(func) => with_program::<KProbe>(ebpf, "probe_kprobe", &mut links, |p| {
             p.load().logged("capability probe kprobe").map_err(err)?;
-            p.attach(func, 0).map_err(chain)?;
-            Ok(())
+            let id = p.attach(func, 0).map_err(chain)?;
+            Ok(Box::new(p.take_link(id).map_err(chain)?))
         }),
     };
+    std::thread::spawn(move || drop(links));
     Capabilities {
         btf: btf_probe,
         tp_btf,
-        raw_tracepoint,
         tracepoint,
         fentry,
         kprobe,
@@ -101,9 +106,15 @@ pub fn probe(ebpf: &mut Ebpf, btf: Option<&Btf>, kbtf: &KernelBtf) -> Capabiliti
     }
 }
 
-/// Runs `f` on program `name`, then unloads it (detaching any link): probes
-/// must leave nothing behind.
-fn with_program<P>(ebpf: &mut Ebpf, name: &str, f: impl FnOnce(&mut P) -> Probe) -> Probe
+/// Runs `f` on program `name`, keeps the link it made in `links`, then
+/// unloads the program: probes leave nothing behind once `links` is
+/// dropped.
+fn with_program<P>(
+    ebpf: &mut Ebpf,
+    name: &str,
+    links: &mut Links,
+    f: impl FnOnce(&mut P) -> Result<Box<dyn Send>, String>,
+) -> Probe
 where
     for<'a> &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
     P: Unload,
@@ -112,7 +123,7 @@ where
         .program_mut(name)
         .ok_or_else(|| format!("program {name} missing from object"))?;
     let p: &mut P = prog.try_into().map_err(err)?;
-    let result = f(p);
+    let result = f(p).map(|link| links.push(link));
     p.unload_quietly();
     result
 }
@@ -132,14 +143,13 @@ macro_rules! unload {
         }
     )*};
 }
-unload!(BtfTracePoint, RawTracePoint, TracePoint, FEntry, KProbe);
+unload!(BtfTracePoint, TracePoint, FEntry, KProbe);
 
 impl fmt::Display for Capabilities {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let rows = [
             ("BTF", &self.btf),
             ("tp_btf", &self.tp_btf),
-            ("raw tracepoint", &self.raw_tracepoint),
             ("tracepoint", &self.tracepoint),
             ("fentry/fexit", &self.fentry),
             ("kprobe", &self.kprobe),

@@ -75,7 +75,13 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// Start-up of one hook set: median of 5 (exec → tracing), hooks attached,
 /// and the time to exit after SIGINT. `reference`: the C nettrace.
-fn startup(bin: &Path, name: &str, args: &[&str], target_s: Option<f64>, reference: bool) -> anyhow::Result<Value> {
+fn startup(
+    bin: &Path,
+    name: &str,
+    args: &[&str],
+    target_s: Option<f64>,
+    reference: bool,
+) -> anyhow::Result<Value> {
     let (mut starts, mut exits, mut hooks) = (Vec::new(), Vec::new(), None);
     for _ in 0..5 {
         let (t, took) = if reference {
@@ -219,8 +225,13 @@ fn print_table(r: &Value) {
     println!("| measure | value | target |");
     println!("|---|---|---|");
     for row in &rows {
-        let vs = overhead::vs_floor(&rows, row).map_or(String::new(), |v| format!(", {:.1}% of floor", v * 100.0));
-        let who = if row["reference"] == true { "C nettrace " } else { "" };
+        let vs =
+            overhead::vs_floor(&rows, row).map_or(String::new(), |v| format!(", {:.1}% of floor", v * 100.0));
+        let who = if row["reference"] == true {
+            "C nettrace "
+        } else {
+            ""
+        };
         let target = match (row["target_ratio"].as_f64(), row["target_ns_per_run"].as_f64()) {
             (Some(t), Some(ns)) => format!("≥ {:.0}%, ≤ {ns:.0} ns/run", t * 100.0),
             (Some(t), None) => format!("≥ {:.0}%", t * 100.0),
@@ -263,7 +274,10 @@ fn print_table(r: &Value) {
             "| drop flood: events lost / decoded + lost − sent | {} / {} | counted, never hidden |",
             p["events_lost"], p["decoded_plus_lost_minus_sent"]
         );
-        println!("| drop flood: peak RSS | {:.1} MiB | ≤ 40 MiB |", f(&p["peak_rss_mib"]));
+        println!(
+            "| drop flood: peak RSS | {:.1} MiB | ≤ 40 MiB |",
+            f(&p["peak_rss_mib"])
+        );
     }
     for x in r["replay"].as_array().into_iter().flatten() {
         println!(

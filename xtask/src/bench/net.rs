@@ -85,7 +85,9 @@ impl Drop for Guard {
 pub(super) fn iperf(net: &Net, udp: bool, secs: u32) -> anyhow::Result<f64> {
     let secs = secs.to_string();
     // Client and server on CPUs of their own: the runs agree far better.
-    let mut argv = vec!["taskset", "-c", "0", "iperf3", "-c", B4, "-p", IPERF_PORT, "-t", &secs, "-J"];
+    let mut argv = vec![
+        "taskset", "-c", "0", "iperf3", "-c", B4, "-p", IPERF_PORT, "-t", &secs, "-J",
+    ];
     if udp {
         // Unlimited rate: the measure is how many datagrams get through.
         argv.extend(["-u", "-b", "0", "-l", "1400"]);
@@ -118,7 +120,10 @@ pub(super) fn flood_from(net: &Net, addr: &str, port: u16, secs: u64) -> anyhow:
     let me = std::env::current_exe()?;
     let me = me.to_str().context("xtask path")?;
     let out = net
-        .cmd(&net.a, &[me, "flood", addr, &port.to_string(), &secs.to_string(), "4"])
+        .cmd(
+            &net.a,
+            &[me, "flood", addr, &port.to_string(), &secs.to_string(), "4"],
+        )
         .output()
         .context("run the flood")?;
     Ok(String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0.0))

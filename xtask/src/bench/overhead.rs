@@ -51,8 +51,18 @@ pub(super) fn rows() -> Vec<Row> {
         reference: false,
     };
     vec![
-        row("floor (default set, empty programs)", &["-s", NOWHERE, "--bench-floor"], None, None),
-        row("default, filter matches nothing", &["-s", NOWHERE], Some(0.95), Some(100.0)),
+        row(
+            "floor (default set, empty programs)",
+            &["-s", NOWHERE, "--bench-floor"],
+            None,
+            None,
+        ),
+        row(
+            "default, filter matches nothing",
+            &["-s", NOWHERE],
+            Some(0.95),
+            Some(100.0),
+        ),
         row("--drop", &["--drop"], Some(0.98), None),
         row("--monitor", &["--monitor"], Some(0.98), None),
         row("default, tracing the flow", &["-P", IPERF_PORT], Some(0.50), None),

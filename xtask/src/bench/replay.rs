@@ -32,7 +32,9 @@ pub(super) fn rows(bin: &Path, net: &Net) -> anyhow::Result<Vec<Value>> {
     let flow_args = ["-P", IPERF_PORT];
     let drops = dir.join("drop.records");
     let flow = dir.join("flow.records");
-    capture(bin, &drop_args, &drops, || flood_from(net, B4, CLOSED_PORT, 2).map(drop))?;
+    capture(bin, &drop_args, &drops, || {
+        flood_from(net, B4, CLOSED_PORT, 2).map(drop)
+    })?;
     capture(bin, &flow_args, &flow, || iperf(net, true, 2).map(drop))?;
     let mut rows = Vec::new();
     for (name, args, file) in [
@@ -59,7 +61,12 @@ pub(super) fn rows(bin: &Path, net: &Net) -> anyhow::Result<Vec<Value>> {
 }
 
 /// Runs nettrace with `--capture-records file` while `traffic` runs.
-fn capture(bin: &Path, args: &[&str], file: &Path, traffic: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()> {
+fn capture(
+    bin: &Path,
+    args: &[&str],
+    file: &Path,
+    traffic: impl FnOnce() -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let mut a = args.to_vec();
     let path = file.to_str().context("capture path")?;
     a.extend(["--capture-records", path]);
@@ -88,6 +95,10 @@ fn replay(bin: &Path, args: &[&str], json: bool, file: &Path) -> anyhow::Result<
         .find_map(|l| Some(l[l.find("replay: ")? + 8..].to_string()))
         .with_context(|| format!("no replay line from {args:?}: {err}"))?;
     let words: Vec<&str> = line.split_whitespace().collect();
-    let num = |i: usize| words.get(i).and_then(|w| w.trim_end_matches(',').parse::<f64>().ok());
+    let num = |i: usize| {
+        words
+            .get(i)
+            .and_then(|w| w.trim_end_matches(',').parse::<f64>().ok())
+    };
     Ok((num(0).unwrap_or(0.0), num(6).unwrap_or(f64::NAN)))
 }

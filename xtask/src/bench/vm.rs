@@ -71,7 +71,13 @@ fn rows(reference: bool) -> Vec<Row> {
         row("--drop", &["--drop"]),
     ];
     if !reference {
-        rows.insert(0, row("floor (default set, empty programs)", &["-s", NOWHERE, "--bench-floor"]));
+        rows.insert(
+            0,
+            row(
+                "floor (default set, empty programs)",
+                &["-s", NOWHERE, "--bench-floor"],
+            ),
+        );
     }
     rows
 }

@@ -159,7 +159,11 @@ pub fn initramfs(
     // Passes share the one test binary: copy (and strip) it once.
     let bins: BTreeSet<&Path> = std::iter::once(nettrace)
         .chain(passes.iter().map(|p| p.binary.as_path()))
-        .chain(passes.iter().flat_map(|p| p.programs.iter().map(PathBuf::as_path)))
+        .chain(
+            passes
+                .iter()
+                .flat_map(|p| p.programs.iter().map(PathBuf::as_path)),
+        )
         .collect();
     for bin in bins {
         put(&stage, bin, bin, true)?;
@@ -167,6 +171,20 @@ pub fn initramfs(
     }
     for lib in &libs {
         put(&stage, lib, lib, false)?;
+    }
+    // The kernel's build configuration where tools look for it (the C
+    // nettrace of `bench --vm --reference` reads it to check for BTF).
+    let config = k
+        .vmlinuz
+        .parent()
+        .map(|d| d.join(format!("config-{}", k.release)));
+    if let Some(config) = config.filter(|c| c.exists()) {
+        put(
+            &stage,
+            &config,
+            &Path::new("/boot").join(format!("config-{}", k.release)),
+            false,
+        )?;
     }
     for f in ["/etc/protocols", "/etc/services", "/etc/ethertypes"] {
         if Path::new(f).exists() {

@@ -66,6 +66,7 @@ pub fn attach(
     let mut fallbacks = Vec::new();
     let mut warnings = Vec::new();
     let mut matchers_attached = 0;
+    preload(ebpf, plan, btf);
     for p in &plan.hooks {
         let result = match attach_planned(ebpf, p, btf, tracefs_root, kprobe_fallback) {
             Ok((backend, Some(fentry_failed))) => {
@@ -127,6 +128,37 @@ pub fn attach(
     })
 }
 
+/// The slot's program for `backend` (`tp_btf_3`, `fentry_17`, …).
+fn program_name(backend: Backend, slot: u32) -> String {
+    match backend {
+        Backend::TpBtf => format!("tp_btf_{slot}"),
+        Backend::Fentry => format!("fentry_{slot}"),
+        Backend::Fexit => format!("fexit_{slot}"),
+        Backend::Kprobe => format!("kprobe_{slot}"),
+        Backend::Tracepoint => "trace_tracepoint".into(),
+    }
+}
+
+/// Verifies the planned tp_btf, fentry and fexit programs in parallel
+/// before they are attached in order (`attach::preload`).
+fn preload(ebpf: &mut Ebpf, plan: &Plan, btf: &Btf) {
+    let names: Vec<String> = plan
+        .hooks
+        .iter()
+        .map(|p| program_name(p.backend, p.slot))
+        .collect();
+    let targets: Vec<Target<'_>> = plan
+        .hooks
+        .iter()
+        .zip(&names)
+        .map(|(p, program)| match (p.backend, &p.tracepoint) {
+            (Backend::TpBtf, Some((group, event))) => Target::tracepoint(p.backend, program, group, event),
+            (b, _) => Target::function(b, program, &p.name),
+        })
+        .collect();
+    attach::preload(ebpf, btf, &targets);
+}
+
 /// One line for the members of named groups this kernel lacks.
 fn missing_members(names: &[&str]) -> String {
     const SHOWN: usize = 4;
@@ -172,16 +204,10 @@ fn attach_planned(
         .tracepoint
         .as_ref()
         .map_or(("", ""), |(g, e)| (g.as_str(), e.as_str()));
-    let program = match p.backend {
-        Backend::TpBtf => format!("tp_btf_{slot}"),
-        Backend::Fentry => format!("fentry_{slot}"),
-        Backend::Fexit => format!("fexit_{slot}"),
-        Backend::Kprobe => format!("kprobe_{slot}"),
-        Backend::Tracepoint => {
-            route_tracepoint(ebpf, slot, tracefs_root, group, event)?;
-            "trace_tracepoint".into()
-        }
-    };
+    if p.backend == Backend::Tracepoint {
+        route_tracepoint(ebpf, slot, tracefs_root, group, event)?;
+    }
+    let program = program_name(p.backend, slot);
     let target = match p.backend {
         Backend::TpBtf | Backend::Tracepoint if event.is_empty() => {
             return Err("tracepoint hook without tracepoint".into());
