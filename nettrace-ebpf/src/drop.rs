@@ -109,7 +109,7 @@ fn handle<C: EbpfContext + StackIdContext, R: Read>(ctx: &C, skb: u64, location:
     if !packet_matches(&cfg.filter, m.l3_proto, &ev.hdr, m.len) {
         return;
     }
-    read_where(&cfg.layout, skb, &mut m);
+    read_where::<R>(&cfg.layout, skb, &mut m);
     if cfg.filter.netns != 0 && cfg.filter.netns != m.netns {
         return;
     }

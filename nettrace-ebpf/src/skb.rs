@@ -21,6 +21,18 @@ use crate::read::field;
 /// those programs take the cheap way and the others (kprobes, classic
 /// tracepoints, pointers read out of memory) the one that always works.
 pub trait Read {
+    /// A field of `base` (0 if the kernel lacks it, `KernelLayout::NONE`,
+    /// or `base` is NULL). Through a BTF-typed base, a pointer member
+    /// read this way is BTF-typed too, so the reads can chain
+    /// (`skb->dev->nd_net.net->ns.inum`).
+    #[inline(always)]
+    fn field<T: Copy + Default>(base: u64, offset: u32) -> T {
+        if base == 0 || offset == KernelLayout::NONE {
+            return T::default();
+        }
+        Self::required(base, offset)
+    }
+
     /// A field every supported kernel has (userspace refuses to start
     /// without it), of a base known not to be NULL: no checks, 0 if the
     /// read fails. The hot path of every hook run reads five of these.
@@ -78,18 +90,36 @@ pub struct Meta {
 /// Device and namespace: only needed for packets that pass the filters
 /// (or to check a namespace filter), so kept apart from `read_l3`.
 #[inline(always)]
-pub fn read_where(layout: &KernelLayout, skb: u64, m: &mut Meta) {
-    m.dev = field(skb, layout.skb_dev).unwrap_or(0);
-    m.ifindex = field::<u32>(m.dev, layout.dev_ifindex).unwrap_or(0);
-    let mut net: u64 = field(m.dev, layout.dev_net).unwrap_or(0);
+pub fn read_where<R: Read>(layout: &KernelLayout, skb: u64, m: &mut Meta) {
+    m.dev = R::field(skb, layout.skb_dev);
+    m.ifindex = R::field::<u32>(m.dev, layout.dev_ifindex);
+    let mut net: u64 = R::field(m.dev, layout.dev_net);
     if net == 0 {
         // Locally generated packets may not have a device yet; their socket
         // knows the namespace.
-        let sk: u64 = field(skb, layout.skb_sk).unwrap_or(0);
-        net = field(sk, layout.sk_net).unwrap_or(0);
+        let sk: u64 = R::field(skb, layout.skb_sk);
+        net = R::field(sk, layout.sk_net);
     }
     m.net = net;
-    m.netns = field::<u32>(net, layout.net_inum).unwrap_or(0);
+    m.netns = R::field::<u32>(net, layout.net_inum);
+}
+
+/// The device's name (`IFNAMSIZ` bytes) into `name`; zeros without one.
+#[inline(always)]
+#[allow(dead_code, reason = "the drop object reports no device name")]
+pub fn read_ifname<R: Read>(layout: &KernelLayout, dev: u64, name: &mut [u8; 16]) {
+    let (a, b) = if dev == 0 || layout.dev_name == KernelLayout::NONE {
+        (0, 0)
+    } else {
+        (
+            R::required::<u64>(dev, layout.dev_name),
+            R::required::<u64>(dev, layout.dev_name + 8),
+        )
+    };
+    // Two plain stores: a `[0; 16]` would become a byte-by-byte memset call.
+    let (lo, hi) = name.split_at_mut(8);
+    lo.copy_from_slice(&a.to_ne_bytes());
+    hi.copy_from_slice(&b.to_ne_bytes());
 }
 
 /// L3 protocol, length, and the first `bytes` bytes (at most

@@ -12,7 +12,7 @@ use aya_ebpf::{
     EbpfContext,
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_get_stackid,
-        bpf_ktime_get_ns, bpf_probe_read_kernel_buf,
+        bpf_ktime_get_ns,
     },
     macros::{map, tracepoint},
     maps::{HashMap, PerCpuArray},
@@ -30,7 +30,7 @@ use crate::{
     nf_records::{emit_nf_context, emit_nf_hooks},
     ratelimit,
     read::field,
-    skb::{Direct, Meta, Probe, Read, copy_header, read_l3, read_where},
+    skb::{Direct, Meta, Probe, Read, copy_header, read_ifname, read_l3, read_where},
     tracked,
 };
 
@@ -334,7 +334,7 @@ fn handle<R: Read>(ctx: *mut c_void, slot: u32, args: &HookArgs) {
         return;
     }
     // Device and namespace only for packets that are ours so far.
-    read_where(&cfg.layout, skb, &mut m);
+    read_where::<R>(&cfg.layout, skb, &mut m);
     if !tracked && f.netns != 0 && f.netns != m.netns {
         return;
     }
@@ -426,13 +426,7 @@ fn handle<R: Read>(ctx: *mut c_void, slot: u32, args: &HookArgs) {
     ev.kind = kind_and_has & 0x0f;
     ev.has_extra = kind_and_has >> 4;
     ev.comm = bpf_get_current_comm().unwrap_or([0; 16]);
-    ev.ifname = [0; 16];
-    if m.dev != 0 && cfg.layout.dev_name != KernelLayout::NONE {
-        // SAFETY: probe read into our buffer.
-        let _ = unsafe {
-            bpf_probe_read_kernel_buf((m.dev + cfg.layout.dev_name as u64) as *const u8, &mut ev.ifname)
-        };
-    }
+    read_ifname::<R>(&cfg.layout, m.dev, &mut ev.ifname);
     ev.stack_id = if flags & slot_flags::STACK != 0 {
         // SAFETY: `ctx` is this program's context; STACKS is a stack map.
         let id = unsafe { bpf_get_stackid(ctx, (&raw const STACKS).cast_mut().cast(), 0) };

@@ -306,6 +306,16 @@ pub fn boot(k: &Kernel, initrd: &Path, passes: &[Pass], limit: Duration) -> anyh
                 {
                     results.insert(name.to_string(), rc.trim().parse().unwrap_or(-1));
                 }
+                // `bench --vm`'s results, kept beside the host's.
+                if let Some(json) = line.trim().strip_prefix("BENCH-JSON ") {
+                    let dir = crate::workspace_root().join("target/bench");
+                    std::fs::create_dir_all(&dir)?;
+                    std::fs::write(dir.join("bench-vm.json"), json)?;
+                    println!(
+                        "vm: bench results written to {}",
+                        dir.join("bench-vm.json").display()
+                    );
+                }
                 done = line.contains("NETTRACE-VM-DONE");
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
