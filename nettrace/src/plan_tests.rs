@@ -36,6 +36,7 @@ fn catalogue() -> Catalogue {
 fn caps(fentry: bool, kprobe: bool) -> Capabilities {
     let r = |ok: bool| if ok { Ok(()) } else { Err("refused".to_string()) };
     Capabilities {
+        detaching: None,
         btf: Ok(()),
         tp_btf: Ok(()),
         tracepoint: Ok(()),

@@ -22,12 +22,15 @@ pub async fn run(config: &Config) -> Result<(), Error> {
     // Hook names and rule files are checked here, before touching the
     // kernel: a typo is a usage error even without root.
     let mode = modes::select(config)?;
-    let kernel = match mode.kernel() {
+    let mut kernel = match mode.kernel() {
         Some(lookups) => Some(s.kernel(lookups == Lookups::Many)?),
         None => None,
     };
     s.metrics = serve_metrics(&s).await?;
     let started = mode.start(&s, kernel.as_ref())?;
+    if let Some(k) = kernel.as_mut() {
+        k.caps.probes_detached();
+    }
     let mut sink = started.sink;
     match started.ebpf {
         Some(ebpf) => stream(&s, ebpf, sink.as_mut()).await,

@@ -5,10 +5,13 @@
 //!
 //! Start-up waits for these probes, so they cost as little as they can:
 //! only mechanisms a backend uses are probed (raw tracepoints are not: no
-//! backend attaches through them), and the probes' links are detached on a
-//! thread of their own, because detaching a classic tracepoint waits for an
-//! RCU grace period (80 ms measured on the test host) that nothing needs to
-//! wait for.
+//! backend attaches through them); a classic tracepoint program is only
+//! loaded, not attached, because detaching it waits for an RCU grace period
+//! (80 ms measured on the test host) and every kernel with BPF attaches
+//! tracepoints (a hook that still fails says why when it is attached); the
+//! other probes' links are detached on a thread of their own while the mode
+//! loads and attaches its programs, and tracing starts only once they are
+//! gone ([`Capabilities::probes_detached`]): probes leave nothing behind.
 
 use std::{fmt, time::Instant};
 
@@ -32,6 +35,17 @@ pub struct Capabilities {
     pub kprobe: Probe,
     /// How long probing took, for `--debug`.
     pub elapsed_ms: f64,
+    /// The thread detaching the probes' links.
+    pub(crate) detaching: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Capabilities {
+    /// Waits until the probes' links are detached.
+    pub fn probes_detached(&mut self) {
+        if let Some(t) = self.detaching.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// The tracepoint every probe uses: it is where `--drop` attaches anyway.
@@ -61,7 +75,7 @@ type Links = Vec<Box<dyn Send>>;
 pub fn probe(ebpf: &mut Ebpf, btf: Option<&Btf>, kbtf: &KernelBtf) -> Capabilities {
     let start = Instant::now();
     let mut links = Links::new();
-    let (group, name) = PROBE_TP;
+    let (_, name) = PROBE_TP;
     let btf_probe: Probe = btf.map(|_| ()).ok_or_else(|| "no kernel BTF".to_string());
 
     let tp_btf = match btf {
@@ -74,8 +88,7 @@ pub fn probe(ebpf: &mut Ebpf, btf: Option<&Btf>, kbtf: &KernelBtf) -> Capabiliti
     };
     let tracepoint = with_program::<TracePoint>(ebpf, "probe_tracepoint", &mut links, |p| {
         p.load().logged("capability probe tracepoint").map_err(err)?;
-        let id = p.attach(group, name).map_err(chain)?;
-        Ok(Box::new(p.take_link(id).map_err(chain)?))
+        Ok(Box::new(()))
     });
     let func = PROBE_FUNCS.iter().copied().find(|f| kbtf.has_function(f));
     let fentry = match (btf, func) {
@@ -95,8 +108,9 @@ pub fn probe(ebpf: &mut Ebpf, btf: Option<&Btf>, kbtf: &KernelBtf) -> Capabiliti
             Ok(Box::new(p.take_link(id).map_err(chain)?))
         }),
     };
-    std::thread::spawn(move || drop(links));
+    let detaching = Some(std::thread::spawn(move || drop(links)));
     Capabilities {
+        detaching,
         btf: btf_probe,
         tp_btf,
         tracepoint,

@@ -168,20 +168,20 @@ fn run(bin: &Path, o: &Options) -> anyhow::Result<()> {
     ] {
         let r = startup(bin, name, &args, target, false)?;
         println!(
-            "  start-up {:<12} {:.3} s (median of 5, {} hooks), exit after SIGINT {:.3} s",
+            "  start-up {:<12} {:.3} s (median of 5{}), exit after SIGINT {:.3} s",
             name,
             r["median_start_s"].as_f64().unwrap_or(f64::NAN),
-            r["hooks"],
+            hooks(&r),
             r["median_exit_s"].as_f64().unwrap_or(f64::NAN)
         );
         starts.push(r);
     }
     let p = pipeline(bin, &net, 5)?;
     println!(
-        "  pipeline: {:.0} datagrams/s sent, {:.0} records/s decoded, {} lost, {:.0} ns tracer CPU per event, peak RSS {:.1} MiB",
+        "  pipeline: {:.0} datagrams/s sent, {:.0} records/s decoded, {:.0} lost, {:.0} ns tracer CPU per event, peak RSS {:.1} MiB",
         p["sent_per_s"].as_f64().unwrap_or(0.0),
         p["decoded_per_s"].as_f64().unwrap_or(0.0),
-        p["events_lost"],
+        p["events_lost"].as_f64().unwrap_or(0.0),
         p["tracer_cpu_ns_per_event"].as_f64().unwrap_or(f64::NAN),
         p["peak_rss_mib"].as_f64().unwrap_or(0.0)
     );
@@ -214,6 +214,13 @@ pub(crate) fn which(name: &str) -> Option<PathBuf> {
         .unwrap_or_default()
         .into_iter()
         .find(|p| p.exists())
+}
+
+/// `, N hooks` when the tool said how many it attached.
+fn hooks(startup: &Value) -> String {
+    startup["hooks"]
+        .as_f64()
+        .map_or(String::new(), |n| format!(", {n:.0} hooks"))
 }
 
 /// The summary table: each figure against its target (Markdown, for the
@@ -252,9 +259,9 @@ fn print_table(r: &Value) {
             .as_f64()
             .map_or(String::new(), |t| format!("≤ {t} s; exit ≤ 0.05 s"));
         println!(
-            "| {who}start-up {} ({} hooks), median of 5 | {:.3} s (exit after SIGINT {:.3} s) | {target} |",
+            "| {who}start-up {}, median of 5{} | {:.3} s (exit after SIGINT {:.3} s) | {target} |",
             s["set"].as_str().unwrap_or(""),
-            s["hooks"],
+            hooks(s),
             f(&s["median_start_s"]),
             f(&s["median_exit_s"]),
         );
@@ -271,8 +278,9 @@ fn print_table(r: &Value) {
             f(&p["tracer_cpu_ns_per_event"])
         );
         println!(
-            "| drop flood: events lost / decoded + lost − sent | {} / {} | counted, never hidden |",
-            p["events_lost"], p["decoded_plus_lost_minus_sent"]
+            "| drop flood: events lost / decoded + lost − sent | {:.0} / {:.0} | counted, never hidden |",
+            f(&p["events_lost"]),
+            f(&p["decoded_plus_lost_minus_sent"])
         );
         println!(
             "| drop flood: peak RSS | {:.1} MiB | ≤ 40 MiB |",
@@ -281,10 +289,10 @@ fn print_table(r: &Value) {
     }
     for x in r["replay"].as_array().into_iter().flatten() {
         println!(
-            "| replay {} ({}, {} records): CPU per record | {:.0} ns | ≤ {:.0} ns |",
+            "| replay {} ({}, {:.0} records): CPU per record | {:.0} ns | ≤ {:.0} ns |",
             x["replay"].as_str().unwrap_or(""),
             x["format"].as_str().unwrap_or(""),
-            x["records"],
+            f(&x["records"]),
             f(&x["cpu_ns_per_record"]),
             f(&x["target_ns_per_record"]),
         );
