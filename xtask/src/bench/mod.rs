@@ -239,11 +239,7 @@ fn print_table(r: &Value) {
         } else {
             ""
         };
-        let target = match (row["target_ratio"].as_f64(), row["target_ns_per_run"].as_f64()) {
-            (Some(t), Some(ns)) => format!("≥ {:.0}%, ≤ {ns:.0} ns/run", t * 100.0),
-            (Some(t), None) => format!("≥ {:.0}%", t * 100.0),
-            _ => String::new(),
-        };
+        let target = overhead::target(row);
         println!(
             "| {who}{} {} throughput traced/untraced | {:.1}%{vs} (BPF {:.0} ns/run, tracer CPU {:.2} s) | {target} |",
             row["mode"].as_str().unwrap_or(""),

@@ -134,13 +134,21 @@ pub(super) fn vs_floor(rows: &[Value], row: &Value) -> Option<f64> {
     Some(row["median_ratio"].as_f64()? / floor["median_ratio"].as_f64()?)
 }
 
+/// A row's targets, `≥ 95%, ≤ 100 ns/run`; empty without one.
+pub(super) fn target(r: &Value) -> String {
+    match (r["target_ratio"].as_f64(), r["target_ns_per_run"].as_f64()) {
+        (Some(t), Some(ns)) => format!("≥ {:.0}%, ≤ {ns:.0} ns/run", t * 100.0),
+        (Some(t), None) => format!("≥ {:.0}%", t * 100.0),
+        _ => String::new(),
+    }
+}
+
 /// The line printed as a row finishes.
 pub(super) fn line(r: &Value) -> String {
     let f = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
-    let target = match (r["target_ratio"].as_f64(), r["target_ns_per_run"].as_f64()) {
-        (Some(t), Some(ns)) => format!(" (target ≥ {:.0}%, ≤ {ns:.0} ns/run)", t * 100.0),
-        (Some(t), None) => format!(" (target ≥ {:.0}%)", t * 100.0),
-        _ => String::new(),
+    let target = match target(r) {
+        t if t.is_empty() => t,
+        t => format!(" (target {t})"),
     };
     format!(
         "  {:<40} {}  throughput {:>6.1}%  tracer CPU {:.2} s  BPF {:.0} ns/run × {}{target}",
