@@ -6,7 +6,7 @@
 
 use aya_ebpf::{
     EbpfContext,
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
     macros::{btf_tracepoint, map, tracepoint},
     maps::PerCpuArray,
     programs::{BtfTracePointContext, TracePointContext, tracing::StackIdContext},
@@ -17,6 +17,7 @@ use crate::{
     filter::packet_matches,
     maps::{STACKS, send},
     ratelimit,
+    read::current_comm,
     skb::{Direct, Meta, Probe, Read, read_l3, read_where},
 };
 
@@ -125,7 +126,7 @@ fn handle<C: EbpfContext + StackIdContext, R: Read>(ctx: &C, skb: u64, location:
     ev.location = location;
     ev.reason = reason;
     ev.pid = pid;
-    ev.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    current_comm(&mut ev.comm);
     ev.stack_id = if cfg.stack != 0 {
         ctx.get_stackid(&STACKS, 0).map(|id| id as i32).unwrap_or(-1)
     } else {

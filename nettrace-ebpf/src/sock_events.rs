@@ -11,7 +11,7 @@
 
 use aya_ebpf::{
     EbpfContext as _,
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_jiffies64, bpf_ktime_get_ns},
+    helpers::{bpf_get_current_pid_tgid, bpf_jiffies64, bpf_ktime_get_ns},
     macros::{fentry, kprobe, map, tracepoint},
     maps::PerCpuArray,
     programs::{FEntryContext, ProbeContext, TracePointContext},
@@ -25,7 +25,7 @@ use crate::{
     args::{ctx_arg, kprobe_arg},
     maps::send,
     ratelimit,
-    read::field,
+    read::{current_comm, field},
     sock::{
         Connection, config, netns_of_sock, rec, record_connection, rtt_min_us, srtt_us, tuple_matches,
         tuple_of_sock,
@@ -321,6 +321,6 @@ fn finish(cfg: &TcpConfig, ev: &mut SockEvent, sk: u64, state: Option<u8>, old_s
         // jiffies; the difference is what is left (negative: overdue).
         ev.timer_left = expires.wrapping_sub(unsafe { bpf_jiffies64() }) as i64;
     }
-    ev.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    current_comm(&mut ev.comm);
     send(ev);
 }

@@ -4,7 +4,7 @@
 //! nothing else is sent.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
     macros::{map, tracepoint},
     maps::PerCpuArray,
     programs::TracePointContext,
@@ -14,7 +14,7 @@ use nettrace_common::tcp::{TcpEvent, Tuple, tp};
 use crate::{
     maps::send,
     ratelimit,
-    read::field,
+    read::{current_comm, field},
     sock::{Connection, config, rec, record_connection, srtt_us, tuple_of_sock},
 };
 
@@ -102,6 +102,6 @@ fn report(ctx: &TracePointContext, kind: u8) {
     ev.cwnd = field::<u32>(full, cfg.sock.snd_cwnd).unwrap_or(0);
     ev.total_retrans = field::<u32>(full, cfg.sock.total_retrans).unwrap_or(0);
     ev.pid = pid;
-    ev.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    current_comm(&mut ev.comm);
     send(ev);
 }

@@ -10,10 +10,7 @@ use core::{ffi::c_void, mem::MaybeUninit, ptr::write_volatile};
 
 use aya_ebpf::{
     EbpfContext,
-    helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_get_stackid,
-        bpf_ktime_get_ns,
-    },
+    helpers::{bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_get_stackid, bpf_ktime_get_ns},
     macros::{map, tracepoint},
     maps::{HashMap, PerCpuArray},
     programs::{BtfTracePointContext, FEntryContext, FExitContext, ProbeContext, TracePointContext},
@@ -29,7 +26,7 @@ use crate::{
     maps::{STACKS, send},
     nf_records::{emit_nf_context, emit_nf_hooks},
     ratelimit,
-    read::field,
+    read::{current_comm, field},
     skb::{Direct, Meta, Probe, Read, copy_header, read_ifname, read_l3, read_where},
     tracked,
 };
@@ -425,7 +422,7 @@ fn handle<R: Read>(ctx: *mut c_void, slot: u32, args: &HookArgs) {
     ev.hdr_len = m.hdr_len;
     ev.kind = kind_and_has & 0x0f;
     ev.has_extra = kind_and_has >> 4;
-    ev.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    current_comm(&mut ev.comm);
     read_ifname::<R>(&cfg.layout, m.dev, &mut ev.ifname);
     ev.stack_id = if flags & slot_flags::STACK != 0 {
         // SAFETY: `ctx` is this program's context; STACKS is a stack map.

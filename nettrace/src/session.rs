@@ -72,7 +72,9 @@ impl Session<'_> {
         }
     }
 
-    pub fn kernel(&self, many_lookups: bool) -> Result<Kernel, Error> {
+    /// `functions`: probe fentry and kprobes too (see
+    /// [`crate::modes::Mode::hooks_functions`]).
+    pub fn kernel(&self, many_lookups: bool, functions: bool) -> Result<Kernel, Error> {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             return Err(Error::Unsupported(
@@ -122,7 +124,7 @@ impl Session<'_> {
             None => Btf::from_sys_fs().ok(),
         };
         let mut probes = load::load_probes(aya_btf.as_ref())?;
-        let caps = caps::probe(&mut probes, aya_btf.as_ref(), &btf);
+        let caps = caps::probe(&mut probes, aya_btf.as_ref(), &btf, functions);
         drop(probes);
         self.debug(format_args!("{caps}"));
         Ok(Kernel {

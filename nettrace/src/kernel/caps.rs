@@ -72,7 +72,9 @@ fn chain(e: aya::programs::ProgramError) -> String {
 /// Links of successful probes, dropped (detached) later, elsewhere.
 type Links = Vec<Box<dyn Send>>;
 
-pub fn probe(ebpf: &mut Ebpf, btf: Option<&Btf>, kbtf: &KernelBtf) -> Capabilities {
+/// `functions`: also probe fentry and kprobes (else they are reported as
+/// not probed).
+pub fn probe(ebpf: &mut Ebpf, btf: Option<&Btf>, kbtf: &KernelBtf, functions: bool) -> Capabilities {
     let start = Instant::now();
     let mut links = Links::new();
     let (_, name) = PROBE_TP;
@@ -91,7 +93,9 @@ pub fn probe(ebpf: &mut Ebpf, btf: Option<&Btf>, kbtf: &KernelBtf) -> Capabiliti
         Ok(Box::new(()))
     });
     let func = PROBE_FUNCS.iter().copied().find(|f| kbtf.has_function(f));
+    let not_probed = || Err::<(), _>("not probed: this mode hooks no kernel function".to_string());
     let fentry = match (btf, func) {
+        _ if !functions => not_probed(),
         (None, _) => Err("needs kernel BTF".into()),
         (_, None) => Err(format!("none of {PROBE_FUNCS:?} in BTF")),
         (Some(btf), Some(func)) => with_program::<FEntry>(ebpf, "probe_fentry", &mut links, |p| {
@@ -101,6 +105,7 @@ pub fn probe(ebpf: &mut Ebpf, btf: Option<&Btf>, kbtf: &KernelBtf) -> Capabiliti
         }),
     };
     let kprobe = match func {
+        _ if !functions => not_probed(),
         None => Err(format!("none of {PROBE_FUNCS:?} in BTF")),
         Some(func) => with_program::<KProbe>(ebpf, "probe_kprobe", &mut links, |p| {
             p.load().logged("capability probe kprobe").map_err(err)?;

@@ -37,6 +37,13 @@ pub trait Mode {
     /// (`--conn` reads netlink only).
     fn kernel(&self) -> Option<Lookups>;
 
+    /// Whether the mode may hook kernel functions (fentry, fexit, kprobe).
+    /// A mode that never does skips their capability probes, which attach
+    /// a trampoline and a kprobe: most of `--drop`'s start-up in the VM.
+    fn hooks_functions(&self) -> bool {
+        true
+    }
+
     /// Plans, loads and attaches: the eBPF object (whose `EVENTS` ring
     /// buffer feeds the sink) and the sink. Without an object the sink is
     /// polled through [`Sink::tick`], every [`ModeSink::period`].

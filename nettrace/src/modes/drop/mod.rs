@@ -37,6 +37,10 @@ impl Mode for Drop {
         Some(Lookups::Few)
     }
 
+    fn hooks_functions(&self) -> bool {
+        false
+    }
+
     fn start(self: Box<Self>, s: &Session<'_>, k: Option<&Kernel>) -> Result<Started, Error> {
         let k = k.expect("--drop asks for kernel facts");
         let config = s.config;
