@@ -202,8 +202,16 @@ impl Events {
                         return Ok(Ended::Done);
                     }
                 }
-                _ = self.sigint.recv() => return Ok(Ended::Signal),
-                _ = self.sigterm.recv() => return Ok(Ended::Signal),
+                // What waits unannounced (below `WAKE_AT`, within one
+                // `DRAIN_EVERY`) is still handed over, not lost.
+                _ = self.sigint.recv() => {
+                    self.drain(sink);
+                    return Ok(Ended::Signal);
+                }
+                _ = self.sigterm.recv() => {
+                    self.drain(sink);
+                    return Ok(Ended::Signal);
+                }
                 _ = tick.tick() => {
                     self.report_lost_growth();
                     if sink.tick(monotonic_ns()) == Flow::Stop {
