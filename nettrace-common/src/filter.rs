@@ -51,7 +51,10 @@ pub struct Filter {
     pub len_max: u32,
     /// `--tcp-flags`: TCP packets must have all these flag bits, 0 = any.
     pub tcp_flags: u8,
-    pub _pad2: [u8; 3],
+    pub _pad2: u8,
+    /// The filter EXPRESSION: how many bytes of the network header its
+    /// translation reads (it is in the objects' expression slot); 0 = none.
+    pub expr_bytes: u16,
 }
 
 impl Filter {
@@ -61,7 +64,14 @@ impl Filter {
     /// addresses end by byte 40 (IPv6; ARP's by 28); the protocol is byte 9
     /// (IPv4) or 6 (IPv6); an ethertype criterion needs the version nibble
     /// of packets whose skb does not carry one yet. Zero: no packet byte.
+    /// An expression needs what its translation reads, at least.
     pub const fn header_bytes(&self) -> usize {
+        let flags = self.flag_header_bytes();
+        let expr = self.expr_bytes as usize;
+        if expr > flags { expr } else { flags }
+    }
+
+    const fn flag_header_bytes(&self) -> usize {
         if self.sport != 0 || self.dport != 0 || self.port != 0 || self.tcp_flags != 0 {
             crate::PKT_HDR_LEN
         } else if self.saddr.family != family::NONE

@@ -8,6 +8,7 @@
 #![no_std]
 
 pub mod drop;
+pub mod expr;
 pub mod filter;
 pub mod layout;
 pub mod record;

@@ -292,8 +292,11 @@ pub mod lost {
     pub const TRACK_FULL: u32 = 1;
     /// Events held back by `--rate-limit`.
     pub const RATE_LIMITED: u32 = 2;
+    /// Packets the filter EXPRESSION could not decide: it reads bytes past
+    /// the copied header (`nettrace_common::expr::verdict::BEYOND_COPY`).
+    pub const EXPR_BEYOND_COPY: u32 = 3;
     /// Size of the `LOST` map.
-    pub const KINDS: u32 = 3;
+    pub const KINDS: u32 = 4;
 }
 
 /// Capacity of the tracking table (skb address → first-seen time).

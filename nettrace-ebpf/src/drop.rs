@@ -14,7 +14,7 @@ use aya_ebpf::{
 use nettrace_common::{DropConfig, DropEvent, KernelLayout, PKT_HDR_LEN};
 
 use crate::{
-    filter::packet_matches,
+    filter::{expression_matches, packet_matches},
     maps::{STACKS, send},
     ratelimit,
     read::current_comm,
@@ -107,7 +107,7 @@ fn handle<C: EbpfContext + StackIdContext, R: Read>(ctx: &C, skb: u64, location:
     let ev = unsafe { &mut *ev };
     let mut m = Meta::default();
     read_l3::<R>(&cfg.layout, skb, &mut ev.hdr, &mut m, PKT_HDR_LEN);
-    if !packet_matches(&cfg.filter, m.l3_proto, &ev.hdr, m.len) {
+    if !(packet_matches(&cfg.filter, m.l3_proto, &ev.hdr, m.len) && expression_matches(&cfg.filter, &ev.hdr, &m)) {
         return;
     }
     read_where::<R>(&cfg.layout, skb, &mut m);

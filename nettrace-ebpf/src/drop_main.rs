@@ -5,10 +5,13 @@
 #![no_std]
 // Compare-and-swap for `--rate-limit` (see `ratelimit.rs`).
 #![feature(core_intrinsics)]
+// The expression slot (see `expr.rs`).
+#![feature(asm_experimental_arch)]
 #![allow(internal_features)]
 #![no_main]
 
 mod drop;
+mod expr;
 mod filter;
 mod maps;
 mod ratelimit;

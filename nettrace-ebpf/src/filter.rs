@@ -6,9 +6,31 @@
 
 use nettrace_common::{
     Filter, PKT_HDR_LEN, ethertype,
+    expr::verdict,
     filter::{AddrMatch, family},
     ipproto,
+    trace::lost,
 };
+
+use crate::{expr, maps::count_lost_at, skb::Meta};
+
+/// True when there is no filter EXPRESSION or the packet matches it. A
+/// packet it cannot decide (it reads past the copied header) is counted as
+/// such and left out: never silently.
+#[inline(always)]
+pub fn expression_matches(f: &Filter, hdr: &[u8; PKT_HDR_LEN], m: &Meta) -> bool {
+    if f.expr_bytes == 0 {
+        return true;
+    }
+    match expr::verdict(hdr, m.hdr_len, m.l3_len) {
+        verdict::MATCH => true,
+        verdict::BEYOND_COPY => {
+            count_lost_at(lost::EXPR_BEYOND_COPY);
+            false
+        }
+        _ => false,
+    }
+}
 
 /// Addresses, IP protocol and ports found in the header bytes.
 struct Flow<'a> {

@@ -15,6 +15,7 @@
 #![no_main]
 
 mod args;
+mod expr;
 mod filter;
 mod maps;
 mod nf_records;

@@ -82,6 +82,9 @@ pub struct Meta {
     pub hdr_len: u16,
     /// `skb->len`.
     pub len: u32,
+    /// Bytes of packet from the network header to the end (libpcap's `len`
+    /// for a raw IP packet); 0 when there is no network header.
+    pub l3_len: u32,
     /// Where the network header starts in kernel memory; 0 when unknown or
     /// when the header was built from the socket (`read_from_sock`).
     pub l3: u64,
@@ -147,6 +150,12 @@ pub fn read_l3<R: Read>(
         if from_sock != 0 {
             m.l3_proto = (from_sock >> 16) as u16;
             m.hdr_len = from_sock as u16;
+            // The length the IP header written for it says.
+            m.l3_len = if m.l3_proto == ethertype::IPV4 {
+                u32::from(u16::from_be_bytes([hdr[2], hdr[3]]))
+            } else {
+                40 + u32::from(u16::from_be_bytes([hdr[4], hdr[5]]))
+            };
             return;
         }
     }
@@ -162,6 +171,7 @@ pub fn read_l3<R: Read>(
     }
     let avail = end - l3;
     m.l3 = l3;
+    m.l3_len = avail as u32;
     m.hdr_len = if avail < PKT_HDR_LEN as u64 {
         avail as u16
     } else {

@@ -19,6 +19,7 @@
 
 #[allow(dead_code, reason = "function arguments are read in the full object only")]
 mod args;
+mod expr;
 mod filter;
 mod maps;
 mod nf_records;

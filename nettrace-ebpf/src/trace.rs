@@ -22,7 +22,7 @@ use nettrace_common::{
 
 use crate::{
     args::{ctx_arg, kprobe_arg},
-    filter::packet_matches,
+    filter::{expression_matches, packet_matches},
     maps::{STACKS, send},
     nf_records::{emit_nf_context, emit_nf_hooks},
     ratelimit,
@@ -327,7 +327,7 @@ fn handle<R: Read>(ctx: *mut c_void, slot: u32, args: &HookArgs) {
     // them); the rest once the packet is known to be ours.
     let want = if tracked { PKT_HDR_LEN } else { f.header_bytes() };
     read_l3::<R>(&cfg.layout, skb, &mut ev.hdr, &mut m, want);
-    if !tracked && !packet_matches(f, m.l3_proto, &ev.hdr, m.len) {
+    if !tracked && !(packet_matches(f, m.l3_proto, &ev.hdr, m.len) && expression_matches(f, &ev.hdr, &m)) {
         return;
     }
     // Device and namespace only for packets that are ours so far.

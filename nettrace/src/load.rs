@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use aya::{Btf, Ebpf, EbpfLoader, programs::ProgramError};
 use nettrace_common::{DropConfig, TraceConfig, tcp::TcpConfig};
 
+use crate::expr::Expression;
+
 /// Built by `build.rs` (aya-build) from the `nettrace-ebpf` crate.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/nettrace"));
 
@@ -27,25 +29,41 @@ static PROBES: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ne
 /// its own copy, which costs ~100 ms and tens of MiB each time.
 /// `functions`: the plan hooks kernel functions (or may fall back to
 /// kprobes); otherwise the much smaller tracepoint-only object is enough.
-pub fn load(trace: &TraceConfig, btf: Option<&Btf>, functions: bool) -> Result<Ebpf, aya::EbpfError> {
+/// `expr`: the filter EXPRESSION, written into the object's slot first.
+pub fn load(
+    trace: &TraceConfig,
+    btf: Option<&Btf>,
+    functions: bool,
+    expr: Option<&Expression>,
+) -> anyhow::Result<Ebpf> {
     let mut loader = EbpfLoader::new();
     if let Some(btf) = btf {
         loader.btf(btf);
     }
-    loader
-        .override_global("TRACE_CONFIG", trace, true)
-        .load(if functions { OBJECT } else { TP_OBJECT })
+    loader.override_global("TRACE_CONFIG", trace, true);
+    with_expression(if functions { OBJECT } else { TP_OBJECT }, expr, |o| loader.load(o))
+}
+
+/// Runs `load` on `object`, or on a copy with `expr` in its slot.
+fn with_expression(
+    object: &[u8],
+    expr: Option<&Expression>,
+    load: impl FnOnce(&[u8]) -> Result<Ebpf, aya::EbpfError>,
+) -> anyhow::Result<Ebpf> {
+    Ok(match expr {
+        None => load(object)?,
+        Some(e) => load(crate::expr::slot::fill(object, &e.slot)?.bytes())?,
+    })
 }
 
 /// The drop monitor's object, configured like `load`'s.
-pub fn load_drop(drop: &DropConfig, btf: Option<&Btf>) -> Result<Ebpf, aya::EbpfError> {
+pub fn load_drop(drop: &DropConfig, btf: Option<&Btf>, expr: Option<&Expression>) -> anyhow::Result<Ebpf> {
     let mut loader = EbpfLoader::new();
     if let Some(btf) = btf {
         loader.btf(btf);
     }
-    loader
-        .override_global("DROP_CONFIG", drop, true)
-        .load(DROP_OBJECT)
+    loader.override_global("DROP_CONFIG", drop, true);
+    with_expression(DROP_OBJECT, expr, |o| loader.load(o))
 }
 
 /// The TCP socket object, configured like `load`'s.

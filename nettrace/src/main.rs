@@ -10,6 +10,7 @@ mod cli;
 mod decode;
 mod error;
 mod events;
+mod expr;
 mod kernel;
 mod load;
 mod modes;

@@ -47,6 +47,9 @@ const HOST: &[Package] = &[
     pkg("python3", "python3"),
     // setpriv (tests run a process as another user).
     pkg("util-linux", "setpriv"),
+    // libpcap's headers and library: the pcap crate links it to compile
+    // filter expressions (`pcap-config` comes with the package).
+    pkg("libpcap-dev", "pcap-config"),
 ];
 
 /// What the VM tier adds (`test`, `vm`, `bench --vm`): qemu, the initramfs

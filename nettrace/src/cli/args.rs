@@ -339,6 +339,16 @@ pub struct FilterArgs {
     /// TCP packets with all these flags: letters of S A P R F U E C.
     #[arg(long, value_name = "FLAGS")]
     pub tcp_flags: Option<String>,
+
+    /// A filter in tcpdump's syntax (pcap-filter(7)), e.g. 'tcp dst port 443
+    /// and net 10.0.0.0/8'; compiled by libpcap and run in the kernel,
+    /// together with (AND) the flags above. Several words are joined, as
+    /// tcpdump does. It sees the packet from the IP header on: link-layer
+    /// keywords (ether, vlan) are refused; bytes past the first 96 of the
+    /// IP header are not copied, so expressions that read them are refused
+    /// or, for offsets only known per packet, counted as undecided.
+    #[arg(value_name = "EXPRESSION", num_args = 0.., trailing_var_arg = true)]
+    pub expression: Vec<String>,
 }
 
 /// How much is printed, in what form, and where else it goes.

@@ -121,6 +121,8 @@ pub struct Diag {
 pub struct Config {
     pub mode: Mode,
     pub filter: Filter,
+    /// The filter EXPRESSION, translated (its byte count is in `filter`).
+    pub expression: Option<crate::expr::Expression>,
     pub count: Option<u64>,
     pub date: bool,
     /// `--json`: NDJSON records instead of text lines.
@@ -175,13 +177,20 @@ impl Config {
         };
         lifecycle::check(args)?;
         let lifecycle_given = lifecycle::given(args);
-        let (mode, filter) = match socket::mode(args, &lifecycle_given)? {
-            Some(mode) => (mode, socket::filter(args)?),
+        let (mode, mut filter) = match socket::mode(args, &lifecycle_given)? {
+            Some(mode) => {
+                filter::no_expression(&args.filters)?;
+                (mode, socket::filter(args)?)
+            }
             None => (
                 packet_mode(args, &lifecycle_given)?,
                 filter::from_args(&args.filters)?,
             ),
         };
+        let expression = filter::expression(&args.filters)?;
+        if let Some(e) = &expression {
+            filter.expr_bytes = e.bytes;
+        }
         // `--monitor` is meant to run for hours: bounded output.
         let rate_limit = if rate_limit == 0 && args.lifecycle.monitor {
             100
@@ -191,6 +200,7 @@ impl Config {
         Ok(Config {
             mode,
             filter,
+            expression,
             count: args.output.count.as_deref().map(parse_count).transpose()?,
             date: args.output.date,
             json: args.output.json,

@@ -12,7 +12,7 @@ use nettrace_common::{
 };
 
 use super::UsageError;
-use crate::cli::args::FilterArgs;
+use crate::{cli::args::FilterArgs, expr::Expression};
 
 /// The filter `-s -d --addr -S -D -P -p --netns --netns-current --pid
 /// --pkt-len --tcp-flags` ask for, checked for criteria no packet can meet.
@@ -74,6 +74,30 @@ pub(super) fn from_args(args: &FilterArgs) -> Result<Filter, UsageError> {
         }
     }
     Ok(f)
+}
+
+/// The positional filter EXPRESSION, compiled by libpcap and translated for
+/// the kernel; several words are one expression, as for tcpdump.
+pub(super) fn expression(args: &FilterArgs) -> Result<Option<Expression>, UsageError> {
+    if args.expression.is_empty() {
+        return Ok(None);
+    }
+    let text = args.expression.join(" ");
+    crate::expr::expression(&text)
+        .map(Some)
+        .map_err(|e| usage!("filter: {e}"))
+}
+
+/// The socket modes see sockets, not packets: an expression would have
+/// nothing to match.
+pub(super) fn no_expression(args: &FilterArgs) -> Result<(), UsageError> {
+    if args.expression.is_empty() {
+        return Ok(());
+    }
+    Err(usage!(
+        "filter: '{}': an expression matches packets; the socket modes (--tcp-monitor, --sock, --conn, --rt, --rtt) take -s/-d/-S/-D/-P instead",
+        args.expression.join(" ")
+    ))
 }
 
 /// Address criteria of both families can never match one packet, and an IPv6

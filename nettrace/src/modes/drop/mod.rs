@@ -53,7 +53,7 @@ impl Mode for Drop {
             stack: self.stack as u32,
             rate_limit: config.rate_limit,
         };
-        let mut ebpf = load::load_drop(&drop_config, k.aya_btf.as_ref())?;
+        let mut ebpf = load::load_drop(&drop_config, k.aya_btf.as_ref(), config.expression.as_ref())?;
         load::prime_rate_limit(&mut ebpf, config.rate_limit)?;
         s.debug("object loaded");
         let how = attach(

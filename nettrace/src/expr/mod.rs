@@ -1,0 +1,56 @@
+//! Filter EXPRESSIONs (`nettrace --drop 'tcp dst port 443'`): tcpdump's
+//! grammar, run in the kernel.
+//!
+//! libpcap compiles the expression (`compile`) to classic BPF for a raw IP
+//! packet, as tcpdump would for a `LINKTYPE_RAW` capture; `translate`
+//! turns that into eBPF that reads the header bytes the programs already
+//! copy; `slot` writes it into the objects before they are loaded, where
+//! each program calls it before it emits or tracks anything. A packet the
+//! expression leaves out costs the expression and nothing else.
+//!
+//! The grammar and its meaning are libpcap's own, so they can be tested
+//! against libpcap's own matcher (`pcap_offline_filter`, in `tests`): for
+//! every packet and expression of a corpus, the translation run in an eBPF
+//! interpreter gives libpcap's verdict.
+
+mod compile;
+pub mod slot;
+mod translate;
+
+#[cfg(test)]
+mod tests;
+
+pub use compile::compile;
+pub use translate::{Insn, TranslateError, translate};
+
+/// An expression ready for the kernel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Expression {
+    /// As typed (the positional arguments joined by spaces, as tcpdump does).
+    pub text: String,
+    /// The eBPF instructions for the objects' slot.
+    pub slot: Vec<Insn>,
+    /// Bytes of the network header the instructions read.
+    pub bytes: u16,
+}
+
+/// A bad expression, in libpcap's words or ours; shown after `filter: `.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ExprError {
+    /// libpcap refused it (syntax, unknown host, unsupported keyword).
+    #[error("{0}")]
+    Pcap(String),
+    #[error(transparent)]
+    Translate(#[from] TranslateError),
+}
+
+/// Compiles and translates `text`.
+pub fn expression(text: &str) -> Result<Expression, ExprError> {
+    let cbpf = compile(text)?;
+    let t = translate(&cbpf)?;
+    Ok(Expression {
+        text: text.to_owned(),
+        slot: t.insns,
+        bytes: t.bytes,
+    })
+}
