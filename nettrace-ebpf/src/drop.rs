@@ -107,7 +107,9 @@ fn handle<C: EbpfContext + StackIdContext, R: Read>(ctx: &C, skb: u64, location:
     let ev = unsafe { &mut *ev };
     let mut m = Meta::default();
     read_l3::<R>(&cfg.layout, skb, &mut ev.hdr, &mut m, PKT_HDR_LEN);
-    if !(packet_matches(&cfg.filter, m.l3_proto, &ev.hdr, m.len) && expression_matches(&cfg.filter, &ev.hdr, &m)) {
+    if !(packet_matches(&cfg.filter, m.l3_proto, &ev.hdr, m.len)
+        && expression_matches(&cfg.filter, &ev.hdr, &m))
+    {
         return;
     }
     read_where::<R>(&cfg.layout, skb, &mut m);

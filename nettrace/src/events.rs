@@ -166,6 +166,12 @@ impl Events {
         self.counter(lost::RATE_LIMITED)
     }
 
+    /// Packets the filter EXPRESSION could not decide (it reads past the
+    /// copied header), left out.
+    pub fn undecided(&self) -> anyhow::Result<u64> {
+        self.counter(lost::EXPR_BEYOND_COPY)
+    }
+
     fn counter(&self, index: u32) -> anyhow::Result<u64> {
         Ok(self.lost.get(&index, 0).context("read LOST map")?.iter().sum())
     }
@@ -262,6 +268,7 @@ impl Events {
             m.lost("ring_buffer_full", self.lost().unwrap_or(0));
             m.lost("tracking_table_full", self.untracked().unwrap_or(0));
             m.lost("rate_limited", self.rate_limited().unwrap_or(0));
+            m.lost("filter_undecided", self.undecided().unwrap_or(0));
         }
         if let Ok(lost) = self.lost()
             && lost > self.reported_lost

@@ -41,7 +41,9 @@ pub fn load(
         loader.btf(btf);
     }
     loader.override_global("TRACE_CONFIG", trace, true);
-    with_expression(if functions { OBJECT } else { TP_OBJECT }, expr, |o| loader.load(o))
+    with_expression(if functions { OBJECT } else { TP_OBJECT }, expr, |o| {
+        loader.load(o)
+    })
 }
 
 /// Runs `load` on `object`, or on a copy with `expr` in its slot.

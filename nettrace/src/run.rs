@@ -76,6 +76,7 @@ async fn stream(s: &Session<'_>, mut ebpf: Ebpf, sink: &mut dyn ModeSink) -> Res
     let lost = events.lost().unwrap_or(0);
     let untracked = events.untracked().unwrap_or(0);
     let rate_limited = events.rate_limited().unwrap_or(0);
+    let undecided = events.undecided().unwrap_or(0);
     // Detach before saying so: dropping the object closes every link.
     drop(events);
     drop(ebpf);
@@ -90,6 +91,7 @@ async fn stream(s: &Session<'_>, mut ebpf: Ebpf, sink: &mut dyn ModeSink) -> Res
             ("ring_buffer_full", lost),
             ("tracking_table_full", untracked),
             ("rate_limited", rate_limited),
+            ("filter_undecided", undecided),
         ] {
             if count > 0 {
                 let _ = sink.out().marker(Marker::Lost { reason, count });
@@ -104,6 +106,12 @@ async fn stream(s: &Session<'_>, mut ebpf: Ebpf, sink: &mut dyn ModeSink) -> Res
         eprintln!(
             "nettrace: {rate_limited} events held back by --rate-limit {}",
             s.config.rate_limit
+        );
+    }
+    if undecided > 0 {
+        eprintln!(
+            "nettrace: {undecided} packets left out undecided: the filter EXPRESSION reads past the {} bytes of IP header the kernel copies",
+            nettrace_common::PKT_HDR_LEN
         );
     }
     if untracked > 0 {

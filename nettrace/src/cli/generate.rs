@@ -47,7 +47,10 @@ mod tests {
         // After tracing flags a subcommand's name is a filter EXPRESSION
         // word, which libpcap then judges.
         let late = parse(&["--drop", "man"]).unwrap();
-        assert_eq!((late.command, late.filters.expression), (None, vec!["man".to_owned()]));
+        assert_eq!(
+            (late.command, late.filters.expression),
+            (None, vec!["man".to_owned()])
+        );
         assert!(parse(&["completions", "nosuchshell"]).is_err());
     }
 

@@ -257,7 +257,10 @@ pub fn translate(prog: &[Cbpf]) -> Result<Translated, TranslateError> {
     e.alu32_k(OP_MOV, R_A, 0);
     e.alu32_k(OP_MOV, R_X, 0);
     let mut used = [false; SCRATCH_WORDS];
-    for i in prog.iter().filter(|i| matches!(i.code & 0x07, LD | LDX | ST | STX)) {
+    for i in prog
+        .iter()
+        .filter(|i| matches!(i.code & 0x07, LD | LDX | ST | STX))
+    {
         if i.code & 0xe0 == MEM || matches!(i.code & 0x07, ST | STX) {
             used[i.k as usize] = true;
         }
@@ -321,8 +324,20 @@ pub fn translate(prog: &[Cbpf]) -> Result<Translated, TranslateError> {
                     _ => return Err(unsupported),
                 }
             }
-            ST => e.op(insn(STX as u8 | MEM as u8 | SZ_W, R_MEM, R_A, (4 * i.k) as i16, 0)),
-            STX => e.op(insn(STX as u8 | MEM as u8 | SZ_W, R_MEM, R_X, (4 * i.k) as i16, 0)),
+            ST => e.op(insn(
+                STX as u8 | MEM as u8 | SZ_W,
+                R_MEM,
+                R_A,
+                (4 * i.k) as i16,
+                0,
+            )),
+            STX => e.op(insn(
+                STX as u8 | MEM as u8 | SZ_W,
+                R_MEM,
+                R_X,
+                (4 * i.k) as i16,
+                0,
+            )),
             ALU => {
                 let op = (i.code & 0xf0) as u8;
                 if op == OP_NEG {
