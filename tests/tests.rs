@@ -14,6 +14,7 @@ mod compat;
 mod conn;
 mod diag;
 mod drop;
+mod expr;
 mod hardening;
 mod lifecycle;
 mod sock;

@@ -68,6 +68,15 @@ pub const PASSES: &[Spec] = &[
         backend: None,
         kernels: ALL,
     },
+    // Filter EXPRESSIONs in the fentry object (ip_rcv, ipv6_rcv) and the
+    // drop object, on each verifier of the matrix.
+    Spec {
+        name: "expr",
+        filter: "expr::",
+        skip: &[],
+        backend: None,
+        kernels: ALL,
+    },
     // --sock's function hooks with fentry: the host can only show its tracepoints.
     Spec {
         name: "sock-fentry",

@@ -3,7 +3,10 @@
 //! programs attached (`super::attach`), and the sink set up for `--diag`,
 //! `--hooks`, `--latency`, `--func-stats` and the stack options.
 
-use nettrace_common::{TraceConfig, trace::HookSlot};
+use nettrace_common::{
+    TraceConfig,
+    trace::{HookSlot, slot_flags},
+};
 
 use super::{LifecycleSink, print::LinePrinter, track::Tracker};
 use crate::{
@@ -72,10 +75,15 @@ impl Mode for Lifecycle {
             )));
         }
         // Tracking by skb address only matters when some packets are filtered
-        // out, or when the kernel times each packet's life.
-        let track = config.filter != nettrace_common::Filter::default()
-            || prepared.opts.matchers.is_some()
-            || l.latency.is_some();
+        // out, or when the kernel times each packet's life; and it needs a
+        // hook that frees: without one (`-t netif_receive_skb`) an entry
+        // would outlive its packet, and the next packet at a recycled
+        // address would pass the filter as if it were the same one.
+        let frees = plan.hooks.iter().any(|h| h.config.flags & slot_flags::FREE != 0);
+        let track = frees
+            && (config.filter != nettrace_common::Filter::default()
+                || prepared.opts.matchers.is_some()
+                || l.latency.is_some());
         let mut trace = trace_config(k, config, l, track, &plan);
         // Kernels without drop reasons (before 5.17): netfilter's drops are the
         // frees inside nf_hook_slow, found by address.
