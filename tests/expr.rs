@@ -34,7 +34,10 @@ fn send(net: &Pair) {
 /// Whether a line of `lines` shows `p` (a to b; replies are other packets).
 fn seen(lines: &[String], net: &Pair, p: Packet) -> bool {
     let (from, to) = match p {
-        Ping => (format!("ICMP: {} -> {} ping request", net.a4, net.b4), String::new()),
+        Ping => (
+            format!("ICMP: {} -> {} ping request", net.a4, net.b4),
+            String::new(),
+        ),
         Syn7001 => (format!("TCP: {}:", net.a4), format!(" -> {}:7001 ", net.b4)),
         Syn7002 => (format!("TCP: {}:", net.a4), format!(" -> {}:7002 ", net.b4)),
         Udp7001 => (format!("UDP: {}:", net.a4), format!(" -> {}:7001", net.b4)),
@@ -77,10 +80,16 @@ fn each_expression_keeps_exactly_the_packets_it_names() {
         ("ip proto 17 or icmp".into(), vec![Ping, Udp7001]),
         ("ip6 and tcp".into(), vec![Syn6To7001]),
         (
-            format!("src host {} and tcp[tcpflags] & tcp-syn != 0 and not port 7002", net.a4),
+            format!(
+                "src host {} and tcp[tcpflags] & tcp-syn != 0 and not port 7002",
+                net.a4
+            ),
             vec![Syn7001],
         ),
-        ("portrange 7000-7001 and not udp".into(), vec![Syn7001, Syn6To7001]),
+        (
+            "portrange 7000-7001 and not udp".into(),
+            vec![Syn7001, Syn6To7001],
+        ),
         ("icmp[icmptype] = icmp-echo".into(), vec![Ping]),
         // SYNs carry 20 bytes of options: 60 bytes over IPv4, 80 over IPv6.
         ("tcp and len > 70".into(), vec![Syn6To7001]),

@@ -60,6 +60,10 @@ pub enum Cmd {
         /// In the VM's 6.1 kernel (fentry and kprobe backends).
         #[arg(long)]
         vm: bool,
+        /// Host: only the overhead rows whose name contains this (and the
+        /// floor), no start-up, flood or replay rows.
+        #[arg(long, value_name = "TEXT", conflicts_with = "vm")]
+        only: Option<String>,
         /// With --vm: also run the same rows with this binary of the C
         /// nettrace (OpenCloudOS/nettrace, built by you: nothing of it is
         /// in this repository), side by side with ours in the same boot.

@@ -62,12 +62,14 @@ fn dispatch(cmd: Option<Cmd>) -> anyhow::Result<()> {
             secs,
             pairs,
             vm,
+            only,
             reference,
         } => bench::cmd(
             &bench::Options {
                 secs,
                 pairs: pairs as usize,
                 reference,
+                only,
             },
             vm,
         ),
@@ -82,6 +84,7 @@ fn dispatch(cmd: Option<Cmd>) -> anyhow::Result<()> {
                 secs,
                 pairs: pairs as usize,
                 reference,
+                only: None,
             },
         ),
         Cmd::Soak { minutes } => {

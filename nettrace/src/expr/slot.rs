@@ -31,7 +31,12 @@ fn find(object: &[u8]) -> Vec<usize> {
     (0..object.len().saturating_sub(len - 1))
         .step_by(8)
         .filter(|&at| {
-            object[at..at + 8] == FIRST && object[at + 8..at + len].as_chunks::<8>().0.iter().all(|i| *i == NOOP)
+            object[at..at + 8] == FIRST
+                && object[at + 8..at + len]
+                    .as_chunks::<8>()
+                    .0
+                    .iter()
+                    .all(|i| *i == NOOP)
         })
         .collect()
 }

@@ -46,6 +46,8 @@ pub struct Options {
     /// `--vm`: the reference tool's binary (the C nettrace), run side by
     /// side with ours.
     pub reference: Option<PathBuf>,
+    /// `--only`: the overhead rows whose name contains this, and the floor.
+    pub only: Option<String>,
 }
 
 /// `cargo xtask bench [--vm]`: the prerequisites of the tiers it needs, a
@@ -153,12 +155,21 @@ fn run(bin: &Path, o: &Options) -> anyhow::Result<()> {
         o.secs, o.pairs
     );
     let mut rows = Vec::new();
-    for row in overhead::rows() {
+    let wanted = |row: &overhead::Row| {
+        o.only
+            .as_deref()
+            .is_none_or(|only| row.name.contains(only) || row.name.starts_with("floor"))
+    };
+    for row in overhead::rows().into_iter().filter(wanted) {
         for udp in [true, false] {
             let r = overhead::measure(bin, &net, &row, udp, o)?;
             println!("{}", overhead::line(&r));
             rows.push(r);
         }
+    }
+    if o.only.is_some() {
+        print_table(&json!({ "overhead": rows }));
+        return Ok(());
     }
     let mut starts = Vec::new();
     for (name, args, target) in [
@@ -248,6 +259,13 @@ fn print_table(r: &Value) {
             f(&row["bpf_ns_per_run"]),
             f(&row["median_tracer_cpu_s"]),
         );
+    }
+    for proto in ["udp", "tcp"] {
+        if let Some(ns) = overhead::expression_cost(&rows, proto) {
+            println!(
+                "| filter EXPRESSION 'tcp port 443' over the same as flags, {proto} | {ns:+.0} ns/run | ≤ +40 ns/run |"
+            );
+        }
     }
     for s in r["startup"].as_array().into_iter().flatten() {
         let who = if s["reference"] == true { "C nettrace " } else { "" };
