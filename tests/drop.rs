@@ -75,10 +75,7 @@ fn filters_keep_out_what_does_not_match() {
     let mut t = Tracer::start(&["--drop", "-p", "tcp", "-D", "9997", "-d", &net.b4, "-c", "1"]);
     // Drops that must not show: another port, and UDP to the same port.
     net.syn(9996);
-    net.exec(
-        &net.a,
-        &["sh", "-c", &format!("echo x | nc -u -w1 {} 9997", net.b4)],
-    );
+    net.udp(9997);
     std::thread::sleep(Duration::from_millis(300));
     assert!(events(&t).is_empty(), "unfiltered: {:#?}", events(&t));
     net.syn(9997);

@@ -24,10 +24,7 @@ fn send(net: &Pair) {
     net.exec(&net.a, &["ping", "-c", "1", "-W", "1", &net.b4]);
     net.syn(7001);
     net.syn(7002);
-    net.exec(
-        &net.a,
-        &["sh", "-c", &format!("echo x | nc -u -w1 {} 7001", net.b4)],
-    );
+    net.udp(7001);
     net.syn6(7001);
 }
 

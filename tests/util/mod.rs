@@ -134,6 +134,24 @@ impl Pair {
         self.exec(&self.a, &["nc", "-z", "-w", "1", &self.b4, &port.to_string()]);
     }
 
+    /// One UDP datagram (`x\n`) from `a` to `b`'s `port`, by netcat-openbsd.
+    /// Not through `sh -c 'echo x | nc …'`: the VM's busybox sh runs its own
+    /// nc applet for `nc`, which sent nothing there.
+    pub fn udp(&self, port: u16) {
+        use std::io::Write as _;
+        let mut nc = Command::new("ip")
+            .args(["netns", "exec", &self.a, "nc", "-u", "-w", "1", &self.b4, &port.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn nc");
+        // Dropping stdin after the write ends nc's input: it sends, waits
+        // -w, and exits.
+        let _ = nc.stdin.take().expect("piped stdin").write_all(b"x\n");
+        let _ = nc.wait();
+    }
+
     pub fn syn6(&self, port: u16) {
         self.exec(
             &self.a,
