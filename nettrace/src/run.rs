@@ -23,7 +23,11 @@ pub async fn run(config: &Config) -> Result<(), Error> {
     // kernel: a typo is a usage error even without root.
     let mode = modes::select(config)?;
     let mut kernel = match mode.kernel() {
-        Some(lookups) => Some(s.kernel(lookups == Lookups::Many, mode.hooks_functions())?),
+        Some(lookups) => Some(s.kernel(
+            lookups == Lookups::Many,
+            mode.hooks_functions(),
+            mode.attach_typedefs(),
+        )?),
         None => None,
     };
     s.metrics = serve_metrics(&s).await?;

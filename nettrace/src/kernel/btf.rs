@@ -10,6 +10,7 @@
 
 mod members;
 mod signatures;
+mod stub;
 
 use std::path::Path;
 
