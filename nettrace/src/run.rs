@@ -8,6 +8,7 @@ use aya::Ebpf;
 
 use crate::{
     cli::Config,
+    detach,
     error::Error,
     events::{Events, Flow, monotonic_ns},
     load,
@@ -89,9 +90,10 @@ async fn stream(s: &Session<'_>, mut ebpf: Ebpf, sink: &mut dyn ModeSink) -> Res
     let untracked = events.untracked().unwrap_or(0);
     let rate_limited = events.rate_limited().unwrap_or(0);
     let undecided = events.undecided().unwrap_or(0);
-    // Detach before saying so: dropping the object closes every link.
+    // Detach before saying so.
     drop(events);
-    drop(ebpf);
+    detach::all(ebpf);
+    s.debug("detached");
     let progress = sink.finish()?;
     let (seen, closed) = (progress.seen, progress.closed);
     let ended = ended?;
