@@ -8,6 +8,7 @@ mod attach;
 mod catalogue;
 mod cli;
 mod decode;
+mod detach;
 mod error;
 mod events;
 mod expr;

@@ -8,6 +8,7 @@ use aya::Ebpf;
 
 use crate::{
     cli::Config,
+    detach,
     error::Error,
     events::{Events, Flow, monotonic_ns},
     load,
@@ -23,7 +24,11 @@ pub async fn run(config: &Config) -> Result<(), Error> {
     // kernel: a typo is a usage error even without root.
     let mode = modes::select(config)?;
     let mut kernel = match mode.kernel() {
-        Some(lookups) => Some(s.kernel(lookups == Lookups::Many, mode.hooks_functions())?),
+        Some(lookups) => Some(s.kernel(
+            lookups == Lookups::Many,
+            mode.hooks_functions(),
+            mode.attach_typedefs(),
+        )?),
         None => None,
     };
     s.metrics = serve_metrics(&s).await?;
@@ -32,10 +37,18 @@ pub async fn run(config: &Config) -> Result<(), Error> {
         k.caps.probes_detached();
     }
     let mut sink = started.sink;
-    match started.ebpf {
+    let ended = match started.ebpf {
         Some(ebpf) => stream(&s, ebpf, sink.as_mut()).await,
         None => poll(sink.as_mut()).await,
-    }
+    };
+    drop(sink);
+    // The parsed BTF is hundreds of thousands of small allocations (for
+    // the default set; aya's and btf-rs's): freeing them one by one took
+    // 40 ms of the exit here, about ten times that under the VM's
+    // emulation. The process's exit releases them at once. (The sink is
+    // dropped: its writers flush when dropped.)
+    std::mem::forget(kernel);
+    ended
 }
 
 /// A mode without eBPF: ticks its sink now and then every
@@ -77,9 +90,10 @@ async fn stream(s: &Session<'_>, mut ebpf: Ebpf, sink: &mut dyn ModeSink) -> Res
     let untracked = events.untracked().unwrap_or(0);
     let rate_limited = events.rate_limited().unwrap_or(0);
     let undecided = events.undecided().unwrap_or(0);
-    // Detach before saying so: dropping the object closes every link.
+    // Detach before saying so.
     drop(events);
-    drop(ebpf);
+    detach::all(ebpf);
+    s.debug("detached");
     let progress = sink.finish()?;
     let (seen, closed) = (progress.seen, progress.closed);
     let ended = ended?;

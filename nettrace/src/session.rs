@@ -73,8 +73,15 @@ impl Session<'_> {
     }
 
     /// `functions`: probe fentry and kprobes too (see
-    /// [`crate::modes::Mode::hooks_functions`]).
-    pub fn kernel(&self, many_lookups: bool, functions: bool) -> Result<Kernel, Error> {
+    /// [`crate::modes::Mode::hooks_functions`]); `typedefs`: all that
+    /// attaching needs of the kernel BTF, if the mode knows (see
+    /// [`crate::modes::Mode::attach_typedefs`]).
+    pub fn kernel(
+        &self,
+        many_lookups: bool,
+        functions: bool,
+        typedefs: Option<&[&str]>,
+    ) -> Result<Kernel, Error> {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             return Err(Error::Unsupported(
@@ -121,7 +128,13 @@ impl Session<'_> {
             Some(p) => Some(Btf::parse_file(p, aya::Endianness::default()).map_err(|e| {
                 Error::Unsupported(format!("--btf-path {}: not valid BTF: {e}", p.display()))
             })?),
-            None => Btf::from_sys_fs().ok(),
+            None => typedefs
+                .and_then(|names| {
+                    let stub = btf.aya_stub(names)?;
+                    self.debug(format_args!("kernel BTF for attaching: only {names:?}"));
+                    Some(stub)
+                })
+                .or_else(|| Btf::from_sys_fs().ok()),
         };
         let mut probes = load::load_probes(aya_btf.as_ref())?;
         let caps = caps::probe(&mut probes, aya_btf.as_ref(), &btf, functions);

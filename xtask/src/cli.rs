@@ -69,6 +69,10 @@ pub enum Cmd {
         /// in this repository), side by side with ours in the same boot.
         #[arg(long, value_name = "PATH", requires = "vm")]
         reference: Option<PathBuf>,
+        /// Only the start-up and exit rows (minutes instead of an hour in
+        /// the VM; the other rows need the machine to themselves).
+        #[arg(long, conflicts_with = "only")]
+        startup_only: bool,
     },
     /// Internal: the VM side of `bench --vm`.
     #[command(hide = true)]
@@ -83,6 +87,8 @@ pub enum Cmd {
         secs: u32,
         #[arg(long, default_value = "1", value_parser = positive)]
         pairs: u32,
+        #[arg(long)]
+        startup_only: bool,
     },
     /// Long run under traffic: memory, accounting.
     Soak {
@@ -151,6 +157,8 @@ mod tests {
                 pairs: 3,
                 vm: false,
                 reference: None,
+                only: None,
+                startup_only: false,
             })
         ));
         assert!(matches!(
@@ -160,6 +168,15 @@ mod tests {
                 pairs: 1,
                 vm: true,
                 reference: None,
+                only: None,
+                startup_only: false,
+            })
+        ));
+        assert!(matches!(
+            parse(&["bench", "--startup-only"]),
+            Some(Cmd::Bench {
+                startup_only: true,
+                ..
             })
         ));
         assert!(matches!(parse(&["soak"]), Some(Cmd::Soak { minutes: 10 })));

@@ -8,7 +8,7 @@
 //! cargo xtask test              run every test tier
 //! cargo xtask setup             only install/check the prerequisites
 //! cargo xtask build             only build (release)
-//! cargo xtask bench [--secs N] [--pairs N] [--vm]
+//! cargo xtask bench [--secs N] [--pairs N] [--vm] [--startup-only]
 //!                               measure overhead, start-up, event pipeline
 //! cargo xtask soak [--minutes N] long run under traffic: memory, accounting
 //! cargo xtask fuzz [--secs N]   fuzz the packet decoder and the rule parser
@@ -64,12 +64,14 @@ fn dispatch(cmd: Option<Cmd>) -> anyhow::Result<()> {
             vm,
             only,
             reference,
+            startup_only,
         } => bench::cmd(
             &bench::Options {
                 secs,
                 pairs: pairs as usize,
                 reference,
                 only,
+                startup_only,
             },
             vm,
         ),
@@ -78,6 +80,7 @@ fn dispatch(cmd: Option<Cmd>) -> anyhow::Result<()> {
             reference,
             secs,
             pairs,
+            startup_only,
         } => bench::vm_inner(
             &bin,
             &bench::Options {
@@ -85,6 +88,7 @@ fn dispatch(cmd: Option<Cmd>) -> anyhow::Result<()> {
                 pairs: pairs as usize,
                 reference,
                 only: None,
+                startup_only,
             },
         ),
         Cmd::Soak { minutes } => {

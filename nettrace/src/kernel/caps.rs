@@ -92,7 +92,12 @@ pub fn probe(ebpf: &mut Ebpf, btf: Option<&Btf>, kbtf: &KernelBtf, functions: bo
         p.load().logged("capability probe tracepoint").map_err(err)?;
         Ok(Box::new(()))
     });
-    let func = PROBE_FUNCS.iter().copied().find(|f| kbtf.has_function(f));
+    // Each lookup scans the whole BTF when it is read lazily (`--drop`).
+    let func = PROBE_FUNCS
+        .iter()
+        .copied()
+        .filter(|_| functions)
+        .find(|f| kbtf.has_function(f));
     let not_probed = || Err::<(), _>("not probed: this mode hooks no kernel function".to_string());
     let fentry = match (btf, func) {
         _ if !functions => not_probed(),

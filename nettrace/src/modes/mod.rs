@@ -44,6 +44,13 @@ pub trait Mode {
         true
     }
 
+    /// For a mode that attaches only to tracepoints it knows by name, their
+    /// BTF typedefs (`btf_trace_kfree_skb`): all aya needs of the kernel's
+    /// BTF then (see `crate::kernel::btf::stub`). `None`: aya parses it all.
+    fn attach_typedefs(&self) -> Option<&'static [&'static str]> {
+        None
+    }
+
     /// Plans, loads and attaches: the eBPF object (whose `EVENTS` ring
     /// buffer feeds the sink) and the sink. Without an object the sink is
     /// polled through [`Sink::tick`], every [`ModeSink::period`].

@@ -48,6 +48,8 @@ pub struct Options {
     pub reference: Option<PathBuf>,
     /// `--only`: the overhead rows whose name contains this, and the floor.
     pub only: Option<String>,
+    /// Only the start-up and exit rows.
+    pub startup_only: bool,
 }
 
 /// `cargo xtask bench [--vm]`: the prerequisites of the tiers it needs, a
@@ -85,6 +87,7 @@ fn startup(
     reference: bool,
 ) -> anyhow::Result<Value> {
     let (mut starts, mut exits, mut hooks) = (Vec::new(), Vec::new(), None);
+    let mut phases = Vec::new();
     for _ in 0..5 {
         let (t, took) = if reference {
             Tracer::start_reference(bin, args)?
@@ -95,6 +98,10 @@ fn startup(
         let (exit, lines) = t.stop()?;
         exits.push(exit.as_secs_f64());
         hooks = number_after(&lines, "attached ").or(hooks);
+        phases = lines
+            .into_iter()
+            .filter(|l| l.starts_with("nettrace: [") && !l.contains("] hook "))
+            .collect();
     }
     Ok(json!({
         "set": name,
@@ -105,6 +112,7 @@ fn startup(
         "median_exit_s": median(exits),
         "target_start_s": target_s,
         "target_exit_s": 0.05,
+        "last_run_debug": phases,
     }))
 }
 
@@ -144,6 +152,13 @@ fn pipeline(bin: &Path, net: &Net, secs: u64) -> anyhow::Result<Value> {
 }
 
 fn run(bin: &Path, o: &Options) -> anyhow::Result<()> {
+    if o.startup_only {
+        let starts = startups(bin)?;
+        return write(
+            &json!({"kernel": osrelease(), "startup": starts}),
+            "bench-startup.json",
+        );
+    }
     if which("iperf3").is_none() {
         bail!("iperf3 is missing (cargo xtask setup installs it)");
     }
@@ -171,6 +186,31 @@ fn run(bin: &Path, o: &Options) -> anyhow::Result<()> {
         print_table(&json!({ "overhead": rows }));
         return Ok(());
     }
+    let starts = startups(bin)?;
+    let p = pipeline(bin, &net, 5)?;
+    println!(
+        "  pipeline: {:.0} datagrams/s sent, {:.0} records/s decoded, {:.0} lost, {:.0} ns tracer CPU per event, peak RSS {:.1} MiB",
+        p["sent_per_s"].as_f64().unwrap_or(0.0),
+        p["decoded_per_s"].as_f64().unwrap_or(0.0),
+        p["events_lost"].as_f64().unwrap_or(0.0),
+        p["tracer_cpu_ns_per_event"].as_f64().unwrap_or(f64::NAN),
+        p["peak_rss_mib"].as_f64().unwrap_or(0.0)
+    );
+    let replays = replay::rows(bin, &net)?;
+    let result = json!({
+        "kernel": osrelease(),
+        "secs_per_run": o.secs,
+        "pairs": o.pairs,
+        "overhead": rows,
+        "startup": starts,
+        "pipeline": p,
+        "replay": replays,
+    });
+    write(&result, "bench.json")
+}
+
+/// The host's start-up rows: `--drop`, the default set, `-t all`.
+fn startups(bin: &Path) -> anyhow::Result<Vec<Value>> {
     let mut starts = Vec::new();
     for (name, args, target) in [
         ("--drop", vec!["--drop"], Some(0.1)),
@@ -187,30 +227,23 @@ fn run(bin: &Path, o: &Options) -> anyhow::Result<()> {
         );
         starts.push(r);
     }
-    let p = pipeline(bin, &net, 5)?;
-    println!(
-        "  pipeline: {:.0} datagrams/s sent, {:.0} records/s decoded, {:.0} lost, {:.0} ns tracer CPU per event, peak RSS {:.1} MiB",
-        p["sent_per_s"].as_f64().unwrap_or(0.0),
-        p["decoded_per_s"].as_f64().unwrap_or(0.0),
-        p["events_lost"].as_f64().unwrap_or(0.0),
-        p["tracer_cpu_ns_per_event"].as_f64().unwrap_or(f64::NAN),
-        p["peak_rss_mib"].as_f64().unwrap_or(0.0)
-    );
-    let replays = replay::rows(bin, &net)?;
-    let result = json!({
-        "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
-        "secs_per_run": o.secs,
-        "pairs": o.pairs,
-        "overhead": rows,
-        "startup": starts,
-        "pipeline": p,
-        "replay": replays,
-    });
-    print_table(&result);
+    Ok(starts)
+}
+
+fn osrelease() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// Prints the table and writes `result` to `target/bench/{name}`.
+fn write(result: &Value, name: &str) -> anyhow::Result<()> {
+    print_table(result);
     let dir = workspace_root().join("target/bench");
     std::fs::create_dir_all(&dir)?;
-    let file = dir.join("bench.json");
-    std::fs::write(&file, serde_json::to_string_pretty(&result)?)?;
+    let file = dir.join(name);
+    std::fs::write(&file, serde_json::to_string_pretty(result)?)?;
     println!("bench: written to {}", file.display());
     Ok(())
 }

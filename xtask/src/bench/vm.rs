@@ -37,6 +37,9 @@ pub(super) fn outer(nettrace: &Path, o: &Options) -> anyhow::Result<()> {
         "--pairs".into(),
         o.pairs.min(2).to_string(),
     ];
+    if o.startup_only {
+        args.push("--startup-only".into());
+    }
     let mut programs = Vec::new();
     if let Some(r) = &o.reference {
         let r = std::fs::canonicalize(r)?;
@@ -53,7 +56,10 @@ pub(super) fn outer(nettrace: &Path, o: &Options) -> anyhow::Result<()> {
     let kernel = vm::fetch(&setup::cache_dir(), "bookworm")?;
     let initrd = workspace_root().join("target/vm/initrd-bench.gz");
     std::fs::create_dir_all(initrd.parent().unwrap())?;
-    vm::initramfs(&kernel, nettrace, &passes, &["auto"], &initrd)?;
+    // The tier's own start-up record is one more start of the default set:
+    // left out when only start-up is measured anyway.
+    let record: &[&str] = if o.startup_only { &[] } else { &["auto"] };
+    vm::initramfs(&kernel, nettrace, &passes, record, &initrd)?;
     vm::boot(&kernel, &initrd, &passes, std::time::Duration::from_secs(60 * 60))
 }
 
@@ -88,7 +94,7 @@ fn rows(reference: bool) -> Vec<Row> {
 /// serial console.
 pub fn inner(bin: &Path, o: &Options) -> anyhow::Result<()> {
     let net = Net::new()?;
-    let _server = iperf_server(&net)?;
+    let _server = (!o.startup_only).then(|| iperf_server(&net)).transpose()?;
     println!(
         "bench (VM, qemu TCG: emulation makes these ratios pessimistic): {} s iperf3 TCP runs, {} pairs",
         o.secs, o.pairs
@@ -107,7 +113,17 @@ pub fn inner(bin: &Path, o: &Options) -> anyhow::Result<()> {
                 r["median_start_s"].as_f64().unwrap_or(f64::NAN),
                 r["median_exit_s"].as_f64().unwrap_or(f64::NAN)
             );
+            // Where ours spends its start-up and exit (`--debug`'s phases).
+            for line in r["last_run_debug"].as_array().into_iter().flatten() {
+                println!(
+                    "    {}",
+                    line.as_str().unwrap_or("").chars().take(200).collect::<String>()
+                );
+            }
             starts.push(r);
+        }
+        if o.startup_only {
+            continue;
         }
         for row in rows(*reference) {
             let r = overhead::measure(tool, &net, &row, false, o)?;
@@ -115,7 +131,8 @@ pub fn inner(bin: &Path, o: &Options) -> anyhow::Result<()> {
             overheads.push(r);
         }
     }
-    let result = json!({"vm": true, "overhead": overheads, "startup": starts});
+    let result =
+        json!({"vm": true, "startup_only": o.startup_only, "overhead": overheads, "startup": starts});
     super::print_table(&result);
     println!("BENCH-JSON {result}");
     Ok(())

@@ -307,14 +307,18 @@ pub fn boot(k: &Kernel, initrd: &Path, passes: &[Pass], limit: Duration) -> anyh
                     results.insert(name.to_string(), rc.trim().parse().unwrap_or(-1));
                 }
                 // `bench --vm`'s results, kept beside the host's.
+                // A start-up-only run keeps the full run's file.
                 if let Some(json) = line.trim().strip_prefix("BENCH-JSON ") {
                     let dir = crate::workspace_root().join("target/bench");
                     std::fs::create_dir_all(&dir)?;
-                    std::fs::write(dir.join("bench-vm.json"), json)?;
-                    println!(
-                        "vm: bench results written to {}",
-                        dir.join("bench-vm.json").display()
-                    );
+                    let narrow = json.contains(r#""startup_only":true"#);
+                    let file = dir.join(if narrow {
+                        "bench-vm-startup.json"
+                    } else {
+                        "bench-vm.json"
+                    });
+                    std::fs::write(&file, json)?;
+                    println!("vm: bench results written to {}", file.display());
                 }
                 done = line.contains("NETTRACE-VM-DONE");
             }

@@ -172,3 +172,21 @@ fn running_kernel_answers() {
     assert_eq!(width, 5);
     assert!(bit > 0, "{bit}");
 }
+
+/// The copy in a memory file (what `--drop` maps where sysfs BTF cannot
+/// be mapped) answers like the parsed file.
+#[test]
+fn memory_file_copy_answers_like_the_file() {
+    if !Path::new(VMLINUX_BTF).exists() {
+        eprintln!("skipped: no {VMLINUX_BTF}");
+        return;
+    }
+    let copy = KernelBtf::from_memory_file(Path::new(VMLINUX_BTF)).expect("memfd copy maps");
+    let parsed = KernelBtf::from_file(VMLINUX_BTF).unwrap();
+    let nh = |b: &KernelBtf| b.member_offset("sk_buff", &["network_header"]).unwrap();
+    assert_eq!(nh(&copy), nh(&parsed));
+    assert_eq!(
+        copy.tracepoint_args("kfree_skb").unwrap(),
+        parsed.tracepoint_args("kfree_skb").unwrap()
+    );
+}

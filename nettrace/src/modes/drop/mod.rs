@@ -41,6 +41,11 @@ impl Mode for Drop {
         false
     }
 
+    fn attach_typedefs(&self) -> Option<&'static [&'static str]> {
+        // tp_btf/kfree_skb, here and in the capability probe.
+        Some(&["btf_trace_kfree_skb"])
+    }
+
     fn start(self: Box<Self>, s: &Session<'_>, k: Option<&Kernel>) -> Result<Started, Error> {
         let k = k.expect("--drop asks for kernel facts");
         let config = s.config;
