@@ -22,6 +22,7 @@ mod ratelimit;
 mod read;
 mod skb;
 mod slots;
+mod snap;
 mod trace;
 mod tracked;
 

@@ -165,6 +165,7 @@ impl Mode for Lifecycle {
                 .transpose()?,
             progress: Progress::new(config.count),
             diagnosed: false,
+            pcap: s.pcap()?,
         };
         Ok(Started {
             ebpf: Some(ebpf),
@@ -191,6 +192,7 @@ fn trace_config(
         nf: nettrace_common::trace::NfLayout::OFF,
         opts: nettrace_common::trace::TraceOpts {
             rate_limit: config.rate_limit,
+            snaplen: config.pcap.as_ref().map_or(0, |p| p.snaplen),
             ..Default::default()
         },
         slots: [HookSlot::default(); nettrace_common::trace::MAX_SLOTS],
