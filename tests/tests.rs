@@ -16,6 +16,7 @@ mod diag;
 mod drop;
 mod hardening;
 mod lifecycle;
+mod pcap;
 mod sock;
 mod stats;
 mod tcp;

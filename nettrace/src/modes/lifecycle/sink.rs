@@ -255,9 +255,6 @@ impl<W: Write> LifecycleSink<W> {
             }
         }
         let _ = self.out.flush();
-        if let Some(p) = &mut self.pcap {
-            let _ = p.finish();
-        }
     }
 }
 
@@ -376,6 +373,10 @@ impl<W: Write> ModeSink for LifecycleSink<W> {
 
     fn finish(&mut self) -> Result<&Progress, Error> {
         self.flush_open();
+        // Also after `-c` or a diagnosis stopped tracing mid-batch.
+        if let Some(p) = &mut self.pcap {
+            let _ = p.finish();
+        }
         Ok(&self.progress)
     }
 }
