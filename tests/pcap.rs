@@ -235,9 +235,17 @@ fn lifecycle_file_has_one_packet_per_hook() {
         "one packet per printed event: {:#?}\n{p:?}",
         t.lines()
     );
+    // `hook: NAME (tracepoint, tp_btf)`, `hook: NAME (function, fentry)`, …
     let hooks: Vec<&str> = p
         .iter()
-        .filter_map(|(_, c)| c.first()?.strip_prefix("hook: "))
+        .filter_map(|(_, c)| {
+            let (name, how) = c.first()?.strip_prefix("hook: ")?.split_once(" (")?;
+            assert!(
+                how.starts_with("tracepoint, ") || how.starts_with("function, "),
+                "{c:?}"
+            );
+            Some(name)
+        })
         .collect();
     assert!(hooks.contains(&"netif_receive_skb"), "{hooks:?}");
     assert_eq!(hooks.last(), Some(&"kfree_skb"), "{hooks:?}");

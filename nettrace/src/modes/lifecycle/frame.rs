@@ -4,21 +4,58 @@
 use nettrace_common::{TraceEvent, trace::event_kind};
 
 use super::print::{LinePrinter, Reason};
-use crate::output::{
-    cstr_ref,
-    pcap::{Comments, Frame},
-    stack::Symbolizer,
+use crate::{
+    attach::Backend,
+    output::{
+        cstr_ref,
+        pcap::{Comments, Frame, PcapOut},
+        stack::Symbolizer,
+    },
 };
 
-/// `notes`: `--diag`'s on this event; `latency_ns`: `--latency`'s life.
+/// `-w` in lifecycle tracing: the file, and how each slot's hook is
+/// attached (`tracepoint, tp_btf`, `function, fentry`, …).
+pub struct LifecyclePcap {
+    pub out: PcapOut,
+    pub attach_by_slot: Vec<String>,
+}
+
+impl LifecyclePcap {
+    /// `names_by_slot` and `report` as attaching left them.
+    pub fn new(out: PcapOut, names_by_slot: &[String], report: &[(String, Result<Backend, String>)]) -> Self {
+        let attach_by_slot = names_by_slot
+            .iter()
+            .map(|name| {
+                let used = report
+                    .iter()
+                    .find_map(|(n, r)| (n == name).then_some(r.as_ref().ok()).flatten());
+                match used {
+                    Some(b @ (Backend::TpBtf | Backend::Tracepoint)) => format!("tracepoint, {b}"),
+                    Some(b) => format!("function, {b}"),
+                    None => String::new(),
+                }
+            })
+            .collect();
+        Self { out, attach_by_slot }
+    }
+}
+
+/// `notes`: `--diag`'s on this event; `latency_ns`: `--latency`'s life;
+/// `attach`: how its hook is attached (may be empty).
 pub fn frame<'a>(
     printer: &LinePrinter,
     symbols: &Symbolizer,
     ev: &'a TraceEvent,
     notes: &[String],
     latency_ns: Option<u64>,
+    attach: &str,
 ) -> Frame<'a> {
-    let hook = printer.names.get(ev.slot as usize).map_or("?", String::as_str);
+    let name = printer.names.get(ev.slot as usize).map_or("?", String::as_str);
+    let hook = if attach.is_empty() {
+        name.to_string()
+    } else {
+        format!("{name} ({attach})")
+    };
     let kind = match ev.kind {
         event_kind::EXIT => "exit",
         event_kind::CLONE => "clone",

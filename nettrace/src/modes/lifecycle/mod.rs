@@ -7,7 +7,7 @@
 
 mod attach;
 pub mod diag;
-mod frame;
+pub mod frame;
 pub mod netfilter;
 pub mod print;
 mod records;

@@ -122,6 +122,7 @@ impl Mode for Lifecycle {
         report(s, &attached, &prepared)?;
         let stacks_wanted = !prepared.opts.stacks.is_empty() || nf_hooks.is_some();
         let diag = diag_state(l, k, &prepared, &attached, netfilter_drop_at, nf_hooks);
+        let names_by_slot = attached.names_by_slot.clone();
         let printer = LinePrinter {
             clock: Clock::new(config.date),
             names: attached.names_by_slot,
@@ -165,7 +166,9 @@ impl Mode for Lifecycle {
                 .transpose()?,
             progress: Progress::new(config.count),
             diagnosed: false,
-            pcap: s.pcap()?,
+            pcap: s
+                .pcap()?
+                .map(|out| super::frame::LifecyclePcap::new(out, &names_by_slot, &attached.report)),
         };
         Ok(Started {
             ebpf: Some(ebpf),

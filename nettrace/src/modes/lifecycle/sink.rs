@@ -20,7 +20,6 @@ use crate::{
     output::{
         Closed, Markers, Out,
         histogram::{Distribution, KernelHistogram},
-        pcap::PcapOut,
         progress::Progress,
         stack::{Stack, Symbolizer},
     },
@@ -56,7 +55,7 @@ pub struct LifecycleSink<W: Write = crate::output::Console> {
     /// A diagnosis ended tracing (without `--diag-keep`).
     pub diagnosed: bool,
     /// `-w`: the printed events as pcapng too.
-    pub pcap: Option<PcapOut>,
+    pub pcap: Option<frame::LifecyclePcap>,
 }
 
 /// Packets with no event for this long are printed even without a free.
@@ -129,17 +128,19 @@ impl<W: Write> LifecycleSink<W> {
         notes: &[String],
         latency_ns: Option<u64>,
     ) -> Result<(), Closed> {
-        match &mut self.pcap {
-            Some(p) => p.write(frame::frame(&self.printer, &self.symbols, ev, notes, latency_ns)),
-            None => Ok(()),
-        }
+        let Some(p) = &mut self.pcap else {
+            return Ok(());
+        };
+        let attach = p.attach_by_slot.get(ev.slot as usize).map_or("", String::as_str);
+        let f = frame::frame(&self.printer, &self.symbols, ev, notes, latency_ns, attach);
+        p.out.write(f)
     }
 
     /// `-w`: a packet that is not printed keeps no bytes.
     fn forget(&mut self, p: &track::Packet) {
         if let Some(out) = &mut self.pcap {
             for ev in &p.events {
-                out.forget(ev.skb, ev.ts_ns);
+                out.out.forget(ev.skb, ev.ts_ns);
             }
         }
     }
@@ -237,7 +238,7 @@ impl<W: Write> LifecycleSink<W> {
     /// Stdout, and the pcapng file.
     fn flush(&mut self) -> Result<(), Closed> {
         self.out.flush()?;
-        self.pcap.as_mut().map_or(Ok(()), PcapOut::flush)
+        self.pcap.as_mut().map_or(Ok(()), |p| p.out.flush())
     }
 
     /// Prints every packet still open (at exit).
@@ -274,7 +275,7 @@ impl<W: Write> Sink for LifecycleSink<W> {
         }
         if let Record::Packet(snap) = record {
             if let Some(p) = &mut self.pcap {
-                p.remember(&snap);
+                p.out.remember(&snap);
             }
             return Flow::Continue;
         }
@@ -375,7 +376,7 @@ impl<W: Write> ModeSink for LifecycleSink<W> {
         self.flush_open();
         // Also after `-c` or a diagnosis stopped tracing mid-batch.
         if let Some(p) = &mut self.pcap {
-            let _ = p.finish();
+            let _ = p.out.finish();
         }
         Ok(&self.progress)
     }
