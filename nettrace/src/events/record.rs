@@ -251,6 +251,36 @@ mod tests {
     }
 
     #[test]
+    fn packet_bytes_are_as_long_as_their_header_says() {
+        let mut rec: PacketBytes = blank();
+        rec.orig_len = 1400;
+        rec.skb = 0xffff_8880_0000_1000;
+        rec.ts_ns = 42;
+        rec.cap_len = 3;
+        rec.data[..3].copy_from_slice(&[0x45, 0, 1]);
+        rec.header.len = (PACKET_BYTES_HEAD + 3) as u16;
+        let bytes = bytes_of(&rec)[..PACKET_BYTES_HEAD + 3].to_vec();
+        let want = Snap {
+            skb: 0xffff_8880_0000_1000,
+            ts_ns: 42,
+            orig_len: 1400,
+            data: &[0x45, 0, 1],
+        };
+        assert_eq!(Record::decode(&bytes), Ok(Record::Packet(want)));
+        // Cut short, or a `cap_len` that disagrees: rejected.
+        assert!(matches!(
+            Record::decode(&bytes[..PACKET_BYTES_HEAD + 2]),
+            Err(Rejected::Length { .. })
+        ));
+        let mut lying = bytes.clone();
+        lying[4] = 4;
+        assert!(matches!(Record::decode(&lying), Err(Rejected::Length { .. })));
+        let mut short = bytes[..PACKET_BYTES_HEAD - 8].to_vec();
+        short[2..4].copy_from_slice(&((PACKET_BYTES_HEAD - 8) as u16).to_ne_bytes());
+        assert!(matches!(Record::decode(&short), Err(Rejected::Length { .. })));
+    }
+
+    #[test]
     fn wrong_version_is_rejected() {
         let mut bytes = bytes_of(&blank::<SockEvent>());
         bytes[1] += 1;

@@ -49,9 +49,6 @@ pub fn from_args(args: &Args, mode: &Mode) -> Result<Option<Pcap>, UsageError> {
             }
         },
     };
-    if path.as_os_str().is_empty() {
-        return Err(usage!("-w/--pcap: empty file name (`-` is stdout)"));
-    }
     let to = if path.as_os_str() == "-" {
         PcapTo::Stdout
     } else {
