@@ -207,10 +207,10 @@ fn tshark_reads_a_drop_with_addresses_ports_flags_and_comments() {
     assert!(!verbose.contains("Malformed"), "{verbose}");
 }
 
-#[test]
-fn lifecycle_file_has_one_packet_per_hook() {
-    let net = Pair::new();
-    let file = TempFile::new("life.pcapng");
+/// Lifecycle tracing of a SYN from a to b's closed `port` along the
+/// path's tracepoints, written with `-w`; the tracer once it exited.
+fn traced_syn(net: &Pair, file: &TempFile, port: u16) -> Tracer {
+    let p = port.to_string();
     let mut t = Tracer::start(&[
         "-t",
         PATH_HOOKS,
@@ -219,14 +219,22 @@ fn lifecycle_file_has_one_packet_per_hook() {
         "-d",
         &net.b4,
         "-D",
-        "9973",
+        &p,
         "-c",
         "1",
         "-w",
         file.arg(),
     ]);
-    net.syn(9973);
+    net.syn(port);
     assert!(t.wait_exit(util::start_timeout()).success(), "{}", t.stderr());
+    t
+}
+
+#[test]
+fn lifecycle_file_has_one_packet_per_hook() {
+    let net = Pair::new();
+    let file = TempFile::new("life.pcapng");
+    let t = traced_syn(&net, &file, 9973);
     let events = t.lines().iter().filter(|l| l.starts_with('[')).count();
     let p = packets(&file.path);
     assert_eq!(
@@ -268,22 +276,7 @@ fn tshark_reads_the_lifecycle_file() {
     }
     let net = Pair::new();
     let file = TempFile::new("life2.pcapng");
-    let mut t = Tracer::start(&[
-        "-t",
-        PATH_HOOKS,
-        "-p",
-        "tcp",
-        "-d",
-        &net.b4,
-        "-D",
-        "9974",
-        "-c",
-        "1",
-        "-w",
-        file.arg(),
-    ]);
-    net.syn(9974);
-    assert!(t.wait_exit(util::start_timeout()).success(), "{}", t.stderr());
+    traced_syn(&net, &file, 9974);
     let rows = fields(
         &file.path,
         &[
