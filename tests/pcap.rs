@@ -7,12 +7,13 @@ use std::{
     io::{BufRead as _, BufReader},
     path::{Path, PathBuf},
     process::{Command, Stdio},
+    sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
 
 use pcap_file::pcapng::{Block, PcapNgReader, blocks::enhanced_packet::EnhancedPacketOption};
 
-use crate::util::{self, BIN, Background, Pair, Tracer};
+use crate::util::{self, BIN, Pair, Tracer};
 
 /// The tracepoints every kernel with BTF has on a packet's path.
 const PATH_HOOKS: &str =
@@ -417,6 +418,15 @@ fn stdout_pipes_into_tshark_and_the_text_goes_to_stderr() {
     );
 }
 
+/// Sets its flag when dropped.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 #[test]
 fn file_is_whole_after_sigint_mid_stream() {
     let net = Pair::new();
@@ -433,15 +443,20 @@ fn file_is_whole_after_sigint_mid_stream() {
         file.arg(),
     ]);
     // SYNs keep coming while nettrace is stopped.
-    let b4 = net.b4.clone();
-    let _flood = Background::start(
-        &net.a,
-        &["sh", "-c", &format!("while :; do nc -z -w 1 {b4} 9976; done")],
-    );
-    t.wait_for(&format!(" -> {}:9976 ", net.b4), util::start_timeout());
-    std::thread::sleep(Duration::from_millis(300));
-    t.signal(libc::SIGINT);
-    assert!(t.wait_exit(util::start_timeout()).success(), "{}", t.stderr());
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                net.syn(9976);
+            }
+        });
+        // Also when a wait below panics: the scope joins the thread.
+        let _stop = StopOnDrop(&stop);
+        t.wait_for(&format!(" -> {}:9976 ", net.b4), util::start_timeout());
+        std::thread::sleep(Duration::from_millis(300));
+        t.signal(libc::SIGINT);
+        assert!(t.wait_exit(util::start_timeout()).success(), "{}", t.stderr());
+    });
     let printed = t.lines().iter().filter(|l| l.starts_with('[')).count();
     let p = packets(&file.path);
     assert!(!p.is_empty());
