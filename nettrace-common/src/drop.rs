@@ -70,7 +70,7 @@ pub struct DropEvent {
     /// Return address inside the function that freed the packet.
     pub location: u64,
     pub comm: [u8; COMM_LEN],
-    /// `skb->dev->name`, zeros without a device.
+    /// `skb->dev->name` with `-w` (zeros without it, or without a device).
     pub ifname: [u8; crate::trace::IFNAME_LEN],
     /// Packet bytes from the network header on.
     pub hdr: [u8; PKT_HDR_LEN],

@@ -128,7 +128,10 @@ fn handle<C: EbpfContext + StackIdContext, R: Read>(ctx: &C, skb: u64, location:
     ev.reason = reason;
     ev.pid = pid;
     current_comm(&mut ev.comm);
-    read_ifname::<R>(&cfg.layout, m.dev, &mut ev.ifname);
+    if cfg.snaplen != 0 {
+        // `-w` names its interfaces `ifname@netns`; the text does not.
+        read_ifname::<R>(&cfg.layout, m.dev, &mut ev.ifname);
+    }
     ev.stack_id = if cfg.stack != 0 {
         ctx.get_stackid(&STACKS, 0).map(|id| id as i32).unwrap_or(-1)
     } else {
