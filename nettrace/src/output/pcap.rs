@@ -105,7 +105,13 @@ impl PcapOut {
     /// Creates the file (or takes stdout) and writes its section header.
     pub fn create(p: &Pcap) -> anyhow::Result<Self> {
         let (dest, name): (Box<dyn Write>, String) = match &p.to {
-            PcapTo::Stdout => (Box::new(io::stdout()), "stdout".into()),
+            // The descriptor itself: `io::stdout()` is line-buffered and
+            // would cut blocks into many writes at every 0x0a byte.
+            PcapTo::Stdout => {
+                use std::os::fd::AsFd as _;
+                let fd = io::stdout().as_fd().try_clone_to_owned()?;
+                (Box::new(std::fs::File::from(fd)), "stdout".into())
+            }
             PcapTo::File(path) => {
                 let f = std::fs::File::create(path)
                     .map_err(|e| anyhow::anyhow!("-w {}: cannot create: {e}", path.display()))?;
