@@ -17,6 +17,7 @@ mod drop;
 mod expr;
 mod hardening;
 mod lifecycle;
+mod pcap;
 mod sock;
 mod stats;
 mod tcp;

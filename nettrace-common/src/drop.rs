@@ -37,6 +37,10 @@ pub struct DropConfig {
     pub stack: u32,
     /// `--rate-limit`: events per second, 0 = unlimited.
     pub rate_limit: u32,
+    /// `-w`'s `--snaplen`: bytes of packet to send in a `PacketBytes`
+    /// after each event; 0 (no `-w`) sends none.
+    pub snaplen: u32,
+    pub _pad: u32,
 }
 
 /// One dropped packet, as written to the ring buffer.
@@ -66,6 +70,8 @@ pub struct DropEvent {
     /// Return address inside the function that freed the packet.
     pub location: u64,
     pub comm: [u8; COMM_LEN],
+    /// `skb->dev->name` with `-w` (zeros without it, or without a device).
+    pub ifname: [u8; crate::trace::IFNAME_LEN],
     /// Packet bytes from the network header on.
     pub hdr: [u8; PKT_HDR_LEN],
 }
@@ -87,6 +93,7 @@ impl DropEvent {
             skb: 0,
             location: 0,
             comm: [0; COMM_LEN],
+            ifname: [0; crate::trace::IFNAME_LEN],
             hdr: [0; PKT_HDR_LEN],
         }
     }

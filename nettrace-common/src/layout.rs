@@ -46,7 +46,9 @@ pub struct KernelLayout {
     pub sk_daddr: u32,
     pub sk_v6_saddr: u32,
     pub sk_v6_daddr: u32,
-    pub _pad: u32,
+    /// `sk_buff.data_len` (`unsigned int`): the bytes of `len` in paged
+    /// fragments, not in the head buffer (`-w` copies only the head's).
+    pub skb_data_len: u32,
 }
 
 impl KernelLayout {

@@ -12,6 +12,7 @@ pub mod expr;
 pub mod filter;
 pub mod layout;
 pub mod record;
+pub mod snap;
 pub mod tcp;
 pub mod trace;
 
@@ -65,6 +66,7 @@ mod pod {
     unsafe impl aya::Pod for crate::TraceConfig {}
     unsafe impl aya::Pod for crate::TraceEvent {}
     unsafe impl aya::Pod for crate::trace::RateWindow {}
+    unsafe impl aya::Pod for crate::snap::PacketBytes {}
     unsafe impl aya::Pod for crate::trace::NfContextEvent {}
     unsafe impl aya::Pod for crate::trace::NfHooksEvent {}
     unsafe impl aya::Pod for crate::tcp::TcpConfig {}

@@ -14,6 +14,7 @@
 
 use crate::{
     DropEvent, TraceEvent,
+    snap::PacketBytes,
     tcp::{RtEvent, RttEvent, SockEvent, TcpEvent},
     trace::{NfContextEvent, NfHooksEvent},
 };
@@ -49,6 +50,9 @@ pub mod kind {
     pub const RT: u8 = 7;
     /// `SockEvent` (`--sock`).
     pub const SOCK: u8 = 8;
+    /// `PacketBytes` (`-w`): the packet of the next `TRACE` or `DROP` of
+    /// the same skb. Variable-length: see `crate::snap`.
+    pub const PACKET: u8 = 9;
 }
 
 mod sealed {
@@ -91,10 +95,12 @@ macro_rules! record {
 record!(TraceEvent, kind::TRACE, version 1, size 80 + 2 * 16 + crate::PKT_HDR_LEN);
 record!(NfContextEvent, kind::NF_CONTEXT, version 1, size 80);
 record!(NfHooksEvent, kind::NF_HOOKS, version 1, size 344);
-record!(DropEvent, kind::DROP, version 1, size 72 + crate::PKT_HDR_LEN);
+record!(DropEvent, kind::DROP, version 2, size 88 + crate::PKT_HDR_LEN);
 record!(TcpEvent, kind::TCP, version 1, size 104);
 record!(RttEvent, kind::RTT, version 1, size 72);
 record!(RtEvent, kind::RT, version 1, size 112);
 record!(SockEvent, kind::SOCK, version 1, size 136);
+// The largest size: what is sent is `PACKET_BYTES_HEAD` plus the bytes read.
+record!(PacketBytes, kind::PACKET, version 1, size crate::snap::PACKET_BYTES_HEAD + crate::snap::SNAPLEN_MAX + 4);
 
 const _: () = assert!(size_of::<RecordHeader>() == 4);

@@ -201,6 +201,9 @@ pub struct TraceOpts {
     pub rate_limit: u32,
     /// [`trace_opts`] bits.
     pub flags: u32,
+    /// `-w`'s `--snaplen` (see `crate::snap`); 0 without `-w`.
+    pub snaplen: u32,
+    pub _pad: u32,
 }
 
 /// `TraceOpts::flags`.

@@ -18,7 +18,8 @@ use crate::{
     maps::{STACKS, send},
     ratelimit,
     read::current_comm,
-    skb::{Direct, Meta, Probe, Read, read_l3, read_where},
+    skb::{Direct, Meta, Probe, Read, read_ifname, read_l3, read_where},
+    snap::emit_packet,
 };
 
 /// Scratch space to build an event in: 160 bytes is too much for comfort on
@@ -129,10 +130,18 @@ fn handle<C: EbpfContext + StackIdContext, R: Read>(ctx: &C, skb: u64, location:
     ev.reason = reason;
     ev.pid = pid;
     current_comm(&mut ev.comm);
+    if cfg.snaplen != 0 {
+        // `-w` names its interfaces `ifname@netns`; the text does not.
+        read_ifname::<R>(&cfg.layout, m.dev, &mut ev.ifname);
+    }
     ev.stack_id = if cfg.stack != 0 {
         ctx.get_stackid(&STACKS, 0).map(|id| id as i32).unwrap_or(-1)
     } else {
         -1
     };
+    if cfg.snaplen != 0 {
+        // `-w`: the packet's bytes, just before its event.
+        emit_packet(&cfg.layout, skb, m.l3, ev.ts_ns, cfg.snaplen);
+    }
     send(ev);
 }

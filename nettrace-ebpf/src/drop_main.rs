@@ -17,5 +17,6 @@ mod maps;
 mod ratelimit;
 mod read;
 mod skb;
+mod snap;
 
 nettrace_ebpf::object_glue!();

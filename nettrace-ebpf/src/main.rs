@@ -23,6 +23,7 @@ mod ratelimit;
 mod read;
 mod skb;
 mod slots;
+mod snap;
 mod trace;
 mod tracked;
 

@@ -109,7 +109,6 @@ pub fn read_where<R: Read>(layout: &KernelLayout, skb: u64, m: &mut Meta) {
 
 /// The device's name (`IFNAMSIZ` bytes) into `name`; zeros without one.
 #[inline(always)]
-#[allow(dead_code, reason = "the drop object reports no device name")]
 pub fn read_ifname<R: Read>(layout: &KernelLayout, dev: u64, name: &mut [u8; 16]) {
     let (a, b) = if dev == 0 || layout.dev_name == KernelLayout::NONE {
         (0, 0)

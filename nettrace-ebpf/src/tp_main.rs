@@ -28,6 +28,7 @@ mod read;
 mod skb;
 #[path = "slots_tp.rs"]
 mod slots;
+mod snap;
 #[allow(dead_code, reason = "the function entry points live in the full object only")]
 mod trace;
 mod tracked;

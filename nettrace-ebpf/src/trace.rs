@@ -28,6 +28,7 @@ use crate::{
     ratelimit,
     read::{current_comm, field},
     skb::{Direct, Meta, Probe, Read, copy_header, read_ifname, read_l3, read_where},
+    snap::emit_packet,
     tracked,
 };
 
@@ -443,6 +444,10 @@ fn handle<R: Read>(ctx: *mut c_void, slot: u32, args: &HookArgs) {
     {
         // Before the drop's own event, which ends the packet in userspace.
         emit_nf_hooks(&cfg.nf, m.net, skb, m.l3_proto);
+    }
+    if opts.snaplen != 0 {
+        // `-w`: the packet's bytes, just before its event.
+        emit_packet(&cfg.layout, ev.skb, m.l3, ev.ts_ns, opts.snaplen);
     }
     send(ev);
     follow_on(

@@ -20,6 +20,7 @@ use crate::{
     output::{
         Format, Out,
         metrics::{Counts, Metrics},
+        pcap::PcapOut,
     },
 };
 
@@ -169,9 +170,22 @@ impl Session<'_> {
         }
     }
 
-    /// Stdout in the format the flags chose (text or `--json`).
+    /// Stdout in the format the flags chose (text or `--json`); stderr
+    /// when stdout carries the pcapng file (`-w -`).
     pub fn out(&self) -> Out {
-        Out::new(Format::from_json_flag(self.config.json))
+        let pcap_on_stdout = matches!(
+            &self.config.pcap,
+            Some(crate::cli::Pcap {
+                to: crate::cli::PcapTo::Stdout,
+                ..
+            })
+        );
+        Out::new(Format::from_json_flag(self.config.json), pcap_on_stdout)
+    }
+
+    /// `-w`: the pcapng file, created now, or `None` without `-w`.
+    pub fn pcap(&self) -> Result<Option<PcapOut>, Error> {
+        Ok(self.config.pcap.as_ref().map(PcapOut::create).transpose()?)
     }
 
     /// A sink's `--metrics` counters, when metrics are served.

@@ -474,3 +474,27 @@ pub fn metric_reason(reason: &str) -> &str {
         "unknown"
     }
 }
+
+/// Whether a test that needs `tool` (a reader it checks nettrace's output
+/// with) can run. Missing, it is skipped with a line saying why, except
+/// under CI (`CI` set, as CI services set it), where a missing tool is a
+/// broken set-up and fails the test; in the VM tier (`NETTRACE_TEST_VM`),
+/// whose image carries only nettrace's own tools, it is always skipped.
+pub fn have_tool(tool: &str, package: &str) -> bool {
+    let found =
+        std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()));
+    if found {
+        return true;
+    }
+    if std::env::var_os("NETTRACE_TEST_VM").is_some() {
+        eprintln!("skipped: {tool} is not in the VM image (the host tier runs this)");
+        return false;
+    }
+    let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false");
+    assert!(
+        !ci,
+        "{tool} not found under CI: `cargo xtask setup` installs it (Debian package {package})"
+    );
+    eprintln!("skipped: {tool} not found (Debian package {package}; `cargo xtask setup` installs it)");
+    false
+}

@@ -50,7 +50,44 @@ const HOST: &[Package] = &[
     // libpcap's headers and library: the pcap crate links it to compile
     // filter expressions (`pcap-config` comes with the package).
     pkg("libpcap-dev", "pcap-config"),
+    // The pcapng tests read nettrace's `-w` files with the real reader.
+    pkg("tshark", "tshark"),
 ];
+
+/// debconf answers given before installing a package whose install would
+/// otherwise ask: tshark's wireshark-common asks whether non-root users
+/// may capture (no: nettrace runs as root, and tshark only reads files).
+const PRESEED: &[(&str, &str)] = &[(
+    "tshark",
+    "wireshark-common wireshark-common/install-setuid boolean false",
+)];
+
+/// Feeds `debconf-set-selections` the answers the `missing` packages need.
+fn preseed(missing: &[&str]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let answers: Vec<&str> = PRESEED
+        .iter()
+        .filter(|(name, _)| missing.contains(name))
+        .map(|(_, answer)| *answer)
+        .collect();
+    if answers.is_empty() {
+        return Ok(());
+    }
+    let mut child = Command::new("debconf-set-selections")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .context("run debconf-set-selections")?;
+    let mut stdin = child.stdin.take().context("debconf-set-selections stdin")?;
+    for a in &answers {
+        writeln!(stdin, "{a}")?;
+    }
+    drop(stdin);
+    let st = child.wait()?;
+    if !st.success() {
+        bail!("debconf-set-selections {answers:?}: {st}");
+    }
+    Ok(())
+}
 
 /// What the VM tier adds (`test`, `vm`, `bench --vm`): qemu, the initramfs
 /// (busybox as `/init`, cpio and gzip to pack it, objcopy to strip the test
@@ -144,6 +181,7 @@ fn packages(wanted: &[&Package]) -> anyhow::Result<()> {
             c.arg("update").arg("-q");
             c
         })?;
+        preseed(&missing)?;
         status({
             let mut c = Command::new("apt-get");
             c.env("DEBIAN_FRONTEND", "noninteractive")

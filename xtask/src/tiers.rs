@@ -81,7 +81,11 @@ fn test_binary(env: &setup::Env, name: &str) -> anyhow::Result<PathBuf> {
 
 /// The test binary's run for one pass: that pass's tests only, one thread.
 fn pass(spec: &vm::matrix::Spec, binary: &Path) -> vm::Pass {
-    let mut env = vec![("NETTRACE_TEST_START_SECS".to_string(), "240".to_string())];
+    let mut env = vec![
+        ("NETTRACE_TEST_START_SECS".to_string(), "240".to_string()),
+        // Tests that read nettrace's output with host tools (tshark) skip.
+        ("NETTRACE_TEST_VM".to_string(), "1".to_string()),
+    ];
     if let Some(b) = spec.backend {
         env.push(("NETTRACE_TEST_BACKEND".into(), b.into()));
     }

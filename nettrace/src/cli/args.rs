@@ -40,6 +40,7 @@ EXAMPLES:
     nettrace --sock -p tcp -P 5201          TCP sockets on port 5201 hook by hook: state, cwnd state, timers
     nettrace --conn --state established     TCP connections of every namespace, with rtt and owner
     nettrace --drop --json | jq .reason     NDJSON records for scripts
+    nettrace --drop -w drops.pcapng         also write the drops for Wireshark (tshark -r drops.pcapng)
     nettrace --tcp-monitor --metrics 9464   Prometheus metrics at 127.0.0.1:9464/metrics
     nettrace --debug --drop                 also show what this kernel supports
     nettrace completions bash > /etc/bash_completion.d/nettrace
@@ -383,6 +384,24 @@ pub struct OutputArgs {
     /// Print what the kernel supports and how each program is attached (stderr).
     #[arg(long, action = ArgAction::SetTrue)]
     pub debug: bool,
+
+    /// Also write the packets nettrace reports to FILE as pcapng, for
+    /// Wireshark or `tshark -r FILE` (lifecycle, --diag, --monitor,
+    /// --latency, --drop). One packet per event, from its network header
+    /// (LINKTYPE_RAW; IPv4 and IPv6 only), with the event in its comments
+    /// (hook, event, reason, location, netns, interface, pid/comm, skb,
+    /// --diag's notes); one interface per (netns, ifindex), named
+    /// ifname@netns. `-` writes the file to stdout: the text (or --json)
+    /// output then goes to stderr.
+    #[arg(short = 'w', long = "pcap", value_name = "FILE")]
+    pub pcap: Option<std::path::PathBuf>,
+
+    /// With -w: bytes of each packet the kernel copies for the file, from
+    /// its network header (default 256, at most 1500). Payload the kernel
+    /// keeps in page fragments is not copied: such packets end at their
+    /// headers.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub snaplen: Option<String>,
 }
 
 /// How nettrace deals with the kernel: attach mechanism, what cannot be

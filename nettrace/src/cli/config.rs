@@ -10,6 +10,7 @@
 
 use nettrace_common::Filter;
 
+pub use self::pcap::{Pcap, PcapTo};
 use super::args::{Args, BackendChoice};
 
 /// A flag's value or combination is wrong; the message is one line.
@@ -23,6 +24,7 @@ macro_rules! usage {
 
 mod filter;
 mod lifecycle;
+mod pcap;
 mod socket;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -127,6 +129,8 @@ pub struct Config {
     pub date: bool,
     /// `--json`: NDJSON records instead of text lines.
     pub json: bool,
+    /// `-w`: the reported packets also go to a pcapng file.
+    pub pcap: Option<Pcap>,
     /// `--metrics`: where to serve Prometheus metrics.
     pub metrics: Option<std::net::SocketAddr>,
     /// `--rate-limit`: events per second, 0 = unlimited.
@@ -197,7 +201,9 @@ impl Config {
         } else {
             rate_limit
         };
+        let pcap = pcap::from_args(args, &mode)?;
         Ok(Config {
+            pcap,
             mode,
             filter,
             expression,

@@ -230,3 +230,77 @@ fn kernel_options() {
     );
     assert_eq!(config(&["--drop"]).unwrap().kernel, KernelOpts::default());
 }
+
+#[test]
+fn pcap_file_stdout_and_snaplen() {
+    let c = config(&["--drop", "-w", "d.pcapng"]).unwrap();
+    assert_eq!(
+        c.pcap,
+        Some(Pcap {
+            to: PcapTo::File("d.pcapng".into()),
+            snaplen: 256
+        })
+    );
+    let c = config(&["-p", "icmp", "--pcap", "-", "--snaplen", "1500"]).unwrap();
+    assert_eq!(
+        c.pcap,
+        Some(Pcap {
+            to: PcapTo::Stdout,
+            snaplen: 1500
+        })
+    );
+    assert_eq!(
+        config(&["--latency", "-w", "l.pcapng"])
+            .unwrap()
+            .pcap
+            .unwrap()
+            .snaplen,
+        256
+    );
+    assert_eq!(
+        config(&["--monitor", "-w", "m.pcapng"])
+            .unwrap()
+            .pcap
+            .unwrap()
+            .snaplen,
+        256
+    );
+    assert_eq!(config(&["--drop"]).unwrap().pcap, None);
+}
+
+#[test]
+fn pcap_refused_where_no_packets_are_reported_and_bad_snaplens() {
+    for (argv, says) in [
+        (&["--sock", "-w", "f"][..], "-w/--pcap: --sock reports no packets"),
+        (&["--conn", "-w", "f"][..], "-w/--pcap: --conn reports no packets"),
+        (&["--rtt", "-w", "f"][..], "-w/--pcap: --rtt reports no packets"),
+        (
+            &["--rt", "-P", "80", "-w", "f"][..],
+            "-w/--pcap: --rt reports no packets",
+        ),
+        (
+            &["--latency-summary", "-w", "f"][..],
+            "-w/--pcap: --latency-summary reports no packets",
+        ),
+        (
+            &["--drop", "--snaplen", "64"][..],
+            "--snaplen needs -w/--pcap FILE",
+        ),
+        (
+            &["--drop", "-w", "f", "--snaplen", "0"][..],
+            "--snaplen: '0' is not a number of bytes from 1 to 1500",
+        ),
+        (
+            &["--drop", "-w", "f", "--snaplen", "2000"][..],
+            "--snaplen: '2000' is not",
+        ),
+        (
+            &["--drop", "-w", "f", "--snaplen", "-1"][..],
+            "--snaplen: '-1' is not",
+        ),
+    ] {
+        let e = config(argv).unwrap_err().0;
+        assert!(e.starts_with(says), "{argv:?}: {e}");
+        assert!(!e.contains('\n'));
+    }
+}

@@ -11,13 +11,14 @@ use aya::Pod;
 use nettrace_common::{
     DropEvent, TraceEvent,
     record::{Record as RecordType, RecordHeader, kind},
+    snap::{PACKET_BYTES_HEAD, PacketBytes},
     tcp::{RtEvent, RttEvent, SockEvent, TcpEvent},
     trace::{NfContextEvent, NfHooksEvent},
 };
 
-/// One ring-buffer record.
+/// One ring-buffer record; `Packet` borrows the ring buffer's bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Record {
+pub enum Record<'a> {
     /// A packet at a hook (lifecycle mode).
     Trace(TraceEvent),
     /// The netfilter context of the next `Trace` of the same skb.
@@ -34,6 +35,19 @@ pub enum Record {
     Rt(RtEvent),
     /// `--sock`.
     Sock(SockEvent),
+    /// `-w`: the packet of the next `Trace` or `Drop` of the same skb.
+    Packet(Snap<'a>),
+}
+
+/// A `PacketBytes` record: its fixed fields, and its bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Snap<'a> {
+    pub skb: u64,
+    pub ts_ns: u64,
+    /// The packet's length from its network header.
+    pub orig_len: u32,
+    /// From the network header, at most the snap length.
+    pub data: &'a [u8],
 }
 
 /// Why a record was not decoded.
@@ -56,9 +70,9 @@ pub enum Rejected {
     },
 }
 
-impl Record {
+impl<'a> Record<'a> {
     /// Decodes one record from the ring buffer's bytes.
-    pub fn decode(bytes: &[u8]) -> Result<Self, Rejected> {
+    pub fn decode(bytes: &'a [u8]) -> Result<Self, Rejected> {
         Ok(match header(bytes)?.kind {
             kind::TRACE => Self::Trace(read(bytes)?),
             kind::NF_CONTEXT => Self::NfContext(read(bytes)?),
@@ -68,6 +82,7 @@ impl Record {
             kind::RTT => Self::Rtt(read(bytes)?),
             kind::RT => Self::Rt(read(bytes)?),
             kind::SOCK => Self::Sock(read(bytes)?),
+            kind::PACKET => Self::Packet(snap(bytes)?),
             kind => return Err(Rejected::UnknownKind { kind }),
         })
     }
@@ -82,6 +97,44 @@ fn header(bytes: &[u8]) -> Result<RecordHeader, Rejected> {
         }),
         _ => Err(Rejected::Short { len: bytes.len() }),
     }
+}
+
+/// Reads a variable-length `PacketBytes`: its header's length must be what
+/// came, and its `cap_len` what follows the fixed part.
+fn snap(bytes: &[u8]) -> Result<Snap<'_>, Rejected> {
+    let h = header(bytes)?;
+    let wrong = || Rejected::Length {
+        kind: h.kind,
+        len: bytes.len(),
+        header_len: h.len,
+        expected: size_of::<PacketBytes>(),
+    };
+    if h.version != PacketBytes::VERSION {
+        return Err(Rejected::Version {
+            kind: h.kind,
+            version: h.version,
+            expected: PacketBytes::VERSION,
+        });
+    }
+    if usize::from(h.len) != bytes.len()
+        || bytes.len() < PACKET_BYTES_HEAD
+        || bytes.len() > size_of::<PacketBytes>()
+    {
+        return Err(wrong());
+    }
+    let u16_at = |i: usize| u16::from_ne_bytes([bytes[i], bytes[i + 1]]);
+    let u32_at = |i: usize| u32::from_ne_bytes(bytes[i..i + 4].try_into().expect("4 bytes"));
+    let u64_at = |i: usize| u64::from_ne_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
+    let data = &bytes[PACKET_BYTES_HEAD..];
+    if usize::from(u16_at(4)) != data.len() {
+        return Err(wrong());
+    }
+    Ok(Snap {
+        orig_len: u32_at(8),
+        skb: u64_at(16),
+        ts_ns: u64_at(24),
+        data,
+    })
 }
 
 /// Reads a `T` from bytes whose header says they are exactly one `T` of the
@@ -195,6 +248,36 @@ mod tests {
         assert_eq!(Record::decode(&lying), Err(length(n, n as u16 + 8)));
         assert_eq!(Record::decode(&bytes[..3]), Err(Rejected::Short { len: 3 }));
         assert_eq!(Record::decode(&[]), Err(Rejected::Short { len: 0 }));
+    }
+
+    #[test]
+    fn packet_bytes_are_as_long_as_their_header_says() {
+        let mut rec: PacketBytes = blank();
+        rec.orig_len = 1400;
+        rec.skb = 0xffff_8880_0000_1000;
+        rec.ts_ns = 42;
+        rec.cap_len = 3;
+        rec.data[..3].copy_from_slice(&[0x45, 0, 1]);
+        rec.header.len = (PACKET_BYTES_HEAD + 3) as u16;
+        let bytes = bytes_of(&rec)[..PACKET_BYTES_HEAD + 3].to_vec();
+        let want = Snap {
+            skb: 0xffff_8880_0000_1000,
+            ts_ns: 42,
+            orig_len: 1400,
+            data: &[0x45, 0, 1],
+        };
+        assert_eq!(Record::decode(&bytes), Ok(Record::Packet(want)));
+        // Cut short, or a `cap_len` that disagrees: rejected.
+        assert!(matches!(
+            Record::decode(&bytes[..PACKET_BYTES_HEAD + 2]),
+            Err(Rejected::Length { .. })
+        ));
+        let mut lying = bytes.clone();
+        lying[4] = 4;
+        assert!(matches!(Record::decode(&lying), Err(Rejected::Length { .. })));
+        let mut short = bytes[..PACKET_BYTES_HEAD - 8].to_vec();
+        short[2..4].copy_from_slice(&((PACKET_BYTES_HEAD - 8) as u16).to_ne_bytes());
+        assert!(matches!(Record::decode(&short), Err(Rejected::Length { .. })));
     }
 
     #[test]

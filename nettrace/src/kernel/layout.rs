@@ -40,7 +40,7 @@ pub fn resolve(btf: &KernelBtf) -> Result<KernelLayout, BtfError> {
         sk_daddr: optional("sock", &["__sk_common", "skc_daddr"]),
         sk_v6_saddr: optional("sock", &["__sk_common", "skc_v6_rcv_saddr"]),
         sk_v6_daddr: optional("sock", &["__sk_common", "skc_v6_daddr"]),
-        _pad: 0,
+        skb_data_len: optional("sk_buff", &["data_len"]),
     })
 }
 

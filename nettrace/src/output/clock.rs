@@ -17,9 +17,15 @@ fn now_ns(clock: libc::clockid_t) -> i128 {
     ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
 }
 
+/// CLOCK_REALTIME minus CLOCK_MONOTONIC now, ns: added to an event's
+/// time, its wall-clock time (`--date`, and `-w`'s timestamps).
+pub fn realtime_offset_ns() -> i128 {
+    now_ns(libc::CLOCK_REALTIME) - now_ns(libc::CLOCK_MONOTONIC)
+}
+
 impl Clock {
     pub fn new(date: bool) -> Self {
-        let wall_offset_ns = date.then(|| now_ns(libc::CLOCK_REALTIME) - now_ns(libc::CLOCK_MONOTONIC));
+        let wall_offset_ns = date.then(realtime_offset_ns);
         Self { wall_offset_ns }
     }
 

@@ -12,6 +12,7 @@ pub mod golden;
 pub mod histogram;
 pub mod json;
 pub mod metrics;
+pub mod pcap;
 pub mod progress;
 pub mod record;
 pub mod stack;
@@ -21,9 +22,36 @@ use std::io::{self, BufWriter, IsTerminal as _, Stdout, Write};
 pub use clock::Clock;
 pub use record::{Format, Marker, Record};
 
-/// Whether to colour output: only on a terminal, and never with `NO_COLOR`.
-pub fn use_colour() -> bool {
-    io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+/// The terminal stream records go to: stdout, or stderr when stdout
+/// carries something else (`-w -`: the pcapng file).
+pub enum Console {
+    Stdout(Stdout),
+    Stderr(io::Stderr),
+}
+
+impl Console {
+    fn is_terminal(&self) -> bool {
+        match self {
+            Console::Stdout(s) => s.is_terminal(),
+            Console::Stderr(s) => s.is_terminal(),
+        }
+    }
+}
+
+impl Write for Console {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Console::Stdout(s) => s.write(buf),
+            Console::Stderr(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Console::Stdout(s) => s.flush(),
+            Console::Stderr(s) => s.flush(),
+        }
+    }
 }
 
 /// A NUL-terminated kernel string (`comm`, `ifname`, table names).
@@ -32,22 +60,35 @@ pub fn cstr(b: &[u8]) -> String {
     String::from_utf8_lossy(&b[..end]).into_owned()
 }
 
+/// [`cstr`] without a copy; empty when not UTF-8.
+pub fn cstr_ref(b: &[u8]) -> &str {
+    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    std::str::from_utf8(&b[..end]).unwrap_or("")
+}
+
 /// Signals that the reader went away: stop producing output.
 #[derive(Debug)]
 pub struct Closed;
 
 /// Where records go, as text or JSON: stdout in the tool, a `Vec<u8>` in
 /// unit tests.
-pub struct Out<W: Write = Stdout> {
+pub struct Out<W: Write = Console> {
     w: BufWriter<W>,
     format: Format,
 }
 
-impl Out<Stdout> {
-    /// Stdout, coloured when it is a terminal (see [`use_colour`]).
-    pub fn new(format: Format) -> Self {
-        colored::control::set_override(use_colour());
-        Self::to(io::stdout()).with_format(format)
+impl Out<Console> {
+    /// Stdout, or stderr when `stderr` (stdout carries the pcapng file);
+    /// coloured only on a terminal, and never with `NO_COLOR`.
+    pub fn new(format: Format, stderr: bool) -> Self {
+        let console = if stderr {
+            Console::Stderr(io::stderr())
+        } else {
+            Console::Stdout(io::stdout())
+        };
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        colored::control::set_override(console.is_terminal() && !no_color);
+        Self::to(console).with_format(format)
     }
 }
 

@@ -77,6 +77,15 @@ pub const PASSES: &[Spec] = &[
         backend: None,
         kernels: ALL,
     },
+    // -w: the packet-bytes record through each kernel's verifier (the
+    // files are read with the pcap-file crate here; tshark is host only).
+    Spec {
+        name: "pcap",
+        filter: "pcap::",
+        skip: &[],
+        backend: None,
+        kernels: ALL,
+    },
     // --sock's function hooks with fentry: the host can only show its tracepoints.
     Spec {
         name: "sock-fentry",

@@ -1,7 +1,7 @@
 //! `--conn` as a mode: no eBPF, so no ring buffer; the driver ticks the
 //! sink once (or every `--interval`) and each tick prints a snapshot.
 
-use std::io::{Stdout, Write};
+use std::io::Write;
 
 use std::time::Duration;
 
@@ -52,7 +52,7 @@ impl Mode for Connections {
     }
 }
 
-struct ConnSink<W: Write = Stdout> {
+struct ConnSink<W: Write = crate::output::Console> {
     conn: Connections,
     filter: nettrace_common::Filter,
     clock: Clock,

@@ -57,6 +57,8 @@ impl Mode for Drop {
             tp_args: tp_args.unwrap_or(NO_ARGS),
             stack: self.stack as u32,
             rate_limit: config.rate_limit,
+            snaplen: config.pcap.as_ref().map_or(0, |p| p.snaplen),
+            _pad: 0,
         };
         let mut ebpf = load::load_drop(&drop_config, k.aya_btf.as_ref(), config.expression.as_ref())?;
         load::prime_rate_limit(&mut ebpf, config.rate_limit)?;
@@ -81,6 +83,7 @@ impl Mode for Drop {
             out: s.out(),
             stack: self.stack,
             progress: Progress::new(config.count),
+            pcap: s.pcap()?,
         };
         Ok(Started {
             ebpf: Some(ebpf),

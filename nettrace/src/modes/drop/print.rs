@@ -11,8 +11,9 @@ use crate::{
     decode::decode,
     kernel::reasons::DropReasons,
     output::{
-        Clock, Record, cstr,
+        Clock, Record, cstr, cstr_ref,
         json::{self, PacketFields},
+        pcap::{Comments, Frame},
         stack::{Stack, Symbolizer},
     },
 };
@@ -48,6 +49,34 @@ impl Printer {
             pid: ev.pid,
             comm: cstr(&ev.comm),
             stack: stack.then(|| self.symbols.stack(ev.stack_id)),
+        }
+    }
+
+    /// The drop for `-w`: its packet, and the event in comments.
+    pub fn frame<'a>(&self, ev: &'a DropEvent) -> Frame<'a> {
+        let (reason, location) = self.reason_and_location(ev);
+        let comments = Comments::default()
+            .add("hook", "kfree_skb (tracepoint skb:kfree_skb)")
+            .add("event", "drop")
+            .opt("reason", (!self.reasons.is_empty()).then_some(reason))
+            .add("location", location)
+            .add("netns", ev.netns)
+            .add(
+                "interface",
+                format_args!("{} (ifindex {})", cstr(&ev.ifname), ev.ifindex),
+            )
+            .add("pid", format_args!("{} ({})", ev.pid, cstr(&ev.comm)))
+            .add("skb", format_args!("{:#x}", ev.skb));
+        let len = usize::from(ev.hdr_len).min(ev.hdr.len());
+        Frame {
+            ts_ns: ev.ts_ns,
+            skb: ev.skb,
+            netns: ev.netns,
+            ifindex: ev.ifindex,
+            ifname: cstr_ref(&ev.ifname),
+            l3_proto: ev.l3_proto,
+            hdr: &ev.hdr[..len],
+            comments: comments.0,
         }
     }
 

@@ -1,6 +1,6 @@
 //! Prints drop events as they arrive and stops at `-c N` or a closed pipe.
 
-use std::io::{Stdout, Write};
+use std::io::Write;
 
 use nettrace_common::DropEvent;
 
@@ -9,16 +9,18 @@ use crate::{
     error::Error,
     events::{Flow, Record, Sink},
     modes::ModeSink,
-    output::{Closed, Markers, Out, metrics::Counts, progress::Progress},
+    output::{Closed, Markers, Out, metrics::Counts, pcap::PcapOut, progress::Progress},
 };
 
-pub struct DropSink<W: Write = Stdout> {
+pub struct DropSink<W: Write = crate::output::Console> {
     pub printer: Printer,
     pub metrics: Option<Counts>,
     pub out: Out<W>,
     /// `--drop-stack`.
     pub stack: bool,
     pub progress: Progress,
+    /// `-w`: the drops as pcapng too.
+    pub pcap: Option<PcapOut>,
 }
 
 impl<W: Write> DropSink<W> {
@@ -28,7 +30,11 @@ impl<W: Write> DropSink<W> {
             c.dropped(ev.reason, ev.location, || printer.reason_and_location(ev));
             c.hook(0, || "kfree_skb".into());
         }
-        self.out.emit(&self.printer.record(ev, self.stack))
+        self.out.emit(&self.printer.record(ev, self.stack))?;
+        match &mut self.pcap {
+            Some(p) => p.write(self.printer.frame(ev)),
+            None => Ok(()),
+        }
     }
 }
 
@@ -43,13 +49,22 @@ impl<W: Write> Sink for DropSink<W> {
     fn event(&mut self, record: Record) -> Flow {
         match record {
             Record::Drop(ev) => self.on_event(&ev),
+            Record::Packet(snap) => {
+                if let Some(p) = &mut self.pcap {
+                    p.remember(&snap);
+                }
+                Flow::Continue
+            }
             _ => Flow::Continue,
         }
     }
 
     fn batch_done(&mut self) -> Flow {
-        let r = self.out.flush().map(|()| 0);
-        self.progress.after(r)
+        let r = self
+            .out
+            .flush()
+            .and_then(|()| self.pcap.as_mut().map_or(Ok(()), PcapOut::flush));
+        self.progress.after(r.map(|()| 0))
     }
 }
 
@@ -59,6 +74,9 @@ impl<W: Write> ModeSink for DropSink<W> {
     }
 
     fn finish(&mut self) -> Result<&Progress, Error> {
+        if let Some(p) = &mut self.pcap {
+            let _ = p.finish();
+        }
         Ok(&self.progress)
     }
 }
@@ -76,6 +94,7 @@ mod tests {
             out: Out::to(Vec::new()).with_format(Format::from_json_flag(json)),
             stack: false,
             progress: Progress::new(count),
+            pcap: None,
         }
     }
 

@@ -7,6 +7,7 @@
 
 mod attach;
 pub mod diag;
+pub mod frame;
 pub mod netfilter;
 pub mod print;
 mod records;

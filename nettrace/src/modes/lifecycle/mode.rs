@@ -130,6 +130,7 @@ impl Mode for Lifecycle {
         report(s, &attached, &prepared)?;
         let stacks_wanted = !prepared.opts.stacks.is_empty() || nf_hooks.is_some();
         let diag = diag_state(l, k, &prepared, &attached, netfilter_drop_at, nf_hooks);
+        let names_by_slot = attached.names_by_slot.clone();
         let printer = LinePrinter {
             clock: Clock::new(config.date),
             names: attached.names_by_slot,
@@ -173,6 +174,9 @@ impl Mode for Lifecycle {
                 .transpose()?,
             progress: Progress::new(config.count),
             diagnosed: false,
+            pcap: s
+                .pcap()?
+                .map(|out| super::frame::LifecyclePcap::new(out, &names_by_slot, &attached.report)),
         };
         Ok(Started {
             ebpf: Some(ebpf),
@@ -199,6 +203,7 @@ fn trace_config(
         nf: nettrace_common::trace::NfLayout::OFF,
         opts: nettrace_common::trace::TraceOpts {
             rate_limit: config.rate_limit,
+            snaplen: config.pcap.as_ref().map_or(0, |p| p.snaplen),
             ..Default::default()
         },
         slots: [HookSlot::default(); nettrace_common::trace::MAX_SLOTS],

@@ -2,12 +2,12 @@
 //! `--basic`, `--monitor` and `--latency`), applies `--diag`'s rules, and
 //! prints packets, analyses, `--latency-summary` and `--func-stats`.
 
-use std::io::{Stdout, Write};
+use std::io::Write;
 
 use nettrace_common::TraceEvent;
 
 use super::{
-    DiagState, FuncStats, diag, print,
+    DiagState, FuncStats, diag, frame, print,
     print::LinePrinter,
     records::{self, Event},
     track,
@@ -28,7 +28,7 @@ use crate::{
 /// The drop reason whose findings `--hooks` adds blamed functions to.
 const NETFILTER_DROP: &str = "NETFILTER_DROP";
 
-pub struct LifecycleSink<W: Write = Stdout> {
+pub struct LifecycleSink<W: Write = crate::output::Console> {
     pub printer: LinePrinter,
     pub diag: Option<DiagState>,
     pub symbols: Symbolizer,
@@ -54,6 +54,8 @@ pub struct LifecycleSink<W: Write = Stdout> {
     pub progress: Progress,
     /// A diagnosis ended tracing (without `--diag-keep`).
     pub diagnosed: bool,
+    /// `-w`: the printed events as pcapng too.
+    pub pcap: Option<frame::LifecyclePcap>,
 }
 
 /// Packets with no event for this long are printed even without a free.
@@ -119,10 +121,35 @@ impl<W: Write> LifecycleSink<W> {
         (notes, findings)
     }
 
+    /// `-w`: one event of what was just printed.
+    fn write_frame(
+        &mut self,
+        ev: &TraceEvent,
+        notes: &[String],
+        latency_ns: Option<u64>,
+    ) -> Result<(), Closed> {
+        let Some(p) = &mut self.pcap else {
+            return Ok(());
+        };
+        let attach = p.attach_by_slot.get(ev.slot as usize).map_or("", String::as_str);
+        let f = frame::frame(&self.printer, &self.symbols, ev, notes, latency_ns, attach);
+        p.out.write(f)
+    }
+
+    /// `-w`: a packet that is not printed keeps no bytes.
+    fn forget(&mut self, p: &track::Packet) {
+        if let Some(out) = &mut self.pcap {
+            for ev in &p.events {
+                out.out.forget(ev.skb, ev.ts_ns);
+            }
+        }
+    }
+
     /// Prints a finished packet; `Ok(true)` when diagnosis says stop.
     fn write_packet(&mut self, p: &track::Packet) -> Result<bool, Closed> {
         let life = LinePrinter::life(p);
         if life < self.min_latency_ns {
+            self.forget(p);
             return Ok(false);
         }
         let mut notes = Vec::with_capacity(p.events.len());
@@ -134,6 +161,7 @@ impl<W: Write> LifecycleSink<W> {
         }
         let quiet = self.diag.as_ref().is_some_and(|d| d.opts.quiet);
         if quiet && findings.is_empty() {
+            self.forget(p);
             return Ok(false);
         }
         let keep = self.diag.as_ref().is_none_or(|d| d.opts.keep);
@@ -151,12 +179,17 @@ impl<W: Write> LifecycleSink<W> {
                 stack,
             })
             .collect();
-        self.out.emit(&records::Packet {
+        let packet = records::Packet {
             printer: &self.printer,
             packet: p,
             life,
             events,
-        })?;
+        };
+        self.out.emit(&packet)?;
+        let notes: Vec<Vec<String>> = packet.events.into_iter().map(|e| e.notes).collect();
+        for (ev, notes) in p.events.iter().zip(&notes) {
+            self.write_frame(ev, notes, None)?;
+        }
         if !findings.is_empty() {
             self.out.emit(&records::Analysis {
                 skbs: &p.skbs,
@@ -202,6 +235,12 @@ impl<W: Write> LifecycleSink<W> {
         self.out.flush()
     }
 
+    /// Stdout, and the pcapng file.
+    fn flush(&mut self) -> Result<(), Closed> {
+        self.out.flush()?;
+        self.pcap.as_mut().map_or(Ok(()), |p| p.out.flush())
+    }
+
     /// Prints every packet still open (at exit).
     fn flush_open(&mut self) {
         if self.func_stats.is_some() && !self.progress.closed {
@@ -231,6 +270,12 @@ impl<W: Write> Sink for LifecycleSink<W> {
         if let Record::NfContext(ctx) = record {
             if let Some(d) = self.diag.as_mut() {
                 d.nf_notes.remember(ctx);
+            }
+            return Flow::Continue;
+        }
+        if let Record::Packet(snap) = record {
+            if let Some(p) = &mut self.pcap {
+                p.out.remember(&snap);
             }
             return Flow::Continue;
         }
@@ -267,7 +312,11 @@ impl<W: Write> Sink for LifecycleSink<W> {
                 latency_ns: self.latency.then_some(ev.life_ns),
                 stack: self.printed_stack(&ev),
             };
-            let r = self.out.emit(&e).map(|()| false);
+            let latency_ns = e.latency_ns;
+            let r = self.out.emit(&e);
+            let r = r
+                .and_then(|()| self.write_frame(&ev, &[], latency_ns))
+                .map(|()| false);
             self.progress.seen += 1;
             return self.after(r);
         }
@@ -283,7 +332,7 @@ impl<W: Write> Sink for LifecycleSink<W> {
     }
 
     fn batch_done(&mut self) -> Flow {
-        let r = self.out.flush().map(|()| false);
+        let r = self.flush().map(|()| false);
         self.after(r)
     }
 
@@ -313,7 +362,7 @@ impl<W: Write> Sink for LifecycleSink<W> {
                 return Flow::Stop;
             }
         }
-        let r = self.out.flush().map(|()| false);
+        let r = self.flush().map(|()| false);
         self.after(r)
     }
 }
@@ -325,6 +374,10 @@ impl<W: Write> ModeSink for LifecycleSink<W> {
 
     fn finish(&mut self) -> Result<&Progress, Error> {
         self.flush_open();
+        // Also after `-c` or a diagnosis stopped tracing mid-batch.
+        if let Some(p) = &mut self.pcap {
+            let _ = p.out.finish();
+        }
         Ok(&self.progress)
     }
 }

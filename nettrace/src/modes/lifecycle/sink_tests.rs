@@ -85,6 +85,7 @@ fn sink(json: bool, basic: bool, diag: bool, style: Style) -> LifecycleSink<Vec<
         func_stats: None,
         progress: Progress::new(None),
         diagnosed: false,
+        pcap: None,
     }
 }
 

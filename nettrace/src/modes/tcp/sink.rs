@@ -2,7 +2,7 @@
 //! lines, `--rtt` samples and `--rt` tasks (or, with `--rt-summary` and
 //! `--rtt`, their histograms once a second).
 
-use std::io::{Stdout, Write};
+use std::io::Write;
 
 use super::{monitor, rt, rtt, sock};
 use crate::{
@@ -19,7 +19,7 @@ use crate::{
 
 /// Prints `--tcp-monitor` events and `--rt` tasks (or, with `--rt-summary`,
 /// their histograms once a second).
-pub struct TcpSink<W: Write = Stdout> {
+pub struct TcpSink<W: Write = crate::output::Console> {
     /// `--tcp-monitor`'s printer; `None` for `--rt`.
     pub monitor: Option<monitor::Printer>,
     /// `--rt-summary`: the current second's histograms.
