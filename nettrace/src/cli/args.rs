@@ -33,6 +33,7 @@ EXAMPLES:
     nettrace --basic -p udp                 events as they happen, not grouped per packet
     nettrace --drop                         every dropped packet, with the kernel's reason
     nettrace --drop -p tcp -D 443           dropped TCP packets to port 443
+    nettrace --drop 'tcp dst port 443 and net 10.0.0.0/8'   the same in tcpdump's syntax, in the kernel
     nettrace --drop -s 10.0.0.1 --drop-stack   drops from 10.0.0.1 with kernel stacks
     nettrace --drop -c 10 --date            the next 10 drops, local date-time stamps
     nettrace --tcp-monitor -P 443           retransmits, resets (with reason), losses on port 443
