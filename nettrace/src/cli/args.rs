@@ -349,7 +349,7 @@ pub struct FilterArgs {
     /// keywords (ether, vlan) are refused; bytes past the first 96 of the
     /// IP header are not copied, so expressions that read them are refused
     /// or, for offsets only known per packet, counted as undecided.
-    #[arg(value_name = "EXPRESSION", num_args = 0.., trailing_var_arg = true)]
+    #[arg(value_name = "EXPRESSION", num_args = 0..)]
     pub expression: Vec<String>,
 }
 

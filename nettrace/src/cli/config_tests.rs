@@ -304,3 +304,22 @@ fn pcap_refused_where_no_packets_are_reported_and_bad_snaplens() {
         assert!(!e.contains('\n'));
     }
 }
+
+#[test]
+fn expression_words_and_flags_mix_in_any_order() {
+    // As with tcpdump, flags may follow or interrupt the expression; its
+    // words are joined with spaces.
+    for argv in [
+        &["--drop", "tcp", "port", "443", "-c", "2"][..],
+        &["tcp", "port", "443", "--drop", "-c", "2"],
+        &["tcp", "-c", "2", "port 443", "--drop"],
+    ] {
+        let c = config(argv).unwrap();
+        assert_eq!(c.mode, Mode::Drop { stack: false }, "{argv:?}");
+        assert_eq!(c.count, Some(2), "{argv:?}");
+        let e = c.expression.expect("an expression");
+        assert_eq!(e.text, "tcp port 443", "{argv:?}");
+        assert_eq!(c.filter.expr_bytes, e.bytes);
+    }
+    assert!(config(&[]).unwrap().expression.is_none());
+}
