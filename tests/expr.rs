@@ -145,3 +145,20 @@ fn bad_expressions_exit_2_with_libpcaps_message() {
         assert!(stderr.starts_with(message), "{args:?}: {stderr}");
     }
 }
+
+/// The MAC address of the Ethernet device in namespace `ns` (`ip -j link`).
+pub fn mac(ns: &str) -> String {
+    let out = Command::new("ip")
+        .args(["-n", ns, "-j", "link", "show"])
+        .output()
+        .expect("run ip");
+    let links: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j link: JSON");
+    links
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|l| l["link_type"] == "ether")
+        .and_then(|l| l["address"].as_str())
+        .unwrap_or_else(|| panic!("no Ethernet device in {ns}: {links}"))
+        .to_string()
+}

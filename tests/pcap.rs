@@ -14,6 +14,8 @@ use std::{
 use pcap_file::pcapng::{Block, PcapNgReader, blocks::enhanced_packet::EnhancedPacketOption};
 
 use crate::util::{self, BIN, Pair, Tracer};
+#[path = "pcap_l2.rs"]
+mod l2;
 
 /// The tracepoints every kernel with BTF has on a packet's path.
 const PATH_HOOKS: &str =

@@ -403,6 +403,14 @@ pub struct OutputArgs {
     /// headers.
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub snaplen: Option<String>,
+
+    /// With -w: write packets that have an Ethernet header (received on,
+    /// or leaving through, an Ethernet device such as a veth) from that
+    /// header, in a LINKTYPE_ETHERNET interface of their own, so Wireshark
+    /// shows their MAC addresses (and ARP); the others stay LINKTYPE_RAW.
+    /// The snap length then counts the 14 bytes of Ethernet header.
+    #[arg(long = "pcap-l2")]
+    pub pcap_l2: bool,
 }
 
 /// How nettrace deals with the kernel: attach mechanism, what cannot be
