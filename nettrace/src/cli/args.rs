@@ -345,10 +345,12 @@ pub struct FilterArgs {
     /// A filter in tcpdump's syntax (pcap-filter(7)), e.g. 'tcp dst port 443
     /// and net 10.0.0.0/8'; compiled by libpcap and run in the kernel,
     /// together with (AND) the flags above. Several words are joined, as
-    /// tcpdump does. It sees the packet from the IP header on: link-layer
-    /// keywords (ether, vlan) are refused; bytes past the first 96 of the
-    /// IP header are not copied, so expressions that read them are refused
-    /// or, for offsets only known per packet, counted as undecided.
+    /// tcpdump does. It sees the packet from the IP header on; what libpcap
+    /// compiles only for Ethernet (ether host, arp, vlan) runs on the
+    /// Ethernet header instead, and packets without one do not match it.
+    /// Bytes past the first 96 of the IP header (110 of the Ethernet one)
+    /// are not copied, so expressions that read them are refused or, for
+    /// offsets only known per packet, counted as undecided.
     #[arg(value_name = "EXPRESSION", num_args = 0.., trailing_var_arg = true)]
     pub expression: Vec<String>,
 }
