@@ -7,33 +7,16 @@ use pcap_file::{
     pcapng::{Block, PcapNgReader, blocks::enhanced_packet::EnhancedPacketOption},
 };
 
-use super::{PATH_HOOKS, TempFile, fields, tshark};
+use super::{TempFile, fields, traced_syn, tshark};
 use crate::{
     expr::mac,
-    util::{self, Pair, Tracer},
+    util::{self, Pair},
 };
 
 /// A SYN from a to b's closed `port` along the path's tracepoints, written
 /// with `-w --pcap-l2`.
 fn traced_syn_l2(net: &Pair, file: &TempFile, port: u16) {
-    let p = port.to_string();
-    let mut t = Tracer::start(&[
-        "-t",
-        PATH_HOOKS,
-        "-p",
-        "tcp",
-        "-d",
-        &net.b4,
-        "-D",
-        &p,
-        "-c",
-        "1",
-        "-w",
-        file.arg(),
-        "--pcap-l2",
-    ]);
-    net.syn(port);
-    assert!(t.wait_exit(util::start_timeout()).success(), "{}", t.stderr());
+    traced_syn(net, file, port, &["--pcap-l2"]);
 }
 
 /// Each packet's link type, bytes and comments, by the pcap-file crate.
