@@ -126,8 +126,8 @@ fn bad_expressions_exit_2_with_libpcaps_message() {
             "nettrace: filter: can't parse filter expression: syntax error",
         ),
         (
-            &["ether host 1:2:3:4:5:6"],
-            "nettrace: filter: ethernet addresses supported only on",
+            &["vlan 5000"],
+            "nettrace: filter: VLAN tag 5000 greater than maximum 4095",
         ),
         (
             &["ip[200] = 1"],
@@ -144,4 +144,68 @@ fn bad_expressions_exit_2_with_libpcaps_message() {
         assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
         assert!(stderr.starts_with(message), "{args:?}: {stderr}");
     }
+}
+
+/// The MAC address of the Ethernet device in namespace `ns` (`ip -j link`).
+pub fn mac(ns: &str) -> String {
+    let out = Command::new("ip")
+        .args(["-n", ns, "-j", "link", "show"])
+        .output()
+        .expect("run ip");
+    let links: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j link: JSON");
+    links
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|l| l["link_type"] == "ether")
+        .and_then(|l| l["address"].as_str())
+        .unwrap_or_else(|| panic!("no Ethernet device in {ns}: {links}"))
+        .to_string()
+}
+
+#[test]
+fn link_layer_expressions_match_on_the_ethernet_header() {
+    let net = Pair::new();
+    let (mac_a, mac_b) = (mac(&net.a), mac(&net.b));
+    // Every packet of the mix goes from a's MAC to b's; what b sends back
+    // (replies) is not in the mix.
+    let rows: Vec<(String, Vec<Packet>)> = vec![
+        (format!("ether host {mac_b}"), ALL.to_vec()),
+        (format!("ether src {mac_a} and ether dst {mac_b}"), ALL.to_vec()),
+        (format!("ether src {mac_b}"), vec![]),
+        (
+            format!("ether dst {mac_b} and tcp dst port 7001"),
+            vec![Syn7001, Syn6To7001],
+        ),
+        ("ether host 02:00:5e:00:53:01".into(), vec![]),
+        ("ether proto 0x86dd".into(), vec![Syn6To7001]),
+    ];
+    let hooks = receive_hooks();
+    for (expr, want) in rows {
+        let got = shown(&net, &["--basic", "-t", hooks, &expr]);
+        assert_eq!(got, want, "'{expr}'");
+    }
+}
+
+#[test]
+fn arp_shows_the_arp_request_and_nothing_else() {
+    let net = Pair::new();
+    // ARP is seen at the device layer: `netif_receive_skb` (a tracepoint,
+    // so the same on every kernel); it never reaches ip_rcv.
+    let mut t = Tracer::start(&["--basic", "-t", "netif_receive_skb", "arp"]);
+    net.exec(&net.a, &["ip", "neigh", "flush", "all"]);
+    send(&net);
+    std::thread::sleep(Duration::from_millis(300));
+    t.signal(libc::SIGINT);
+    let st = t.wait_exit(Duration::from_secs(30));
+    assert!(st.success(), "exit {st}; stderr: {}", t.stderr());
+    let lines = t.lines();
+    let request = format!("ARP: {} -> {} request", net.a4, net.b4);
+    assert!(lines.iter().any(|l| l.contains(&request)), "{lines:?}");
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("TCP:") || l.contains("UDP:") || l.contains("ICMP")),
+        "{lines:?}"
+    );
 }

@@ -1,7 +1,6 @@
-//! `-w FILE` (pcapng): files nettrace writes, read back by the real reader,
-//! `tshark` (host tier), and by the `pcap-file` crate (also in the VM tier,
-//! where tshark is missing, so that every kernel's verifier sees the
-//! packet-bytes record).
+//! `-w FILE` (pcapng): files nettrace writes, read back by the real reader, `tshark` (host tier), and
+//! by the `pcap-file` crate (also in the VM tier, where tshark is missing, so that every kernel's
+//! verifier sees the packet-bytes record). `--pcap-l2` in `l2`.
 
 use std::{
     io::{BufRead as _, BufReader},
@@ -14,6 +13,8 @@ use std::{
 use pcap_file::pcapng::{Block, PcapNgReader, blocks::enhanced_packet::EnhancedPacketOption};
 
 use crate::util::{self, BIN, Pair, Tracer};
+#[path = "pcap_l2.rs"]
+mod l2;
 
 /// The tracepoints every kernel with BTF has on a packet's path.
 const PATH_HOOKS: &str =
@@ -208,11 +209,10 @@ fn tshark_reads_a_drop_with_addresses_ports_flags_and_comments() {
     assert!(!verbose.contains("Malformed"), "{verbose}");
 }
 
-/// Lifecycle tracing of a SYN from a to b's closed `port` along the
-/// path's tracepoints, written with `-w`; the tracer once it exited.
-fn traced_syn(net: &Pair, file: &TempFile, port: u16) -> Tracer {
+/// Lifecycle tracing of a SYN to b's closed `port` on the path, `-w` and `more`; the tracer at its exit.
+fn traced_syn(net: &Pair, file: &TempFile, port: u16, more: &[&str]) -> Tracer {
     let p = port.to_string();
-    let mut t = Tracer::start(&[
+    let mut args = vec![
         "-t",
         PATH_HOOKS,
         "-p",
@@ -225,7 +225,9 @@ fn traced_syn(net: &Pair, file: &TempFile, port: u16) -> Tracer {
         "1",
         "-w",
         file.arg(),
-    ]);
+    ];
+    args.extend_from_slice(more);
+    let mut t = Tracer::start(&args);
     net.syn(port);
     assert!(t.wait_exit(util::start_timeout()).success(), "{}", t.stderr());
     t
@@ -235,7 +237,7 @@ fn traced_syn(net: &Pair, file: &TempFile, port: u16) -> Tracer {
 fn lifecycle_file_has_one_packet_per_hook() {
     let net = Pair::new();
     let file = TempFile::new("life.pcapng");
-    let t = traced_syn(&net, &file, 9973);
+    let t = traced_syn(&net, &file, 9973, &[]);
     let events = t.lines().iter().filter(|l| l.starts_with('[')).count();
     let p = packets(&file.path);
     assert_eq!(
@@ -277,7 +279,7 @@ fn tshark_reads_the_lifecycle_file() {
     }
     let net = Pair::new();
     let file = TempFile::new("life2.pcapng");
-    traced_syn(&net, &file, 9974);
+    traced_syn(&net, &file, 9974, &[]);
     let rows = fields(
         &file.path,
         &[

@@ -6,6 +6,11 @@
 /// at load and nothing per run.
 pub const SLOT_INSNS: usize = 1024;
 
+/// Bytes a link-layer expression's buffer holds (`ether host …`, `arp`,
+/// `vlan`): the Ethernet header, then as much of the packet as the network
+/// header copy has.
+pub const L2_COPY_LEN: usize = crate::ETH_HLEN + crate::PKT_HDR_LEN;
+
 /// 32-bit words of scratch memory the slot has (classic BPF's `M[]`).
 pub const SCRATCH_WORDS: usize = 16;
 

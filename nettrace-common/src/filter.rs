@@ -51,7 +51,10 @@ pub struct Filter {
     pub len_max: u32,
     /// `--tcp-flags`: TCP packets must have all these flag bits, 0 = any.
     pub tcp_flags: u8,
-    pub _pad2: u8,
+    /// The filter EXPRESSION is a link-layer one (`ether host …`, `arp`):
+    /// it reads from the Ethernet header, which the programs copy apart
+    /// (`expr::L2_COPY_LEN` bytes), not from the network header copy.
+    pub expr_l2: u8,
     /// The filter EXPRESSION: how many bytes of the network header its
     /// translation reads (it is in the objects' expression slot); 0 = none.
     pub expr_bytes: u16,
@@ -64,10 +67,15 @@ impl Filter {
     /// addresses end by byte 40 (IPv6; ARP's by 28); the protocol is byte 9
     /// (IPv4) or 6 (IPv6); an ethertype criterion needs the version nibble
     /// of packets whose skb does not carry one yet. Zero: no packet byte.
-    /// An expression needs what its translation reads, at least.
+    /// An expression needs what its translation reads, at least (a
+    /// link-layer one reads its own copy).
     pub const fn header_bytes(&self) -> usize {
         let flags = self.flag_header_bytes();
-        let expr = self.expr_bytes as usize;
+        let expr = if self.expr_l2 != 0 {
+            0
+        } else {
+            self.expr_bytes as usize
+        };
         if expr > flags { expr } else { flags }
     }
 
@@ -110,5 +118,12 @@ mod tests {
             ..Filter::default()
         };
         assert_eq!(only_flags.header_bytes(), crate::PKT_HDR_LEN);
+        let expr = Filter {
+            expr_bytes: 20,
+            ..Filter::default()
+        };
+        assert_eq!(expr.header_bytes(), 20);
+        let link_layer = Filter { expr_l2: 1, ..expr };
+        assert_eq!(link_layer.header_bytes(), 0);
     }
 }

@@ -49,6 +49,11 @@ pub struct KernelLayout {
     /// `sk_buff.data_len` (`unsigned int`): the bytes of `len` in paged
     /// fragments, not in the head buffer (`-w` copies only the head's).
     pub skb_data_len: u32,
+    /// `--pcap-l2`: `sk_buff.mac_header` (`__u16`, offset from `head`) and
+    /// `net_device.type` (`unsigned short`, an `ARPHRD_*`): whether the
+    /// packet has an Ethernet header in front of its network header.
+    pub skb_mac_header: u32,
+    pub dev_type: u32,
 }
 
 impl KernelLayout {

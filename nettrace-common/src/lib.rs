@@ -38,6 +38,13 @@ pub mod ethertype {
     pub const ARP: u16 = 0x0806;
 }
 
+/// An Ethernet header's length (`ETH_HLEN`): destination, source, type.
+pub const ETH_HLEN: usize = 14;
+
+/// `net_device.type` of an Ethernet device (`ARPHRD_ETHER`, uapi
+/// `linux/if_arp.h`; veth, bridges and most NICs).
+pub const ARPHRD_ETHER: u16 = 1;
+
 /// Netfilter protocol families (`NFPROTO_*`, uapi `linux/netfilter.h`).
 pub mod nfproto {
     pub const INET: u8 = 1;

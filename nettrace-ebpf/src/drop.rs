@@ -109,7 +109,7 @@ fn handle<C: EbpfContext + StackIdContext, R: Read>(ctx: &C, skb: u64, location:
     let mut m = Meta::default();
     read_l3::<R>(&cfg.layout, skb, &mut ev.hdr, &mut m, PKT_HDR_LEN);
     if !(packet_matches(&cfg.filter, m.l3_proto, &ev.hdr, m.len)
-        && expression_matches(&cfg.filter, &ev.hdr, &m))
+        && expression_matches(&cfg.filter, &cfg.layout, skb, &ev.hdr, &m))
     {
         return;
     }

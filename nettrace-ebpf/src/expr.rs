@@ -14,9 +14,26 @@
 //! one the verifier drops the call), after the cheap flag filters and
 //! before anything is emitted or tracked.
 //!
+//! A link-layer expression (`ether host …`, `arp`, `vlan`: what libpcap
+//! compiles only for Ethernet) gets a copy from the packet's Ethernet
+//! header instead ([`ethernet_verdict`]); the slot is the same, only its
+//! inputs differ, and the translation was made for that buffer's size.
+//!
 //! [`expr::SLOT_INSNS`]: nettrace_common::expr::SLOT_INSNS
 
-use nettrace_common::expr;
+use aya_ebpf::{helpers::generated::bpf_probe_read_kernel, macros::map, maps::PerCpuArray};
+use nettrace_common::{
+    ETH_HLEN, KernelLayout,
+    expr::{self, L2_COPY_LEN, verdict},
+};
+
+use crate::skb::ethernet_header;
+
+/// A link-layer expression's buffer: the Ethernet header and what follows
+/// (`L2_COPY_LEN` bytes, rounded up to 8). Apart from the event's network
+/// header copy, which the decoder reads.
+#[map]
+static L2_COPY: PerCpuArray<[u8; L2_COPY_LEN.next_multiple_of(8)]> = PerCpuArray::with_max_entries(1, 0);
 
 /// What the slot says about a packet (`nettrace_common::expr::verdict`).
 /// `hdr` points at the copied network header (a map value: the verifier
@@ -59,6 +76,37 @@ fn expr_slot(hdr: *const u8, hdr_len: u32, l3_len: u32) -> u32 {
         );
     }
     verdict as u32
+}
+
+/// The slot's verdict on a packet for a link-layer expression: run on a
+/// copy from its Ethernet header (`skb::ethernet_header`). A packet without
+/// one (not on an Ethernet device, or still being built above it) does not
+/// match. `l3` and `l3_len` are `skb::Meta`'s. Out of line: only a
+/// link-layer expression reaches it, and the hot path's frame stays small.
+#[inline(never)]
+pub fn ethernet_verdict(layout: &KernelLayout, skb: u64, l3: u64, l3_len: u32) -> u32 {
+    let mac = ethernet_header(layout, skb, l3);
+    if mac == 0 {
+        return verdict::NO_MATCH;
+    }
+    let Some(buf) = L2_COPY.get_ptr_mut(0) else {
+        return verdict::NO_MATCH;
+    };
+    // SAFETY: a probe read of kernel memory into our per-CPU buffer, which
+    // holds `L2_COPY_LEN` bytes. As for the network header copy, it may run
+    // past the packet's end but stays in the skb's head buffer.
+    let read =
+        unsafe { bpf_probe_read_kernel(buf.cast(), L2_COPY_LEN as u32, mac as *const core::ffi::c_void) };
+    if read != 0 {
+        return verdict::NO_MATCH;
+    }
+    let len = l3_len + ETH_HLEN as u32;
+    let valid = if len < L2_COPY_LEN as u32 {
+        len
+    } else {
+        L2_COPY_LEN as u32
+    };
+    expr_slot(buf.cast::<u8>(), valid, len)
 }
 
 /// The slot's verdict on a packet (see [`expr_slot`]).

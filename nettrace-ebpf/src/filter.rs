@@ -5,7 +5,7 @@
 //! zero and prunes their branches.
 
 use nettrace_common::{
-    Filter, PKT_HDR_LEN, ethertype,
+    Filter, KernelLayout, PKT_HDR_LEN, ethertype,
     expr::verdict,
     filter::{AddrMatch, family},
     ipproto,
@@ -16,13 +16,26 @@ use crate::{expr, maps::count_lost_at, skb::Meta};
 
 /// True when there is no filter EXPRESSION or the packet matches it. A
 /// packet it cannot decide (it reads past the copied header) is counted as
-/// such and left out: never silently.
+/// such and left out: never silently. A link-layer expression reads the
+/// packet from its Ethernet header (`expr::ethernet_verdict`), the others
+/// the network header copy `hdr`.
 #[inline(always)]
-pub fn expression_matches(f: &Filter, hdr: &[u8; PKT_HDR_LEN], m: &Meta) -> bool {
+pub fn expression_matches(
+    f: &Filter,
+    layout: &KernelLayout,
+    skb: u64,
+    hdr: &[u8; PKT_HDR_LEN],
+    m: &Meta,
+) -> bool {
     if f.expr_bytes == 0 {
         return true;
     }
-    match expr::verdict(hdr, m.hdr_len, m.l3_len) {
+    let v = if f.expr_l2 != 0 {
+        expr::ethernet_verdict(layout, skb, m.l3, m.l3_len)
+    } else {
+        expr::verdict(hdr, m.hdr_len, m.l3_len)
+    };
+    match v {
         verdict::MATCH => true,
         verdict::BEYOND_COPY => {
             count_lost_at(lost::EXPR_BEYOND_COPY);

@@ -6,7 +6,7 @@
 //! layers are pulled and pushed.
 
 use aya_ebpf::helpers::{bpf_probe_read_kernel, bpf_probe_read_kernel_buf};
-use nettrace_common::{KernelLayout, PKT_HDR_LEN, ethertype};
+use nettrace_common::{ARPHRD_ETHER, ETH_HLEN, KernelLayout, PKT_HDR_LEN, ethertype};
 
 use crate::read::field;
 
@@ -204,6 +204,35 @@ pub fn copy_header(m: &mut Meta, hdr: &mut [u8; PKT_HDR_LEN], bytes: usize) {
             _ => 0,
         };
     }
+}
+
+/// Where `skb`'s Ethernet header starts in kernel memory, or 0 when it has
+/// none right in front of its network header `l3`: its MAC header is set,
+/// ends where the network header starts (`mac_len` is `ETH_HLEN`), and its
+/// device is an Ethernet one (`ARPHRD_ETHER`; a tunnel's or loopback's
+/// "MAC header" is not Ethernet to a reader). Packets the stack is still
+/// building have none yet (it is written at the device layer), nor do
+/// packets on a device of another type. Helper reads: it runs only for
+/// `--pcap-l2` and link-layer filter expressions.
+#[inline(always)]
+pub fn ethernet_header(layout: &KernelLayout, skb: u64, l3: u64) -> u64 {
+    if l3 == 0 {
+        return 0;
+    }
+    let (Some(mac), Some(head), Some(dev)) = (
+        field::<u16>(skb, layout.skb_mac_header),
+        field::<u64>(skb, layout.skb_head),
+        field::<u64>(skb, layout.skb_dev),
+    ) else {
+        return 0;
+    };
+    if mac == HEADER_UNSET || head + mac as u64 + ETH_HLEN as u64 != l3 {
+        return 0;
+    }
+    if field::<u16>(dev, layout.dev_type) != Some(ARPHRD_ETHER) {
+        return 0;
+    }
+    l3 - ETH_HLEN as u64
 }
 
 /// `AF_INET` and `AF_INET6` (uapi constants, `skc_family`'s values).

@@ -14,13 +14,14 @@ use aya_ebpf::{helpers::generated::bpf_probe_read_kernel, macros::map, maps::Per
 use nettrace_common::{
     KernelLayout, Record as _,
     record::RecordHeader,
-    snap::{PACKET_BYTES_HEAD, PacketBytes, SNAPLEN_MAX},
+    snap::{PACKET_BYTES_HEAD, PacketBytes, SNAP_L2, SNAPLEN_MAX, link},
     trace::lost,
 };
 
 use crate::{
     maps::{EVENTS, count_lost_at, wake_flags},
     read::field,
+    skb::ethernet_header,
 };
 
 /// The record is built here: 1.5 KiB does not fit on the BPF stack.
@@ -29,12 +30,24 @@ static SNAP_SCRATCH: PerCpuArray<PacketBytes> = PerCpuArray::with_max_entries(1,
 
 /// Sends up to `snaplen` bytes of `skb`'s packet from its network header
 /// `l3` (0: unknown, nothing is sent and userspace falls back on the
-/// event's own header copy), tagged with the event's `ts_ns`.
+/// event's own header copy), or from its Ethernet header when `snaplen`
+/// has `SNAP_L2` and there is one, tagged with the event's `ts_ns`.
 #[inline(never)]
 pub fn emit_packet(layout: &KernelLayout, skb: u64, l3: u64, ts_ns: u64, snaplen: u32) {
     if l3 == 0 {
         return;
     }
+    let mac = if snaplen & SNAP_L2 != 0 {
+        ethernet_header(layout, skb, l3)
+    } else {
+        0
+    };
+    let (start, link) = if mac != 0 {
+        (mac, link::ETHERNET)
+    } else {
+        (l3, link::RAW)
+    };
+    let snaplen = snaplen & !SNAP_L2;
     let (Some(data), Some(len)) = (
         field::<u64>(skb, layout.skb_data),
         field::<u32>(skb, layout.skb_len),
@@ -47,8 +60,8 @@ pub fn emit_packet(layout: &KernelLayout, skb: u64, l3: u64, ts_ns: u64, snaplen
     if end <= l3 || linear_end <= l3 {
         return;
     }
-    let orig_len = end - l3;
-    let mut n = linear_end - l3;
+    let orig_len = end - start;
+    let mut n = linear_end - start;
     if n > snaplen as u64 {
         n = snaplen as u64;
     }
@@ -66,7 +79,7 @@ pub fn emit_packet(layout: &KernelLayout, skb: u64, l3: u64, ts_ns: u64, snaplen
         bpf_probe_read_kernel(
             rec.data.as_mut_ptr().cast(),
             n as u32,
-            l3 as *const core::ffi::c_void,
+            start as *const core::ffi::c_void,
         )
     };
     if read != 0 {
@@ -77,6 +90,7 @@ pub fn emit_packet(layout: &KernelLayout, skb: u64, l3: u64, ts_ns: u64, snaplen
         ..PacketBytes::HEADER
     };
     rec.cap_len = n as u16;
+    rec.link = link;
     rec.orig_len = orig_len.min(u32::MAX as u64) as u32;
     rec.skb = skb;
     rec.ts_ns = ts_ns;

@@ -328,7 +328,10 @@ fn handle<R: Read>(ctx: *mut c_void, slot: u32, args: &HookArgs) {
     // them); the rest once the packet is known to be ours.
     let want = if tracked { PKT_HDR_LEN } else { f.header_bytes() };
     read_l3::<R>(&cfg.layout, skb, &mut ev.hdr, &mut m, want);
-    if !tracked && !(packet_matches(f, m.l3_proto, &ev.hdr, m.len) && expression_matches(f, &ev.hdr, &m)) {
+    if !tracked
+        && !(packet_matches(f, m.l3_proto, &ev.hdr, m.len)
+            && expression_matches(f, &cfg.layout, skb, &ev.hdr, &m))
+    {
         return;
     }
     // Device and namespace only for packets that are ours so far.

@@ -124,8 +124,9 @@ async fn stream(s: &Session<'_>, mut ebpf: Ebpf, sink: &mut dyn ModeSink) -> Res
     }
     if undecided > 0 {
         eprintln!(
-            "nettrace: {undecided} packets left out undecided: the filter EXPRESSION reads past the {} bytes of IP header the kernel copies",
-            nettrace_common::PKT_HDR_LEN
+            "nettrace: {undecided} packets left out undecided: the filter EXPRESSION reads past the {} bytes of IP header the kernel copies ({} from the Ethernet header for a link-layer expression)",
+            nettrace_common::PKT_HDR_LEN,
+            nettrace_common::expr::L2_COPY_LEN
         );
     }
     if untracked > 0 {

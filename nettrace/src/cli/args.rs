@@ -342,13 +342,13 @@ pub struct FilterArgs {
     #[arg(long, value_name = "FLAGS")]
     pub tcp_flags: Option<String>,
 
-    /// A filter in tcpdump's syntax (pcap-filter(7)), e.g. 'tcp dst port 443
-    /// and net 10.0.0.0/8'; compiled by libpcap and run in the kernel,
-    /// together with (AND) the flags above. Several words are joined, as
-    /// tcpdump does. It sees the packet from the IP header on: link-layer
-    /// keywords (ether, vlan) are refused; bytes past the first 96 of the
-    /// IP header are not copied, so expressions that read them are refused
-    /// or, for offsets only known per packet, counted as undecided.
+    /// A filter in tcpdump's syntax (pcap-filter(7)), e.g. 'tcp dst port 443 and net 10.0.0.0/8';
+    /// compiled by libpcap and run in the kernel, together with (AND) the flags above. Several
+    /// words are joined, as tcpdump does. It sees the packet from the IP header on; what libpcap
+    /// compiles only for Ethernet (ether host, arp, vlan) runs on the Ethernet header, which
+    /// packets without one do not match. Bytes past the first 96 of the IP header (110 of the
+    /// Ethernet one) are not copied: expressions that read them are refused or, for offsets known
+    /// per packet, counted as undecided.
     #[arg(value_name = "EXPRESSION", num_args = 0..)]
     pub expression: Vec<String>,
 }
@@ -386,23 +386,26 @@ pub struct OutputArgs {
     #[arg(long, action = ArgAction::SetTrue)]
     pub debug: bool,
 
-    /// Also write the packets nettrace reports to FILE as pcapng, for
-    /// Wireshark or `tshark -r FILE` (lifecycle, --diag, --monitor,
-    /// --latency, --drop). One packet per event, from its network header
-    /// (LINKTYPE_RAW; IPv4 and IPv6 only), with the event in its comments
-    /// (hook, event, reason, location, netns, interface, pid/comm, skb,
-    /// --diag's notes); one interface per (netns, ifindex), named
-    /// ifname@netns. `-` writes the file to stdout: the text (or --json)
+    /// Also write the packets nettrace reports to FILE as pcapng, for Wireshark or `tshark -r FILE`
+    /// (lifecycle, --diag, --monitor, --latency, --drop). One packet per event, from its network
+    /// header (LINKTYPE_RAW; IPv4 and IPv6 only), with the event in its comments (hook, event,
+    /// reason, location, netns, interface, pid/comm, skb, --diag's notes); one interface per
+    /// (netns, ifindex), named ifname@netns. `-` writes the file to stdout: the text (or --json)
     /// output then goes to stderr.
     #[arg(short = 'w', long = "pcap", value_name = "FILE")]
     pub pcap: Option<std::path::PathBuf>,
 
-    /// With -w: bytes of each packet the kernel copies for the file, from
-    /// its network header (default 256, at most 1500). Payload the kernel
-    /// keeps in page fragments is not copied: such packets end at their
-    /// headers.
+    /// With -w: bytes of each packet the kernel copies for the file, from its network header
+    /// (default 256, at most 1500). Payload the kernel keeps in page fragments is not copied:
+    /// such packets end at their headers.
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub snaplen: Option<String>,
+
+    /// With -w: packets with an Ethernet header (on an Ethernet device such as a veth) are written
+    /// from it, in LINKTYPE_ETHERNET interfaces, so Wireshark shows their MAC addresses (and ARP);
+    /// the others stay LINKTYPE_RAW. The snap length then counts the 14 bytes of Ethernet header.
+    #[arg(long = "pcap-l2")]
+    pub pcap_l2: bool,
 }
 
 /// How nettrace deals with the kernel: attach mechanism, what cannot be

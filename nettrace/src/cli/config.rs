@@ -194,6 +194,7 @@ impl Config {
         let expression = filter::expression(&args.filters)?;
         if let Some(e) = &expression {
             filter.expr_bytes = e.bytes;
+            filter.expr_l2 = u8::from(e.link == crate::expr::Link::Ethernet);
         }
         // `--monitor` is meant to run for hours: bounded output.
         let rate_limit = if rate_limit == 0 && args.lifecycle.monitor {

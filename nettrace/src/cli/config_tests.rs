@@ -238,7 +238,8 @@ fn pcap_file_stdout_and_snaplen() {
         c.pcap,
         Some(Pcap {
             to: PcapTo::File("d.pcapng".into()),
-            snaplen: 256
+            snaplen: 256,
+            l2: false,
         })
     );
     let c = config(&["-p", "icmp", "--pcap", "-", "--snaplen", "1500"]).unwrap();
@@ -246,7 +247,8 @@ fn pcap_file_stdout_and_snaplen() {
         c.pcap,
         Some(Pcap {
             to: PcapTo::Stdout,
-            snaplen: 1500
+            snaplen: 1500,
+            l2: false,
         })
     );
     assert_eq!(
@@ -266,6 +268,14 @@ fn pcap_file_stdout_and_snaplen() {
         256
     );
     assert_eq!(config(&["--drop"]).unwrap().pcap, None);
+    // `--pcap-l2`: the programs get the flag in the snap length.
+    let l2 = config(&["--drop", "-w", "d.pcapng", "--pcap-l2", "--snaplen", "100"])
+        .unwrap()
+        .pcap
+        .unwrap();
+    assert!(l2.l2);
+    assert_eq!(l2.kernel_snaplen(), 100 | nettrace_common::snap::SNAP_L2);
+    assert_eq!(c.pcap.unwrap().kernel_snaplen(), 1500);
 }
 
 #[test]
@@ -286,6 +296,7 @@ fn pcap_refused_where_no_packets_are_reported_and_bad_snaplens() {
             &["--drop", "--snaplen", "64"][..],
             "--snaplen needs -w/--pcap FILE",
         ),
+        (&["--drop", "--pcap-l2"][..], "--pcap-l2 needs -w/--pcap FILE"),
         (
             &["--drop", "-w", "f", "--snaplen", "0"][..],
             "--snaplen: '0' is not a number of bytes from 1 to 1500",

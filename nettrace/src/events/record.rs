@@ -11,7 +11,7 @@ use aya::Pod;
 use nettrace_common::{
     DropEvent, TraceEvent,
     record::{Record as RecordType, RecordHeader, kind},
-    snap::{PACKET_BYTES_HEAD, PacketBytes},
+    snap::{PACKET_BYTES_HEAD, PacketBytes, link},
     tcp::{RtEvent, RttEvent, SockEvent, TcpEvent},
     trace::{NfContextEvent, NfHooksEvent},
 };
@@ -44,9 +44,12 @@ pub enum Record<'a> {
 pub struct Snap<'a> {
     pub skb: u64,
     pub ts_ns: u64,
-    /// The packet's length from its network header.
+    /// The packet's length from where `data` starts.
     pub orig_len: u32,
-    /// From the network header, at most the snap length.
+    /// `data` starts with an Ethernet header (`--pcap-l2`), not the
+    /// network header.
+    pub ethernet: bool,
+    /// From the network (or Ethernet) header, at most the snap length.
     pub data: &'a [u8],
 }
 
@@ -131,6 +134,7 @@ fn snap(bytes: &[u8]) -> Result<Snap<'_>, Rejected> {
     }
     Ok(Snap {
         orig_len: u32_at(8),
+        ethernet: u16_at(6) == link::ETHERNET,
         skb: u64_at(16),
         ts_ns: u64_at(24),
         data,
@@ -264,9 +268,18 @@ mod tests {
             skb: 0xffff_8880_0000_1000,
             ts_ns: 42,
             orig_len: 1400,
+            ethernet: false,
             data: &[0x45, 0, 1],
         };
         assert_eq!(Record::decode(&bytes), Ok(Record::Packet(want)));
+        // `--pcap-l2`: the same bytes from an Ethernet header.
+        let mut l2 = bytes.clone();
+        l2[6..8].copy_from_slice(&link::ETHERNET.to_ne_bytes());
+        let want_l2 = Snap {
+            ethernet: true,
+            ..want
+        };
+        assert_eq!(Record::decode(&l2), Ok(Record::Packet(want_l2)));
         // Cut short, or a `cap_len` that disagrees: rejected.
         assert!(matches!(
             Record::decode(&bytes[..PACKET_BYTES_HEAD + 2]),

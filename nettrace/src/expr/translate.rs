@@ -14,18 +14,17 @@
 //! does (no match); one past the copy of a packet that goes on is a packet
 //! the expression cannot decide (`verdict::BEYOND_COPY`), counted by the
 //! programs. Loads at constant offsets past the copy are refused here:
-//! they could never be decided.
+//! they could never be decided. The copy is the network header one, or for
+//! a link-layer expression the one from the Ethernet header (`Link`): its
+//! size bounds both.
 //!
 //! Classic BPF only jumps forward, so the translation has no loops and
 //! every jump stays forward: what the verifier accepts without a second
 //! look on every kernel since 5.1 (`JMP32`).
 
-use nettrace_common::{
-    PKT_HDR_LEN,
-    expr::{SCRATCH_WORDS, SLOT_INSNS, verdict},
-};
+use nettrace_common::expr::{SCRATCH_WORDS, SLOT_INSNS, verdict};
 
-use super::compile::Cbpf;
+use super::{Link, compile::Cbpf};
 
 /// One eBPF instruction, as the kernel and the ELF object hold it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,9 +52,13 @@ impl Insn {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TranslateError {
     #[error(
-        "the expression reads packet bytes up to offset {0} from the IP header; nettrace copies the first {PKT_HDR_LEN}"
+        "the expression reads packet bytes up to offset {end} from the {from} header; nettrace copies the first {copied}"
     )]
-    BeyondCopy(u64),
+    BeyondCopy {
+        end: u64,
+        copied: usize,
+        from: &'static str,
+    },
     #[error("the expression is too long for the kernel slot ({0} eBPF instructions, at most {SLOT_INSNS})")]
     TooLong(usize),
     #[error("libpcap produced an instruction nettrace does not translate (code {code:#06x} at {at})")]
@@ -247,9 +250,19 @@ fn size_bytes(size: u16) -> u64 {
     }
 }
 
-/// Translates a program libpcap compiled for raw IP packets.
-pub fn translate(prog: &[Cbpf]) -> Result<Translated, TranslateError> {
+/// Translates a program libpcap compiled for `link`'s packets, to read a
+/// copy of `link.copied()` bytes.
+pub fn translate(prog: &[Cbpf], link: Link) -> Result<Translated, TranslateError> {
     check(prog)?;
+    let copied = link.copied();
+    let beyond = |end: u64| TranslateError::BeyondCopy {
+        end,
+        copied,
+        from: match link {
+            Link::Network => "IP",
+            Link::Ethernet => "Ethernet",
+        },
+    };
     let mut e = Emitter { code: Vec::new() };
     let mut bytes: u64 = 1;
     // A, X and every scratch word the program reads start at 0, as in
@@ -282,8 +295,8 @@ pub fn translate(prog: &[Cbpf]) -> Result<Translated, TranslateError> {
                     (_, MEM, W) => e.load(SZ_W, dst, R_MEM, (4 * i.k) as i16),
                     (LD, ABS, size) if size != 0x18 => {
                         let end = u64::from(i.k) + size_bytes(size);
-                        if end > PKT_HDR_LEN as u64 {
-                            return Err(TranslateError::BeyondCopy(end));
+                        if end > copied as u64 {
+                            return Err(beyond(end));
                         }
                         bytes = bytes.max(end);
                         e.alu64_k(OP_MOV, R_END, end as i32);
@@ -291,12 +304,12 @@ pub fn translate(prog: &[Cbpf]) -> Result<Translated, TranslateError> {
                         e.load_be(size, R_HDR, i.k as i16);
                     }
                     (LD, IND, size) if size != 0x18 => {
-                        if i.k >= PKT_HDR_LEN as u32 {
-                            return Err(TranslateError::BeyondCopy(u64::from(i.k) + size_bytes(size)));
+                        if i.k as usize >= copied {
+                            return Err(beyond(u64::from(i.k) + size_bytes(size)));
                         }
                         // X can be anything the program computed: the whole
                         // copy may be read.
-                        bytes = PKT_HDR_LEN as u64;
+                        bytes = copied as u64;
                         let width = size_bytes(size) as i32;
                         e.alu64_x(OP_MOV, R_END, R_X);
                         e.alu64_k(OP_ADD, R_END, i.k as i32 + width);
@@ -304,15 +317,15 @@ pub fn translate(prog: &[Cbpf]) -> Result<Translated, TranslateError> {
                         // Redundant at run time (the valid bytes never pass
                         // the copy), but what bounds the offset for the
                         // verifier.
-                        e.if64_k(JGT, R_END, PKT_HDR_LEN as i32, Target::OutOfBounds);
+                        e.if64_k(JGT, R_END, copied as i32, Target::OutOfBounds);
                         e.alu64_x(OP_MOV, R_ADDR, R_HDR);
                         e.alu64_x(OP_ADD, R_ADDR, R_END);
                         e.load_be(size, R_ADDR, -(width as i16));
                     }
                     (LDX, MSH, B) => {
                         let end = u64::from(i.k) + 1;
-                        if end > PKT_HDR_LEN as u64 {
-                            return Err(TranslateError::BeyondCopy(end));
+                        if end > copied as u64 {
+                            return Err(beyond(end));
                         }
                         bytes = bytes.max(end);
                         e.alu64_k(OP_MOV, R_END, end as i32);

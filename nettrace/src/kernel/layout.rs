@@ -41,6 +41,8 @@ pub fn resolve(btf: &KernelBtf) -> Result<KernelLayout, BtfError> {
         sk_v6_saddr: optional("sock", &["__sk_common", "skc_v6_rcv_saddr"]),
         sk_v6_daddr: optional("sock", &["__sk_common", "skc_v6_daddr"]),
         skb_data_len: optional("sk_buff", &["data_len"]),
+        skb_mac_header: optional("sk_buff", &["mac_header"]),
+        dev_type: optional("net_device", &["type"]),
     })
 }
 

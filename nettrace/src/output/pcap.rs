@@ -8,6 +8,11 @@
 //! Interface Description Block per (netns, ifindex) seen, named
 //! `ifname@netns`, written before its first packet.
 //!
+//! `--pcap-l2`: packets the kernel sent with their Ethernet header go to a
+//! LINKTYPE_ETHERNET interface of their own (pcapng gives each interface
+//! its link type, so one file holds both): one per (netns, ifindex, link
+//! type). Ethernet frames of any ethertype are written (ARP too).
+//!
 //! The bytes come from the `PacketBytes` record the kernel sends before an
 //! event when `-w` is on ([`PcapOut::remember`]); without one (the packet
 //! had no network header yet, or the record was lost) the event's own
@@ -91,8 +96,9 @@ pub struct PcapOut {
     dest: Box<dyn Write>,
     /// Where the file goes, for messages.
     name: String,
-    /// (netns, ifindex) → interface id.
-    interfaces: HashMap<(u32, u32), u32>,
+    /// (netns, ifindex, link type) → interface id.
+    /// (`DataLink` has no `Hash`: its number.)
+    interfaces: HashMap<(u32, u32, u32), u32>,
     snaps: Snaps,
     snaplen: u32,
     /// CLOCK_REALTIME - CLOCK_MONOTONIC at start-up, ns.
@@ -161,19 +167,24 @@ impl PcapOut {
     pub fn write(&mut self, f: Frame<'_>) -> Result<(), Closed> {
         let snap = self.snaps.take(f.skb, f.ts_ns);
         let cut = self.snaplen as usize;
-        let (data, orig_len): (&[u8], u32) = match &snap {
-            Some((orig, bytes)) if !bytes.is_empty() => (bytes, *orig),
+        let (data, orig_len, ethernet): (&[u8], u32, bool) = match &snap {
+            Some(k) if !k.data.is_empty() => (&k.data, k.orig_len, k.ethernet),
             _ => {
                 let d = &f.hdr[..f.hdr.len().min(cut)];
-                (d, ip_len(f.hdr).unwrap_or(f.hdr.len() as u32).max(d.len() as u32))
+                let orig = ip_len(f.hdr).unwrap_or(f.hdr.len() as u32).max(d.len() as u32);
+                (d, orig, false)
             }
         };
         let ip = matches!(f.l3_proto, ethertype::IPV4 | ethertype::IPV6 | 0);
-        if !ip || !matches!(data.first().map(|b| b >> 4), Some(4 | 6)) {
+        let linktype = if ethernet {
+            DataLink::ETHERNET
+        } else if ip && matches!(data.first().map(|b| b >> 4), Some(4 | 6)) {
+            DataLink::RAW
+        } else {
             self.skipped += 1;
             return Ok(());
-        }
-        let interface_id = self.interface(f.netns, f.ifindex, f.ifname)?;
+        };
+        let interface_id = self.interface(f.netns, f.ifindex, f.ifname, linktype)?;
         let wall = (f.ts_ns as i128 + self.wall_offset_ns).max(0) as u64;
         let epb = EnhancedPacketBlock {
             interface_id,
@@ -189,15 +200,23 @@ impl PcapOut {
         self.encode(epb.into_block())
     }
 
-    /// The id of the interface (netns, ifindex), described on first use.
-    fn interface(&mut self, netns: u32, ifindex: u32, ifname: &str) -> Result<u32, Closed> {
-        if let Some(&id) = self.interfaces.get(&(netns, ifindex)) {
+    /// The id of the interface (netns, ifindex) for packets of `linktype`,
+    /// described on first use.
+    fn interface(
+        &mut self,
+        netns: u32,
+        ifindex: u32,
+        ifname: &str,
+        linktype: DataLink,
+    ) -> Result<u32, Closed> {
+        let key = (netns, ifindex, u32::from(linktype));
+        if let Some(&id) = self.interfaces.get(&key) {
             return Ok(id);
         }
         let id = self.interfaces.len() as u32;
         let name = if ifname.is_empty() { "-" } else { ifname };
         let idb = InterfaceDescriptionBlock {
-            linktype: DataLink::RAW,
+            linktype,
             snaplen: self.snaplen,
             options: vec![
                 InterfaceDescriptionOption::IfName(Cow::Owned(format!("{name}@{netns}"))),
@@ -209,7 +228,7 @@ impl PcapOut {
             ],
         };
         self.encode(idb.into_block())?;
-        self.interfaces.insert((netns, ifindex), id);
+        self.interfaces.insert(key, id);
         Ok(id)
     }
 

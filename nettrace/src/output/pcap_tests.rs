@@ -112,6 +112,7 @@ fn kernel_bytes_win_over_the_header_copy_and_snaplen_cuts_the_copy() {
         skb: 0xffff_8880_0000_1000,
         ts_ns: 5_000_000_000,
         orig_len: 1400,
+        ethernet: false,
         data: &long,
     });
     p.write(frame(&pkt, 1, 2, "veth0")).unwrap();
@@ -156,4 +157,54 @@ fn ip_length_from_the_header() {
     assert_eq!(ip_len(&v6), Some(48));
     assert_eq!(ip_len(&[0x45, 0]), None);
     assert_eq!(ip_len(&[]), None);
+}
+
+#[test]
+fn ethernet_frames_get_an_ethernet_interface_of_their_own() {
+    let sink = Shared::default();
+    let mut p = PcapOut::to(Box::new(sink.clone()), "test".into(), 256).unwrap();
+    let pkt = syn();
+    let mac = [2, 0, 0, 0, 0, 0xb, 2, 0, 0, 0, 0, 0xa, 8, 0];
+    let frame_l2: Vec<u8> = mac.iter().copied().chain(pkt.iter().copied()).collect();
+    p.remember(&Snap {
+        skb: 0xffff_8880_0000_1000,
+        ts_ns: 5_000_000_000,
+        orig_len: 74,
+        ethernet: true,
+        data: &frame_l2,
+    });
+    p.write(frame(&pkt, 1, 2, "veth0")).unwrap();
+    // The same device without an Ethernet header: LINKTYPE_RAW, apart.
+    p.write(frame(&pkt, 1, 2, "veth0")).unwrap();
+    // ARP has a place in an Ethernet interface.
+    let arp_l2: Vec<u8> = mac[..12].iter().copied().chain([8, 6, 0, 1, 8, 0]).collect();
+    p.remember(&Snap {
+        skb: 0xffff_8880_0000_1000,
+        ts_ns: 5_000_000_000,
+        orig_len: 60,
+        ethernet: true,
+        data: &arp_l2,
+    });
+    let mut arp = frame(&arp_l2[14..], 1, 2, "veth0");
+    arp.l3_proto = ethertype::ARP;
+    p.write(arp).unwrap();
+    p.flush().unwrap();
+    let blocks = blocks(&sink.0.lock().unwrap());
+    let links: Vec<_> = blocks
+        .iter()
+        .filter_map(|b| match b {
+            Block::InterfaceDescription(i) => Some(i.linktype),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(links, [DataLink::ETHERNET, DataLink::RAW]);
+    let epbs: Vec<_> = blocks
+        .iter()
+        .filter_map(|b| match b {
+            Block::EnhancedPacket(e) => Some((e.interface_id, e.data.len())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(epbs, [(0, 74), (1, 60), (0, 18)]);
+    assert_eq!(p.skipped, 0);
 }

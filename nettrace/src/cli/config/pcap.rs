@@ -1,9 +1,9 @@
-//! `-w FILE` / `--pcap FILE` and `--snaplen N`: the pcapng copy of the
+//! `-w FILE` / `--pcap FILE`, `--snaplen N` and `--pcap-l2`: the pcapng copy of the
 //! packets a mode reports. Only the modes that report packets take them;
 //! the socket modes, `--func-stats` and `--latency-summary` report none and
 //! refuse `-w` rather than write an empty file.
 
-use nettrace_common::snap::{SNAPLEN_DEFAULT, SNAPLEN_MAX};
+use nettrace_common::snap::{SNAP_L2, SNAPLEN_DEFAULT, SNAPLEN_MAX};
 
 use super::{Mode, UsageError};
 use crate::cli::args::Args;
@@ -22,6 +22,19 @@ pub struct Pcap {
     pub to: PcapTo,
     /// Bytes of packet the kernel copies, 1 to `SNAPLEN_MAX`.
     pub snaplen: u32,
+    /// `--pcap-l2`: packets with an Ethernet header are written from it.
+    pub l2: bool,
+}
+
+impl Pcap {
+    /// The snap length the programs get: with `SNAP_L2` for `--pcap-l2`.
+    pub fn kernel_snaplen(&self) -> u32 {
+        if self.l2 {
+            self.snaplen | SNAP_L2
+        } else {
+            self.snaplen
+        }
+    }
 }
 
 /// `-w` and `--snaplen` for `mode`.
@@ -30,6 +43,9 @@ pub fn from_args(args: &Args, mode: &Mode) -> Result<Option<Pcap>, UsageError> {
     let Some(path) = &out.pcap else {
         if out.snaplen.is_some() {
             return Err(usage!("--snaplen needs -w/--pcap FILE"));
+        }
+        if out.pcap_l2 {
+            return Err(usage!("--pcap-l2 needs -w/--pcap FILE"));
         }
         return Ok(None);
     };
@@ -54,7 +70,11 @@ pub fn from_args(args: &Args, mode: &Mode) -> Result<Option<Pcap>, UsageError> {
     } else {
         PcapTo::File(path.clone())
     };
-    Ok(Some(Pcap { to, snaplen }))
+    Ok(Some(Pcap {
+        to,
+        snaplen,
+        l2: out.pcap_l2,
+    }))
 }
 
 /// The flag of a mode that reports no packets, `None` for the others.

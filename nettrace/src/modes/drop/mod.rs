@@ -57,7 +57,7 @@ impl Mode for Drop {
             tp_args: tp_args.unwrap_or(NO_ARGS),
             stack: self.stack as u32,
             rate_limit: config.rate_limit,
-            snaplen: config.pcap.as_ref().map_or(0, |p| p.snaplen),
+            snaplen: config.pcap.as_ref().map_or(0, crate::cli::Pcap::kernel_snaplen),
             _pad: 0,
         };
         let mut ebpf = load::load_drop(&drop_config, k.aya_btf.as_ref(), config.expression.as_ref())?;

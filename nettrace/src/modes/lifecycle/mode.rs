@@ -203,7 +203,7 @@ fn trace_config(
         nf: nettrace_common::trace::NfLayout::OFF,
         opts: nettrace_common::trace::TraceOpts {
             rate_limit: config.rate_limit,
-            snaplen: config.pcap.as_ref().map_or(0, |p| p.snaplen),
+            snaplen: config.pcap.as_ref().map_or(0, crate::cli::Pcap::kernel_snaplen),
             ..Default::default()
         },
         slots: [HookSlot::default(); nettrace_common::trace::MAX_SLOTS],

@@ -10,9 +10,19 @@ use crate::events::record::Snap;
 /// Bytes kept at most.
 const MAX_BYTES: usize = 32 << 20;
 
+/// The bytes of one event's packet.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Kept {
+    /// The packet's length from where `data` starts.
+    pub orig_len: u32,
+    /// `data` starts with an Ethernet header (`--pcap-l2`).
+    pub ethernet: bool,
+    pub data: Vec<u8>,
+}
+
 #[derive(Default)]
 pub struct Snaps {
-    by_key: HashMap<(u64, u64), (u32, Vec<u8>)>,
+    by_key: HashMap<(u64, u64), Kept>,
     order: VecDeque<(u64, u64)>,
     bytes: usize,
 }
@@ -21,15 +31,20 @@ impl Snaps {
     pub fn insert(&mut self, s: &Snap<'_>) {
         let key = (s.skb, s.ts_ns);
         self.bytes += s.data.len();
-        if let Some((_, old)) = self.by_key.insert(key, (s.orig_len, s.data.to_vec())) {
-            self.bytes -= old.len();
+        let kept = Kept {
+            orig_len: s.orig_len,
+            ethernet: s.ethernet,
+            data: s.data.to_vec(),
+        };
+        if let Some(old) = self.by_key.insert(key, kept) {
+            self.bytes -= old.data.len();
         } else {
             self.order.push_back(key);
         }
         while self.bytes > MAX_BYTES {
             let Some(old) = self.order.pop_front() else { break };
-            if let Some((_, b)) = self.by_key.remove(&old) {
-                self.bytes -= b.len();
+            if let Some(k) = self.by_key.remove(&old) {
+                self.bytes -= k.data.len();
             }
         }
         // Keys of taken entries linger in `order`; keep it from growing
@@ -39,10 +54,10 @@ impl Snaps {
         }
     }
 
-    /// The original length and bytes for this event, removed.
-    pub fn take(&mut self, skb: u64, ts_ns: u64) -> Option<(u32, Vec<u8>)> {
+    /// The bytes for this event, removed.
+    pub fn take(&mut self, skb: u64, ts_ns: u64) -> Option<Kept> {
         let v = self.by_key.remove(&(skb, ts_ns))?;
-        self.bytes -= v.1.len();
+        self.bytes -= v.data.len();
         Some(v)
     }
 
@@ -64,11 +79,15 @@ mod tests {
             skb,
             ts_ns: 7,
             orig_len: 1500,
+            ethernet: false,
             data: &data,
         };
         s.insert(&snap(1));
         assert_eq!(s.take(1, 8), None);
-        assert_eq!(s.take(1, 7).map(|(o, b)| (o, b.len())), Some((1500, 1500)));
+        assert_eq!(
+            s.take(1, 7).map(|k| (k.orig_len, k.data.len())),
+            Some((1500, 1500))
+        );
         assert_eq!(s.take(1, 7), None);
         for skb in 0..(MAX_BYTES / 1500 + 10) as u64 {
             s.insert(&snap(skb));
