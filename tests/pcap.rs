@@ -10,8 +10,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use pcap_file::pcapng::{Block, PcapNgReader, blocks::enhanced_packet::EnhancedPacketOption};
-
 use crate::util::{self, BIN, Pair, Tracer};
 #[path = "pcap_l2.rs"]
 mod l2;
@@ -87,23 +85,10 @@ fn fields(file: &Path, names: &[&str]) -> Vec<Vec<String>> {
 
 /// What the pcap-file crate reads: each packet's bytes and comments.
 fn packets(file: &Path) -> Vec<(Vec<u8>, Vec<String>)> {
-    let bytes = std::fs::read(file).unwrap();
-    let mut r = PcapNgReader::new(&bytes[..]).expect("a pcapng section header");
-    let mut out = Vec::new();
-    while let Some(b) = r.next_block() {
-        if let Block::EnhancedPacket(e) = b.expect("whole blocks only") {
-            let comments = e
-                .options
-                .iter()
-                .filter_map(|o| match o {
-                    EnhancedPacketOption::Comment(c) => Some(c.to_string()),
-                    _ => None,
-                })
-                .collect();
-            out.push((e.data.to_vec(), comments));
-        }
-    }
-    out
+    l2::packets_with_links(file)
+        .into_iter()
+        .map(|(_, data, comments)| (data, comments))
+        .collect()
 }
 
 /// A SYN from a to b's closed `port`, dropped by b with NO_SOCKET, written

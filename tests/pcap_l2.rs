@@ -20,7 +20,7 @@ fn traced_syn_l2(net: &Pair, file: &TempFile, port: u16) {
 }
 
 /// Each packet's link type, bytes and comments, by the pcap-file crate.
-fn packets_with_links(file: &std::path::Path) -> Vec<(DataLink, Vec<u8>, Vec<String>)> {
+pub(super) fn packets_with_links(file: &std::path::Path) -> Vec<(DataLink, Vec<u8>, Vec<String>)> {
     let bytes = std::fs::read(file).unwrap();
     let mut r = PcapNgReader::new(&bytes[..]).expect("a pcapng section header");
     let mut links = Vec::new();
