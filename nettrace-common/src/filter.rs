@@ -41,7 +41,11 @@ pub struct Filter {
     pub l3_proto: u16,
     /// `-p` at the transport layer: required IP protocol, 0 = any.
     pub l4_proto: u8,
-    pub _pad: [u8; 3],
+    /// `--container` / `--pod`: 1 = only namespaces in the programs'
+    /// `NETNS_ALLOWED` map (filled and kept current by userspace, as
+    /// matching containers come and go); `netns` is then 0.
+    pub netns_set: u8,
+    pub _pad: [u8; 2],
     /// `--netns` / `--netns-current`: namespace inode, 0 = any.
     pub netns: u32,
     /// `--pid`: tgid of the current task, 0 = any.

@@ -15,7 +15,7 @@ use nettrace_common::{DropConfig, DropEvent, KernelLayout, PKT_HDR_LEN};
 
 use crate::{
     filter::{expression_matches, packet_matches},
-    maps::{STACKS, send},
+    maps::{STACKS, netns_allowed, send},
     ratelimit,
     read::current_comm,
     skb::{Direct, Meta, Probe, Read, read_ifname, read_l3, read_where},
@@ -114,7 +114,7 @@ fn handle<C: EbpfContext + StackIdContext, R: Read>(ctx: &C, skb: u64, location:
         return;
     }
     read_where::<R>(&cfg.layout, skb, &mut m);
-    if cfg.filter.netns != 0 && cfg.filter.netns != m.netns {
+    if !netns_allowed(&cfg.filter, m.netns) {
         return;
     }
     ev.ifindex = m.ifindex;

@@ -2,7 +2,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{PerCpuArray, RingBuf, StackTrace},
+    maps::{HashMap, PerCpuArray, RingBuf, StackTrace},
 };
 use nettrace_common::{Record, RecordHeader, trace::lost};
 
@@ -18,6 +18,23 @@ pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(lost::KINDS, 0
 /// Kernel stacks for `--drop-stack`.
 #[map]
 pub static STACKS: StackTrace = StackTrace::with_max_entries(4096, 0);
+
+/// `--container` / `--pod`: the network namespaces (inodes) whose packets
+/// and sockets pass (`Filter::netns_set`). Userspace adds a container's
+/// namespace when it sees it start, so it is a map, not a constant.
+#[map]
+pub static NETNS_ALLOWED: HashMap<u32, u8> = HashMap::with_max_entries(4096, 0);
+
+/// True when namespace `netns` passes `--netns`, `--netns-current`,
+/// `--container` and `--pod` (a map lookup only for the last two).
+#[inline(always)]
+pub fn netns_allowed(f: &nettrace_common::Filter, netns: u32) -> bool {
+    if f.netns_set != 0 {
+        // SAFETY: a plain lookup; the value is not read.
+        return unsafe { NETNS_ALLOWED.get(&netns) }.is_some();
+    }
+    f.netns == 0 || f.netns == netns
+}
 
 /// Bytes waiting in `EVENTS` at which a record wakes the reader. Below
 /// it, records go in without a wake-up and the reader collects them on its

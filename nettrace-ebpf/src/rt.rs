@@ -26,7 +26,7 @@ use nettrace_common::{
 };
 
 use crate::{
-    maps::{count_lost_at, send},
+    maps::{count_lost_at, netns_allowed, send},
     ratelimit,
     read::field,
     sock::{config, netns_of_sock, rec, sk_of, srtt_us, tuple_matches, tuple_of_sock},
@@ -165,7 +165,7 @@ fn wanted(sk: u64, s: &mut RtState) -> bool {
         return false;
     }
     s.netns = netns_of_sock(cfg, sk);
-    cfg.filter.netns == 0 || cfg.filter.netns == s.netns
+    netns_allowed(&cfg.filter, s.netns)
 }
 
 #[inline(always)]

@@ -18,7 +18,7 @@ use nettrace_common::tcp::{RTT_BUCKETS, RttEvent, Tuple, tp};
 
 use crate::{
     args::{ctx_arg, kprobe_arg},
-    maps::send,
+    maps::{netns_allowed, send},
     ratelimit,
     sock::{config, netns_of_sock, rtt_min_us, sk_of, srtt_us, tuple_matches, tuple_of_sock},
 };
@@ -79,7 +79,7 @@ fn handle(sk: u64, sample: Option<u32>) {
         return;
     }
     let netns = netns_of_sock(cfg, sk);
-    if cfg.filter.netns != 0 && cfg.filter.netns != netns {
+    if !netns_allowed(&cfg.filter, netns) {
         return;
     }
     let ms = rtt / 1000;

@@ -10,7 +10,7 @@ use nettrace_common::{
     tcp::{SockLayout, TcpConfig, TpFields, Tuple},
 };
 
-use crate::read::field;
+use crate::{maps::netns_allowed, read::field};
 
 /// Set by userspace before load (`EbpfLoader::override_global`).
 #[unsafe(no_mangle)]
@@ -186,7 +186,7 @@ pub fn record_connection(
     } else {
         netns_of_skb(cfg, rec::<u64>(ctx, f.skb).unwrap_or(0))
     };
-    if cfg.filter.netns != 0 && cfg.filter.netns != netns {
+    if !netns_allowed(&cfg.filter, netns) {
         return None;
     }
     Some(Connection { sk, conn, netns })

@@ -23,7 +23,7 @@ use nettrace_common::{
 
 use crate::{
     args::{ctx_arg, kprobe_arg},
-    maps::send,
+    maps::{netns_allowed, send},
     ratelimit,
     read::{current_comm, field},
     sock::{
@@ -288,7 +288,7 @@ fn start(cfg: &TcpConfig) -> Option<&'static mut SockEvent> {
 /// socket (a state change not yet written).
 #[inline(always)]
 fn finish(cfg: &TcpConfig, ev: &mut SockEvent, sk: u64, state: Option<u8>, old_state: u8) {
-    if cfg.filter.netns != 0 && cfg.filter.netns != ev.netns {
+    if !netns_allowed(&cfg.filter, ev.netns) {
         return;
     }
     let now = unsafe { bpf_ktime_get_ns() };

@@ -23,7 +23,7 @@ use nettrace_common::{
 use crate::{
     args::{ctx_arg, kprobe_arg},
     filter::{expression_matches, packet_matches},
-    maps::{STACKS, send},
+    maps::{STACKS, netns_allowed, send},
     nf_records::{emit_nf_context, emit_nf_hooks},
     ratelimit,
     read::{current_comm, field},
@@ -336,7 +336,7 @@ fn handle<R: Read>(ctx: *mut c_void, slot: u32, args: &HookArgs) {
     }
     // Device and namespace only for packets that are ours so far.
     read_where::<R>(&cfg.layout, skb, &mut m);
-    if !tracked && f.netns != 0 && f.netns != m.netns {
+    if !tracked && !netns_allowed(f, m.netns) {
         return;
     }
     // SAFETY: helper without preconditions.

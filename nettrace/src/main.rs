@@ -5,6 +5,7 @@
 //! success, 1 on a runtime failure, 2 on bad usage or an unusable system.
 
 mod attach;
+mod attribution;
 mod catalogue;
 mod cli;
 mod decode;

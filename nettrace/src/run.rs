@@ -32,7 +32,11 @@ pub async fn run(config: &Config) -> Result<(), Error> {
         None => None,
     };
     s.metrics = serve_metrics(&s).await?;
+    s.attribute()?;
     let started = mode.start(&s, kernel.as_ref())?;
+    if let Some(gate) = &s.gate {
+        gate.watch();
+    }
     if let Some(k) = kernel.as_mut() {
         k.caps.probes_detached();
     }

@@ -9,6 +9,7 @@ use nettrace_common::KernelLayout;
 
 use crate::{
     attach::Means,
+    attribution::{Attribution, runtimes::Roots, select::Gate},
     cli::Config,
     error::Error,
     kernel::{
@@ -38,6 +39,10 @@ pub struct Session<'a> {
     start: Instant,
     /// `--metrics`: counters being served.
     pub metrics: Option<Arc<Metrics>>,
+    /// Container and pod names of namespaces, when something shows them.
+    pub attribution: Option<Attribution>,
+    /// `--container` / `--pod`: the namespaces the kernel lets through.
+    pub gate: Option<Arc<Gate>>,
 }
 
 /// `--debug`'s log on stderr: each line with the time since start-up and
@@ -167,7 +172,47 @@ impl Session<'_> {
             config,
             start: Instant::now(),
             metrics: None,
+            attribution: None,
+            gate: None,
         }
+    }
+
+    /// Starts naming containers when the output shows them (`--json`,
+    /// `--detail`, `--conn`, `--metrics-labels`) or `--container`/`--pod`
+    /// asks for them; resolves those to namespaces (a usage error when none
+    /// match, unless `--wait-container`).
+    pub fn attribute(&mut self) -> Result<(), Error> {
+        let c = self.config;
+        let detail = match &c.mode {
+            crate::cli::Mode::Drop { detail, .. } => *detail,
+            crate::cli::Mode::Lifecycle(l) => l.detail,
+            crate::cli::Mode::Conn { .. } => true,
+            _ => false,
+        };
+        let labels = c.metrics_labels != crate::cli::MetricsLabels::default();
+        if !(c.json || detail || labels || c.containers.is_some()) {
+            return Ok(());
+        }
+        let attribution = Attribution::start(Roots::host());
+        if let Some(selection) = &c.containers {
+            self.gate = Some(Gate::new(selection.clone(), attribution.clone()).map_err(Error::Usage)?);
+        }
+        self.debug("containers named");
+        self.attribution = Some(attribution);
+        Ok(())
+    }
+
+    /// Hands a loaded object's namespace map to `--container`/`--pod`.
+    pub fn admit(&self, ebpf: &mut aya::Ebpf) -> Result<(), Error> {
+        if let Some(gate) = &self.gate {
+            gate.add(ebpf)?;
+        }
+        Ok(())
+    }
+
+    /// The owner of namespace `netns`, when containers are named.
+    pub fn owner(&self, netns: u32) -> Option<Arc<crate::attribution::Owner>> {
+        self.attribution.as_ref()?.owner(u64::from(netns))
     }
 
     /// Stdout in the format the flags chose (text or `--json`); stderr

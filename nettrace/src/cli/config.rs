@@ -10,7 +10,10 @@
 
 use nettrace_common::Filter;
 
-pub use self::pcap::{Pcap, PcapTo};
+pub use self::{
+    containers::MetricsLabels,
+    pcap::{Pcap, PcapTo},
+};
 use super::args::{Args, BackendChoice};
 
 /// A flag's value or combination is wrong; the message is one line.
@@ -22,6 +25,7 @@ macro_rules! usage {
     ($($t:tt)*) => { UsageError(format!($($t)*)) };
 }
 
+mod containers;
 mod filter;
 mod lifecycle;
 mod pcap;
@@ -29,8 +33,8 @@ mod socket;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Mode {
-    /// `--drop`.
-    Drop { stack: bool },
+    /// `--drop` (`detail`: `--detail`).
+    Drop { stack: bool, detail: bool },
     /// The default: follow packets hook by hook.
     Lifecycle(Lifecycle),
     /// `--tcp-monitor`.
@@ -133,6 +137,10 @@ pub struct Config {
     pub pcap: Option<Pcap>,
     /// `--metrics`: where to serve Prometheus metrics.
     pub metrics: Option<std::net::SocketAddr>,
+    /// `--metrics-labels`.
+    pub metrics_labels: MetricsLabels,
+    /// `--container` / `--pod` (`filter.netns_set` is then on).
+    pub containers: Option<crate::attribution::select::Selection>,
     /// `--rate-limit`: events per second, 0 = unlimited.
     pub rate_limit: u32,
     pub debug: bool,
@@ -203,6 +211,7 @@ impl Config {
             rate_limit
         };
         let pcap = pcap::from_args(args, &mode)?;
+        let containers = containers::selection(args, &mut filter)?;
         Ok(Config {
             pcap,
             mode,
@@ -212,6 +221,8 @@ impl Config {
             date: args.output.date,
             json: args.output.json,
             metrics: metrics_addr(args)?,
+            metrics_labels: containers::metrics_labels(args)?,
+            containers,
             rate_limit,
             debug: args.output.debug,
             backend: args.kernel.backend,
@@ -234,7 +245,8 @@ fn packet_mode(args: &Args, lifecycle_given: &[&str]) -> Result<Mode, UsageError
         }
         return lifecycle::mode(args);
     }
-    if let Some(flag) = lifecycle_given.first() {
+    // `--detail` adds where and whose to a drop line too.
+    if let Some(flag) = lifecycle_given.iter().find(|f| **f != "--detail") {
         return Err(usage!(
             "{flag} is for lifecycle tracing and cannot be combined with --drop"
         ));
@@ -246,6 +258,7 @@ fn packet_mode(args: &Args, lifecycle_given: &[&str]) -> Result<Mode, UsageError
     }
     Ok(Mode::Drop {
         stack: args.drops.drop_stack,
+        detail: args.lifecycle.detail,
     })
 }
 

@@ -84,7 +84,10 @@ pub trait ModeSink: Sink {
 pub fn select(config: &Config) -> Result<Box<dyn Mode>, Error> {
     Ok(match &config.mode {
         cli::Mode::Lifecycle(l) => Box::new(lifecycle::Lifecycle::new(l)?),
-        cli::Mode::Drop { stack } => Box::new(drop::Drop { stack: *stack }),
+        cli::Mode::Drop { stack, detail } => Box::new(drop::Drop {
+            stack: *stack,
+            detail: *detail,
+        }),
         cli::Mode::Conn { interval, states } => Box::new(conn::Connections {
             interval: *interval,
             states: *states,

@@ -27,9 +27,10 @@ use crate::{
     session::{Kernel, Session},
 };
 
-/// `--drop` (`stack`: `--drop-stack`).
+/// `--drop` (`stack`: `--drop-stack`, `detail`: `--detail`).
 pub struct Drop {
     pub stack: bool,
+    pub detail: bool,
 }
 
 impl Mode for Drop {
@@ -62,6 +63,7 @@ impl Mode for Drop {
         };
         let mut ebpf = load::load_drop(&drop_config, k.aya_btf.as_ref(), config.expression.as_ref())?;
         load::prime_rate_limit(&mut ebpf, config.rate_limit)?;
+        s.admit(&mut ebpf)?;
         s.debug("object loaded");
         let how = attach(
             &mut ebpf,
@@ -72,11 +74,13 @@ impl Mode for Drop {
         )?;
         s.debug(format_args!("drop monitor attached via {how}"));
         let reasons = DropReasons::from_btf(&k.btf).map_err(anyhow::Error::from)?;
-        let printer = Printer::new(
+        let mut printer = Printer::new(
             reasons,
             Clock::new(config.date),
             Symbolizer::new(self.stack.then_some(&mut ebpf))?,
         );
+        printer.owners = s.attribution.clone();
+        printer.detail = self.detail;
         let sink = DropSink {
             printer,
             metrics: s.counts(),

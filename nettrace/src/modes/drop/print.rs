@@ -8,6 +8,7 @@ use nettrace_common::DropEvent;
 use serde::Serialize;
 
 use crate::{
+    attribution::{Attribution, OwnerFields},
     decode::decode,
     kernel::reasons::DropReasons,
     output::{
@@ -23,6 +24,10 @@ pub struct Printer {
     reasons: DropReasons,
     clock: Clock,
     pub symbols: Symbolizer,
+    /// Container names, when shown (`--detail`, `--json`).
+    pub owners: Option<Attribution>,
+    /// `--detail`: the text line ends with netns, pid, comm and owner.
+    pub detail: bool,
 }
 
 impl Printer {
@@ -31,6 +36,8 @@ impl Printer {
             reasons,
             clock,
             symbols,
+            owners: None,
+            detail: false,
         }
     }
 
@@ -48,7 +55,9 @@ impl Printer {
             ifindex: ev.ifindex,
             pid: ev.pid,
             comm: cstr(&ev.comm),
+            owner: OwnerFields::of(self.owners.as_ref().and_then(|a| a.owner(u64::from(ev.netns))).as_ref()),
             stack: stack.then(|| self.symbols.stack(ev.stack_id)),
+            detail: self.detail,
         }
     }
 
@@ -96,7 +105,10 @@ impl Printer {
 /// tcp_v4_rcv+0x81`, then the `Call Stack:` block with `--drop-stack`.
 /// JSON: `{"v":1,"type":"drop","ts_ns":…,"time":…, packet fields…,
 /// "reason":…,"location":…,"skb":…,"netns":…,"ifindex":…,"pid":…,
-/// "comm":…}`, plus `"stack":[{"addr":…,"sym":…}…]` with `--drop-stack`.
+/// "comm":…}`, `"container":{"runtime":…,"id":…,"name":…}` and
+/// `"pod":{"namespace":…,"name":…}` when known, plus
+/// `"stack":[{"addr":…,"sym":…}…]` with `--drop-stack`. `--detail` ends
+/// the text line with ` netns:N pid:N comm:NAME [ctr:NAME]`.
 #[derive(Serialize)]
 pub struct Drop {
     ts_ns: u64,
@@ -113,8 +125,12 @@ pub struct Drop {
     ifindex: u32,
     pid: u32,
     comm: String,
+    #[serde(flatten)]
+    owner: OwnerFields,
     #[serde(skip_serializing_if = "Option::is_none")]
     stack: Option<Stack>,
+    #[serde(skip)]
+    detail: bool,
 }
 
 impl Record for Drop {
@@ -125,9 +141,16 @@ impl Record for Drop {
     fn text(&self, w: &mut dyn Write) -> io::Result<()> {
         let (time, packet, location) = (&self.time, &self.packet.0, &self.location);
         match &self.reason {
-            None => writeln!(w, "[{time}] {packet}, {location}")?,
-            Some(r) => writeln!(w, "[{time}] {packet}, reason: {}, {location}", r.red())?,
+            None => write!(w, "[{time}] {packet}, {location}")?,
+            Some(r) => write!(w, "[{time}] {packet}, reason: {}, {location}", r.red())?,
         }
+        if self.detail {
+            write!(w, " netns:{} pid:{} comm:{}", self.netns, self.pid, self.comm)?;
+            if let Some(tag) = self.owner.tag() {
+                write!(w, " {tag}")?;
+            }
+        }
+        writeln!(w)?;
         match &self.stack {
             Some(s) => s.text(w),
             None => Ok(()),

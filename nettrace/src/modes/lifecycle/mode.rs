@@ -117,6 +117,7 @@ impl Mode for Lifecycle {
             .any(|p| matches!(p.backend, Backend::Fentry | Backend::Fexit | Backend::Kprobe));
         let mut ebpf = load::load(&trace, Some(aya_btf), functions, config.expression.as_ref())?;
         load::prime_rate_limit(&mut ebpf, config.rate_limit)?;
+        s.admit(&mut ebpf)?;
         s.debug("object loaded");
         let kprobe_fallback = k.caps.kprobe.is_ok() && config.backend != BackendChoice::Fentry;
         let attached = super::attach(

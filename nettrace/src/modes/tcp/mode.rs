@@ -161,6 +161,7 @@ fn start(s: &Session<'_>, k: &Kernel, mode: SocketMode) -> Result<Started, Error
     s.debug(format_args!("tcp config: {:?}", p.config));
     let mut ebpf = load::load_tcp(&p.config, k.aya_btf.as_ref())?;
     load::prime_rate_limit(&mut ebpf, config.rate_limit)?;
+    s.admit(&mut ebpf)?;
     let mut rtt = None;
     if let SocketMode::Rtt { distribution, .. } = mode {
         let (source, why) = rtt::attach(&mut ebpf, rtt_positions.is_some(), k.means())?;
