@@ -210,11 +210,6 @@ impl Session<'_> {
         Ok(())
     }
 
-    /// The owner of namespace `netns`, when containers are named.
-    pub fn owner(&self, netns: u32) -> Option<Arc<crate::attribution::Owner>> {
-        self.attribution.as_ref()?.owner(u64::from(netns))
-    }
-
     /// Stdout in the format the flags chose (text or `--json`); stderr
     /// when stdout carries the pcapng file (`-w -`).
     pub fn out(&self) -> Out {

@@ -61,14 +61,12 @@ impl Attribution {
         let this = Self { inner, wake };
         this.walk_now();
         let worker = this.inner.clone();
-        let spawned = thread::Builder::new()
-            .name("attribution".into())
-            .spawn(move || {
-                while woken.recv().is_ok() {
-                    walk(&worker);
-                    thread::sleep(MIN_WALK);
-                }
-            });
+        let spawned = thread::Builder::new().name("attribution".into()).spawn(move || {
+            while woken.recv().is_ok() {
+                walk(&worker);
+                thread::sleep(MIN_WALK);
+            }
+        });
         if let Err(e) = spawned {
             eprintln!("nettrace: containers are named as of start-up only: cannot start a thread: {e}");
         }

@@ -52,15 +52,9 @@ pub struct Container {
     /// The full id (64 hex digits).
     pub id: String,
     /// The runtime's name for it; for a Kubernetes container the name in
-    /// its pod spec; the short id when the runtime has no name.
+    /// its pod spec; the short id (12 digits, as `podman ps` shows it) when
+    /// the runtime has no name.
     pub name: String,
-}
-
-impl Container {
-    /// The id as `docker ps` and `podman ps` show it.
-    pub fn short_id(&self) -> &str {
-        &self.id[..self.id.len().min(12)]
-    }
 }
 
 /// A Kubernetes pod. JSON: `{"namespace", "name"}`.

@@ -86,6 +86,7 @@ impl Default for Roots {
 impl Roots {
     /// Everything under one directory, laid out as on a host: for tests on
     /// captured state files.
+    #[cfg(test)]
     pub fn under(dir: &Path) -> Self {
         let d = Self::default();
         let rebase = |paths: Vec<PathBuf>| {
@@ -133,7 +134,11 @@ fn driver_dirs(root: &Path) -> impl Iterator<Item = PathBuf> {
         .flatten()
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with("-containers")))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.ends_with("-containers"))
+        })
 }
 
 /// podman or CRI-O, from containers/storage.

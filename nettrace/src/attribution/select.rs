@@ -34,10 +34,7 @@ pub enum Selector {
     /// By name, full id or id prefix (at least 4 hex digits).
     Container(String),
     /// By name, in one namespace or any.
-    Pod {
-        namespace: Option<String>,
-        name: String,
-    },
+    Pod { namespace: Option<String>, name: String },
 }
 
 impl Selector {
@@ -74,9 +71,10 @@ impl Selector {
                         && want.bytes().all(|b| b.is_ascii_hexdigit())
                         && c.id.starts_with(want.as_str()))
             }
-            Selector::Pod { namespace, name } => owner.pod.as_ref().is_some_and(|p| {
-                p.name == *name && namespace.as_ref().is_none_or(|ns| p.namespace == *ns)
-            }),
+            Selector::Pod { namespace, name } => owner
+                .pod
+                .as_ref()
+                .is_some_and(|p| p.name == *name && namespace.as_ref().is_none_or(|ns| p.namespace == *ns)),
         }
     }
 }
@@ -89,7 +87,10 @@ impl fmt::Display for Selector {
                 namespace: Some(ns),
                 name,
             } => write!(f, "--pod {ns}/{name}"),
-            Selector::Pod { namespace: None, name } => write!(f, "--pod {name}"),
+            Selector::Pod {
+                namespace: None,
+                name,
+            } => write!(f, "--pod {name}"),
         }
     }
 }
@@ -106,7 +107,11 @@ impl Selection {
     pub fn namespaces(&self, snap: &Snapshot) -> BTreeSet<u64> {
         snap.namespaces
             .iter()
-            .filter(|(_, owner)| owner.as_ref().is_some_and(|o| self.selectors.iter().any(|s| s.matches(o))))
+            .filter(|(_, owner)| {
+                owner
+                    .as_ref()
+                    .is_some_and(|o| self.selectors.iter().any(|s| s.matches(o)))
+            })
             .map(|(ns, _)| *ns)
             .collect()
     }
@@ -151,7 +156,12 @@ impl Gate {
     pub fn new(selection: Selection, attribution: Attribution) -> Result<Arc<Self>, String> {
         let snap = attribution.walk_now();
         let allowed = selection.namespaces(&snap);
-        let what = selection.selectors.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+        let what = selection
+            .selectors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
         if allowed.is_empty() {
             if !selection.wait {
                 return Err(format!(
@@ -185,15 +195,27 @@ impl Gate {
         Ok(())
     }
 
+    /// Whether namespace `netns` is let through now (for `--conn`, which
+    /// filters in userspace).
+    pub fn allows(&self, netns: u64) -> bool {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .allowed
+            .contains(&netns)
+    }
+
     /// Keeps the maps current from now on, in a thread of its own.
     pub fn watch(self: &Arc<Self>) {
         let gate = self.clone();
-        let spawned = thread::Builder::new().name("container-gate".into()).spawn(move || {
-            loop {
-                thread::sleep(REFRESH);
-                gate.refresh();
-            }
-        });
+        let spawned = thread::Builder::new()
+            .name("container-gate".into())
+            .spawn(move || {
+                loop {
+                    thread::sleep(REFRESH);
+                    gate.refresh();
+                }
+            });
         if let Err(e) = spawned {
             eprintln!("nettrace: containers started later are not traced: cannot start a thread: {e}");
         }
@@ -258,10 +280,17 @@ mod tests {
         assert!(Selector::pod("default/web-7d9f").unwrap().matches(&o));
         assert!(!Selector::pod("kube-system/web-7d9f").unwrap().matches(&o));
         assert!(!Selector::pod("web").unwrap().matches(&o));
-        assert!(!Selector::pod("web-7d9f").unwrap().matches(&owner("web-7d9f", None)));
+        assert!(
+            !Selector::pod("web-7d9f")
+                .unwrap()
+                .matches(&owner("web-7d9f", None))
+        );
         for bad in ["", "/x", "ns/", "a/b/c"] {
             assert!(Selector::pod(bad).is_err(), "{bad}");
         }
-        assert_eq!(Selector::pod("default/web").unwrap().to_string(), "--pod default/web");
+        assert_eq!(
+            Selector::pod("default/web").unwrap().to_string(),
+            "--pod default/web"
+        );
     }
 }

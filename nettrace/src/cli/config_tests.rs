@@ -19,10 +19,13 @@ fn config(argv: &[&str]) -> Result<Config, UsageError> {
 #[test]
 fn drop_with_filters() {
     let c = config(&["--drop", "-s", "10.0.0.1", "-p", "tcp", "-D", "443", "-c", "3"]).unwrap();
-    assert_eq!(c.mode, Mode::Drop {
-        stack: false,
-        detail: false
-    });
+    assert_eq!(
+        c.mode,
+        Mode::Drop {
+            stack: false,
+            detail: false
+        }
+    );
     assert_eq!(c.filter.saddr.family, family::V4);
     assert_eq!(&c.filter.saddr.addr[..4], &[10, 0, 0, 1]);
     assert_eq!(c.filter.saddr.addr[4..], [0; 12]);
@@ -329,10 +332,14 @@ fn expression_words_and_flags_mix_in_any_order() {
         &["tcp", "-c", "2", "port 443", "--drop"],
     ] {
         let c = config(argv).unwrap();
-        assert_eq!(c.mode, Mode::Drop {
-        stack: false,
-        detail: false
-    }, "{argv:?}");
+        assert_eq!(
+            c.mode,
+            Mode::Drop {
+                stack: false,
+                detail: false
+            },
+            "{argv:?}"
+        );
         assert_eq!(c.count, Some(2), "{argv:?}");
         let e = c.expression.expect("an expression");
         assert_eq!(e.text, "tcp port 443", "{argv:?}");

@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::{ConnRecord, print::Header};
 
 use crate::{
+    attribution::{Attribution, OwnerFields, select::Gate},
     error::Error,
     events::{Flow, Record, Sink, monotonic_ns},
     modes::{Lookups, Mode, ModeSink, Started},
@@ -38,6 +39,8 @@ impl Mode for Connections {
         let sink = ConnSink {
             conn: *self,
             filter: config.filter,
+            gate: s.gate.clone(),
+            owners: s.attribution.clone(),
             clock: Clock::new(config.date),
             debug: s.log(),
             metrics: s.metrics.clone(),
@@ -55,6 +58,10 @@ impl Mode for Connections {
 struct ConnSink<W: Write = crate::output::Console> {
     conn: Connections,
     filter: nettrace_common::Filter,
+    /// `--container` / `--pod`: the namespaces whose sockets are listed.
+    gate: Option<std::sync::Arc<Gate>>,
+    /// Container names of namespaces.
+    owners: Option<Attribution>,
     clock: Clock,
     debug: DebugLog,
     /// A snapshot that failed: the session fails with it.
@@ -69,7 +76,10 @@ impl<W: Write> ConnSink<W> {
     /// One snapshot: a header line with `--interval`, then a line per
     /// connection.
     fn snapshot(&mut self) -> Result<Flow, Error> {
-        let snap = super::snapshot(&self.filter, self.conn.states)?;
+        let mut snap = super::snapshot(&self.filter, self.conn.states)?;
+        if let Some(gate) = &self.gate {
+            snap.conns.retain(|c| gate.allows(c.netns));
+        }
         for e in &snap.errors {
             eprintln!("nettrace: --conn: {e}");
         }
@@ -99,7 +109,15 @@ impl<W: Write> ConnSink<W> {
             }
         }
         for conn in &snap.conns {
-            let r = self.out.emit(&ConnRecord { conn, ts_ns: now }).map(|()| 1);
+            let container = OwnerFields::of(self.owners.as_ref().and_then(|a| a.owner(conn.netns)).as_ref());
+            let r = self
+                .out
+                .emit(&ConnRecord {
+                    conn,
+                    ts_ns: now,
+                    container,
+                })
+                .map(|()| 1);
             if self.progress.after(r) == Flow::Stop {
                 let _ = self.out.flush();
                 return Ok(Flow::Stop);

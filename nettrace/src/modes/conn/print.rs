@@ -6,6 +6,7 @@ use std::io::{self, Write};
 use serde::{Serialize, Serializer};
 
 use super::{Conn, state_name};
+use crate::attribution::OwnerFields;
 
 /// One connection at snapshot time `ts_ns`.
 ///
@@ -22,10 +23,15 @@ use super::{Conn, state_name};
 /// `rtt_ns`, `rttvar_ns`, `rto_ns`, `min_rtt_ns`, `unacked`, `retrans`,
 /// `total_retrans`, `lost`, `cwnd`, `ssthresh`, `bytes_acked`,
 /// `bytes_received`, `bytes_sent`, `bytes_retrans` (those the kernel
-/// reports); then `pid` and `comm` when known, then `ts_ns`.
+/// reports); then `pid` and `comm` when known, `container`
+/// (`{"runtime","id","name"}`) and `pod` (`{"namespace","name"}`) when a
+/// container owns the namespace, then `ts_ns`. The text ends with
+/// `[ctr:NAME]` or `[pod:NAMESPACE/NAME]` then.
 pub struct ConnRecord<'a> {
     pub conn: &'a Conn,
     pub ts_ns: u64,
+    /// The container or pod owning the socket's namespace.
+    pub container: OwnerFields,
 }
 
 /// µs as ns.
@@ -39,7 +45,7 @@ fn ms(us: u32) -> String {
 }
 
 #[derive(Serialize)]
-struct Json {
+struct Json<'a> {
     netns: u64,
     state: &'static str,
     l3: &'static str,
@@ -52,6 +58,8 @@ struct Json {
     info: Option<Info>,
     #[serde(flatten)]
     owner: Option<Owner>,
+    #[serde(flatten)]
+    container: &'a OwnerFields,
     ts_ns: u64,
 }
 
@@ -116,6 +124,7 @@ impl Serialize for ConnRecord<'_> {
                 pid: *pid,
                 comm: comm.clone(),
             }),
+            container: &self.container,
             ts_ns: self.ts_ns,
         }
         .serialize(s)
@@ -154,6 +163,9 @@ impl crate::output::Record for ConnRecord<'_> {
         }
         if let Some((pid, comm)) = &c.owner {
             write!(w, " pid:{pid}/{comm}")?;
+        }
+        if let Some(tag) = self.container.tag() {
+            write!(w, " {tag}")?;
         }
         writeln!(w)
     }

@@ -8,7 +8,10 @@ use std::{
 use serde_json::Value;
 
 use super::*;
-use crate::output::record::{json_of, text_of};
+use crate::{
+    attribution::OwnerFields,
+    output::record::{json_of, text_of},
+};
 
 /// An address criterion as the CLI builds it.
 fn addr(s: &str) -> AddrMatch {
@@ -28,14 +31,23 @@ fn addr(s: &str) -> AddrMatch {
 
 /// A connection's text line, without its `\n`.
 fn line(c: &Conn) -> String {
-    text_of(&ConnRecord { conn: c, ts_ns: 0 })
-        .trim_end_matches('\n')
-        .to_string()
+    text_of(&ConnRecord {
+        conn: c,
+        ts_ns: 0,
+        container: OwnerFields::default(),
+    })
+    .trim_end_matches('\n')
+    .to_string()
 }
 
 /// A connection's JSON record, as an object.
 fn json(c: &Conn) -> Value {
-    serde_json::from_str(&json_of(&ConnRecord { conn: c, ts_ns: 0 })).unwrap()
+    serde_json::from_str(&json_of(&ConnRecord {
+        conn: c,
+        ts_ns: 0,
+        container: OwnerFields::default(),
+    }))
+    .unwrap()
 }
 
 fn conn() -> Conn {
@@ -251,6 +263,7 @@ fn golden_lines_and_records() {
         let r = ConnRecord {
             conn: c,
             ts_ns: 5_000_000_000,
+            container: OwnerFields::default(),
         };
         text_of(&r) + &json_of(&r)
     };

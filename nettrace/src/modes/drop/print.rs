@@ -55,7 +55,12 @@ impl Printer {
             ifindex: ev.ifindex,
             pid: ev.pid,
             comm: cstr(&ev.comm),
-            owner: OwnerFields::of(self.owners.as_ref().and_then(|a| a.owner(u64::from(ev.netns))).as_ref()),
+            owner: OwnerFields::of(
+                self.owners
+                    .as_ref()
+                    .and_then(|a| a.owner(u64::from(ev.netns)))
+                    .as_ref(),
+            ),
             stack: stack.then(|| self.symbols.stack(ev.stack_id)),
             detail: self.detail,
         }

@@ -143,6 +143,7 @@ impl Mode for Lifecycle {
                 tiny: l.tiny,
                 latency: l.latency_show,
             },
+            owners: s.attribution.clone(),
         };
         let sink = LifecycleSink {
             printer,

@@ -4,7 +4,9 @@
 //! ***************** e8fbc700,e8fbdc00 ***************
 //! [1273445.360831] [ip_rcv              ] ICMP: 169.254.128.15 -> 172.27.0.6 ping request, seq: 54754, id: 1
 //! ```
-//! `--detail` inserts `[skb][func][cpu:N][dev][ns:inode][pid:N][comm]`.
+//! `--detail` inserts `[skb][func][cpu:N][dev][ns:inode][pid:N][comm]`, and
+//! `[ctr:NAME]` or `[pod:NAMESPACE/NAME]` after `[ns:inode]` when a
+//! container owns the namespace.
 
 use std::io::{self, Write};
 
@@ -13,6 +15,7 @@ use serde::Serialize;
 
 use super::track::Packet;
 use crate::{
+    attribution::{Attribution, OwnerFields},
     decode::decode,
     kernel::reasons::DropReasons,
     output::{
@@ -44,6 +47,8 @@ pub struct LinePrinter {
     pub resets: DropReasons,
     pub reset_by_slot: Vec<bool>,
     pub style: Style,
+    /// Container names, when shown (`--detail`, `--json`).
+    pub owners: Option<Attribution>,
 }
 
 /// A return value: small ints (errno, verdicts) as signed decimals, pointers in hex.
@@ -76,6 +81,15 @@ impl LinePrinter {
         })
     }
 
+    fn owner(&self, ev: &TraceEvent) -> OwnerFields {
+        OwnerFields::of(
+            self.owners
+                .as_ref()
+                .and_then(|a| a.owner(u64::from(ev.netns)))
+                .as_ref(),
+        )
+    }
+
     fn name(&self, ev: &TraceEvent) -> &str {
         self.names.get(ev.slot as usize).map_or("?", String::as_str)
     }
@@ -95,14 +109,16 @@ impl LinePrinter {
         if self.style.detail {
             write!(
                 w,
-                " [{:08x}][{name:<20}][cpu:{:<3}][{:<6}][ns:{}][pid:{:<7}][{:<12}]",
+                " [{:08x}][{name:<20}][cpu:{:<3}][{:<6}][ns:{}]",
                 ev.skb as u32,
                 ev.cpu,
                 cstr(&ev.ifname),
                 ev.netns,
-                ev.pid,
-                cstr(&ev.comm)
             )?;
+            if let Some(tag) = self.owner(ev).tag() {
+                w.write_all(tag.as_bytes())?;
+            }
+            write!(w, "[pid:{:<7}][{:<12}]", ev.pid, cstr(&ev.comm))?;
         } else {
             write!(w, " [{name:<20}]")?;
         }
@@ -157,6 +173,7 @@ impl LinePrinter {
             netns: ev.netns,
             pid: ev.pid,
             comm: cstr(&ev.comm),
+            owner: self.owner(ev),
             len: ev.pkt_len,
             packet: PacketFields(decode(ev.l3_proto, &ev.hdr[..len])),
             clone,
@@ -196,6 +213,8 @@ pub struct EventFields {
     netns: u32,
     pid: u32,
     comm: String,
+    #[serde(flatten)]
+    owner: OwnerFields,
     len: u32,
     #[serde(flatten)]
     packet: PacketFields,
@@ -259,6 +278,7 @@ mod tests {
             resets: DropReasons::default(),
             reset_by_slot: Vec::new(),
             style,
+            owners: None,
         }
     }
 

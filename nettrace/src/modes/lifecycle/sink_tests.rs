@@ -70,6 +70,7 @@ fn sink(json: bool, basic: bool, diag: bool, style: Style) -> LifecycleSink<Vec<
             resets: DropReasons::from_values([(2, "SK_RST_REASON_NO_SOCKET".to_string())]),
             reset_by_slot: vec![false, false, false, true],
             style,
+            owners: None,
         },
         diag,
         symbols: Symbolizer::with_symbols(Symbols::parse("ffffffff81c6f030 T tcp_v4_rcv\n")),

@@ -201,6 +201,7 @@ fn start(s: &Session<'_>, k: &Kernel, mode: SocketMode) -> Result<Started, Error
             clock,
             names: p.names,
             resets: DropReasons::resets_from_btf(&k.btf).unwrap_or_default(),
+            owners: s.attribution.clone(),
         }),
         summary: matches!(mode, SocketMode::Rt { summary: true }).then(rt::Summary::default),
         rtt,

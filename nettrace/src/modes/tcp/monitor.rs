@@ -13,6 +13,7 @@ use super::{
     fields::{Task, TupleFields, Us},
 };
 use crate::{
+    attribution::{Attribution, OwnerFields},
     kernel::reasons::DropReasons,
     output::{Clock, Record, json},
 };
@@ -30,6 +31,8 @@ pub struct Printer {
     pub names: Names,
     /// `enum sk_rst_reason` names, empty before 6.10.
     pub resets: DropReasons,
+    /// Container names for `--json`.
+    pub owners: Option<Attribution>,
 }
 
 impl Printer {
@@ -61,6 +64,12 @@ impl Printer {
                 total_retrans: ev.total_retrans,
             }),
             netns: ev.netns,
+            owner: OwnerFields::of(
+                self.owners
+                    .as_ref()
+                    .and_then(|a| a.owner(u64::from(ev.netns)))
+                    .as_ref(),
+            ),
             task: Task::of(ev.pid, &ev.comm),
             reason,
             cong_state,
@@ -83,6 +92,8 @@ pub struct Tcp {
     #[serde(flatten)]
     congestion: Option<Congestion>,
     netns: u32,
+    #[serde(flatten)]
+    owner: OwnerFields,
     #[serde(flatten)]
     task: Option<Task>,
     /// The reset reason, for `tcp_send_reset` on kernels that have them.
