@@ -80,7 +80,7 @@ impl Attribution {
 
     /// The owner of namespace `netns`, if known now.
     pub fn owner(&self, netns: u64) -> Option<Arc<Owner>> {
-        let table = self.inner.table.read().unwrap_or_else(|e| e.into_inner());
+        let table = self.inner.table.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         match table.get(&netns) {
             Some(Entry::Owned(o)) => return Some(o.clone()),
             Some(Entry::Unowned(at)) if at.elapsed() < RECHECK => return None,
@@ -91,7 +91,7 @@ impl Attribution {
         self.inner
             .table
             .write()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(netns, Entry::Unowned(Instant::now()));
         match self.wake.try_send(()) {
             Ok(()) | Err(TrySendError::Full(())) | Err(TrySendError::Disconnected(())) => None,
@@ -100,10 +100,10 @@ impl Attribution {
 }
 
 fn walk(inner: &Inner) -> Snapshot {
-    let _one = inner.walking.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = inner.walking.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let snap = scan::walk(&inner.roots);
     let now = Instant::now();
-    let mut table = inner.table.write().unwrap_or_else(|e| e.into_inner());
+    let mut table = inner.table.write().unwrap_or_else(std::sync::PoisonError::into_inner);
     for (ns, owner) in &snap.namespaces {
         let entry = match owner {
             Some(o) => Entry::Owned(Arc::new(o.clone())),

@@ -56,7 +56,7 @@ pub fn walk(roots: &Roots) -> Snapshot {
             .clone();
         let Some(found) = found else { continue };
         let workload = !found.sandbox;
-        if settled.get(&ns).is_some() && !workload {
+        if settled.contains_key(&ns) && !workload {
             continue;
         }
         settled.insert(ns, workload);
