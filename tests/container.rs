@@ -195,3 +195,44 @@ fn conn_shows_the_owner_container() {
     assert!(line.ends_with(&format!("[ctr:{}]", a.name)), "{line}");
     assert!(!text.contains(":8081 "), "b's socket got through:\n{text}");
 }
+
+#[test]
+fn metrics_label_drops_by_container_on_request() {
+    if !podman() {
+        return;
+    }
+    let image = Image::busybox();
+    let (a, b) = (Container::start(&image, "nt-a"), Container::start(&image, "nt-b"));
+    // A free loopback port, found by binding it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let t = Tracer::start(&[
+        "--drop",
+        "-p",
+        "tcp",
+        "--metrics",
+        &addr,
+        "--metrics-labels",
+        "container,pod",
+    ]);
+    b.connect("127.0.0.1", LOOPBACK_B);
+    a.connect(&b.ip, TO_PEER);
+    wait_line(&t, &[&format!(":{TO_PEER} ")]);
+    let m = crate::util::scrape(port);
+    let b_drops: Vec<&str> = m
+        .lines()
+        .filter(|l| l.contains("NO_SOCKET") && l.contains(&format!("container=\"{}\"", b.name)))
+        .collect();
+    assert!(!b_drops.is_empty(), "no drop labelled with {}:\n{m}", b.name);
+    assert!(b_drops.iter().all(|l| l.contains("pod=\"\"")), "{b_drops:?}");
+    let total: f64 = b_drops
+        .iter()
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(total, 2.0, "{b_drops:?}");
+    assert!(!m.contains(&format!("container=\"{}\"", a.name)), "{m}");
+}

@@ -230,7 +230,11 @@ impl Session<'_> {
 
     /// A sink's `--metrics` counters, when metrics are served.
     pub fn counts(&self) -> Option<Counts> {
-        self.metrics.clone().map(Counts::new)
+        let counts = Counts::new(self.metrics.clone()?);
+        Some(match &self.attribution {
+            Some(a) => counts.with_owners(a.clone(), self.config.metrics_labels),
+            None => counts,
+        })
     }
 }
 

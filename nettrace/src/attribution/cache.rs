@@ -32,6 +32,8 @@ enum Entry {
     Owned(Arc<Owner>),
     /// No container as of this walk.
     Unowned(Instant),
+    /// Asked for since this time; the worker's next walk answers.
+    Pending(Instant),
 }
 
 struct Inner {
@@ -80,10 +82,14 @@ impl Attribution {
 
     /// The owner of namespace `netns`, if known now.
     pub fn owner(&self, netns: u64) -> Option<Arc<Owner>> {
-        let table = self.inner.table.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let table = self
+            .inner
+            .table
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         match table.get(&netns) {
             Some(Entry::Owned(o)) => return Some(o.clone()),
-            Some(Entry::Unowned(at)) if at.elapsed() < RECHECK => return None,
+            Some(Entry::Unowned(at) | Entry::Pending(at)) if at.elapsed() < RECHECK => return None,
             _ => {}
         }
         drop(table);
@@ -92,18 +98,45 @@ impl Attribution {
             .table
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(netns, Entry::Unowned(Instant::now()));
+            .insert(netns, Entry::Pending(Instant::now()));
         match self.wake.try_send(()) {
             Ok(()) | Err(TrySendError::Full(())) | Err(TrySendError::Disconnected(())) => None,
         }
     }
 }
 
+impl Attribution {
+    /// Whether the last walk found `netns` without a container (as opposed
+    /// to not having looked yet).
+    pub fn known_unowned(&self, netns: u64) -> bool {
+        let table = self
+            .inner
+            .table
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        matches!(table.get(&netns), Some(Entry::Unowned(at)) if at.elapsed() < RECHECK)
+    }
+}
+
 fn walk(inner: &Inner) -> Snapshot {
-    let _one = inner.walking.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _one = inner
+        .walking
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let started = Instant::now();
     let snap = scan::walk(&inner.roots);
     let now = Instant::now();
-    let mut table = inner.table.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut table = inner
+        .table
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // Asked for before this walk and not seen in it: no process is in
+    // the namespace, so no container owns it (a bare `ip netns`).
+    for entry in table.values_mut() {
+        if matches!(entry, Entry::Pending(at) if *at <= started) {
+            *entry = Entry::Unowned(now);
+        }
+    }
     for (ns, owner) in &snap.namespaces {
         let entry = match owner {
             Some(o) => Entry::Owned(Arc::new(o.clone())),

@@ -187,7 +187,10 @@ impl Gate {
             return Ok(());
         };
         let mut map: HashMap<MapData, u32, u8> = HashMap::try_from(map)?;
-        let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for ns in &state.allowed {
             map.insert(&(*ns as u32), &1, 0)?;
         }
@@ -223,7 +226,10 @@ impl Gate {
 
     fn refresh(&self) {
         let now = self.selection.namespaces(&self.attribution.walk_now());
-        let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let GateState { maps, allowed } = &mut *state;
         for ns in now.difference(allowed) {
             eprintln!("nettrace: netns {ns} now matches; tracing it");

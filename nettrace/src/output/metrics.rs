@@ -10,6 +10,7 @@
 
 use std::{collections::HashMap, net::SocketAddr, sync::Arc};
 
+use crate::{attribution::Attribution, cli::MetricsLabels};
 use prometheus_client::{
     encoding::text::encode,
     metrics::{
@@ -107,13 +108,10 @@ impl Metrics {
         r
     }
 
-    fn drop_counter(&self, reason: &str, location: &str) -> Counter {
-        self.drops
-            .get_or_create(&vec![
-                ("reason", reason.to_string()),
-                ("location", location.to_string()),
-            ])
-            .clone()
+    fn drop_counter(&self, reason: &str, location: &str, owner: Labels) -> Counter {
+        let mut labels = vec![("reason", reason.to_string()), ("location", location.to_string())];
+        labels.extend(owner);
+        self.drops.get_or_create(&labels).clone()
     }
 
     /// The counters one event of `hook` increments.
@@ -214,8 +212,12 @@ impl Metrics {
 pub struct Counts {
     metrics: Arc<Metrics>,
     hooks: HashMap<u32, Vec<Counter>>,
-    drops: HashMap<(u32, u64), Counter>,
+    /// By (reason, location, netns); the netns is 0 without owner labels.
+    /// `false`: made while the namespace's owner was not known yet.
+    drops: HashMap<(u32, u64, u32), (Counter, bool)>,
     resets: HashMap<u32, Counter>,
+    /// `--metrics-labels`: drops also by pod and/or container.
+    owners: Option<(Attribution, MetricsLabels)>,
 }
 
 impl Counts {
@@ -225,7 +227,44 @@ impl Counts {
             hooks: HashMap::new(),
             drops: HashMap::new(),
             resets: HashMap::new(),
+            owners: None,
         }
+    }
+
+    /// Drops are also labelled with the owner of their namespace
+    /// (`--metrics-labels`): `pod="NAMESPACE/NAME"`, `container="NAME"`,
+    /// empty outside containers.
+    pub fn with_owners(mut self, attribution: Attribution, labels: MetricsLabels) -> Self {
+        if labels != MetricsLabels::default() {
+            self.owners = Some((attribution, labels));
+        }
+        self
+    }
+
+    /// The owner labels of namespace `netns`, and whether its owner is
+    /// known (or known to be none).
+    fn owner_labels(&self, netns: u32) -> (Labels, bool) {
+        let Some((attribution, want)) = &self.owners else {
+            return (Vec::new(), true);
+        };
+        let owner = attribution.owner(u64::from(netns));
+        let known = owner.is_some() || attribution.known_unowned(u64::from(netns));
+        let mut labels = Vec::new();
+        if want.pod {
+            let pod = owner.as_ref().and_then(|o| o.pod.as_ref());
+            labels.push((
+                "pod",
+                pod.map(|p| format!("{}/{}", p.namespace, p.name))
+                    .unwrap_or_default(),
+            ));
+        }
+        if want.container {
+            labels.push((
+                "container",
+                owner.map(|o| o.container.name.clone()).unwrap_or_default(),
+            ));
+        }
+        (labels, known)
     }
 
     /// An event at hook `slot`; `name` is asked for the first time only.
@@ -236,17 +275,26 @@ impl Counts {
         }
     }
 
-    /// A drop with reason value `reason` at code address `location`;
-    /// `labels` gives their names the first time.
-    pub fn dropped(&mut self, reason: u32, location: u64, labels: impl FnOnce() -> (String, String)) {
-        let m = &self.metrics;
-        self.drops
-            .entry((reason, location))
-            .or_insert_with(|| {
-                let (r, l) = labels();
-                m.drop_counter(&r, &l)
-            })
-            .inc();
+    /// A drop with reason value `reason` at code address `location` in
+    /// namespace `netns`; `labels` gives their names the first time (and
+    /// again while the namespace's owner is being looked up).
+    pub fn dropped(
+        &mut self,
+        reason: u32,
+        location: u64,
+        netns: u32,
+        labels: impl FnOnce() -> (String, String),
+    ) {
+        let key = (reason, location, if self.owners.is_some() { netns } else { 0 });
+        if let Some((counter, true)) = self.drops.get(&key) {
+            counter.inc();
+            return;
+        }
+        let (owner, known) = self.owner_labels(netns);
+        let (r, l) = labels();
+        let counter = self.metrics.drop_counter(&r, &l, owner);
+        counter.inc();
+        self.drops.insert(key, (counter, known));
     }
 
     /// One RTT sample (µs).
@@ -301,9 +349,9 @@ mod tests {
         let m = Arc::new(Metrics::default());
         let mut c = Counts::new(m.clone());
         let labels = || ("NO_SOCKET".to_string(), "tcp_v4_rcv+0x99".to_string());
-        c.dropped(2, 0xffff_0099, labels);
+        c.dropped(2, 0xffff_0099, 0, labels);
         // Cached: the labels are not asked for again.
-        c.dropped(2, 0xffff_0099, || unreachable!());
+        c.dropped(2, 0xffff_0099, 0, || unreachable!());
         c.hook(0, || "kfree_skb".into());
         c.hook(3, || "tcp_retransmit_skb".into());
         c.reset(1, || "NO_SOCKET".into());

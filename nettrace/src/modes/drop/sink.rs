@@ -27,7 +27,9 @@ impl<W: Write> DropSink<W> {
     fn write(&mut self, ev: &DropEvent) -> Result<(), Closed> {
         if let Some(c) = &mut self.metrics {
             let printer = &self.printer;
-            c.dropped(ev.reason, ev.location, || printer.reason_and_location(ev));
+            c.dropped(ev.reason, ev.location, ev.netns, || {
+                printer.reason_and_location(ev)
+            });
             c.hook(0, || "kfree_skb".into());
         }
         self.out.emit(&self.printer.record(ev, self.stack))?;

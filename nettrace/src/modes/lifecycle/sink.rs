@@ -292,7 +292,7 @@ impl<W: Write> Sink for LifecycleSink<W> {
                 printer.names.get(ev.slot as usize).cloned().unwrap_or_default()
             });
             match printer.reason_kind(&ev) {
-                Some(false) => c.dropped(ev.extra as u32, ev.location, || {
+                Some(false) => c.dropped(ev.extra as u32, ev.location, ev.netns, || {
                     (
                         printer.reasons.name(ev.extra as u32),
                         symbols.symbolize(ev.location),
