@@ -52,6 +52,18 @@ fn drop_line_and_record_name_the_receiving_container() {
     let port = TO_PEER.to_string();
     let text = Tracer::start(&["--drop", "--detail", "-p", "tcp", "-D", &port]);
     let json = Tracer::start(&["--drop", "--json", "-p", "tcp", "-D", &port]);
+    let pcapng = std::env::temp_dir().join(format!("nettrace-container-{}.pcapng", std::process::id()));
+    let mut file = Tracer::start(&[
+        "--drop",
+        "-p",
+        "tcp",
+        "-D",
+        &port,
+        "-c",
+        "1",
+        "-w",
+        pcapng.to_str().unwrap(),
+    ]);
     a.connect(&b.ip, TO_PEER);
     // The SYN dies in b's namespace: no socket there.
     let line = wait_line(&text, &["NO_SOCKET", &format!(":{port} ")]);
@@ -76,6 +88,24 @@ fn drop_line_and_record_name_the_receiving_container() {
     assert_eq!(rec["container"]["name"], b.name.as_str(), "{rec}");
     assert_eq!(rec["container"]["id"], b.id.as_str(), "{rec}");
     assert!(rec.get("pod").is_none(), "{rec}");
+    // Wireshark sees it in the packet's comments.
+    assert!(
+        file.wait_exit(Duration::from_secs(10)).success(),
+        "{}",
+        file.stderr()
+    );
+    if have_tool("tshark", "tshark") {
+        let out = std::process::Command::new("tshark")
+            .arg("-r")
+            .arg(&pcapng)
+            .args(["-T", "fields", "-e", "frame.comment"])
+            .output()
+            .expect("run tshark");
+        let comments = String::from_utf8_lossy(&out.stdout);
+        let want = format!("container: {} (podman {})", b.name, &b.id[..12]);
+        assert!(comments.contains(&want), "{want} not in {comments}");
+    }
+    let _ = std::fs::remove_file(&pcapng);
 }
 
 fn pid_of(line: &str) -> &str {

@@ -178,7 +178,7 @@ impl Session<'_> {
     }
 
     /// Starts naming containers when the output shows them (`--json`,
-    /// `--detail`, `--conn`, `--metrics-labels`) or `--container`/`--pod`
+    /// `--detail`, `--conn`, `--metrics-labels`, `-w`'s comments) or `--container`/`--pod`
     /// asks for them; resolves those to namespaces (a usage error when none
     /// match, unless `--wait-container`).
     pub fn attribute(&mut self) -> Result<(), Error> {
@@ -190,7 +190,7 @@ impl Session<'_> {
             _ => false,
         };
         let labels = c.metrics_labels != crate::cli::MetricsLabels::default();
-        if !(c.json || detail || labels || c.containers.is_some()) {
+        if !(c.json || detail || labels || c.pcap.is_some() || c.containers.is_some()) {
             return Ok(());
         }
         let attribution = Attribution::start(Roots::host());

@@ -103,6 +103,17 @@ impl OwnerFields {
         }
     }
 
+    /// `-w`'s comments: `container: NAME (RUNTIME ID12)` and
+    /// `pod: NAMESPACE/NAME`, each when known.
+    pub fn comments(&self) -> (Option<String>, Option<String>) {
+        (
+            self.container
+                .as_ref()
+                .map(|c| format!("{} ({} {})", c.name, c.runtime, &c.id[..c.id.len().min(12)])),
+            self.pod.as_ref().map(|p| format!("{}/{}", p.namespace, p.name)),
+        )
+    }
+
     /// `--detail`'s tag: `[pod:NAMESPACE/NAME]` for a Kubernetes pod (its
     /// containers share the namespace), else `[ctr:NAME]`; `None` when the
     /// owner is unknown.

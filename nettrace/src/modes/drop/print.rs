@@ -55,12 +55,7 @@ impl Printer {
             ifindex: ev.ifindex,
             pid: ev.pid,
             comm: cstr(&ev.comm),
-            owner: OwnerFields::of(
-                self.owners
-                    .as_ref()
-                    .and_then(|a| a.owner(u64::from(ev.netns)))
-                    .as_ref(),
-            ),
+            owner: self.owner(ev),
             stack: stack.then(|| self.symbols.stack(ev.stack_id)),
             detail: self.detail,
         }
@@ -69,12 +64,15 @@ impl Printer {
     /// The drop for `-w`: its packet, and the event in comments.
     pub fn frame<'a>(&self, ev: &'a DropEvent) -> Frame<'a> {
         let (reason, location) = self.reason_and_location(ev);
+        let (container, pod) = self.owner(ev).comments();
         let comments = Comments::default()
             .add("hook", "kfree_skb (tracepoint skb:kfree_skb)")
             .add("event", "drop")
             .opt("reason", (!self.reasons.is_empty()).then_some(reason))
             .add("location", location)
             .add("netns", ev.netns)
+            .opt("container", container)
+            .opt("pod", pod)
             .add(
                 "interface",
                 format_args!("{} (ifindex {})", cstr(&ev.ifname), ev.ifindex),
@@ -92,6 +90,15 @@ impl Printer {
             hdr: &ev.hdr[..len],
             comments: comments.0,
         }
+    }
+
+    fn owner(&self, ev: &DropEvent) -> OwnerFields {
+        OwnerFields::of(
+            self.owners
+                .as_ref()
+                .and_then(|a| a.owner(u64::from(ev.netns)))
+                .as_ref(),
+        )
     }
 
     /// The drop reason's name (`None` on kernels without drop reasons) and

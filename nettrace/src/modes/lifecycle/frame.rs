@@ -78,7 +78,11 @@ pub fn frame<'a>(
             "location",
             (ev.location != 0).then(|| symbols.symbolize(ev.location)),
         )
-        .add("netns", ev.netns)
+        .add("netns", ev.netns);
+    let (container, pod) = printer.owner(ev).comments();
+    let mut c = c
+        .opt("container", container)
+        .opt("pod", pod)
         .add(
             "interface",
             format_args!("{} (ifindex {})", cstr_ref(&ev.ifname), ev.ifindex),

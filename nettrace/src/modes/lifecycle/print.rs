@@ -81,7 +81,8 @@ impl LinePrinter {
         })
     }
 
-    fn owner(&self, ev: &TraceEvent) -> OwnerFields {
+    /// The container or pod owning the event's namespace, when known.
+    pub fn owner(&self, ev: &TraceEvent) -> OwnerFields {
         OwnerFields::of(
             self.owners
                 .as_ref()
