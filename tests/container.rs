@@ -266,3 +266,23 @@ fn metrics_label_drops_by_container_on_request() {
     assert_eq!(total, 2.0, "{b_drops:?}");
     assert!(!m.contains(&format!("container=\"{}\"", a.name)), "{m}");
 }
+
+#[test]
+fn tcp_monitor_records_name_the_container() {
+    if !podman() {
+        return;
+    }
+    let image = Image::busybox();
+    let a = Container::start(&image, "nt-a");
+    let t = Tracer::start(&["--tcp-monitor", "--json", "--container", &a.name]);
+    a.connect("127.0.0.1", LOOPBACK_A);
+    wait_line(&t, &["tcp_send_reset"]);
+    let rec = t
+        .json_records()
+        .into_iter()
+        .find(|r| r["event"] == "tcp_send_reset")
+        .expect("a reset record");
+    assert_eq!(rec["netns"], a.netns, "{rec}");
+    assert_eq!(rec["container"]["name"], a.name.as_str(), "{rec}");
+    assert_eq!(rec["container"]["runtime"], "podman", "{rec}");
+}

@@ -21,6 +21,8 @@ use std::{fmt, sync::Arc};
 
 use serde::Serialize;
 
+use crate::output::Record;
+
 pub use self::cache::Attribution;
 
 /// The container runtimes whose state is read.
@@ -123,5 +125,26 @@ impl OwnerFields {
             (None, Some(c)) => Some(format!("[ctr:{}]", c.name)),
             (None, None) => None,
         }
+    }
+}
+
+/// A record with the owner of its namespace added to its JSON form (the
+/// text is the record's own): for the records that carry no owner field
+/// themselves (`--rt`, `--rtt`, `--sock`).
+#[derive(Serialize)]
+pub struct WithOwner<R> {
+    #[serde(flatten)]
+    pub record: R,
+    #[serde(flatten)]
+    pub owner: OwnerFields,
+}
+
+impl<R: Record> Record for WithOwner<R> {
+    fn kind(&self) -> &'static str {
+        self.record.kind()
+    }
+
+    fn text(&self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        self.record.text(w)
     }
 }

@@ -73,7 +73,7 @@ pub fn frame<'a>(
             },
         };
     }
-    let mut c = c
+    let c = c
         .opt(
             "location",
             (ev.location != 0).then(|| symbols.symbolize(ev.location)),

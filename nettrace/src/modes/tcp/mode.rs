@@ -201,7 +201,6 @@ fn start(s: &Session<'_>, k: &Kernel, mode: SocketMode) -> Result<Started, Error
             clock,
             names: p.names,
             resets: DropReasons::resets_from_btf(&k.btf).unwrap_or_default(),
-            owners: s.attribution.clone(),
         }),
         summary: matches!(mode, SocketMode::Rt { summary: true }).then(rt::Summary::default),
         rtt,
@@ -209,6 +208,7 @@ fn start(s: &Session<'_>, k: &Kernel, mode: SocketMode) -> Result<Started, Error
         clock,
         out: s.out(),
         metrics: s.counts(),
+        owners: s.attribution.clone(),
         progress: Progress::new(config.count),
     };
     Ok(Started {

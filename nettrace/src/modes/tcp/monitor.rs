@@ -13,7 +13,6 @@ use super::{
     fields::{Task, TupleFields, Us},
 };
 use crate::{
-    attribution::{Attribution, OwnerFields},
     kernel::reasons::DropReasons,
     output::{Clock, Record, json},
 };
@@ -31,8 +30,6 @@ pub struct Printer {
     pub names: Names,
     /// `enum sk_rst_reason` names, empty before 6.10.
     pub resets: DropReasons,
-    /// Container names for `--json`.
-    pub owners: Option<Attribution>,
 }
 
 impl Printer {
@@ -64,12 +61,6 @@ impl Printer {
                 total_retrans: ev.total_retrans,
             }),
             netns: ev.netns,
-            owner: OwnerFields::of(
-                self.owners
-                    .as_ref()
-                    .and_then(|a| a.owner(u64::from(ev.netns)))
-                    .as_ref(),
-            ),
             task: Task::of(ev.pid, &ev.comm),
             reason,
             cong_state,
@@ -92,8 +83,6 @@ pub struct Tcp {
     #[serde(flatten)]
     congestion: Option<Congestion>,
     netns: u32,
-    #[serde(flatten)]
-    owner: OwnerFields,
     #[serde(flatten)]
     task: Option<Task>,
     /// The reset reason, for `tcp_send_reset` on kernels that have them.

@@ -50,7 +50,6 @@ fn monitor_printer() -> monitor::Printer {
             ca_states: HashMap::from([(4, "Loss".to_string())]),
         },
         resets: DropReasons::from_values([(2, "SK_RST_REASON_NO_SOCKET".to_string())]),
-        owners: None,
     }
 }
 

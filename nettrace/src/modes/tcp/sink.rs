@@ -6,6 +6,7 @@ use std::io::Write;
 
 use super::{monitor, rt, rtt, sock};
 use crate::{
+    attribution::{Attribution, OwnerFields, WithOwner},
     error::Error,
     events::{Flow, Record, Sink},
     modes::ModeSink,
@@ -33,9 +34,20 @@ pub struct TcpSink<W: Write = crate::output::Console> {
     pub out: Out<W>,
     pub metrics: Option<Counts>,
     pub progress: Progress,
+    /// Container names for `--json`.
+    pub owners: Option<Attribution>,
 }
 
 impl<W: Write> TcpSink<W> {
+    /// `record` with the owner of namespace `netns`.
+    fn owned<R>(&self, netns: u32, record: R) -> WithOwner<R> {
+        let owner = self.owners.as_ref().and_then(|a| a.owner(u64::from(netns)));
+        WithOwner {
+            record,
+            owner: OwnerFields::of(owner.as_ref()),
+        }
+    }
+
     fn write(&mut self, record: &Record) -> Result<bool, Closed> {
         use nettrace_common::tcp::tp;
         if let (Record::Sock(ev), Some(p)) = (record, &self.sock) {
@@ -45,7 +57,7 @@ impl<W: Write> TcpSink<W> {
                     c.rtt_sample(ev.rtt_us.into());
                 }
             }
-            self.out.emit(&p.record(ev))?;
+            self.out.emit(&self.owned(ev.netns, p.record(ev)))?;
             return Ok(true);
         }
         if let (Record::Tcp(ev), Some(p)) = (record, &self.monitor) {
@@ -57,14 +69,15 @@ impl<W: Write> TcpSink<W> {
                     c.reset(ev.value, || name);
                 }
             }
-            self.out.emit(&p.record(ev))?;
+            self.out.emit(&self.owned(ev.netns, p.record(ev)))?;
             return Ok(true);
         }
         if let (Record::Rtt(ev), Some((source, _))) = (record, &self.rtt) {
             if let Some(c) = &self.metrics {
                 c.rtt_sample(ev.rtt_us.into());
             }
-            self.out.emit(&rtt::record(&self.clock, *source, ev))?;
+            self.out
+                .emit(&self.owned(ev.netns, rtt::record(&self.clock, *source, ev)))?;
             return Ok(true);
         }
         if let Record::Rt(ev) = record {
@@ -75,7 +88,8 @@ impl<W: Write> TcpSink<W> {
                 sum.add(ev);
                 return Ok(false);
             }
-            self.out.emit(&rt::record(&self.clock, ev))?;
+            self.out
+                .emit(&self.owned(ev.netns, rt::record(&self.clock, ev)))?;
             return Ok(true);
         }
         Ok(false)
