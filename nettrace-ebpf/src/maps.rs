@@ -23,7 +23,7 @@ pub static STACKS: StackTrace = StackTrace::with_max_entries(4096, 0);
 /// and sockets pass (`Filter::netns_set`). Userspace adds a container's
 /// namespace when it sees it start, so it is a map, not a constant.
 #[map]
-pub static NETNS_ALLOWED: HashMap<u32, u8> = HashMap::with_max_entries(4096, 0);
+pub static NETNS_ALLOWED: HashMap<u32, u8> = HashMap::with_max_entries(1024, 0);
 
 /// True when namespace `netns` passes `--netns`, `--netns-current`,
 /// `--container` and `--pod` (a map lookup only for the last two).
