@@ -75,6 +75,23 @@ fn bad_input_is_one_line() {
         (&["--min-latency", "x"], "--min-latency"),
         (&["--pkt-len", "5-1"], "is empty"),
         (&["--pkt-len", "abc"], "--pkt-len"),
+        (&["--drop", "--pod", "a/b/c"], "NAMESPACE/NAME"),
+        (&["--drop", "--pod", "ns/"], "NAMESPACE/NAME"),
+        (&["--drop", "--container", ""], "a container name or id"),
+        (&["--drop", "--wait-container"], "needs --container or --pod"),
+        (
+            &["--drop", "--container", "web", "--netns", "4026531840"],
+            "both pick namespaces",
+        ),
+        (
+            &["--drop", "--container", "web", "--netns-current"],
+            "both pick namespaces",
+        ),
+        (&["--drop", "--metrics-labels", "pod"], "needs --metrics"),
+        (
+            &["--drop", "--metrics", "9464", "--metrics-labels", "node"],
+            "'node' is not a label",
+        ),
         (&["--tcp-flags", "SX"], "'X' is not one of"),
         (&["--diag-quiet"], "need --diag"),
         (&["--hooks"], "need --diag"),
@@ -346,4 +363,31 @@ fn expression_words_and_flags_mix_in_any_order() {
         assert_eq!(c.filter.expr_bytes, e.bytes);
     }
     assert!(config(&[]).unwrap().expression.is_none());
+}
+
+#[test]
+fn containers_select_namespaces_in_the_kernel() {
+    let c = config(&[
+        "--drop",
+        "--container",
+        "web-1",
+        "--pod",
+        "default/api",
+        "--detail",
+    ])
+    .unwrap();
+    assert_eq!(c.filter.netns_set, 1);
+    assert_eq!(c.filter.netns, 0);
+    let s = c.containers.expect("a selection");
+    assert_eq!(s.selectors.len(), 2);
+    assert!(!s.wait);
+    assert_eq!(
+        c.mode,
+        Mode::Drop {
+            stack: false,
+            detail: true
+        }
+    );
+    let plain = config(&["--drop"]).unwrap();
+    assert_eq!((plain.filter.netns_set, plain.containers), (0, None));
 }
