@@ -246,7 +246,9 @@ pub struct LifecycleArgs {
     #[arg(long)]
     pub basic: bool,
 
-    /// Add [skb][func][cpu][dev][ns][pid][comm] to each event.
+    /// Add [skb][func][cpu][dev][ns][pid][comm] to each event, and [ctr:NAME] or
+    /// [pod:NAMESPACE/NAME] when a container owns the namespace; with --drop, add netns, pid,
+    /// comm and the container to each drop line.
     #[arg(long)]
     pub detail: bool,
 

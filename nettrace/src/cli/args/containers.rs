@@ -4,8 +4,8 @@
 #[derive(Debug, clap::Args)]
 #[command(next_help_heading = "Containers")]
 pub struct ContainerArgs {
-    /// Only packets and sockets of this container's network namespace, by name or id (or a
-    /// unique id prefix); several times for several containers. Filtered in the kernel;
+    /// Only packets and sockets of this container's network namespace, by name or id (or an
+    /// id prefix of 4+ hex digits); several times for several containers. Filtered in the kernel;
     /// containers that match and start later are added as they start.
     #[arg(long, value_name = "NAME|ID")]
     pub container: Vec<String>,
@@ -19,8 +19,8 @@ pub struct ContainerArgs {
     #[arg(long)]
     pub wait_container: bool,
 
-    /// --metrics: also label counters by pod and/or container (comma-separated: pod,container).
-    /// Off by default: each container adds series.
+    /// --metrics: also label the drop counter by pod and/or container (comma-separated:
+    /// pod,container). Off by default: each container adds series.
     #[arg(long, value_name = "LABELS", value_delimiter = ',')]
     pub metrics_labels: Vec<String>,
 }
