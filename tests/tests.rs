@@ -16,6 +16,7 @@ mod diag;
 mod drop;
 mod expr;
 mod hardening;
+mod image;
 mod lifecycle;
 mod pcap;
 mod prometheus;
