@@ -12,6 +12,7 @@ mod util;
 
 mod compat;
 mod conn;
+mod deploy;
 mod diag;
 mod drop;
 mod expr;

@@ -14,10 +14,12 @@ use std::{
 
 mod bpf;
 mod pair;
+mod prometheus;
 
 pub use self::{
     bpf::{all_bpf_objects, bpf_object_exists, bpf_objects_of, leaked_since},
     pair::Pair,
+    prometheus::Prometheus,
 };
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_nettrace");
