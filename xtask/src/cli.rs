@@ -219,6 +219,7 @@ mod tests {
             parse(&["vm", "--startup"]),
             Some(Cmd::Vm { startup: true })
         ));
+        assert!(matches!(parse(&["image"]), Some(Cmd::Image)));
         assert!(parse(&[]).is_none());
     }
 }

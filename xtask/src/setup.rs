@@ -150,9 +150,14 @@ pub fn with(tiers: Tiers) -> anyhow::Result<Env> {
     packages(&wanted)?;
     let sysroot = toolchain()?;
     let bin_dir = bpf_linker(&sysroot)?;
-    let validate_dir = kubernetes_validate()?;
+    let mut dirs = vec![bin_dir];
+    // Only the tests use it (`setup`, `test`): `run` and `build` need no
+    // PyPI.
+    if tiers == Tiers::All {
+        dirs.push(kubernetes_validate()?);
+    }
     tracefs();
-    let path = std::env::join_paths([bin_dir, validate_dir].into_iter().chain(std::env::split_paths(
+    let path = std::env::join_paths(dirs.into_iter().chain(std::env::split_paths(
         &std::env::var_os("PATH").unwrap_or_default(),
     )))?;
     Ok(Env { path })
