@@ -14,7 +14,6 @@
 //! default ulimits (no CAP_SYS_RESOURCE).
 
 use std::{
-    io::{BufRead as _, BufReader},
     process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
@@ -128,23 +127,7 @@ impl Container {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn podman");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let (out, err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
-        let l = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                l.lock().unwrap().push(line);
-            }
-        });
-        let e = stderr.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                let mut e = e.lock().unwrap();
-                e.push_str(&line);
-                e.push('\n');
-            }
-        });
+        let (lines, stderr) = util::collect_output(&mut child);
         Container {
             name: name.to_string(),
             child,
