@@ -58,6 +58,7 @@ pub fn build_image(env: &setup::Env) -> anyhow::Result<String> {
         ),
     )?;
     let versioned = format!("localhost/nettrace:{version}");
+    let before = image_id(&podman);
     status({
         let mut c = Command::new(&podman);
         // FROM scratch and COPY run no container, so no runtime is started
@@ -69,6 +70,17 @@ pub fn build_image(env: &setup::Env) -> anyhow::Result<String> {
             .arg(&context);
         c
     })?;
+    // The image this build replaced (another binary) would stay behind
+    // untagged, one per build: remove it, unless something still uses it.
+    if let Some(old) = before
+        && image_id(&podman).is_some_and(|new| new != old)
+    {
+        let _ = Command::new(&podman)
+            .args(["rmi", &old])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
     let size = Command::new(&podman)
         .args(["image", "inspect", "--format", "{{.Size}}", NAME])
         .output()
@@ -83,6 +95,17 @@ pub fn build_image(env: &setup::Env) -> anyhow::Result<String> {
         libs.len()
     );
     Ok(NAME.to_string())
+}
+
+/// The id of [`NAME`] in local storage, if there is one.
+fn image_id(podman: &Path) -> Option<String> {
+    let out = Command::new(podman)
+        .args(["image", "inspect", "--format", "{{.Id}}", NAME])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !id.is_empty()).then_some(id)
 }
 
 /// Copies `src` (following symlinks) to `dst` under `rootfs`.
