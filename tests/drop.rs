@@ -440,7 +440,7 @@ fn drop_count(metrics: &str) -> u64 {
         .lines()
         .filter(|l| {
             l.starts_with(&format!(
-                "nettrace_drops_total{{reason=\"{}\"",
+                "nettrace_packets_dropped_total{{reason=\"{}\"",
                 util::metric_reason("NO_SOCKET")
             )) && l.contains("tcp_v4_rcv+0x")
         })

@@ -107,7 +107,7 @@ fn monitor_reports_a_drop_with_its_reason() {
         "--metrics",
         &addr,
     ]);
-    let drops = |m: &str| util::sample(m, "nettrace_drops_total{reason=\"NO_SOCKET\"");
+    let drops = |m: &str| util::sample(m, "nettrace_packets_dropped_total{reason=\"NO_SOCKET\"");
     assert_eq!(drops(&util::scrape(metrics_port)), 0.0);
     net.syn(p);
     let line = t.wait_for("[kfree_skb", start_timeout());

@@ -43,7 +43,7 @@ pub async fn run(config: &Config) -> Result<(), Error> {
     let mut sink = started.sink;
     let ended = match started.ebpf {
         Some(ebpf) => stream(&s, ebpf, sink.as_mut()).await,
-        None => poll(sink.as_mut()).await,
+        None => poll(&s, sink.as_mut()).await,
     };
     drop(sink);
     // The parsed BTF is hundreds of thousands of small allocations (for
@@ -57,10 +57,13 @@ pub async fn run(config: &Config) -> Result<(), Error> {
 
 /// A mode without eBPF: ticks its sink now and then every
 /// [`ModeSink::period`] until it says stop or a signal comes.
-async fn poll(sink: &mut dyn ModeSink) -> Result<(), Error> {
+async fn poll(s: &Session<'_>, sink: &mut dyn ModeSink) -> Result<(), Error> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
+    if let Some(m) = &s.metrics {
+        m.set_ready();
+    }
     while sink.tick(monotonic_ns()) == Flow::Continue {
         let Some(every) = sink.period() else { break };
         tokio::select! {
@@ -80,6 +83,9 @@ async fn stream(s: &Session<'_>, mut ebpf: Ebpf, sink: &mut dyn ModeSink) -> Res
     events.metrics = s.metrics.clone();
     events.bench(&s.config.bench)?;
     s.debug("ready");
+    if let Some(m) = &s.metrics {
+        m.set_ready();
+    }
     if sink
         .out()
         .marker(Marker::Begin)

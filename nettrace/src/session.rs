@@ -244,9 +244,7 @@ pub async fn serve_metrics(s: &Session<'_>) -> Result<Option<Arc<Metrics>>, Erro
         return Ok(None);
     };
     let m = Arc::new(Metrics::default());
-    let bound = m
-        .clone()
-        .serve(addr)
+    let bound = crate::output::scrape::serve(m.clone(), addr)
         .await
         .map_err(|e| Error::Usage(format!("--metrics {addr}: cannot listen: {e}")))?;
     s.debug(format_args!("metrics at http://{bound}/metrics"));

@@ -15,10 +15,12 @@ use std::{
 mod bpf;
 mod pair;
 pub mod podman;
+mod prometheus;
 
 pub use self::{
     bpf::{all_bpf_objects, bpf_object_exists, bpf_objects_of, leaked_since},
     pair::Pair,
+    prometheus::Prometheus,
 };
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_nettrace");
@@ -54,6 +56,28 @@ pub fn scrape(port: u16) -> String {
     let mut body = String::new();
     c.read_to_string(&mut body).unwrap();
     body
+}
+
+/// A port on 127.0.0.1 nobody listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a loopback port")
+        .port()
+}
+
+/// `GET path` on 127.0.0.1:port: (status code, body). HTTP/1.0, so the
+/// body is never chunked.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read as _, Write as _};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    c.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(c, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut out = String::new();
+    c.read_to_string(&mut out).ok()?;
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    Some((status, body.to_string()))
 }
 
 /// The value of the sample whose line starts with `prefix` (name and
@@ -113,6 +137,30 @@ impl Drop for Background {
     }
 }
 
+/// The child's stdout lines and its stderr, collected by two threads as
+/// they come (for a child spawned with both piped).
+pub fn collect_output(child: &mut Child) -> (Arc<Mutex<Vec<String>>>, Arc<Mutex<String>>) {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let out = child.stdout.take().expect("piped stdout");
+    let l = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            l.lock().unwrap().push(line);
+        }
+    });
+    let err = child.stderr.take().expect("piped stderr");
+    let e = stderr.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            let mut e = e.lock().unwrap();
+            e.push_str(&line);
+            e.push('\n');
+        }
+    });
+    (lines, stderr)
+}
+
 /// A running nettrace whose stdout is collected line by line.
 pub struct Tracer {
     child: Option<Child>,
@@ -141,24 +189,7 @@ impl Tracer {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn nettrace");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let out = child.stdout.take().unwrap();
-        let l = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                l.lock().unwrap().push(line);
-            }
-        });
-        let err = child.stderr.take().unwrap();
-        let e = stderr.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                let mut e = e.lock().unwrap();
-                e.push_str(&line);
-                e.push('\n');
-            }
-        });
+        let (lines, stderr) = collect_output(&mut child);
         let mut t = Tracer {
             child: Some(child),
             lines,
@@ -351,18 +382,24 @@ pub fn metric_reason(reason: &str) -> &str {
 pub fn have_tool(tool: &str, package: &str) -> bool {
     let found =
         std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()));
-    if found {
-        return true;
+    if !found {
+        tool_missing(tool, &format!("Debian package {package}"));
     }
+    found
+}
+
+/// A tool a test needs was not found (`source`: where it comes from): a
+/// line saying the test is skipped, or under CI a failure (see
+/// [`have_tool`]).
+pub fn tool_missing(tool: &str, source: &str) {
     if std::env::var_os("NETTRACE_TEST_VM").is_some() {
         eprintln!("skipped: {tool} is not in the VM image (the host tier runs this)");
-        return false;
+        return;
     }
     let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false");
     assert!(
         !ci,
-        "{tool} not found under CI: `cargo xtask setup` installs it (Debian package {package})"
+        "{tool} not found under CI: `cargo xtask setup` installs it ({source})"
     );
-    eprintln!("skipped: {tool} not found (Debian package {package}; `cargo xtask setup` installs it)");
-    false
+    eprintln!("skipped: {tool} not found ({source}; `cargo xtask setup` installs it)");
 }

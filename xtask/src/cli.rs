@@ -34,6 +34,9 @@ pub enum Cmd {
     Setup,
     /// Only build (release).
     Build,
+    /// Build the container image `localhost/nettrace:latest` (podman, FROM
+    /// scratch: the release binary and the libraries it loads).
+    Image,
     /// Build everything, then run nettrace with these flags (`run -- --drop`).
     #[command(disable_help_flag = true)]
     Run {
@@ -216,6 +219,7 @@ mod tests {
             parse(&["vm", "--startup"]),
             Some(Cmd::Vm { startup: true })
         ));
+        assert!(matches!(parse(&["image"]), Some(Cmd::Image)));
         assert!(parse(&[]).is_none());
     }
 }

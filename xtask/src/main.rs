@@ -8,6 +8,7 @@
 //! cargo xtask test              run every test tier
 //! cargo xtask setup             only install/check the prerequisites
 //! cargo xtask build             only build (release)
+//! cargo xtask image             build the container image (podman, FROM scratch)
 //! cargo xtask bench [--secs N] [--pairs N] [--vm] [--startup-only]
 //!                               measure overhead, start-up, event pipeline
 //! cargo xtask soak [--minutes N] long run under traffic: memory, accounting
@@ -19,6 +20,7 @@
 
 mod bench;
 mod cli;
+mod image;
 mod setup;
 mod soak;
 mod tiers;
@@ -55,6 +57,7 @@ fn dispatch(cmd: Option<Cmd>) -> anyhow::Result<()> {
     match cmd {
         Cmd::Setup => setup::with(setup::Tiers::All).map(|_| ()),
         Cmd::Build => build(&setup::all()?),
+        Cmd::Image => image::build_image(&setup::all()?).map(|_| ()),
         Cmd::Run { args } => run(&args),
         Cmd::Test => tiers::test(),
         Cmd::Vm { startup } => tiers::vm(&setup::with(setup::Tiers::All)?, startup),

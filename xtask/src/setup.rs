@@ -24,7 +24,8 @@ pub struct Env {
 
 /// A Debian package and the command it provides: the command is what every
 /// tier checks before use, so a missing tool is named with its package
-/// instead of surfacing as `No such file or directory`.
+/// instead of surfacing as `No such file or directory`. An empty command:
+/// a package of files only (its install status is the check).
 pub struct Package {
     pub name: &'static str,
     pub command: &'static str,
@@ -32,6 +33,18 @@ pub struct Package {
 
 const fn pkg(name: &'static str, command: &'static str) -> Package {
     Package { name, command }
+}
+
+/// A package that provides no command of its own.
+const fn files(name: &'static str) -> Package {
+    Package { name, command: "" }
+}
+
+impl Package {
+    /// Installed, and its command (if any) found.
+    fn present(&self) -> bool {
+        installed(self.name) && (self.command.is_empty() || find(self.command).is_some())
+    }
 }
 
 /// What building, running and the host tiers use (`run`, `build`, `test`).
@@ -52,6 +65,18 @@ const HOST: &[Package] = &[
     pkg("libpcap-dev", "pcap-config"),
     // The pcapng tests read nettrace's `-w` files with the real reader.
     pkg("tshark", "tshark"),
+    // The fleet tests: a real Prometheus server scrapes `--metrics`
+    // (promtool, in the same package, checks deploy/'s scrape config);
+    // `cargo xtask image` builds the container image with podman, and a
+    // test runs it. podman only works here with the runc runtime (crun
+    // fails on this host's cgroup set-up), so runc is named, not left to
+    // podman's `crun | runc` dependency.
+    pkg("prometheus", "prometheus"),
+    pkg("podman", "podman"),
+    pkg("runc", "runc"),
+    // A virtual environment for kubernetes-validate (PyPI), which checks
+    // deploy/'s manifests against the Kubernetes schema.
+    files("python3-venv"),
 ];
 
 /// debconf answers given before installing a package whose install would
@@ -125,10 +150,16 @@ pub fn with(tiers: Tiers) -> anyhow::Result<Env> {
     packages(&wanted)?;
     let sysroot = toolchain()?;
     let bin_dir = bpf_linker(&sysroot)?;
+    let mut dirs = vec![bin_dir];
+    // Only the tests use it (`setup`, `test`): `run` and `build` need no
+    // PyPI.
+    if tiers == Tiers::All {
+        dirs.push(kubernetes_validate()?);
+    }
     tracefs();
-    let mut path = OsString::from(bin_dir);
-    path.push(":");
-    path.push(std::env::var_os("PATH").unwrap_or_default());
+    let path = std::env::join_paths(dirs.into_iter().chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))?;
     Ok(Env { path })
 }
 
@@ -165,11 +196,7 @@ pub fn require(command: &str) -> anyhow::Result<PathBuf> {
 }
 
 fn packages(wanted: &[&Package]) -> anyhow::Result<()> {
-    let missing: Vec<&str> = wanted
-        .iter()
-        .filter(|p| !installed(p.name) || find(p.command).is_none())
-        .map(|p| p.name)
-        .collect();
+    let missing: Vec<&str> = wanted.iter().filter(|p| !p.present()).map(|p| p.name).collect();
     if !missing.is_empty() {
         // SAFETY: geteuid has no preconditions.
         if unsafe { geteuid() } != 0 {
@@ -191,7 +218,7 @@ fn packages(wanted: &[&Package]) -> anyhow::Result<()> {
         })?;
     }
     for p in wanted {
-        if find(p.command).is_none() {
+        if !p.present() {
             bail!(
                 "{} still missing after installing the Debian package {}",
                 p.command,
@@ -339,6 +366,56 @@ fn tracefs() {
     } else {
         eprintln!("xtask: could not mount tracefs; classic-tracepoint tests will fail");
     }
+}
+
+/// kubernetes-validate from PyPI, pinned: it carries the Kubernetes
+/// schemas, so validating needs no cluster and no network.
+pub const KUBERNETES_VALIDATE_VERSION: &str = "1.37.0";
+
+/// Installs kubernetes-validate into a venv under the cache (Debian's
+/// Python refuses `pip install` outside one); returns a bin dir holding only
+/// its command, so putting it on PATH shadows no `python3` or `pip`.
+fn kubernetes_validate() -> anyhow::Result<PathBuf> {
+    let root = cache_dir().join(format!("kubernetes-validate-{KUBERNETES_VALIDATE_VERSION}"));
+    let bin = root.join("bin");
+    let command = bin.join("kubernetes-validate");
+    let works = |c: &Path| {
+        Command::new(c)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if works(&command) {
+        return Ok(bin);
+    }
+    eprintln!("xtask: installing kubernetes-validate {KUBERNETES_VALIDATE_VERSION} (PyPI) in a venv");
+    let venv = root.join("venv");
+    // Debian's python3, not whichever a version manager puts first on PATH:
+    // python3-venv (installed above) is what gives it `-m venv`.
+    let debian = Path::new("/usr/bin/python3");
+    let python = if debian.is_file() {
+        debian.to_path_buf()
+    } else {
+        require("python3")?
+    };
+    status({
+        let mut c = Command::new(python);
+        c.args(["-m", "venv", "--clear"]).arg(&venv);
+        c
+    })?;
+    status({
+        let mut c = Command::new(venv.join("bin/pip"));
+        c.args(["install", "--quiet", "--disable-pip-version-check"])
+            .arg(format!("kubernetes-validate=={KUBERNETES_VALIDATE_VERSION}"));
+        c
+    })?;
+    fs::create_dir_all(&bin)?;
+    let _ = fs::remove_file(&command);
+    std::os::unix::fs::symlink(venv.join("bin/kubernetes-validate"), &command)?;
+    if !works(&command) {
+        bail!("{} was installed but does not run", command.display());
+    }
+    Ok(bin)
 }
 
 /// cargo-fuzz, pinned; only `cargo xtask fuzz` needs it.

@@ -12,7 +12,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use cargo_metadata::Message;
 
-use crate::{cargo, setup, status, vm, workspace_root};
+use crate::{cargo, image, setup, status, vm, workspace_root};
 
 /// The one integration-test binary (`tests/tests.rs`, a module per area).
 const TEST_BINARY: &str = "tests";
@@ -31,8 +31,13 @@ pub fn test() -> anyhow::Result<()> {
         "--lib",
     ]);
     status(unit)?;
-    println!("== tier 2: root integration tests (real eBPF, namespaces, veth, netfilter)");
+    println!(
+        "== tier 2: root integration tests (real eBPF, namespaces, veth, netfilter, podman, Prometheus)"
+    );
+    // The image test runs what `cargo xtask image` builds from this tree.
+    let image = image::build_image(&env)?;
     let mut integ = cargo(&env);
+    integ.env("NETTRACE_TEST_IMAGE", &image);
     // One thread: tests load programs and count what is loaded.
     integ.args([
         "test",

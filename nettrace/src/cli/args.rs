@@ -318,9 +318,9 @@ pub struct OutputArgs {
     #[arg(long)]
     pub date: bool,
 
-    /// Serve Prometheus metrics (drops by reason and location, events per
-    /// hook, resets, retransmits, lost events) at http://ADDR/metrics while
-    /// tracing. ADDR: PORT, :PORT (both on 127.0.0.1) or HOST:PORT.
+    /// Serve Prometheus metrics (drops by reason and location, events per hook, resets,
+    /// retransmits, lost events) at http://ADDR/metrics while tracing, and /healthz, /readyz
+    /// (200 once tracing) for Kubernetes probes. ADDR: PORT, :PORT (both 127.0.0.1) or HOST:PORT.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<String>,
 

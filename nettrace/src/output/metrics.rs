@@ -1,14 +1,23 @@
 //! `--metrics ADDR`: Prometheus/OpenMetrics counters of what the session
-//! saw, served over HTTP next to whatever the mode prints. The exposition
-//! format comes from `prometheus-client` (the Prometheus project's Rust
-//! client); the server answers `GET /metrics` and nothing else, one request
-//! per connection, so a few lines of tokio suffice.
+//! saw, served over HTTP (see [`super::scrape`]) next to whatever the mode
+//! prints. The exposition format comes from `prometheus-client` (the
+//! Prometheus project's Rust client).
 //!
-//! Counters: drops by reason and location (`--drop`, and `kfree_skb` events
-//! of lifecycle tracing), events per hook, TCP resets sent by reason,
-//! retransmits, and events lost by cause (the kernel's own counts).
+//! Counters: packets dropped by reason and location (`--drop`, and
+//! `kfree_skb` events of lifecycle tracing), events per hook, TCP resets
+//! sent by reason and received, retransmits, and events lost by cause (the
+//! kernel's own counts). Names follow Prometheus's conventions: the unit in
+//! the name (`_seconds`, declared as the OpenMetrics unit too), `_total` on
+//! counters (added by the client library when encoding).
 
-use std::{collections::HashMap, net::SocketAddr, sync::Arc};
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
 
 use crate::{attribution::Attribution, cli::MetricsLabels};
 use prometheus_client::{
@@ -19,11 +28,7 @@ use prometheus_client::{
         gauge::Gauge,
         histogram::{Histogram, exponential_buckets},
     },
-    registry::Registry,
-};
-use tokio::{
-    io::{AsyncReadExt as _, AsyncWriteExt as _},
-    net::TcpListener,
+    registry::{Registry, Unit},
 };
 
 type Labels = Vec<(&'static str, String)>;
@@ -45,10 +50,14 @@ pub struct Metrics {
     drops: Family<Labels, Counter>,
     events: Family<Labels, Counter>,
     resets: Family<Labels, Counter>,
+    resets_received: Counter,
     retransmits: Counter,
-    /// Set from the kernel's cumulative loss counters (hence gauges of a
-    /// monotonic value: the kernel, not this process, counts).
-    lost: Family<Labels, Gauge>,
+    /// Brought up to the kernel's cumulative loss counters (the kernel, not
+    /// this process, counts; they only grow, so a counter is right).
+    lost: Family<Labels, Counter>,
+    /// 1 once the mode is attached and tracing (`/readyz` answers 200).
+    attached: Gauge,
+    ready: Arc<AtomicBool>,
 }
 
 impl Default for Metrics {
@@ -60,8 +69,11 @@ impl Default for Metrics {
             drops: Family::default(),
             events: Family::default(),
             resets: Family::default(),
+            resets_received: Counter::default(),
             retransmits: Counter::default(),
             lost: Family::default(),
+            attached: Gauge::default(),
+            ready: Arc::new(AtomicBool::new(false)),
         }
     }
 }
@@ -70,42 +82,69 @@ impl Metrics {
     fn registry(&self) -> Registry {
         let mut r = Registry::with_prefix("nettrace");
         r.register(
-            "drops",
-            "Packets the kernel dropped, by drop reason and location",
+            "packets_dropped",
+            "Packets the kernel dropped (kfree_skb), by drop reason and code location",
             self.drops.clone(),
         );
-        r.register("events", "Events reported, by hook", self.events.clone());
+        r.register(
+            "events",
+            "Events the kernel hooks reported, by hook",
+            self.events.clone(),
+        );
+        r.register(
+            "events_lost",
+            "Events the kernel could not deliver or track, by cause",
+            self.lost.clone(),
+        );
         r.register(
             "tcp_resets_sent",
-            "TCP resets sent, by reset reason",
+            "TCP resets sent (tcp_send_reset), by reset reason",
             self.resets.clone(),
         );
         r.register(
+            "tcp_resets_received",
+            "TCP resets received (tcp_receive_reset)",
+            self.resets_received.clone(),
+        );
+        r.register(
             "tcp_retransmits",
-            "TCP segments retransmitted",
+            "TCP retransmissions (tcp_retransmit_skb: one per retransmitted skb)",
             self.retransmits.clone(),
         );
-        r.register(
-            "tcp_rt_seconds",
-            "Request/response task times of --rt (upload, process, download)",
+        r.register_with_unit(
+            "tcp_rt",
+            "Request/response task times of --rt, by phase (upload, process, download)",
+            Unit::Seconds,
             self.rt_seconds.clone(),
         );
-        r.register(
-            "tcp_rtt_seconds",
-            "TCP RTT samples seen by --rtt-detail and by --sock at tcp_ack_update_rtt",
+        r.register_with_unit(
+            "tcp_rtt",
+            "TCP RTT samples of --rtt-detail and of --sock at tcp_ack_update_rtt",
+            Unit::Seconds,
             self.rtt_samples.clone(),
         );
-        r.register(
-            "tcp_srtt_seconds",
-            "Smoothed RTT of --rt tasks and --conn connections",
+        r.register_with_unit(
+            "tcp_srtt",
+            "Smoothed TCP RTT of --rt tasks and --conn connections",
+            Unit::Seconds,
             self.rtt_seconds.clone(),
         );
         r.register(
-            "lost_events",
-            "Events the kernel could not deliver or track, by cause (cumulative)",
-            self.lost.clone(),
+            "attached",
+            "1 once nettrace's programs are attached and tracing, else 0",
+            self.attached.clone(),
         );
         r
+    }
+
+    /// The mode is attached: tracing from now on (`/readyz`, `nettrace_attached`).
+    pub fn set_ready(&self) {
+        self.attached.set(1);
+        self.ready.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
     }
 
     fn drop_counter(&self, reason: &str, location: &str, owner: Labels) -> Counter {
@@ -121,8 +160,10 @@ impl Metrics {
                 .get_or_create(&vec![("hook", hook.to_string())])
                 .clone(),
         ];
-        if hook == "tcp_retransmit_skb" {
-            c.push(self.retransmits.clone());
+        match hook {
+            "tcp_retransmit_skb" => c.push(self.retransmits.clone()),
+            "tcp_receive_reset" => c.push(self.resets_received.clone()),
+            _ => {}
         }
         c
     }
@@ -133,10 +174,14 @@ impl Metrics {
             .clone()
     }
 
+    /// The kernel's count of events lost for `cause` is now `total`.
+    /// (One caller, the event loop, so reading then adding does not race.)
     pub fn lost(&self, cause: &str, total: u64) {
-        self.lost
-            .get_or_create(&vec![("cause", cause.to_string())])
-            .set(total as i64);
+        let c = self.lost.get_or_create(&vec![("cause", cause.to_string())]);
+        let counted = c.get();
+        if total > counted {
+            c.inc_by(total - counted);
+        }
     }
 
     /// One RTT sample (`--rtt-detail`), in µs.
@@ -173,36 +218,6 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = encode(&mut out, &self.registry());
         out
-    }
-
-    /// Binds `addr` (errors are the caller's: a usage problem) and serves
-    /// scrapes in the background for the rest of the session.
-    pub async fn serve(self: Arc<Self>, addr: SocketAddr) -> std::io::Result<SocketAddr> {
-        let listener = TcpListener::bind(addr).await?;
-        let bound = listener.local_addr()?;
-        tokio::spawn(async move {
-            while let Ok((mut conn, _)) = listener.accept().await {
-                let m = self.clone();
-                tokio::spawn(async move {
-                    let mut req = [0u8; 1024];
-                    let n = conn.read(&mut req).await.unwrap_or(0);
-                    let head = String::from_utf8_lossy(&req[..n]);
-                    let response = if head.starts_with("GET /metrics ") || head.starts_with("GET /metrics?") {
-                        let body = m.encode();
-                        format!(
-                            "HTTP/1.1 200 OK\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                            body.len()
-                        )
-                    } else {
-                        "HTTP/1.1 404 Not Found\r\nContent-Length: 19\r\nConnection: close\r\n\r\ntry GET /metrics\r\n\r\n"
-                            .to_string()
-                    };
-                    let _ = conn.write_all(response.as_bytes()).await;
-                    let _ = conn.shutdown().await;
-                });
-            }
-        });
-        Ok(bound)
     }
 }
 
@@ -354,11 +369,17 @@ mod tests {
         c.dropped(2, 0xffff_0099, 0, || unreachable!());
         c.hook(0, || "kfree_skb".into());
         c.hook(3, || "tcp_retransmit_skb".into());
+        c.hook(4, || "tcp_receive_reset".into());
         c.reset(1, || "NO_SOCKET".into());
+        m.lost("ring_buffer_full", 5);
         m.lost("ring_buffer_full", 7);
+        // The kernel's count never goes back; a stale read adds nothing.
+        m.lost("ring_buffer_full", 6);
         let text = m.encode();
         assert!(
-            text.contains(r#"nettrace_drops_total{reason="NO_SOCKET",location="tcp_v4_rcv+0x99"} 2"#),
+            text.contains(
+                r#"nettrace_packets_dropped_total{reason="NO_SOCKET",location="tcp_v4_rcv+0x99"} 2"#
+            ),
             "{text}"
         );
         assert!(
@@ -370,10 +391,15 @@ mod tests {
             text.contains(r#"nettrace_tcp_resets_sent_total{reason="NO_SOCKET"} 1"#),
             "{text}"
         );
+        assert!(text.contains("nettrace_tcp_resets_received_total 1"), "{text}");
         assert!(
-            text.contains(r#"nettrace_lost_events{cause="ring_buffer_full"} 7"#),
+            text.contains(r#"nettrace_events_lost_total{cause="ring_buffer_full"} 7"#),
             "{text}"
         );
+        assert!(text.contains("# TYPE nettrace_events_lost counter"), "{text}");
+        assert!(text.contains("nettrace_attached 0"), "{text}");
+        m.set_ready();
+        assert!(m.encode().contains("nettrace_attached 1"));
         assert!(text.ends_with("# EOF\n"), "{text}");
     }
 
@@ -394,6 +420,8 @@ mod tests {
         // Unacknowledged: no download sample at all.
         assert!(!text.contains(r#"phase="download""#), "{text}");
         assert!(text.contains("nettrace_tcp_srtt_seconds_count 2"), "{text}");
+        // The unit is declared, as OpenMetrics has it.
+        assert!(text.contains("# UNIT nettrace_tcp_rt_seconds seconds"), "{text}");
         // 50 ms lands in the bucket bounded by 10 µs * 2^13 = 81.92 ms, not below.
         assert!(
             text.contains(r#"nettrace_tcp_rt_seconds_bucket{le="0.04096",phase="process"} 0"#),

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod pcap;
 pub mod progress;
 pub mod record;
+pub mod scrape;
 pub mod stack;
 
 use std::io::{self, BufWriter, IsTerminal as _, Stdout, Write};

@@ -72,7 +72,7 @@ const TOOLS: &[(&str, &str)] = &[
 ];
 
 /// Shared libraries `bin` needs (from ldd), resolved.
-fn libraries(bin: &Path, out: &mut BTreeSet<PathBuf>) -> anyhow::Result<()> {
+pub fn libraries(bin: &Path, out: &mut BTreeSet<PathBuf>) -> anyhow::Result<()> {
     let text = String::from_utf8_lossy(&Command::new("ldd").arg(bin).output()?.stdout).into_owned();
     for line in text.lines() {
         let path = match line.split_once("=>") {
