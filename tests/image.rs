@@ -323,3 +323,39 @@ args: {args:?}"
     assert!(st.success(), "{st}\n{}", c.output());
     assert!(c.lines().iter().any(|l| l == "end trace..."), "{}", c.output());
 }
+
+/// Containers named from inside the DaemonSet's container: with its
+/// capabilities and `hostPID`, nettrace reads the runtimes' state through
+/// `/proc/1/root`, and `--container` filters in the kernel.
+#[test]
+fn image_names_containers_as_the_daemonset_runs_it() {
+    if !ready() || !util::have_tool("runc", "runc") {
+        return;
+    }
+    let podman = daemonset_podman_args(&daemonset_pod());
+    let podman: Vec<&str> = podman.iter().map(String::as_str).collect();
+    let busybox = util::podman::Image::busybox();
+    let web = util::podman::Container::start(&busybox, "nt-web");
+    let port = 20000 + (std::process::id() % 10000) as u16 + 1;
+    let ps = port.to_string();
+    let mut c = Container::run(
+        &format!("nettrace-image-attribution-{}", std::process::id()),
+        &podman,
+        &[
+            "--drop",
+            "--detail",
+            "-c",
+            "1",
+            "-p",
+            "tcp",
+            "--dport",
+            &ps,
+            "--container",
+            &web.name,
+        ],
+    );
+    let line = c.expect_exit_after("] TCP: ", || web.connect("127.0.0.1", port));
+    assert!(line.ends_with(&format!("[ctr:{}]", web.name)), "{line}");
+    assert!(line.contains(&format!("netns:{} ", web.netns)), "{line}");
+    eprintln!("{line}");
+}

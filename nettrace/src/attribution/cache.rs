@@ -37,7 +37,8 @@ enum Entry {
 }
 
 struct Inner {
-    roots: Roots,
+    /// Re-made when the host process it reads through has exited.
+    roots: Mutex<Roots>,
     table: RwLock<HashMap<u64, Entry>>,
     /// Serializes walks (the worker's and `walk_now`'s).
     walking: Mutex<()>,
@@ -54,7 +55,7 @@ impl Attribution {
     /// Walks `/proc` once now (a few milliseconds), then starts the worker.
     pub fn start(roots: Roots) -> Self {
         let inner = Arc::new(Inner {
-            roots,
+            roots: Mutex::new(roots),
             table: RwLock::default(),
             walking: Mutex::new(()),
         });
@@ -124,7 +125,16 @@ fn walk(inner: &Inner) -> Snapshot {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let started = Instant::now();
-    let snap = scan::walk(&inner.roots);
+    let snap = {
+        let mut roots = inner
+            .roots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !roots.alive() {
+            *roots = Roots::host();
+        }
+        scan::walk(&roots)
+    };
     let now = Instant::now();
     let mut table = inner
         .table

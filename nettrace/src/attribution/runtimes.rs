@@ -32,6 +32,9 @@ pub struct Roots {
     pub docker: Vec<PathBuf>,
     /// containerd's shim task directories (one subdirectory per namespace).
     pub containerd: Vec<PathBuf>,
+    /// Where the host's `/` is seen from here: `/`, or a host process's
+    /// root (`/proc/PID/root`) when nettrace runs in a container.
+    pub base: PathBuf,
 }
 
 /// containers/storage's configuration, which may move its roots.
@@ -39,18 +42,96 @@ const STORAGE_CONF: &str = "/etc/containers/storage.conf";
 
 impl Roots {
     /// The default places, plus the roots `/etc/containers/storage.conf`
-    /// names.
+    /// names. Run in a container of its own (a DaemonSet with `hostPID`),
+    /// nettrace reads the host's files through a host process's
+    /// `/proc/PID/root` (see [`host_root`]), so the pod needs no mount of
+    /// each runtime's state.
     pub fn host() -> Self {
+        let host = host_root();
         let mut roots = Self::default();
-        if let Ok(conf) = fs::read_to_string(STORAGE_CONF) {
+        if let Ok(conf) = fs::read_to_string(host.join(STORAGE_CONF.trim_start_matches('/'))) {
             for root in storage_conf_roots(&conf) {
                 if !roots.storage.contains(&root) {
                     roots.storage.push(root);
                 }
             }
         }
-        roots
+        roots.rebased(&host)
     }
+
+    /// Every path under `dir` instead of `/`.
+    fn rebased(self, dir: &Path) -> Self {
+        let rebase = |paths: Vec<PathBuf>| {
+            paths
+                .into_iter()
+                .map(|p| dir.join(p.strip_prefix("/").unwrap_or(&p)))
+                .collect()
+        };
+        Self {
+            storage: rebase(self.storage),
+            docker: rebase(self.docker),
+            containerd: rebase(self.containerd),
+            base: dir.to_path_buf(),
+        }
+    }
+
+    /// Whether the host's files are still seen through `base` (a host
+    /// process whose root it is may have exited).
+    pub fn alive(&self) -> bool {
+        self.base.is_dir()
+    }
+}
+
+/// Host processes whose root is the host's `/`, most long-lived first:
+/// init, then the runtimes' daemons, then their per-container monitors
+/// (podman has no daemon: its `conmon`s).
+const HOST_PROCESSES: [&str; 9] = [
+    "systemd",
+    "init",
+    "kubelet",
+    "containerd",
+    "dockerd",
+    "crio",
+    "containerd-shim",
+    "containerd-shim-runc-v2",
+    "conmon",
+];
+
+/// `/`, or `/proc/PID/root` of a host process when nettrace runs in
+/// another mount namespace (in a container that shares the host's PIDs).
+/// PID 1 first; where it cannot be looked at (some sandboxes hide it even
+/// from root), a runtime's process ([`HOST_PROCESSES`]).
+fn host_root() -> PathBuf {
+    use std::os::unix::fs::MetadataExt as _;
+    let mnt = |pid: &str| fs::metadata(format!("/proc/{pid}/ns/mnt")).ok().map(|m| m.ino());
+    let Some(own) = mnt("self") else {
+        return PathBuf::from("/");
+    };
+    let usable = |pid: &str| {
+        mnt(pid).is_some_and(|ns| ns != own) && Path::new(&format!("/proc/{pid}/root/run")).is_dir()
+    };
+    if mnt("1") == Some(own) {
+        return PathBuf::from("/");
+    }
+    if usable("1") {
+        return PathBuf::from("/proc/1/root");
+    }
+    let mut candidates: Vec<(usize, String)> = fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_str()?.to_string();
+            let comm = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+            let rank = HOST_PROCESSES.iter().position(|c| *c == comm.trim())?;
+            Some((rank, pid))
+        })
+        .collect();
+    candidates.sort();
+    candidates.into_iter().find(|(_, pid)| usable(pid)).map_or_else(
+        || PathBuf::from("/"),
+        |(_, pid)| PathBuf::from(format!("/proc/{pid}/root")),
+    )
 }
 
 /// `graphroot = "…"` and `runroot = "…"` of a storage.conf (TOML; these two
@@ -79,6 +160,7 @@ impl Default for Roots {
                 "/run/containerd/io.containerd.runtime.v2.task".into(),
                 "/run/containerd/io.containerd.runtime.v1.linux".into(),
             ],
+            base: "/".into(),
         }
     }
 }
@@ -88,18 +170,7 @@ impl Roots {
     /// captured state files.
     #[cfg(test)]
     pub fn under(dir: &Path) -> Self {
-        let d = Self::default();
-        let rebase = |paths: Vec<PathBuf>| {
-            paths
-                .into_iter()
-                .map(|p| dir.join(p.strip_prefix("/").unwrap_or(&p)))
-                .collect()
-        };
-        Self {
-            storage: rebase(d.storage),
-            docker: rebase(d.docker),
-            containerd: rebase(d.containerd),
-        }
+        Self::default().rebased(dir)
     }
 
     /// The container `id`: the runtime `hint` (from the cgroup's name)
