@@ -18,6 +18,7 @@ mod expr;
 mod hardening;
 mod lifecycle;
 mod pcap;
+mod rt;
 mod sock;
 mod stats;
 mod tcp;

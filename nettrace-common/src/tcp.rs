@@ -136,6 +136,7 @@ pub struct TcpConfig {
     pub rate_limit: u32,
     pub rtt: RttConfig,
     pub sock_mode: SockModeConfig,
+    pub rt: RtConfig,
 }
 
 /// `--rtt`, `--rtt-detail`, `--filter-srtt`, `--filter-minrtt` (also
@@ -153,6 +154,40 @@ pub struct RttConfig {
     pub sk_arg: u32,
     pub rtt_arg: u32,
     pub _pad: u32,
+}
+
+/// `--rt` where its tracepoints cannot serve (kernels before 6.3 have no
+/// `sock:sock_send_length`, and their `tcp:tcp_probe` record carries no
+/// socket): where the kernel functions hooked instead keep their
+/// arguments (BTF), `u32::MAX` when unused.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RtConfig {
+    /// `tcp_rcv_established(struct sock *sk, struct sk_buff *skb)`: where
+    /// `tcp:tcp_probe` fires, at its entry.
+    pub rcv_sk_arg: u32,
+    pub rcv_skb_arg: u32,
+    /// `tcp_sendmsg(struct sock *sk, struct msghdr *msg, size_t size)`: the
+    /// socket, and the slot of its return value in an fexit context (the
+    /// slot after the last argument).
+    pub send_sk_arg: u32,
+    pub send_ret_slot: u32,
+    /// `sk_buff.len`: with the TCP header's length, the segment's payload.
+    pub skb_len: u32,
+    pub _pad: u32,
+}
+
+impl Default for RtConfig {
+    fn default() -> Self {
+        Self {
+            rcv_sk_arg: u32::MAX,
+            rcv_skb_arg: u32::MAX,
+            send_sk_arg: u32::MAX,
+            send_ret_slot: u32::MAX,
+            skb_len: u32::MAX,
+            _pad: 0,
+        }
+    }
 }
 
 /// Buckets of the in-kernel RTT histogram: log2 of milliseconds.
@@ -173,6 +208,7 @@ impl Default for TcpConfig {
             rate_limit: 0,
             rtt: RttConfig::default(),
             sock_mode: SockModeConfig::default(),
+            rt: RtConfig::default(),
         }
     }
 }
@@ -259,6 +295,42 @@ pub struct RtEvent {
     pub srtt_us: u32,
     /// Segments retransmitted during the task.
     pub retrans: u32,
+    /// The task's number on its connection, from 1.
+    pub task: u32,
+    /// `tcp_sock.rtt_min` when the task ended, µs (0: no sample yet).
+    pub rtt_min_us: u32,
+}
+
+/// The end of a connection `--rt` timed (tcprt's E, W and N records): what
+/// it carried over its life, read when the kernel destroys the socket.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RtCloseEvent {
+    pub header: RecordHeader,
+    pub netns: u32,
+    /// When the socket was destroyed.
+    pub ts_ns: u64,
+    pub sk: u64,
+    /// Payload the application queued (`sendmsg` returns) since timing
+    /// started, and how much of it the peer had not acknowledged.
+    pub sent_bytes: u64,
+    pub unacked_bytes: u64,
+    /// Payload received in sequence space since timing started (each byte
+    /// once, retransmitted copies not counted again; no SYN or FIN).
+    pub received_bytes: u64,
+    pub tuple: Tuple,
+    /// Tasks started on the connection (the last task's number).
+    pub tasks: u32,
+    /// `tcp_sock.total_retrans` (the connection's life) and `rtt_min`, µs.
+    pub retrans: u32,
+    pub rtt_min_us: u32,
+    pub srtt_us: u32,
+    /// The task phase the connection was in ([`rt_phase`]): `REQUEST` is
+    /// a close while receiving a request (tcprt's N), `RESPONSE` with the
+    /// response not acknowledged a close while sending (W).
+    pub phase: u32,
+    /// Non-zero: the response of the last task was fully acknowledged.
+    pub acked: u32,
 }
 
 /// Per-socket `--rt` state, kept in the kernel between events.
@@ -272,6 +344,8 @@ pub struct RtState {
     pub acked_ns: u64,
     pub req_bytes: u64,
     pub resp_bytes: u64,
+    /// Over the connection since timing started: `sendmsg` returns.
+    pub sent_total: u64,
     /// `write_seq` after the last response bytes were queued.
     pub resp_end_seq: u32,
     pub retrans_start: u32,
@@ -279,6 +353,15 @@ pub struct RtState {
     pub phase: u32,
     /// The socket's namespace inode.
     pub netns: u32,
+    /// Tasks started so far.
+    pub tasks: u32,
+    /// `write_seq` when timing started: `snd_una` past it is acknowledged
+    /// payload (plus a FIN, which the clamp to `sent_total` drops).
+    pub snd_start_seq: u32,
+    /// Sequence numbers of the first byte received while timed and just
+    /// past the highest byte received.
+    pub rcv_start_seq: u32,
+    pub rcv_end_seq: u32,
     /// Kept from when timing started: a closing socket has lost its port.
     pub tuple: Tuple,
 }

@@ -1,35 +1,43 @@
 //! `--rt`: request/response timing of server sockets, computed here so
-//! that one event per task (not per segment) reaches userspace.
+//! that one event per task (not per segment) reaches userspace, and one
+//! per connection when it closes.
 //!
-//! Sources, all tracepoints:
-//! - `tcp:tcp_probe` runs for every segment received on an established
-//!   socket, before it is processed: its `data_len` marks request bytes
-//!   arriving, and the ACK number in the TCP header (`skb->data` points at
-//!   it there) says how much of the response the client has.
-//! - `sock:sock_send_length` runs when `sendmsg` returns: the application
-//!   queued response bytes; `write_seq` then is the response's end.
-//! - `tcp:tcp_destroy_sock` ends the last task of a connection.
+//! Three moments, each reachable two ways (userspace picks per kernel):
+//! - a segment arrives on an established socket, before it is processed:
+//!   `tcp:tcp_probe` where its record has the socket (6.10+ here; 5.10 and
+//!   6.1 lack `skaddr`), else `tcp_rcv_established` (fentry, else kprobe),
+//!   the function that fires that tracepoint at its start. The payload
+//!   length marks request bytes arriving; the ACK number in the TCP header
+//!   (`skb->data` points at it there) says how much of the response the
+//!   client has.
+//! - `sendmsg` returns: the application queued response bytes, and
+//!   `write_seq` then is the response's end. `sock:sock_send_length`
+//!   (6.3+), else `tcp_sendmsg` by fexit, else kprobe + kretprobe.
+//! - `tcp:tcp_destroy_sock` (5.3+) ends the last task of a connection and
+//!   reports its close summary.
 //!
 //! A task is: request bytes (upload), the application's processing, the
 //! response until acknowledged (download); the next request ends it.
 
 use aya_ebpf::{
-    helpers::bpf_ktime_get_ns,
-    macros::{map, tracepoint},
+    EbpfContext as _,
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    macros::{fentry, fexit, kprobe, kretprobe, map, tracepoint},
     maps::{HashMap, PerCpuArray},
-    programs::TracePointContext,
+    programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext},
 };
 use nettrace_common::{
     ipproto,
-    tcp::{RtEvent, RtState, rt_phase, tp},
+    tcp::{RtCloseEvent, RtEvent, RtState, rt_phase, tp},
     trace::lost,
 };
 
 use crate::{
+    args::{ctx_arg, kprobe_arg, kretprobe_ret},
     maps::{count_lost_at, send},
     ratelimit,
     read::field,
-    sock::{config, netns_of_sock, rec, sk_of, srtt_us, tuple_matches, tuple_of_sock},
+    sock::{config, netns_of_sock, rec, rtt_min_us, sk_of, srtt_us, tuple_matches, tuple_of_sock},
 };
 
 /// Sockets being timed, by `struct sock *`. Entries go at
@@ -37,8 +45,16 @@ use crate::{
 #[map]
 static RT_SOCKS: HashMap<u64, RtState> = HashMap::with_max_entries(16384, 0);
 
+/// kprobe backend: the timed socket a thread is in `tcp_sendmsg` for,
+/// by `pid_tgid`, until its kretprobe reads the return value.
+#[map]
+static RT_SENDING: HashMap<u64, u64> = HashMap::with_max_entries(4096, 0);
+
 #[map]
 static RT_SCRATCH: PerCpuArray<RtEvent> = PerCpuArray::with_max_entries(1, 0);
+
+#[map]
+static RT_CLOSE_SCRATCH: PerCpuArray<RtCloseEvent> = PerCpuArray::with_max_entries(1, 0);
 
 /// `a` is at or after `b` in sequence space.
 #[inline(always)]
@@ -46,33 +62,78 @@ fn seq_geq(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) >= 0
 }
 
+// ---- a segment arrives ----
+
 #[tracepoint(category = "tcp", name = "tcp_probe")]
 pub fn rt_tcp_probe(ctx: TracePointContext) -> u32 {
     let cfg = config();
     let f = &cfg.tps[tp::PROBE as usize];
     let sk = sk_of(&ctx, f);
+    let skb = rec::<u64>(&ctx, f.skb).unwrap_or(0);
+    let data_len = rec::<u16>(&ctx, f.value16).unwrap_or(0) as u32;
+    on_segment(sk, field::<u64>(skb, cfg.sock.skb_data).unwrap_or(0), data_len);
+    0
+}
+
+#[fentry(function = "tcp_rcv_established")]
+pub fn rt_fentry_rcv(ctx: FEntryContext) -> i32 {
+    let r = &config().rt;
+    rcv_established(
+        ctx_arg(ctx.as_ptr(), r.rcv_sk_arg),
+        ctx_arg(ctx.as_ptr(), r.rcv_skb_arg),
+    );
+    0
+}
+
+#[kprobe]
+pub fn rt_kprobe_rcv(ctx: ProbeContext) -> u32 {
+    let r = &config().rt;
+    rcv_established(kprobe_arg(&ctx, r.rcv_sk_arg), kprobe_arg(&ctx, r.rcv_skb_arg));
+    0
+}
+
+/// `tcp_rcv_established(sk, skb)`: what `tcp_probe` computes there, the
+/// payload length `skb->len - th->doff * 4` (`skb->data` is the header).
+#[inline(always)]
+fn rcv_established(sk: u64, skb: u64) {
+    let cfg = config();
+    let th = field::<u64>(skb, cfg.sock.skb_data).unwrap_or(0);
+    let len = field::<u32>(skb, cfg.rt.skb_len).unwrap_or(0);
+    // tcphdr (wire format): data offset in the high nibble of byte 12.
+    let hdr = (field::<u8>(th, 12).unwrap_or(0) >> 4) as u32 * 4;
+    on_segment(sk, th, len.saturating_sub(hdr));
+}
+
+/// One segment of `data_len` payload bytes on `sk`; `th` its TCP header.
+#[inline(always)]
+fn on_segment(sk: u64, th: u64, data_len: u32) {
     if sk == 0 {
-        return 0;
+        return;
     }
+    let cfg = config();
     let now = unsafe { bpf_ktime_get_ns() };
-    let data_len = rec::<u16>(&ctx, f.value16).unwrap_or(0) as u64;
+    // tcphdr (wire format): seq at byte 4, ack_seq at byte 8.
+    let seq = u32::from_be_bytes(field::<[u8; 4]>(th, 4).unwrap_or([0; 4]));
     let state = match RT_SOCKS.get_ptr_mut(&sk) {
         Some(s) => s,
         None => {
             if data_len == 0 {
-                return 0;
+                return;
             }
             let mut fresh = RtState::default();
             if !wanted(sk, &mut fresh) {
-                return 0;
+                return;
             }
+            fresh.snd_start_seq = field::<u32>(sk, cfg.sock.write_seq).unwrap_or(0);
+            fresh.rcv_start_seq = seq;
+            fresh.rcv_end_seq = seq;
             if RT_SOCKS.insert(&sk, &fresh, 0).is_err() {
                 count_lost_at(lost::TRACK_FULL);
-                return 0;
+                return;
             }
             match RT_SOCKS.get_ptr_mut(&sk) {
                 Some(s) => s,
-                None => return 0,
+                None => return,
             }
         }
     };
@@ -80,9 +141,6 @@ pub fn rt_tcp_probe(ctx: TracePointContext) -> u32 {
     // socket's events (serialised by the socket lock or softirq) touch it.
     let s = unsafe { &mut *state };
     if s.phase == rt_phase::RESPONSE && s.acked_ns == 0 {
-        let skb = rec::<u64>(&ctx, f.skb).unwrap_or(0);
-        let th = field::<u64>(skb, cfg.sock.skb_data).unwrap_or(0);
-        // tcphdr (wire format): ack_seq at byte 8.
         if let Some(ack) = field::<[u8; 4]>(th, 8)
             && seq_geq(u32::from_be_bytes(ack), s.resp_end_seq)
         {
@@ -90,7 +148,11 @@ pub fn rt_tcp_probe(ctx: TracePointContext) -> u32 {
         }
     }
     if data_len == 0 {
-        return 0;
+        return;
+    }
+    let end = seq.wrapping_add(data_len);
+    if seq_geq(end, s.rcv_end_seq) {
+        s.rcv_end_seq = end;
     }
     if s.phase == rt_phase::RESPONSE {
         emit(sk, s);
@@ -98,6 +160,7 @@ pub fn rt_tcp_probe(ctx: TracePointContext) -> u32 {
     }
     if s.phase == rt_phase::IDLE {
         s.phase = rt_phase::REQUEST;
+        s.tasks += 1;
         s.req_first_ns = now;
         s.req_bytes = 0;
         s.resp_bytes = 0;
@@ -105,27 +168,67 @@ pub fn rt_tcp_probe(ctx: TracePointContext) -> u32 {
         s.retrans_start = field::<u32>(sk, cfg.sock.total_retrans).unwrap_or(0);
     }
     s.req_last_ns = now;
-    s.req_bytes += data_len;
-    0
+    s.req_bytes += data_len as u64;
 }
+
+// ---- the application queued bytes ----
 
 #[tracepoint(category = "sock", name = "sock_send_length")]
 pub fn rt_sock_send_length(ctx: TracePointContext) -> u32 {
-    let cfg = config();
-    let f = &cfg.tps[tp::SEND_LENGTH as usize];
-    let sk = sk_of(&ctx, f);
-    let sent = rec::<i32>(&ctx, f.value).unwrap_or(0);
-    if sk == 0 || sent <= 0 || rec::<u16>(&ctx, f.value16) != Some(ipproto::TCP as u16) {
-        return 0;
+    let f = &config().tps[tp::SEND_LENGTH as usize];
+    if rec::<u16>(&ctx, f.value16) == Some(ipproto::TCP as u16) {
+        on_sent(sk_of(&ctx, f), rec::<i32>(&ctx, f.value).unwrap_or(0));
     }
+    0
+}
+
+#[fexit(function = "tcp_sendmsg")]
+pub fn rt_fexit_sendmsg(ctx: FExitContext) -> i32 {
+    let r = &config().rt;
+    let sent = ctx_arg(ctx.as_ptr(), r.send_ret_slot) as i32;
+    on_sent(ctx_arg(ctx.as_ptr(), r.send_sk_arg), sent);
+    0
+}
+
+#[kprobe]
+pub fn rt_kprobe_sendmsg(ctx: ProbeContext) -> u32 {
+    let sk = kprobe_arg(&ctx, config().rt.send_sk_arg);
+    // Only timed sockets: the kretprobe of every other send finds nothing.
+    if unsafe { RT_SOCKS.get(&sk) }.is_some() {
+        let id = bpf_get_current_pid_tgid();
+        if RT_SENDING.insert(&id, &sk, 0).is_err() {
+            count_lost_at(lost::TRACK_FULL);
+        }
+    }
+    0
+}
+
+#[kretprobe]
+pub fn rt_kretprobe_sendmsg(ctx: RetProbeContext) -> u32 {
+    let id = bpf_get_current_pid_tgid();
+    if let Some(sk) = unsafe { RT_SENDING.get(&id) }.copied() {
+        let _ = RT_SENDING.remove(&id);
+        on_sent(sk, kretprobe_ret(&ctx) as i32);
+    }
+    0
+}
+
+/// `sendmsg` on `sk` returned `sent`.
+#[inline(always)]
+fn on_sent(sk: u64, sent: i32) {
+    if sk == 0 || sent <= 0 {
+        return;
+    }
+    let cfg = config();
     let Some(state) = RT_SOCKS.get_ptr_mut(&sk) else {
-        return 0;
+        return;
     };
-    // SAFETY: as in `rt_tcp_probe`.
+    // SAFETY: as in `on_segment`.
     let s = unsafe { &mut *state };
+    s.sent_total += sent as u64;
     if s.phase == rt_phase::IDLE {
         // Data nobody asked for (a server greeting): not a task.
-        return 0;
+        return;
     }
     let now = unsafe { bpf_ktime_get_ns() };
     if s.phase == rt_phase::REQUEST {
@@ -137,19 +240,21 @@ pub fn rt_sock_send_length(ctx: TracePointContext) -> u32 {
     // On a fast path the ACK may already have come while sendmsg ran.
     let una = field::<u32>(sk, cfg.sock.snd_una).unwrap_or(0);
     s.acked_ns = if seq_geq(una, s.resp_end_seq) { now } else { 0 };
-    0
 }
+
+// ---- the socket goes ----
 
 #[tracepoint(category = "tcp", name = "tcp_destroy_sock")]
 pub fn rt_tcp_destroy_sock(ctx: TracePointContext) -> u32 {
     let cfg = config();
     let sk = sk_of(&ctx, &cfg.tps[tp::DESTROY_SOCK as usize]);
     if let Some(state) = RT_SOCKS.get_ptr_mut(&sk) {
-        // SAFETY: as in `rt_tcp_probe`.
+        // SAFETY: as in `on_segment`.
         let s = unsafe { &mut *state };
         if s.phase == rt_phase::RESPONSE {
             emit(sk, s);
         }
+        emit_close(sk, s);
         let _ = RT_SOCKS.remove(&sk);
     }
     0
@@ -193,8 +298,46 @@ fn emit(sk: u64, s: &RtState) {
     ev.tuple = s.tuple;
     ev.netns = s.netns;
     ev.srtt_us = srtt_us(cfg, sk);
+    ev.rtt_min_us = rtt_min_us(cfg, sk);
+    ev.task = s.tasks;
     ev.retrans = field::<u32>(sk, cfg.sock.total_retrans)
         .unwrap_or(0)
         .wrapping_sub(s.retrans_start);
+    send(ev);
+}
+
+/// The connection's summary. Not rate-limited: one per connection, and
+/// a lost close would leave a connection without its end.
+#[inline(always)]
+fn emit_close(sk: u64, s: &RtState) {
+    let cfg = config();
+    let Some(ev) = RT_CLOSE_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: per-CPU scratch slot.
+    let ev = unsafe { &mut *ev };
+    ev.ts_ns = unsafe { bpf_ktime_get_ns() };
+    ev.sk = sk;
+    ev.netns = s.netns;
+    ev.tuple = s.tuple;
+    ev.sent_bytes = s.sent_total;
+    let una = field::<u32>(sk, cfg.sock.snd_una).unwrap_or(s.snd_start_seq);
+    // Bytes queued before timing started and still unacknowledged keep
+    // `snd_una` behind the start: none of the counted bytes is acked.
+    let acked = if seq_geq(una, s.snd_start_seq) {
+        (una.wrapping_sub(s.snd_start_seq) as u64).min(s.sent_total)
+    } else {
+        0
+    };
+    ev.unacked_bytes = s.sent_total - acked;
+    ev.received_bytes = s.rcv_end_seq.wrapping_sub(s.rcv_start_seq) as u64;
+    ev.tasks = s.tasks;
+    ev.retrans = field::<u32>(sk, cfg.sock.total_retrans).unwrap_or(0);
+    ev.rtt_min_us = rtt_min_us(cfg, sk);
+    ev.srtt_us = srtt_us(cfg, sk);
+    ev.phase = s.phase;
+    // The last ACK may have come after our side's FIN, outside
+    // `tcp_rcv_established`: `snd_una` still says whether it came.
+    ev.acked = (s.phase == rt_phase::RESPONSE && (s.acked_ns != 0 || seq_geq(una, s.resp_end_seq))) as u32;
     send(ev);
 }

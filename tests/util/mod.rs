@@ -14,6 +14,7 @@ use std::{
 
 mod bpf;
 mod pair;
+pub mod tasks;
 
 pub use self::{
     bpf::{all_bpf_objects, bpf_object_exists, bpf_objects_of, leaked_since},

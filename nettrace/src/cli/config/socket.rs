@@ -53,12 +53,13 @@ pub(super) fn mode(args: &Args, lifecycle_given: &[&str]) -> Result<Option<Mode>
     if args.drops.drop_stack {
         return Err(usage!("--drop-stack needs --drop"));
     }
-    if args.socket.sock && args.kernel.backend == BackendChoice::TpBtf {
+    if (args.socket.sock || args.socket.rt) && args.kernel.backend == BackendChoice::TpBtf {
         return Err(usage!(
-            "--sock attaches classic tracepoints and kernel functions: --backend must be auto, tracepoint, fentry or kprobe"
+            "{flag} attaches classic tracepoints and kernel functions: --backend must be auto, tracepoint, fentry or kprobe"
         ));
     }
     if !args.socket.sock
+        && !args.socket.rt
         && !matches!(
             args.kernel.backend,
             BackendChoice::Auto | BackendChoice::Tracepoint

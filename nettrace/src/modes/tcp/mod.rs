@@ -73,13 +73,6 @@ pub const MONITOR: [Tracepoint; 6] = [
 /// `--rtt` where `tcp_ack_update_rtt` cannot be hooked.
 pub const RTT: [Tracepoint; 1] = [tracepoint(tp::PROBE, "tcp", "tcp_probe", "rtt_tcp_probe")];
 
-/// What `--rt` attaches; all are needed.
-pub const RT: [Tracepoint; 3] = [
-    tracepoint(tp::PROBE, "tcp", "tcp_probe", "rt_tcp_probe"),
-    tracepoint(tp::SEND_LENGTH, "sock", "sock_send_length", "rt_sock_send_length"),
-    tracepoint(tp::DESTROY_SOCK, "tcp", "tcp_destroy_sock", "rt_tcp_destroy_sock"),
-];
-
 /// The record fields a program reads, found by name in the format file.
 pub fn fields(format: &HashMap<String, tracefs::Field>) -> TpFields {
     let at = |names: &[&str], size: Option<u32>| {

@@ -79,7 +79,9 @@ fn start(s: &Session<'_>, k: &Kernel, mode: SocketMode) -> Result<Started, Error
     let (flag, wanted, all_needed): (_, &'static [super::Tracepoint], _) = match mode {
         SocketMode::Monitor => ("--tcp-monitor", &super::MONITOR, false),
         SocketMode::Sock(_) => ("--sock", &super::sock::TRACEPOINTS, false),
-        SocketMode::Rt { .. } => ("--rt", &super::RT, true),
+        // Each of its tracepoints may be replaced by a function: decided
+        // when attaching (`rt::hooks`).
+        SocketMode::Rt { .. } => ("--rt", &rt::hooks::TRACEPOINTS, false),
         SocketMode::Rtt { .. } => ("--rtt", &super::RTT, false),
     };
     let root = k.tracefs.as_deref().ok_or_else(|| {
@@ -130,7 +132,14 @@ fn start(s: &Session<'_>, k: &Kernel, mode: SocketMode) -> Result<Started, Error
         }
         _ => false,
     };
-    let function_source = matches!(mode, SocketMode::Rtt { .. }) && rtt_positions.is_some() || sock_functions;
+    if let SocketMode::Rt { .. } = mode {
+        for why in rt::hooks::configure(&k.btf, &k.layout, &mut p.config.rt) {
+            s.debug(format_args!("--rt: function not usable: {why}"));
+        }
+    }
+    let function_source = matches!(mode, SocketMode::Rtt { .. }) && rtt_positions.is_some()
+        || sock_functions
+        || matches!(mode, SocketMode::Rt { .. });
     if let SocketMode::Sock(sock) = &mode
         && sock.hooks.is_some()
         && p.present.is_empty()
@@ -151,7 +160,7 @@ fn start(s: &Session<'_>, k: &Kernel, mode: SocketMode) -> Result<Started, Error
             missing.join(", ")
         )));
     }
-    for m in &missing {
+    for m in missing.iter().filter(|_| !matches!(mode, SocketMode::Rt { .. })) {
         // Said once, so that an absent kind of event is not mistaken for
         // a healthy network.
         eprintln!("nettrace: this kernel has no tracepoint {m}: those events cannot be reported");
@@ -172,6 +181,10 @@ fn start(s: &Session<'_>, k: &Kernel, mode: SocketMode) -> Result<Started, Error
             .then(|| KernelHistogram::take(&mut ebpf, "RTT_HIST", nettrace_common::tcp::RTT_BUCKETS))
             .transpose()?;
         rtt = Some((source, hist));
+    } else if let SocketMode::Rt { .. } = mode {
+        let used = rt::hooks::attach(&mut ebpf, &p, config.backend, k.means())
+            .map_err(|e| Error::Unsupported(format!("--rt: {e}")))?;
+        s.debug(format_args!("--rt: timed by {used}"));
     } else {
         super::attach(&mut ebpf, &p.present)?;
         s.debug(format_args!("attached {} tracepoints", p.present.len()));

@@ -78,6 +78,13 @@ impl<W: Write> TcpSink<W> {
             self.out.emit(&rt::record(&self.clock, ev))?;
             return Ok(true);
         }
+        if let Record::RtClose(ev) = record {
+            if self.summary.is_some() {
+                return Ok(false);
+            }
+            self.out.emit(&rt::close::record(&self.clock, ev))?;
+            return Ok(true);
+        }
         Ok(false)
     }
 }

@@ -1,7 +1,11 @@
 //! `--rt` lines and `--rt-summary` histograms: one line per request/response
-//! task of a server socket, timed in the kernel (see `nettrace-ebpf/src/rt.rs`).
+//! task of a server socket, timed in the kernel (see `nettrace-ebpf/src/rt.rs`),
+//! and one per timed connection when it closes ([`close`]).
 //!
-//! `[12.345678] TCP: 10.0.0.2:8080 -> 10.0.0.1:51000 upload:0.012ms process:50.104ms download:0.031ms req:12B resp:2048B srtt:0.040ms retrans:0`
+//! `[12.345678] TCP: 10.0.0.2:8080 -> 10.0.0.1:51000 #1 upload:0.012ms process:50.104ms download:0.031ms req:12B resp:2048B srtt:0.040ms rtt_min:0.031ms retrans:0 netns:4026531840`
+
+pub mod close;
+pub mod hooks;
 
 use std::io::{self, Write};
 
@@ -25,12 +29,14 @@ pub fn record(clock: &Clock, ev: &RtEvent) -> Rt {
         ts_ns: ev.ts_ns,
         time: clock.format(ev.ts_ns),
         tuple: TupleFields(ev.tuple),
+        task: ev.task,
         upload_ns: ev.upload_ns,
         process_ns: ev.process_ns,
         download_ns: download_ns(ev),
         req_bytes: ev.req_bytes,
         resp_bytes: ev.resp_bytes,
         srtt_ns: Us(ev.srtt_us),
+        rtt_min_ns: Us(ev.rtt_min_us),
         retrans: ev.retrans,
         netns: ev.netns,
     }
@@ -43,6 +49,8 @@ pub struct Rt {
     time: String,
     #[serde(flatten)]
     tuple: TupleFields,
+    /// The task's number on its connection, from 1.
+    task: u32,
     upload_ns: u64,
     process_ns: u64,
     /// null: not acknowledged before the connection ended.
@@ -50,6 +58,8 @@ pub struct Rt {
     req_bytes: u64,
     resp_bytes: u64,
     srtt_ns: Us,
+    /// 0: no RTT sample yet.
+    rtt_min_ns: Us,
     retrans: u32,
     netns: u32,
 }
@@ -65,14 +75,16 @@ impl Record for Rt {
             .map_or_else(|| "unacked".into(), |ns| ms(ns / 1000));
         writeln!(
             w,
-            "[{}] TCP: {} upload:{} process:{} download:{download} req:{}B resp:{}B srtt:{} retrans:{} netns:{}",
+            "[{}] TCP: {} #{} upload:{} process:{} download:{download} req:{}B resp:{}B srtt:{} rtt_min:{} retrans:{} netns:{}",
             self.time,
             self.tuple,
+            self.task,
             ms(self.upload_ns / 1000),
             ms(self.process_ns / 1000),
             self.req_bytes,
             self.resp_bytes,
             self.srtt_ns,
+            self.rtt_min_ns,
             self.retrans,
             self.netns,
         )
