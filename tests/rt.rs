@@ -96,11 +96,18 @@ fn assert_backends(t: &Tracer) {
 /// A bound on a time, in ms, widened under the VM tier's software
 /// emulation.
 fn slack(ms: f64) -> f64 {
-    if std::env::var_os("NETTRACE_TEST_VM").is_some() {
-        ms * 4.0
-    } else {
-        ms
-    }
+    if in_vm() { ms * 4.0 } else { ms }
+}
+
+/// The VM tier's kprobe pass.
+fn forced_kprobe() -> bool {
+    std::env::var("NETTRACE_TEST_BACKEND").is_ok_and(|b| b == "kprobe")
+}
+
+/// Under the VM tier (software emulation: slow, and a tail-loss probe may
+/// fire before a delayed ACK comes).
+fn in_vm() -> bool {
+    std::env::var_os("NETTRACE_TEST_VM").is_some()
 }
 
 fn kernel_release() -> String {
@@ -121,11 +128,9 @@ fn request_response_times_match_the_server_delay() {
     assert_backends(&text);
     let json = Tracer::start(&["--rt", "--sport", &ps, "--json"]);
     let before = scrape(metrics_port);
-    assert_eq!(
-        sample(&before, "nettrace_tcp_rt_seconds_count{phase=\"process\"}"),
-        0.0,
-        "{before}"
-    );
+    let process_count =
+        format!("nettrace_tcp_rt_seconds_count{{phase=\"process\",port=\"{p}\",side=\"server\"}}");
+    assert_eq!(sample(&before, &process_count), 0.0, "{before}");
     let addr: SocketAddr = format!("{}:{p}", net.b4).parse().unwrap();
     let _server = Server::start(&net.b, addr, Duration::from_millis(50));
     client(&net.a, addr, |c| requests(c, 8, 3000));
@@ -137,15 +142,21 @@ fn request_response_times_match_the_server_delay() {
         assert!(l.contains(&format!(" #{} ", i + 1)), "task number: {l}");
         // The server sleeps 50 ms between request and response: never
         // less, more by scheduling (2 shared cores; emulation in the VM).
+        // A request whose arrival the kernel did not let us see (kprobes
+        // nesting, see `rt_flag::UNSEEN`) is flagged and has no times.
+        let unseen = l.contains(" unseen ");
+        assert!(!unseen || forced_kprobe(), "{l}");
         let process = ms_field(l, "process");
         assert!(
-            (49.5..=slack(80.0)).contains(&process),
+            unseen || (49.5..=slack(80.0)).contains(&process),
             "process time not 50 ms: {l}"
         );
         assert!(ms_field(l, "upload") < slack(10.0), "{l}");
         assert!(ms_field(l, "download") < slack(10.0), "{l}");
         assert_eq!(field(l, "req"), format!("{}B", request_len(3000)), "{l}");
-        assert!(l.contains(" resp:3000B ") && l.contains(" retrans:0 "), "{l}");
+        assert!(l.contains(" resp:3000B "), "{l}");
+        // Under emulation a tail-loss probe may fire (a real retransmit).
+        assert!(in_vm() || l.contains(" retrans:0 "), "{l}");
         assert!(ms_field(l, "rtt_min") > 0.0, "{l}");
         assert!(l.contains(&format!("netns:{}", net.netns_inode(&net.b))), "{l}");
     }
@@ -166,7 +177,11 @@ fn request_response_times_match_the_server_delay() {
     assert_eq!(records.len(), 8, "{records:#?}");
     for (r, l) in records.iter().zip(&tasks) {
         let process_ms = r["process_ns"].as_u64().unwrap() as f64 / 1e6;
-        assert!((process_ms - ms_field(l, "process")).abs() < 1.0, "{r} vs {l}");
+        let unseen = r["unseen"] == true || l.contains(" unseen ");
+        assert!(
+            unseen || (process_ms - ms_field(l, "process")).abs() < 1.0,
+            "{r} vs {l}"
+        );
         assert!(l.contains(&format!(":{} #", r["dport"])), "{r} vs {l}");
         assert_eq!(r["sport"], p);
         assert_eq!(r["saddr"], net.b4.as_str());
@@ -174,11 +189,7 @@ fn request_response_times_match_the_server_delay() {
     }
     // The metrics endpoint counted every task.
     let after = scrape(metrics_port);
-    assert_eq!(
-        sample(&after, "nettrace_tcp_rt_seconds_count{phase=\"process\"}"),
-        8.0,
-        "{after}"
-    );
+    assert_eq!(sample(&after, &process_count), 8.0, "{after}");
     assert!(
         sample(&after, "nettrace_tcp_srtt_seconds_count") >= 8.0,
         "{after}"
@@ -211,7 +222,7 @@ fn close_summaries_count_bytes_and_say_how_the_connection_ended() {
     assert_eq!(field(l, "sent"), "5000B", "{l}");
     assert_eq!(field(l, "unacked"), "0B", "{l}");
     assert_eq!(field(l, "received"), format!("{}B", 5 * request_len(1000)), "{l}");
-    assert_eq!(field(l, "retrans"), "0", "{l}");
+    assert!(in_vm() || field(l, "retrans") == "0", "{l}");
     assert!(ms_field(l, "rtt_min") > 0.0, "{l}");
     // N: a request that asks for no answer, then the client leaves.
     client(&net.a, addr, |mut c| {
@@ -245,4 +256,153 @@ fn close_summaries_count_bytes_and_say_how_the_connection_ended() {
     );
     t.signal(libc::SIGINT);
     assert!(t.wait_exit(start_timeout()).success());
+}
+
+/// `--rt -D PORT` times this host's client sockets (tcprt's P records):
+/// the wait for the first response byte is the server's delay.
+#[test]
+fn client_tasks_time_the_wait_for_the_first_response_byte() {
+    let net = Pair::new();
+    let p = port(38000);
+    let ps = p.to_string();
+    let mut t = Tracer::start(&["--rt", "-D", &ps, "--debug"]);
+    assert_backends(&t);
+    let json = Tracer::start(&["--rt", "--client", "-P", &ps, "--json"]);
+    let addr: SocketAddr = format!("{}:{p}", net.b4).parse().unwrap();
+    let _server = Server::start(&net.b, addr, Duration::from_millis(50));
+    client(&net.a, addr, |c| requests(c, 4, 3000));
+    let tasks = wait_lines(&t, " client ", 4);
+    assert_eq!(tasks.len(), 4, "{:#?}\n{}", t.lines(), t.stderr());
+    for (i, l) in tasks.iter().enumerate() {
+        // This host's (the client's) end first.
+        assert!(l.contains(&format!("TCP: {}:", net.a4)), "{l}");
+        assert!(
+            l.contains(&format!(" -> {}:{p} #{} client ", net.b4, i + 1)),
+            "{l}"
+        );
+        let first = ms_field(l, "first_byte");
+        assert!(
+            (49.5..=slack(80.0)).contains(&first),
+            "first byte not after 50 ms: {l}"
+        );
+        let total = ms_field(l, "total");
+        assert!(total >= first && total < first + slack(10.0), "{l}");
+        assert_eq!(field(l, "req"), format!("{}B", request_len(3000)), "{l}");
+        assert_eq!(field(l, "resp"), "3000B", "{l}");
+    }
+    // The connection's end, from the client: what it sent and received.
+    let closed = wait_lines(&t, " closed ", 1);
+    assert_eq!(closed.len(), 1, "{:#?}", t.lines());
+    let l = &closed[0];
+    assert_eq!(field(l, "tasks"), "4", "{l}");
+    assert_eq!(field(l, "sent"), format!("{}B", 4 * request_len(3000)), "{l}");
+    assert_eq!(field(l, "received"), "12000B", "{l}");
+    assert_eq!(field(l, "unacked"), "0B", "{l}");
+    // --client -P means the same connections.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let records = loop {
+        let r: Vec<_> = json
+            .json_records()
+            .into_iter()
+            .filter(|r| r["type"] == "rt_client")
+            .collect();
+        if r.len() >= 4 || Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(records.len(), 4, "{records:#?}");
+    assert_eq!(records[3]["task"], 4);
+    assert_eq!(records[0]["dport"], p);
+    assert_eq!(records[0]["resp_bytes"], 3000);
+    t.signal(libc::SIGINT);
+    assert!(t.wait_exit(start_timeout()).success());
+}
+
+/// A request sent before the previous response came is flagged: the
+/// server had it unread when it began the response.
+#[test]
+fn pipelined_requests_are_flagged() {
+    let net = Pair::new();
+    let p = port(39000);
+    let ps = p.to_string();
+    let t = Tracer::start(&["--rt", "-P", &ps]);
+    let addr: SocketAddr = format!("{}:{p}", net.b4).parse().unwrap();
+    let _server = Server::start(&net.b, addr, Duration::from_millis(100));
+    client(&net.a, addr, |mut c| {
+        use std::io::{Read as _, Write as _};
+        c.write_all(b"100 request\n").unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        c.write_all(b"100 request\n").unwrap();
+        let mut buf = [0; 200];
+        c.read_exact(&mut buf).unwrap();
+    });
+    let tasks = wait_lines(&t, " upload:", 1);
+    assert_eq!(tasks.len(), 1, "{:#?}", t.lines());
+    let l = &tasks[0];
+    assert!(l.contains(" #1 pipelined "), "{l}");
+    // Both requests and both responses are in the flagged task.
+    assert_eq!(field(l, "req"), format!("{}B", 2 * request_len(100)), "{l}");
+    assert_eq!(field(l, "resp"), "200B", "{l}");
+}
+
+/// Per-port statistics (tcprt's stats file): every `--interval` as JSON,
+/// and at exit as a table, with the count and averages of the tasks.
+#[test]
+fn per_port_statistics_count_tasks_and_average_their_times() {
+    let net = Pair::new();
+    let p = port(40000);
+    let ps = p.to_string();
+    let mut table = Tracer::start(&["--rt", "-P", &ps]);
+    let mut json = Tracer::start(&["--rt", "-P", &ps, "--json", "--interval", "1"]);
+    let addr: SocketAddr = format!("{}:{p}", net.b4).parse().unwrap();
+    let _server = Server::start(&net.b, addr, Duration::from_millis(30));
+    client(&net.a, addr, |c| requests(c, 5, 2000));
+    // JSON: one record per interval, the port's tasks spread over one or two.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let rows = loop {
+        let rows: Vec<serde_json::Value> = json
+            .json_records()
+            .into_iter()
+            .filter(|r| r["type"] == "rt_stats")
+            .flat_map(|r| r["ports"].as_array().cloned().unwrap_or_default())
+            .filter(|row| row["port"] == p)
+            .collect();
+        let tasks: u64 = rows.iter().map(|r| r["tasks"].as_u64().unwrap()).sum();
+        if tasks >= 5 || Instant::now() > deadline {
+            break rows;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let tasks: u64 = rows.iter().map(|r| r["tasks"].as_u64().unwrap()).sum();
+    assert_eq!(tasks, 5, "{rows:#?}");
+    for row in &rows {
+        assert_eq!(row["side"], "server", "{row}");
+        let process_ms = row["process_avg_ns"].as_u64().unwrap() as f64 / 1e6;
+        assert!((29.5..=slack(60.0)).contains(&process_ms), "{row}");
+        assert!(
+            row["total_avg_ns"].as_u64() >= row["process_avg_ns"].as_u64(),
+            "{row}"
+        );
+        assert_eq!(row["upload_avg_bytes"], request_len(2000), "{row}");
+        assert_eq!(row["fail_permille"], 0, "{row}");
+    }
+    // Text: the interval tracing ended in, at exit.
+    table.signal(libc::SIGINT);
+    assert!(table.wait_exit(start_timeout()).success());
+    let lines = table.lines();
+    let head = lines
+        .iter()
+        .position(|l| l.contains("--rt statistics of the last"))
+        .unwrap_or_else(|| panic!("no statistics in {lines:#?}"));
+    let row: Vec<&str> = lines
+        .get(head + 2)
+        .map(|l| l.split_whitespace().collect())
+        .unwrap_or_default();
+    assert_eq!(row[..3], [ps.as_str(), "server", "5"], "{lines:#?}");
+    let process = row[4].strip_suffix("ms").unwrap().parse::<f64>().unwrap();
+    assert!((29.5..=slack(60.0)).contains(&process), "{lines:#?}");
+    assert_eq!(row[6], request_len(2000).to_string(), "{lines:#?}");
+    json.signal(libc::SIGINT);
+    assert!(json.wait_exit(start_timeout()).success());
 }

@@ -28,7 +28,7 @@ use aya_ebpf::{
 };
 use nettrace_common::{
     ipproto,
-    tcp::{RtCloseEvent, RtEvent, RtState, rt_phase, tp},
+    tcp::{RtCloseEvent, RtEvent, RtState, rt_flag, rt_phase, tp},
     trace::lost,
 };
 
@@ -111,41 +111,32 @@ fn on_segment(sk: u64, th: u64, data_len: u32) {
         return;
     }
     let cfg = config();
+    let client = cfg.rt.client != 0;
     let now = unsafe { bpf_ktime_get_ns() };
     // tcphdr (wire format): seq at byte 4, ack_seq at byte 8.
     let seq = u32::from_be_bytes(field::<[u8; 4]>(th, 4).unwrap_or([0; 4]));
-    let state = match RT_SOCKS.get_ptr_mut(&sk) {
-        Some(s) => s,
-        None => {
-            if data_len == 0 {
-                return;
-            }
-            let mut fresh = RtState::default();
-            if !wanted(sk, &mut fresh) {
-                return;
-            }
-            fresh.snd_start_seq = field::<u32>(sk, cfg.sock.write_seq).unwrap_or(0);
-            fresh.rcv_start_seq = seq;
-            fresh.rcv_end_seq = seq;
-            if RT_SOCKS.insert(&sk, &fresh, 0).is_err() {
-                count_lost_at(lost::TRACK_FULL);
-                return;
-            }
-            match RT_SOCKS.get_ptr_mut(&sk) {
-                Some(s) => s,
-                None => return,
-            }
-        }
+    let ack = field::<[u8; 4]>(th, 8).map(u32::from_be_bytes);
+    // A server socket is timed from its first request byte; a client
+    // socket from its first send (`on_sent`).
+    let Some(state) = (match RT_SOCKS.get_ptr_mut(&sk) {
+        Some(s) => Some(s),
+        None if data_len == 0 || client => None,
+        None => track(sk, seq),
+    }) else {
+        return;
     };
     // SAFETY: the map value lives while the socket's entry does; only this
     // socket's events (serialised by the socket lock or softirq) touch it.
     let s = unsafe { &mut *state };
-    if s.phase == rt_phase::RESPONSE && s.acked_ns == 0 {
-        if let Some(ack) = field::<[u8; 4]>(th, 8)
-            && seq_geq(u32::from_be_bytes(ack), s.resp_end_seq)
-        {
-            s.acked_ns = now;
-        }
+    let sent_phase = if client {
+        rt_phase::REQUEST
+    } else {
+        rt_phase::RESPONSE
+    };
+    // Whether the segment acknowledges all this side has sent.
+    let covers = |ack: Option<u32>, end: u32| ack.is_some_and(|a| seq_geq(a, end));
+    if s.phase == sent_phase && s.acked_ns == 0 && covers(ack, s.resp_end_seq) {
+        s.acked_ns = now;
     }
     if data_len == 0 {
         return;
@@ -154,21 +145,83 @@ fn on_segment(sk: u64, th: u64, data_len: u32) {
     if seq_geq(end, s.rcv_end_seq) {
         s.rcv_end_seq = end;
     }
+    if client {
+        // The response arriving (bytes nobody asked for are not a task).
+        if s.phase == rt_phase::REQUEST {
+            s.phase = rt_phase::RESPONSE;
+            s.resp_first_ns = now;
+        }
+        if s.phase == rt_phase::RESPONSE {
+            s.resp_last_ns = now;
+            s.resp_bytes += data_len as u64;
+        }
+        return;
+    }
+    // Bytes queued that no `sendmsg` return reported yet: a response
+    // still in `tcp_sendmsg`, whose `release_sock` processes this segment
+    // from the backlog before the call returns (seen under emulation), or
+    // a send path without that hook (sendfile).
+    let unreported = queued(sk, s);
+    if unreported > 0 {
+        if s.phase == rt_phase::REQUEST {
+            s.phase = rt_phase::RESPONSE;
+            s.resp_first_ns = now;
+        }
+        if s.phase == rt_phase::RESPONSE {
+            s.resp_bytes += unreported;
+            if s.acked_ns == 0 && covers(ack, s.resp_end_seq) {
+                s.acked_ns = now;
+            }
+        }
+    }
     if s.phase == rt_phase::RESPONSE {
+        // The client sent this before it had all of the response.
+        if ack.is_some() && !covers(ack, s.resp_end_seq) {
+            s.flags |= rt_flag::PIPELINED;
+        }
         emit(sk, s);
         s.phase = rt_phase::IDLE;
     }
     if s.phase == rt_phase::IDLE {
-        s.phase = rt_phase::REQUEST;
-        s.tasks += 1;
-        s.req_first_ns = now;
-        s.req_bytes = 0;
-        s.resp_bytes = 0;
-        s.acked_ns = 0;
-        s.retrans_start = field::<u32>(sk, cfg.sock.total_retrans).unwrap_or(0);
+        start_task(sk, s, now);
     }
     s.req_last_ns = now;
     s.req_bytes += data_len as u64;
+}
+
+/// Starts timing `sk` if it passes the filters; `seq` is the sequence
+/// number of the first byte it receives from here on.
+#[inline(always)]
+fn track(sk: u64, seq: u32) -> Option<*mut RtState> {
+    let cfg = config();
+    let mut fresh = RtState::default();
+    if !wanted(sk, &mut fresh) {
+        return None;
+    }
+    fresh.snd_start_seq = field::<u32>(sk, cfg.sock.write_seq).unwrap_or(0);
+    fresh.resp_end_seq = fresh.snd_start_seq;
+    let rcv_nxt = field::<u32>(sk, cfg.sock.rcv_nxt).unwrap_or(seq);
+    fresh.rcv_start_seq = if cfg.rt.client != 0 { rcv_nxt } else { seq };
+    fresh.rcv_end_seq = fresh.rcv_start_seq;
+    if RT_SOCKS.insert(&sk, &fresh, 0).is_err() {
+        count_lost_at(lost::TRACK_FULL);
+        return None;
+    }
+    RT_SOCKS.get_ptr_mut(&sk)
+}
+
+/// A new task: the request's first byte (a server's received, a client's
+/// sent) is now.
+#[inline(always)]
+fn start_task(sk: u64, s: &mut RtState, now: u64) {
+    s.phase = rt_phase::REQUEST;
+    s.tasks += 1;
+    s.flags = 0;
+    s.req_first_ns = now;
+    s.req_bytes = 0;
+    s.resp_bytes = 0;
+    s.acked_ns = 0;
+    s.retrans_start = field::<u32>(sk, config().sock.total_retrans).unwrap_or(0);
 }
 
 // ---- the application queued bytes ----
@@ -192,9 +245,11 @@ pub fn rt_fexit_sendmsg(ctx: FExitContext) -> i32 {
 
 #[kprobe]
 pub fn rt_kprobe_sendmsg(ctx: ProbeContext) -> u32 {
-    let sk = kprobe_arg(&ctx, config().rt.send_sk_arg);
-    // Only timed sockets: the kretprobe of every other send finds nothing.
-    if unsafe { RT_SOCKS.get(&sk) }.is_some() {
+    let cfg = config();
+    let sk = kprobe_arg(&ctx, cfg.rt.send_sk_arg);
+    // Only timed sockets (the kretprobe of every other send finds
+    // nothing); with `--client` a send may start the timing.
+    if cfg.rt.client != 0 || unsafe { RT_SOCKS.get(&sk) }.is_some() {
         let id = bpf_get_current_pid_tgid();
         if RT_SENDING.insert(&id, &sk, 0).is_err() {
             count_lost_at(lost::TRACK_FULL);
@@ -213,33 +268,117 @@ pub fn rt_kretprobe_sendmsg(ctx: RetProbeContext) -> u32 {
     0
 }
 
-/// `sendmsg` on `sk` returned `sent`.
+/// `sendmsg` on `sk` returned `sent`. The bytes counted are what
+/// `write_seq` moved past the last count, so a send already accounted for
+/// by `on_segment` (see `queued`) is not counted twice.
 #[inline(always)]
 fn on_sent(sk: u64, sent: i32) {
     if sk == 0 || sent <= 0 {
         return;
     }
     let cfg = config();
-    let Some(state) = RT_SOCKS.get_ptr_mut(&sk) else {
+    let client = cfg.rt.client != 0;
+    let mut fresh = false;
+    let Some(state) = (match RT_SOCKS.get_ptr_mut(&sk) {
+        Some(s) => Some(s),
+        // A client's first request: the next byte it receives is the
+        // response's first.
+        None if client => {
+            fresh = true;
+            track(sk, 0)
+        }
+        None => None,
+    }) else {
         return;
     };
     // SAFETY: as in `on_segment`.
     let s = unsafe { &mut *state };
-    s.sent_total += sent as u64;
+    if fresh {
+        // `write_seq` already counts the bytes this call queued.
+        s.snd_start_seq = s.snd_start_seq.wrapping_sub(sent as u32);
+        s.resp_end_seq = s.snd_start_seq;
+    }
+    let new = queued(sk, s);
+    if new == 0 {
+        return;
+    }
+    let now = unsafe { bpf_ktime_get_ns() };
+    // On a fast path the ACK may already have come while sendmsg ran.
+    let una = field::<u32>(sk, cfg.sock.snd_una).unwrap_or(0);
+    let acked_ns = if seq_geq(una, s.resp_end_seq) { now } else { 0 };
+    if client {
+        if s.phase == rt_phase::RESPONSE {
+            emit(sk, s);
+            s.phase = rt_phase::IDLE;
+        }
+        if s.phase == rt_phase::IDLE {
+            start_task(sk, s, now);
+        }
+        s.req_last_ns = now;
+        s.req_bytes += new;
+        s.acked_ns = acked_ns;
+        return;
+    }
+    // Request bytes received that `on_segment` never saw (see
+    // `rt_flag::UNSEEN`): a task the response belongs to.
+    let unseen = match field::<u32>(sk, cfg.sock.rcv_nxt) {
+        Some(nxt) if s.phase != rt_phase::REQUEST && established(sk) => {
+            let n = nxt.wrapping_sub(s.rcv_end_seq) as i32;
+            s.rcv_end_seq = nxt;
+            n.max(0) as u64
+        }
+        _ => 0,
+    };
+    if unseen > 0 {
+        if s.phase == rt_phase::RESPONSE {
+            emit(sk, s);
+        }
+        start_task(sk, s, now);
+        s.flags = rt_flag::UNSEEN;
+        s.req_last_ns = now;
+        s.req_bytes = unseen;
+    }
     if s.phase == rt_phase::IDLE {
         // Data nobody asked for (a server greeting): not a task.
         return;
     }
-    let now = unsafe { bpf_ktime_get_ns() };
     if s.phase == rt_phase::REQUEST {
         s.phase = rt_phase::RESPONSE;
         s.resp_first_ns = now;
+        // Bytes received and not yet read: the next request is here before
+        // this response (both unknown offsets read as equal).
+        let unread = field::<u32>(sk, cfg.sock.rcv_nxt).unwrap_or(0)
+            != field::<u32>(sk, cfg.sock.copied_seq).unwrap_or(0);
+        if unread {
+            s.flags |= rt_flag::PIPELINED;
+        }
     }
-    s.resp_bytes += sent as u64;
-    s.resp_end_seq = field::<u32>(sk, cfg.sock.write_seq).unwrap_or(0);
-    // On a fast path the ACK may already have come while sendmsg ran.
-    let una = field::<u32>(sk, cfg.sock.snd_una).unwrap_or(0);
-    s.acked_ns = if seq_geq(una, s.resp_end_seq) { now } else { 0 };
+    s.resp_bytes += new;
+    s.acked_ns = acked_ns;
+}
+
+/// Whether the socket is still established: after the peer's FIN,
+/// `rcv_nxt` counts the FIN too.
+#[inline(always)]
+fn established(sk: u64) -> bool {
+    let cfg = config();
+    u32::from(field::<u8>(sk, cfg.sock.state).unwrap_or(0)) == cfg.rt.state_established
+}
+
+/// Bytes this side queued (`write_seq`) since they were last counted:
+/// moves the count's mark and adds them to the connection's total.
+#[inline(always)]
+fn queued(sk: u64, s: &mut RtState) -> u64 {
+    let Some(ws) = field::<u32>(sk, config().sock.write_seq) else {
+        return 0;
+    };
+    let new = ws.wrapping_sub(s.resp_end_seq) as i32;
+    if new <= 0 {
+        return 0;
+    }
+    s.resp_end_seq = ws;
+    s.sent_total += new as u64;
+    new as u64
 }
 
 // ---- the socket goes ----
@@ -288,11 +427,17 @@ fn emit(sk: u64, s: &RtState) {
     ev.sk = sk;
     ev.upload_ns = s.req_last_ns - s.req_first_ns;
     ev.process_ns = s.resp_first_ns.saturating_sub(s.req_last_ns);
-    ev.download_ns = if s.acked_ns == 0 {
+    let done_ns = if cfg.rt.client != 0 {
+        s.resp_last_ns
+    } else {
+        s.acked_ns
+    };
+    ev.download_ns = if done_ns == 0 {
         u64::MAX
     } else {
-        s.acked_ns.saturating_sub(s.resp_first_ns)
+        done_ns.saturating_sub(s.resp_first_ns)
     };
+    ev.flags = s.flags | if cfg.rt.client != 0 { rt_flag::CLIENT } else { 0 };
     ev.req_bytes = s.req_bytes;
     ev.resp_bytes = s.resp_bytes;
     ev.tuple = s.tuple;
@@ -338,6 +483,7 @@ fn emit_close(sk: u64, s: &RtState) {
     ev.phase = s.phase;
     // The last ACK may have come after our side's FIN, outside
     // `tcp_rcv_established`: `snd_una` still says whether it came.
-    ev.acked = (s.phase == rt_phase::RESPONSE && (s.acked_ns != 0 || seq_geq(una, s.resp_end_seq))) as u32;
+    ev.acked = (s.acked_ns != 0 || seq_geq(una, s.resp_end_seq)) as u8;
+    ev.client = (cfg.rt.client != 0) as u8;
     send(ev);
 }

@@ -121,6 +121,8 @@ pub fn sock_layout(btf: &KernelBtf, layout: &KernelLayout) -> Result<SockLayout,
         total_retrans: optional("tcp_sock", &["total_retrans"]),
         snd_una: optional("tcp_sock", &["snd_una"]),
         write_seq: optional("tcp_sock", &["write_seq"]),
+        rcv_nxt: optional("tcp_sock", &["rcv_nxt"]),
+        copied_seq: optional("tcp_sock", &["copied_seq"]),
         skb_data: layout.skb_data,
         rtt_min: match (
             btf.member_offset("tcp_sock", &["rtt_min", "s"]),

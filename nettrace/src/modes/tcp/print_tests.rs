@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use nettrace_common::{
     filter::family,
-    tcp::{RtCloseEvent, RtEvent, RttEvent, TcpEvent, Tuple, rt_phase, tp},
+    tcp::{RtCloseEvent, RtEvent, RttEvent, TcpEvent, Tuple, rt_flag, rt_phase, tp},
 };
 
 use super::{Names, monitor, rt, rtt};
@@ -127,7 +127,25 @@ fn rt_task_acknowledged_and_not() {
     check("rt_task_acknowledged_and_not_2", rt_output(&rt_event(u64::MAX)));
 }
 
-fn rt_close(phase: u32, acked: u32) -> (String, String) {
+/// A pipelined server task, and a client's task (tcprt's P): request,
+/// first response byte after the wait, response received.
+#[test]
+fn rt_pipelined_and_client_tasks() {
+    let clock = Clock::new(false);
+    let mut ev = rt_event(31_000);
+    ev.flags = rt_flag::PIPELINED;
+    check("rt_pipelined_and_client_tasks_1", both(&rt::record(&clock, &ev)));
+    let mut ev = rt_event(83_000);
+    ev.flags = rt_flag::CLIENT;
+    (ev.upload_ns, ev.process_ns) = (4_000, 50_287_000);
+    (ev.req_bytes, ev.resp_bytes) = (13, 3000);
+    check(
+        "rt_pipelined_and_client_tasks_2",
+        both(&rt::client::record(&clock, &ev)),
+    );
+}
+
+fn rt_close(phase: u32, acked: u8) -> (String, String) {
     // SAFETY: plain data; zero is valid.
     let mut ev: RtCloseEvent = unsafe { std::mem::zeroed() };
     ev.ts_ns = 12_445_678_000;

@@ -26,10 +26,17 @@ pub enum End {
 }
 
 impl End {
+    /// A server is sending in a task's response phase and receiving in
+    /// its request phase; a client sends the request and then receives
+    /// (once the request is acknowledged, until the response begins: a
+    /// response cut short is not told from a complete one without the
+    /// protocol).
     pub fn of(ev: &RtCloseEvent) -> Self {
-        match ev.phase {
-            rt_phase::REQUEST => End::ClosedWhileReceiving,
-            rt_phase::RESPONSE if ev.acked == 0 => End::ClosedWhileSending,
+        match (ev.client != 0, ev.phase, ev.acked != 0) {
+            (false, rt_phase::REQUEST, _) => End::ClosedWhileReceiving,
+            (false, rt_phase::RESPONSE, false) => End::ClosedWhileSending,
+            (true, rt_phase::REQUEST, false) => End::ClosedWhileSending,
+            (true, rt_phase::REQUEST, true) => End::ClosedWhileReceiving,
             _ => End::Closed,
         }
     }
@@ -40,6 +47,15 @@ impl End {
             End::Closed => "closed",
             End::ClosedWhileSending => "closed-while-sending",
             End::ClosedWhileReceiving => "closed-while-receiving",
+        }
+    }
+
+    /// Its JSON (and metrics label) name.
+    pub fn name(self) -> &'static str {
+        match self {
+            End::Closed => "closed",
+            End::ClosedWhileSending => "closed_while_sending",
+            End::ClosedWhileReceiving => "closed_while_receiving",
         }
     }
 
