@@ -280,9 +280,13 @@ fn client_tasks_time_the_wait_for_the_first_response_byte() {
             l.contains(&format!(" -> {}:{p} #{} client ", net.b4, i + 1)),
             "{l}"
         );
+        // Timed from `sendmsg`'s return: over veth the server may have
+        // the request (and be asleep) before the call returns, by µs here,
+        // by ms under the VM's emulation.
         let first = ms_field(l, "first_byte");
+        let low = if in_vm() { 40.0 } else { 49.0 };
         assert!(
-            (49.5..=slack(80.0)).contains(&first),
+            (low..=slack(80.0)).contains(&first),
             "first byte not after 50 ms: {l}"
         );
         let total = ms_field(l, "total");
@@ -405,4 +409,33 @@ fn per_port_statistics_count_tasks_and_average_their_times() {
     assert_eq!(row[6], request_len(2000).to_string(), "{lines:#?}");
     json.signal(libc::SIGINT);
     assert!(json.wait_exit(start_timeout()).success());
+}
+
+/// IPv6: tasks and the close summary of a connection over IPv6.
+#[test]
+fn ipv6_tasks_and_close() {
+    let net = Pair::new();
+    let p = port(41500);
+    let ps = p.to_string();
+    let t = Tracer::start(&["--rt", "-P", &ps]);
+    let addr: SocketAddr = format!("[{}]:{p}", net.b6).parse().unwrap();
+    let _server = Server::start(&net.b, addr, Duration::from_millis(20));
+    client(&net.a, addr, |c| requests(c, 2, 500));
+    let tasks = wait_lines(&t, " upload:", 2);
+    assert_eq!(tasks.len(), 2, "{:#?}", t.lines());
+    for l in &tasks {
+        assert!(
+            l.contains(&format!("TCP: [{}]:{p} -> [{}]:", net.b6, net.a6)),
+            "{l}"
+        );
+        assert!(l.contains(" resp:500B "), "{l}");
+        assert!(ms_field(l, "process") >= 19.5, "{l}");
+    }
+    let closed = wait_lines(&t, " closed ", 1);
+    assert_eq!(closed.len(), 1, "{:#?}", t.lines());
+    assert_eq!(field(&closed[0], "sent"), "1000B", "{}", closed[0]);
+    assert_eq!(
+        field(&closed[0], "received"),
+        format!("{}B", 2 * request_len(500))
+    );
 }

@@ -4,7 +4,7 @@
 //!
 //! Three moments, each reachable two ways (userspace picks per kernel):
 //! - a segment arrives on an established socket, before it is processed:
-//!   `tcp:tcp_probe` where its record has the socket (6.10+ here; 5.10 and
+//!   `tcp:tcp_probe` where its record has the socket (6.12 does; 5.10 and
 //!   6.1 lack `skaddr`), else `tcp_rcv_established` (fentry, else kprobe),
 //!   the function that fires that tracepoint at its start. The payload
 //!   length marks request bytes arriving; the ACK number in the TCP header
@@ -144,6 +144,19 @@ fn on_segment(sk: u64, th: u64, data_len: u32) {
     let end = seq.wrapping_add(data_len);
     if seq_geq(end, s.rcv_end_seq) {
         s.rcv_end_seq = end;
+    }
+    // Only bytes not received before count: a retransmitted copy (the
+    // peer's tail-loss probe, say) is no new request. `rcv_nxt` is the
+    // next byte expected, not yet moved for this segment.
+    let data_len = match field::<u32>(sk, cfg.sock.rcv_nxt) {
+        Some(nxt) if !seq_geq(seq, nxt) => {
+            let past = end.wrapping_sub(nxt) as i32;
+            past.max(0) as u32
+        }
+        _ => data_len,
+    };
+    if data_len == 0 {
+        return;
     }
     if client {
         // The response arriving (bytes nobody asked for are not a task).

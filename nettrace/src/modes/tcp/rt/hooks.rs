@@ -5,8 +5,8 @@
 //! (fentry/fexit, else kprobe/kretprobe), probed in that order like every
 //! other hook; argument positions come from BTF.
 //!
-//! On the kernels of the matrix: 6.10+ (the host's 6.18, the VM's 6.12)
-//! has `tcp:tcp_probe` with `skaddr` and `sock:sock_send_length`; 5.10
+//! On the kernels of the matrix: the host's 6.18 and the VM's 6.12 have
+//! `tcp:tcp_probe` with `skaddr` and `sock:sock_send_length` (6.3+); 5.10
 //! and 6.1 have `tcp_probe` without the socket and no `sock_send_length`,
 //! so both are functions there. `tcp:tcp_destroy_sock` exists from 5.3.
 

@@ -22,7 +22,7 @@ use std::{
     io::{self, Write},
 };
 
-use nettrace_common::tcp::{RtCloseEvent, RtEvent};
+use nettrace_common::tcp::{RtCloseEvent, RtEvent, rt_phase};
 use serde::Serialize;
 
 use super::{close::End, download_ns, is_client};
@@ -120,8 +120,9 @@ impl Stats {
         }
         let s = self.ports.entry(close_port_of(ev)).or_default();
         s.cut += 1;
-        // A request without a response has no task record.
-        s.unanswered += u64::from(end == End::ClosedWhileReceiving && ev.client == 0);
+        // A request without a response has no task record (either side
+        // reports a task once its response began).
+        s.unanswered += u64::from(ev.phase == rt_phase::REQUEST);
     }
 
     /// The table of the interval that ended at `now_ns`, if it has ended
@@ -236,5 +237,64 @@ impl Record for RtStats {
             )?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use nettrace_common::tcp::{Tuple, rt_flag};
+
+    use super::*;
+
+    fn task(sport: u16, process_ms: u64, retrans: u32) -> RtEvent {
+        // SAFETY: plain data; zero is valid.
+        let mut ev: RtEvent = unsafe { std::mem::zeroed() };
+        ev.tuple = Tuple {
+            sport,
+            dport: 40000,
+            ..Tuple::default()
+        };
+        ev.upload_ns = 1_000;
+        ev.process_ns = process_ms * 1_000_000;
+        ev.download_ns = 2_000;
+        ev.req_bytes = 100;
+        ev.srtt_us = 50;
+        ev.retrans = retrans;
+        ev
+    }
+
+    fn close(sport: u16, phase: u32, acked: u8) -> RtCloseEvent {
+        // SAFETY: plain data; zero is valid.
+        let mut ev: RtCloseEvent = unsafe { std::mem::zeroed() };
+        ev.tuple.sport = sport;
+        (ev.phase, ev.acked) = (phase, acked);
+        ev
+    }
+
+    #[test]
+    fn averages_and_rates_per_port_and_side() {
+        let clock = Clock::new(false);
+        let mut s = Stats::new(std::time::Duration::from_secs(60), 0);
+        s.task(&task(80, 10, 0));
+        s.task(&task(80, 30, 2));
+        let mut client = task(5000, 40, 0);
+        client.flags = rt_flag::CLIENT;
+        client.tuple.dport = 443;
+        s.task(&client);
+        s.close(&close(80, rt_phase::IDLE, 0));
+        // A request never answered: a task without a record, and a failure.
+        s.close(&close(80, rt_phase::REQUEST, 0));
+        assert!(s.take(&clock, 59_000_000_000, false).is_none());
+        let t = s.take(&clock, 60_000_000_000, false).unwrap();
+        assert_eq!(t.ports.len(), 2);
+        let p = &t.ports[0];
+        assert_eq!((p.port, p.side, p.tasks), (80, Side::Server, 2));
+        assert_eq!(p.process_avg_ns, 20_000_000);
+        assert_eq!(p.total_avg_ns, 20_003_000);
+        assert_eq!((p.upload_avg_bytes, p.rtt_avg_ns), (100, 50_000));
+        assert_eq!((p.retrans_permille, p.fail_permille), (500, 333));
+        assert_eq!((t.ports[1].port, t.ports[1].side), (443, Side::Client));
+        // A new interval, empty: nothing at the end either.
+        assert!(s.take(&clock, 61_000_000_000, true).is_none());
     }
 }
