@@ -12,7 +12,8 @@
 //!   client has.
 //! - `sendmsg` returns: the application queued response bytes, and
 //!   `write_seq` then is the response's end. `sock:sock_send_length`
-//!   (6.3+), else `tcp_sendmsg` by fexit, else kprobe + kretprobe.
+//!   (6.3+), else `tcp_sendmsg_locked` by fexit, else kprobe + kretprobe
+//!   (under the socket lock: see `SEND_FUNCTION` in userspace).
 //! - `tcp:tcp_destroy_sock` (5.3+) ends the last task of a connection and
 //!   reports its close summary.
 //!
@@ -23,21 +24,21 @@ use aya_ebpf::{
     EbpfContext as _,
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
     macros::{fentry, fexit, kprobe, kretprobe, map, tracepoint},
-    maps::{HashMap, PerCpuArray},
+    maps::HashMap,
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext},
 };
 use nettrace_common::{
     ipproto,
-    tcp::{RtCloseEvent, RtEvent, RtState, rt_flag, rt_phase, tp},
+    tcp::{RtState, rt_flag, rt_phase, tp},
     trace::lost,
 };
 
 use crate::{
     args::{ctx_arg, kprobe_arg, kretprobe_ret},
-    maps::{count_lost_at, send},
-    ratelimit,
+    maps::count_lost_at,
     read::field,
-    sock::{config, netns_of_sock, rec, rtt_min_us, sk_of, srtt_us, tuple_matches, tuple_of_sock},
+    rt_emit::{emit, emit_close},
+    sock::{config, netns_of_sock, rec, sk_of, tuple_matches, tuple_of_sock},
 };
 
 /// Sockets being timed, by `struct sock *`. Entries go at
@@ -45,20 +46,14 @@ use crate::{
 #[map]
 static RT_SOCKS: HashMap<u64, RtState> = HashMap::with_max_entries(16384, 0);
 
-/// kprobe backend: the timed socket a thread is in `tcp_sendmsg` for,
+/// kprobe backend: the timed socket a thread is in `tcp_sendmsg_locked` for,
 /// by `pid_tgid`, until its kretprobe reads the return value.
 #[map]
 static RT_SENDING: HashMap<u64, u64> = HashMap::with_max_entries(4096, 0);
 
-#[map]
-static RT_SCRATCH: PerCpuArray<RtEvent> = PerCpuArray::with_max_entries(1, 0);
-
-#[map]
-static RT_CLOSE_SCRATCH: PerCpuArray<RtCloseEvent> = PerCpuArray::with_max_entries(1, 0);
-
 /// `a` is at or after `b` in sequence space.
 #[inline(always)]
-fn seq_geq(a: u32, b: u32) -> bool {
+pub fn seq_geq(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) >= 0
 }
 
@@ -248,7 +243,7 @@ pub fn rt_sock_send_length(ctx: TracePointContext) -> u32 {
     0
 }
 
-#[fexit(function = "tcp_sendmsg")]
+#[fexit(function = "tcp_sendmsg_locked")]
 pub fn rt_fexit_sendmsg(ctx: FExitContext) -> i32 {
     let r = &config().rt;
     let sent = ctx_arg(ctx.as_ptr(), r.send_ret_slot) as i32;
@@ -423,80 +418,4 @@ fn wanted(sk: u64, s: &mut RtState) -> bool {
     }
     s.netns = netns_of_sock(cfg, sk);
     cfg.filter.netns == 0 || cfg.filter.netns == s.netns
-}
-
-#[inline(always)]
-fn emit(sk: u64, s: &RtState) {
-    let cfg = config();
-    if !ratelimit::allow(cfg.rate_limit, unsafe { bpf_ktime_get_ns() }) {
-        return;
-    }
-    let Some(ev) = RT_SCRATCH.get_ptr_mut(0) else {
-        return;
-    };
-    // SAFETY: per-CPU scratch slot.
-    let ev = unsafe { &mut *ev };
-    ev.ts_ns = s.req_first_ns;
-    ev.sk = sk;
-    ev.upload_ns = s.req_last_ns - s.req_first_ns;
-    ev.process_ns = s.resp_first_ns.saturating_sub(s.req_last_ns);
-    let done_ns = if cfg.rt.client != 0 {
-        s.resp_last_ns
-    } else {
-        s.acked_ns
-    };
-    ev.download_ns = if done_ns == 0 {
-        u64::MAX
-    } else {
-        done_ns.saturating_sub(s.resp_first_ns)
-    };
-    ev.flags = s.flags | if cfg.rt.client != 0 { rt_flag::CLIENT } else { 0 };
-    ev.req_bytes = s.req_bytes;
-    ev.resp_bytes = s.resp_bytes;
-    ev.tuple = s.tuple;
-    ev.netns = s.netns;
-    ev.srtt_us = srtt_us(cfg, sk);
-    ev.rtt_min_us = rtt_min_us(cfg, sk);
-    ev.task = s.tasks;
-    ev.retrans = field::<u32>(sk, cfg.sock.total_retrans)
-        .unwrap_or(0)
-        .wrapping_sub(s.retrans_start);
-    send(ev);
-}
-
-/// The connection's summary. Not rate-limited: one per connection, and
-/// a lost close would leave a connection without its end.
-#[inline(always)]
-fn emit_close(sk: u64, s: &RtState) {
-    let cfg = config();
-    let Some(ev) = RT_CLOSE_SCRATCH.get_ptr_mut(0) else {
-        return;
-    };
-    // SAFETY: per-CPU scratch slot.
-    let ev = unsafe { &mut *ev };
-    ev.ts_ns = unsafe { bpf_ktime_get_ns() };
-    ev.sk = sk;
-    ev.netns = s.netns;
-    ev.tuple = s.tuple;
-    ev.sent_bytes = s.sent_total;
-    let una = field::<u32>(sk, cfg.sock.snd_una).unwrap_or(s.snd_start_seq);
-    // Bytes queued before timing started and still unacknowledged keep
-    // `snd_una` behind the start: none of the counted bytes is acked.
-    let acked = if seq_geq(una, s.snd_start_seq) {
-        (una.wrapping_sub(s.snd_start_seq) as u64).min(s.sent_total)
-    } else {
-        0
-    };
-    ev.unacked_bytes = s.sent_total - acked;
-    ev.received_bytes = s.rcv_end_seq.wrapping_sub(s.rcv_start_seq) as u64;
-    ev.tasks = s.tasks;
-    ev.retrans = field::<u32>(sk, cfg.sock.total_retrans).unwrap_or(0);
-    ev.rtt_min_us = rtt_min_us(cfg, sk);
-    ev.srtt_us = srtt_us(cfg, sk);
-    ev.phase = s.phase;
-    // The last ACK may have come after our side's FIN, outside
-    // `tcp_rcv_established`: `snd_una` still says whether it came.
-    ev.acked = (s.acked_ns != 0 || seq_geq(una, s.resp_end_seq)) as u8;
-    ev.client = (cfg.rt.client != 0) as u8;
-    send(ev);
 }

@@ -17,7 +17,7 @@ pub struct RtConfig {
     /// `tcp:tcp_probe` fires, at its entry.
     pub rcv_sk_arg: u32,
     pub rcv_skb_arg: u32,
-    /// `tcp_sendmsg(struct sock *sk, struct msghdr *msg, size_t size)`: the
+    /// `tcp_sendmsg_locked(struct sock *sk, struct msghdr *msg, size_t size)`: the
     /// socket, and the slot of its return value in an fexit context (the
     /// slot after the last argument).
     pub send_sk_arg: u32,

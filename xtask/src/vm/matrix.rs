@@ -125,8 +125,8 @@ pub const PASSES: &[Spec] = &[
         show_output: false,
     },
     // --rt through the function hooks where its tracepoints cannot serve
-    // (5.10, 6.1: fentry/fexit), its tracepoints on 6.12; the traffic is
-    // the test's own threads (no python in the VM).
+    // (5.10, 6.1: fentry, and fexit for sends everywhere), tcp_probe on
+    // 6.12; the traffic is the test's own threads (no python in the VM).
     Spec {
         name: "rt",
         filter: "rt::",

@@ -9,10 +9,11 @@ pub struct RtArgs {
     /// Request/response timing of a TCP server (give its port with -P or
     /// -S): per task, upload (request received), process (until the first
     /// response byte is sent), download (until the response is
-    /// acknowledged); and one line per connection when it closes (bytes
-    /// each way, retransmits, min RTT, and whether it closed mid-task).
-    /// Tracepoints where the kernel has them (6.3+), else kernel functions
-    /// (fentry/fexit, else kprobes; --backend forces one).
+    /// acknowledged); one line per connection when it closes (bytes each
+    /// way, retransmits, min RTT, and whether it closed mid-task); per-port
+    /// statistics every --interval SECS (default 60) and at exit. Kernel
+    /// functions where they can be hooked (fentry/fexit, else kprobes),
+    /// else tracepoints (6.3+); --backend forces one way, --debug says.
     #[arg(long)]
     pub rt: bool,
 

@@ -1,9 +1,11 @@
 //! How `--rt` reaches its three moments on the running kernel (see
 //! `nettrace-ebpf/src/rt.rs`): a segment arriving, `sendmsg` returning, the
-//! socket going. Each by its tracepoint where the kernel has one whose
+//! socket going. A segment by its tracepoint where the kernel has one whose
 //! record carries the socket, else by the kernel function behind it
-//! (fentry/fexit, else kprobe/kretprobe), probed in that order like every
-//! other hook; argument positions come from BTF.
+//! (fentry, else kprobe), probed in that order like every other hook; a
+//! send by the function first (fexit, else kprobe + kretprobe, under the
+//! socket lock), its tracepoint (after the lock) where no function can be
+//! hooked, as on this project's host. Argument positions come from BTF.
 //!
 //! On the kernels of the matrix: the host's 6.18 and the VM's 6.12 have
 //! `tcp:tcp_probe` with `skaddr` and `sock:sock_send_length` (6.3+); 5.10
@@ -32,9 +34,14 @@ const SEND_LENGTH: Tracepoint =
     tracepoint(tp::SEND_LENGTH, "sock", "sock_send_length", "rt_sock_send_length");
 const DESTROY: Tracepoint = tracepoint(tp::DESTROY_SOCK, "tcp", "tcp_destroy_sock", "rt_tcp_destroy_sock");
 
-/// Where `tcp_probe` fires, and the function behind `sock_send_length`.
+/// Where `tcp_probe` fires, and the function behind `sock_send_length`:
+/// `tcp_sendmsg_locked`, not `tcp_sendmsg`, whose return comes after
+/// `release_sock`: there a segment of the socket may be processed on
+/// another CPU at the same time, and both would update the socket's
+/// timing state at once. Under the socket lock, segments wait in the
+/// backlog until the send is counted (seen under emulation on 6.1).
 pub const RECEIVE_FUNCTION: &str = "tcp_rcv_established";
-pub const SEND_FUNCTION: &str = "tcp_sendmsg";
+pub const SEND_FUNCTION: &str = "tcp_sendmsg_locked";
 
 /// Argument positions of the two functions from BTF, into `config.rt`;
 /// returns why a function cannot be used, for `--debug`.
@@ -117,80 +124,58 @@ pub fn attach(
         BackendChoice::Tracepoint => (true, false, false),
         BackendChoice::Auto | BackendChoice::TpBtf => (true, true, true),
     };
+    let allowed = Allowed {
+        tracepoint: tracepoints,
+        fentry,
+        kprobe,
+    };
     let mut failed = Vec::new();
     // Receive.
-    let probe_usable = present(&PROBE) && f(&PROBE).sk != none && f(&PROBE).skb != none;
-    let mut targets = Vec::new();
-    if tracepoints {
-        if probe_usable {
-            targets.push(Target::tracepoint(
-                Backend::Tracepoint,
-                PROBE.program,
-                PROBE.group,
-                PROBE.name,
-            ));
-        } else {
-            failed.push(format!(
-                "tcp:tcp_probe: {}",
-                if present(&PROBE) {
-                    "its record has no socket on this kernel"
-                } else {
-                    "not on this kernel"
-                }
-            ));
-        }
-    }
-    if rt.rcv_sk_arg != none {
-        if fentry {
-            targets.push(Target::function(
-                Backend::Fentry,
-                "rt_fentry_rcv",
-                RECEIVE_FUNCTION,
-            ));
-        }
-        if kprobe {
-            targets.push(Target::function(
-                Backend::Kprobe,
-                "rt_kprobe_rcv",
-                RECEIVE_FUNCTION,
-            ));
-        }
-    }
+    let probe = if !present(&PROBE) {
+        Err("not on this kernel")
+    } else if f(&PROBE).sk == none || f(&PROBE).skb == none {
+        Err("its record has no socket on this kernel")
+    } else {
+        Ok(())
+    };
+    let targets = allowed.ways(
+        (&PROBE, probe),
+        Function {
+            name: RECEIVE_FUNCTION,
+            usable: rt.rcv_sk_arg != none,
+            typed: (Backend::Fentry, "rt_fentry_rcv"),
+            kprobe: "rt_kprobe_rcv",
+        },
+        false,
+        &mut failed,
+    );
     let receive = first(ebpf, means, &targets, "receive", &mut failed)?;
     // Send.
+    let send_length = f(&SEND_LENGTH);
     let send_usable = present(&SEND_LENGTH)
-        && f(&SEND_LENGTH).sk != none
-        && f(&SEND_LENGTH).value != none
-        && f(&SEND_LENGTH).value16 != none;
-    let mut targets = Vec::new();
-    if tracepoints {
-        if send_usable {
-            targets.push(Target::tracepoint(
-                Backend::Tracepoint,
-                SEND_LENGTH.program,
-                SEND_LENGTH.group,
-                SEND_LENGTH.name,
-            ));
-        } else {
-            failed.push("sock:sock_send_length: not on this kernel (6.3+)".into());
-        }
-    }
-    if rt.send_sk_arg != none {
-        if fentry {
-            targets.push(Target::function(
-                Backend::Fexit,
-                "rt_fexit_sendmsg",
-                SEND_FUNCTION,
-            ));
-        }
-        if kprobe {
-            targets.push(Target::function(
-                Backend::Kprobe,
-                "rt_kprobe_sendmsg",
-                SEND_FUNCTION,
-            ));
-        }
-    }
+        && send_length.sk != none
+        && send_length.value != none
+        && send_length.value16 != none;
+    let targets = allowed.ways(
+        (
+            &SEND_LENGTH,
+            if send_usable {
+                Ok(())
+            } else {
+                Err("not on this kernel (6.3+)")
+            },
+        ),
+        Function {
+            name: SEND_FUNCTION,
+            usable: rt.send_sk_arg != none,
+            typed: (Backend::Fexit, "rt_fexit_sendmsg"),
+            kprobe: "rt_kprobe_sendmsg",
+        },
+        // `sock_send_length` fires after the socket lock is released
+        // (see `SEND_FUNCTION`): the last resort.
+        true,
+        &mut failed,
+    );
     let send = first(ebpf, means, &targets, "send", &mut failed)?;
     if send == Backend::Kprobe {
         let ret = Target::function(Backend::Kprobe, "rt_kretprobe_sendmsg", SEND_FUNCTION);
@@ -207,6 +192,66 @@ pub fn attach(
     )
     .map_err(|e| format!("tcp:tcp_destroy_sock: {e}"))?;
     Ok(Used { receive, send })
+}
+
+/// The kernel function behind a moment: its name, whether BTF gave its
+/// arguments, its BTF-typed program (fentry or fexit) and its kprobe.
+struct Function {
+    name: &'static str,
+    usable: bool,
+    typed: (Backend, &'static str),
+    kprobe: &'static str,
+}
+
+/// The mechanisms `--backend` allows.
+struct Allowed {
+    tracepoint: bool,
+    fentry: bool,
+    kprobe: bool,
+}
+
+impl Allowed {
+    /// The ways to reach one moment, best first: its tracepoint if it
+    /// serves here (else why not, into `failed`), then the function by
+    /// its BTF-typed program (`typed`: fentry or fexit) and by kprobe;
+    /// `function_first`: the tracepoint last.
+    fn ways(
+        &self,
+        (t, serves): (&'static Tracepoint, Result<(), &str>),
+        f: Function,
+        function_first: bool,
+        failed: &mut Vec<String>,
+    ) -> Vec<Target<'static>> {
+        let Function {
+            name: func,
+            usable: func_usable,
+            typed,
+            kprobe,
+        } = f;
+        let mut targets = Vec::new();
+        match serves {
+            Ok(()) if self.tracepoint => targets.push(Target::tracepoint(
+                Backend::Tracepoint,
+                t.program,
+                t.group,
+                t.name,
+            )),
+            Ok(()) => {}
+            Err(why) => failed.push(format!("{}:{}: {why}", t.group, t.name)),
+        }
+        if func_usable {
+            if self.fentry {
+                targets.push(Target::function(typed.0, typed.1, func));
+            }
+            if self.kprobe {
+                targets.push(Target::function(Backend::Kprobe, kprobe, func));
+            }
+        }
+        if function_first && !targets.is_empty() && targets[0].backend == Backend::Tracepoint {
+            targets.rotate_left(1);
+        }
+        targets
+    }
 }
 
 /// The first of `targets` that attaches; all reasons in the error.
