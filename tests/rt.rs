@@ -183,14 +183,15 @@ fn request_response_times_match_the_server_delay() {
         assert!(l.contains(&format!("netns:{}", net.netns_inode(&net.b))), "{l}");
     }
     // The JSON tracer saw the same tasks, with the same times (measured
-    // by its own programs, a few µs apart from the text tracer's).
+    // by its own programs, a few µs apart from the text tracer's; under
+    // the VM's emulation they were seen 4 ms apart once).
     let records = wait_records(&json, "rt", 8);
     assert_eq!(records.len(), 8, "{records:#?}");
     for (r, l) in records.iter().zip(&tasks) {
         let process_ms = r["process_ns"].as_u64().unwrap() as f64 / 1e6;
         let unseen = r["unseen"] == true || l.contains(" unseen ");
         assert!(
-            unseen || (process_ms - ms_field(l, "process")).abs() < 1.0,
+            unseen || (process_ms - ms_field(l, "process")).abs() < if in_vm() { 10.0 } else { 1.0 },
             "{r} vs {l}"
         );
         assert!(l.contains(&format!(":{} #", r["dport"])), "{r} vs {l}");
@@ -428,4 +429,28 @@ fn ipv6_tasks_and_close() {
         field(&closed[0], "received"),
         format!("{}B", 2 * request_len(500))
     );
+}
+
+/// An IPv6 server socket taking an IPv4 client (IPv4-mapped addresses):
+/// shown, filtered and counted as the IPv4 connection it is.
+#[test]
+fn ipv4_mapped_connections_show_as_ipv4() {
+    let (net, p) = (Pair::new(), port(42000));
+    let ps = p.to_string();
+    let t = Tracer::start(&["--rt", "-P", &ps, "-s", &net.b4]);
+    let _server = Server::start(
+        &net.b,
+        SocketAddr::new("::".parse().unwrap(), p),
+        Duration::from_millis(20),
+    );
+    let addr = SocketAddr::new(net.b4.parse().unwrap(), p);
+    client(&net.a, addr, |c| requests(c, 2, 300));
+    let tasks = wait_lines(&t, " upload:", 2);
+    assert_eq!(tasks.len(), 2, "{:#?}", t.lines());
+    for l in &tasks {
+        assert!(l.contains(&format!("TCP: {}:{p} -> {}:", net.b4, net.a4)), "{l}");
+    }
+    let closed = wait_lines(&t, " closed ", 1);
+    assert_eq!(closed.len(), 1, "{:#?}", t.lines());
+    assert_eq!(field(&closed[0], "sent"), "600B", "{}", closed[0]);
 }
