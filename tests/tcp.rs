@@ -1,8 +1,8 @@
-//! Root integration tests of the socket modes `--tcp-monitor` and `--rt`:
-//! real TCP between two namespaces the test creates, real retransmits
-//! (an iptables rule drops a transfer's packets for a moment), real
-//! resets, and a request/response server whose processing time the test
-//! sets.
+//! Root integration tests of the socket modes `--tcp-monitor`,
+//! `--rt-summary` and `--rtt`: real TCP between two namespaces the test
+//! creates, real retransmits (an iptables rule drops a transfer's packets
+//! for a moment), real resets, and a request/response server whose
+//! processing time the test sets. `--rt`'s own tests are in `rt.rs`.
 
 use std::time::Duration;
 
@@ -170,97 +170,6 @@ fn retransmits_while_a_firewall_rule_drops_the_transfer() {
     }
     t.signal(libc::SIGINT);
     assert!(t.wait_exit(start_timeout()).success());
-}
-
-/// Parses `name:12.345ms` out of an `--rt` line, in ms.
-fn ms_field(line: &str, name: &str) -> f64 {
-    let v = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix(&format!("{name}:")))
-        .unwrap_or_else(|| panic!("no {name} in {line}"));
-    v.strip_suffix("ms")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{name}:{v} in {line}"))
-}
-
-#[test]
-fn request_response_times_match_the_server_delay() {
-    let net = Pair::new();
-    let p = port(33000);
-    let ps = p.to_string();
-    let metrics_port = port(34000) + 1000;
-    let metrics = format!("127.0.0.1:{metrics_port}");
-    let mut text = Tracer::start(&["--rt", "-P", &ps, "--metrics", &metrics]);
-    let mut json = Tracer::start(&["--rt", "--sport", &ps, "--json"]);
-    let before = scrape(metrics_port);
-    assert_eq!(
-        sample(&before, "nettrace_tcp_rt_seconds_count{phase=\"process\"}"),
-        0.0,
-        "{before}"
-    );
-    let _server = Background::start(&net.b, &["python3", "-c", SERVER, &net.b4, &ps, "0.05"]);
-    let client = Background::start(&net.a, &["python3", "-c", CLIENT, &net.b4, &ps, "8", "3000"]);
-    client.finish(Duration::from_secs(20));
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let tasks = loop {
-        let tasks: Vec<String> = text
-            .lines()
-            .into_iter()
-            .filter(|l| l.contains(" process:"))
-            .collect();
-        if tasks.len() >= 8 || std::time::Instant::now() > deadline {
-            break tasks;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(tasks.len(), 8, "{tasks:#?}\n{}", text.stderr());
-    for l in &tasks {
-        // Seen from the server: its port is the source.
-        assert!(l.contains(&format!("TCP: {}:{p} -> {}:", net.b4, net.a4)), "{l}");
-        let process = ms_field(l, "process");
-        assert!((40.0..=60.0).contains(&process), "process time not 50±10 ms: {l}");
-        assert!(ms_field(l, "upload") < 10.0, "{l}");
-        assert!(ms_field(l, "download") < 10.0, "{l}");
-        assert!(l.contains(" resp:3000B ") && l.contains(" retrans:0 "), "{l}");
-        assert!(l.contains(&format!("netns:{}", net.netns_inode(&net.b))), "{l}");
-    }
-    // The JSON tracer saw the same tasks, with the same times (measured
-    // by its own programs, a few µs apart from the text tracer's).
-    json.wait_for("\"process_ns\"", start_timeout());
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while json.lines().len() < 9 && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let records: Vec<_> = json
-        .json_records()
-        .into_iter()
-        .filter(|r| r["type"] == "rt")
-        .collect();
-    assert_eq!(records.len(), 8, "{records:#?}");
-    for (r, l) in records.iter().zip(&tasks) {
-        let process_ms = r["process_ns"].as_u64().unwrap() as f64 / 1e6;
-        assert!((process_ms - ms_field(l, "process")).abs() < 1.0, "{r} vs {l}");
-        assert!(l.contains(&format!(":{} upload:", r["dport"])), "{r} vs {l}");
-        assert_eq!(r["sport"], p);
-        assert_eq!(r["saddr"], net.b4.as_str());
-        assert_eq!(r["resp_bytes"], 3000);
-    }
-    // The metrics endpoint counted every task.
-    let after = scrape(metrics_port);
-    assert_eq!(
-        sample(&after, "nettrace_tcp_rt_seconds_count{phase=\"process\"}"),
-        8.0,
-        "{after}"
-    );
-    assert!(
-        sample(&after, "nettrace_tcp_srtt_seconds_count") >= 8.0,
-        "{after}"
-    );
-    for t in [&text, &json] {
-        t.signal(libc::SIGINT);
-    }
-    assert!(text.wait_exit(start_timeout()).success());
-    assert!(json.wait_exit(start_timeout()).success());
 }
 
 #[test]

@@ -22,6 +22,7 @@ mod image;
 mod lifecycle;
 mod pcap;
 mod prometheus;
+mod rt;
 mod sock;
 mod stats;
 mod tcp;

@@ -79,6 +79,7 @@ mod pod {
     unsafe impl aya::Pod for crate::tcp::TcpConfig {}
     unsafe impl aya::Pod for crate::tcp::TcpEvent {}
     unsafe impl aya::Pod for crate::tcp::RtEvent {}
+    unsafe impl aya::Pod for crate::tcp::RtCloseEvent {}
     unsafe impl aya::Pod for crate::tcp::RttEvent {}
     unsafe impl aya::Pod for crate::tcp::SockEvent {}
 }

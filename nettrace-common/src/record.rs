@@ -15,7 +15,7 @@
 use crate::{
     DropEvent, TraceEvent,
     snap::PacketBytes,
-    tcp::{RtEvent, RttEvent, SockEvent, TcpEvent},
+    tcp::{RtCloseEvent, RtEvent, RttEvent, SockEvent, TcpEvent},
     trace::{NfContextEvent, NfHooksEvent},
 };
 
@@ -53,6 +53,8 @@ pub mod kind {
     /// `PacketBytes` (`-w`): the packet of the next `TRACE` or `DROP` of
     /// the same skb. Variable-length: see `crate::snap`.
     pub const PACKET: u8 = 9;
+    /// `RtCloseEvent` (`--rt`): a timed connection's end.
+    pub const RT_CLOSE: u8 = 10;
 }
 
 mod sealed {
@@ -98,7 +100,8 @@ record!(NfHooksEvent, kind::NF_HOOKS, version 1, size 344);
 record!(DropEvent, kind::DROP, version 2, size 88 + crate::PKT_HDR_LEN);
 record!(TcpEvent, kind::TCP, version 1, size 104);
 record!(RttEvent, kind::RTT, version 1, size 72);
-record!(RtEvent, kind::RT, version 1, size 112);
+record!(RtEvent, kind::RT, version 2, size 128);
+record!(RtCloseEvent, kind::RT_CLOSE, version 1, size 112);
 record!(SockEvent, kind::SOCK, version 1, size 136);
 // The largest size: what is sent is `PACKET_BYTES_HEAD` plus the bytes read.
 record!(PacketBytes, kind::PACKET, version 1, size crate::snap::PACKET_BYTES_HEAD + crate::snap::SNAPLEN_MAX + 4);

@@ -8,6 +8,9 @@
 //! numbers) are read from `struct sock`/`struct tcp_sock` at offsets from BTF
 //! ([`SockLayout`]).
 
+mod rt;
+
+pub use self::rt::*;
 use crate::{COMM_LEN, filter::Filter, record::RecordHeader};
 
 /// Offsets from a `struct sock *` (`tcp_sock` starts with `sock`, and
@@ -46,6 +49,10 @@ pub struct SockLayout {
     pub skb_data: u32,
     /// `tcp_sock.rtt_min.s[0].v`: the windowed minimum RTT, µs.
     pub rtt_min: u32,
+    /// `tcp_sock.rcv_nxt`: the next sequence number expected, and
+    /// `tcp_sock.copied_seq`: the next the application will read.
+    pub rcv_nxt: u32,
+    pub copied_seq: u32,
 }
 
 /// Where one tracepoint's record keeps what its program reads: byte offsets
@@ -136,6 +143,7 @@ pub struct TcpConfig {
     pub rate_limit: u32,
     pub rtt: RttConfig,
     pub sock_mode: SockModeConfig,
+    pub rt: RtConfig,
 }
 
 /// `--rtt`, `--rtt-detail`, `--filter-srtt`, `--filter-minrtt` (also
@@ -173,6 +181,7 @@ impl Default for TcpConfig {
             rate_limit: 0,
             rtt: RttConfig::default(),
             sock_mode: SockModeConfig::default(),
+            rt: RtConfig::default(),
         }
     }
 }
@@ -233,63 +242,6 @@ pub struct RttEvent {
     pub srtt_us: u32,
     /// Non-zero: `rtt_us` is a true sample, not the smoothed RTT.
     pub sampled: u32,
-}
-
-/// One `--rt` task on a server socket: request received, processed,
-/// response sent and acknowledged. Times in ns.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RtEvent {
-    pub header: RecordHeader,
-    pub netns: u32,
-    /// When the request's first byte arrived.
-    pub ts_ns: u64,
-    pub sk: u64,
-    /// First → last request byte received.
-    pub upload_ns: u64,
-    /// Last request byte received → first response byte sent.
-    pub process_ns: u64,
-    /// First response byte sent → last response byte acknowledged;
-    /// `u64::MAX` when the response was not acknowledged before the task
-    /// ended (connection closed).
-    pub download_ns: u64,
-    pub req_bytes: u64,
-    pub resp_bytes: u64,
-    pub tuple: Tuple,
-    pub srtt_us: u32,
-    /// Segments retransmitted during the task.
-    pub retrans: u32,
-}
-
-/// Per-socket `--rt` state, kept in the kernel between events.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RtState {
-    pub req_first_ns: u64,
-    pub req_last_ns: u64,
-    pub resp_first_ns: u64,
-    /// When an ACK first covered everything sent so far; 0 = not yet.
-    pub acked_ns: u64,
-    pub req_bytes: u64,
-    pub resp_bytes: u64,
-    /// `write_seq` after the last response bytes were queued.
-    pub resp_end_seq: u32,
-    pub retrans_start: u32,
-    /// One of [`rt_phase`].
-    pub phase: u32,
-    /// The socket's namespace inode.
-    pub netns: u32,
-    /// Kept from when timing started: a closing socket has lost its port.
-    pub tuple: Tuple,
-}
-
-pub mod rt_phase {
-    /// No request seen yet (or the last task was reported).
-    pub const IDLE: u32 = 0;
-    /// Request bytes arriving.
-    pub const REQUEST: u32 = 1;
-    /// Response bytes sent; waiting for their ACK or the next request.
-    pub const RESPONSE: u32 = 2;
 }
 
 /// The kernel functions `--sock` hooks where functions can be hooked

@@ -14,7 +14,10 @@
 
 use core::{arch::asm, ffi::c_void};
 
-use aya_ebpf::{EbpfContext as _, programs::ProbeContext};
+use aya_ebpf::{
+    EbpfContext as _,
+    programs::{ProbeContext, RetProbeContext},
+};
 
 /// One 8-byte load from `ctx + OFF`.
 #[inline(always)]
@@ -66,4 +69,17 @@ pub fn kprobe_arg(ctx: &ProbeContext, n: u32) -> u64 {
         4 => load::<{ offset_of!(pt_regs, r8) }>(ctx),
         _ => 0,
     }
+}
+
+/// The return value of a kretprobe's function (`rax`).
+#[allow(
+    dead_code,
+    reason = "only the TCP object has a kretprobe; every object builds this module"
+)]
+#[inline(always)]
+pub fn kretprobe_ret(ctx: &RetProbeContext) -> u64 {
+    use core::mem::offset_of;
+
+    use aya_ebpf::bindings::pt_regs;
+    load::<{ offset_of!(pt_regs, rax) }>(ctx.as_ptr())
 }

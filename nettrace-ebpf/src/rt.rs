@@ -1,35 +1,44 @@
 //! `--rt`: request/response timing of server sockets, computed here so
-//! that one event per task (not per segment) reaches userspace.
+//! that one event per task (not per segment) reaches userspace, and one
+//! per connection when it closes.
 //!
-//! Sources, all tracepoints:
-//! - `tcp:tcp_probe` runs for every segment received on an established
-//!   socket, before it is processed: its `data_len` marks request bytes
-//!   arriving, and the ACK number in the TCP header (`skb->data` points at
-//!   it there) says how much of the response the client has.
-//! - `sock:sock_send_length` runs when `sendmsg` returns: the application
-//!   queued response bytes; `write_seq` then is the response's end.
-//! - `tcp:tcp_destroy_sock` ends the last task of a connection.
+//! Three moments, each reachable two ways (userspace picks per kernel):
+//! - a segment arrives on an established socket, before it is processed:
+//!   `tcp:tcp_probe` where its record has the socket (6.12 does; 5.10 and
+//!   6.1 lack `skaddr`), else `tcp_rcv_established` (fentry, else kprobe),
+//!   the function that fires that tracepoint at its start. The payload
+//!   length marks request bytes arriving; the ACK number in the TCP header
+//!   (`skb->data` points at it there) says how much of the response the
+//!   client has.
+//! - `sendmsg` returns: the application queued response bytes, and
+//!   `write_seq` then is the response's end. `sock:sock_send_length`
+//!   (6.3+), else `tcp_sendmsg_locked` by fexit, else kprobe + kretprobe
+//!   (under the socket lock: see `SEND_FUNCTION` in userspace).
+//! - `tcp:tcp_destroy_sock` (5.3+) ends the last task of a connection and
+//!   reports its close summary.
 //!
 //! A task is: request bytes (upload), the application's processing, the
 //! response until acknowledged (download); the next request ends it.
 
 use aya_ebpf::{
-    helpers::bpf_ktime_get_ns,
-    macros::{map, tracepoint},
-    maps::{HashMap, PerCpuArray},
-    programs::TracePointContext,
+    EbpfContext as _,
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    macros::{fentry, fexit, kprobe, kretprobe, map, tracepoint},
+    maps::HashMap,
+    programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext},
 };
 use nettrace_common::{
     ipproto,
-    tcp::{RtEvent, RtState, rt_phase, tp},
+    tcp::{RtState, rt_flag, rt_phase, tp},
     trace::lost,
 };
 
 use crate::{
-    maps::{count_lost_at, netns_allowed, send},
-    ratelimit,
+    args::{ctx_arg, kprobe_arg, kretprobe_ret},
+    maps::{count_lost_at, netns_allowed},
     read::field,
-    sock::{config, netns_of_sock, rec, sk_of, srtt_us, tuple_matches, tuple_of_sock},
+    rt_emit::{emit, emit_close},
+    sock::{config, netns_of_sock, rec, sk_of, tuple_matches, tuple_of_sock},
 };
 
 /// Sockets being timed, by `struct sock *`. Entries go at
@@ -37,119 +46,362 @@ use crate::{
 #[map]
 static RT_SOCKS: HashMap<u64, RtState> = HashMap::with_max_entries(16384, 0);
 
+/// kprobe backend: the timed socket a thread is in `tcp_sendmsg_locked` for,
+/// by `pid_tgid`, until its kretprobe reads the return value.
 #[map]
-static RT_SCRATCH: PerCpuArray<RtEvent> = PerCpuArray::with_max_entries(1, 0);
+static RT_SENDING: HashMap<u64, u64> = HashMap::with_max_entries(4096, 0);
 
 /// `a` is at or after `b` in sequence space.
 #[inline(always)]
-fn seq_geq(a: u32, b: u32) -> bool {
+pub fn seq_geq(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) >= 0
 }
+
+// ---- a segment arrives ----
 
 #[tracepoint(category = "tcp", name = "tcp_probe")]
 pub fn rt_tcp_probe(ctx: TracePointContext) -> u32 {
     let cfg = config();
     let f = &cfg.tps[tp::PROBE as usize];
     let sk = sk_of(&ctx, f);
+    let skb = rec::<u64>(&ctx, f.skb).unwrap_or(0);
+    let data_len = rec::<u16>(&ctx, f.value16).unwrap_or(0) as u32;
+    on_segment(sk, field::<u64>(skb, cfg.sock.skb_data).unwrap_or(0), data_len);
+    0
+}
+
+#[fentry(function = "tcp_rcv_established")]
+pub fn rt_fentry_rcv(ctx: FEntryContext) -> i32 {
+    let r = &config().rt;
+    rcv_established(
+        ctx_arg(ctx.as_ptr(), r.rcv_sk_arg),
+        ctx_arg(ctx.as_ptr(), r.rcv_skb_arg),
+    );
+    0
+}
+
+#[kprobe]
+pub fn rt_kprobe_rcv(ctx: ProbeContext) -> u32 {
+    let r = &config().rt;
+    rcv_established(kprobe_arg(&ctx, r.rcv_sk_arg), kprobe_arg(&ctx, r.rcv_skb_arg));
+    0
+}
+
+/// `tcp_rcv_established(sk, skb)`: what `tcp_probe` computes there, the
+/// payload length `skb->len - th->doff * 4` (`skb->data` is the header).
+#[inline(always)]
+fn rcv_established(sk: u64, skb: u64) {
+    let cfg = config();
+    let th = field::<u64>(skb, cfg.sock.skb_data).unwrap_or(0);
+    let len = field::<u32>(skb, cfg.rt.skb_len).unwrap_or(0);
+    // tcphdr (wire format): data offset in the high nibble of byte 12.
+    let hdr = (field::<u8>(th, 12).unwrap_or(0) >> 4) as u32 * 4;
+    on_segment(sk, th, len.saturating_sub(hdr));
+}
+
+/// One segment of `data_len` payload bytes on `sk`; `th` its TCP header.
+#[inline(always)]
+fn on_segment(sk: u64, th: u64, data_len: u32) {
     if sk == 0 {
-        return 0;
+        return;
     }
+    let cfg = config();
+    let client = cfg.rt.client != 0;
     let now = unsafe { bpf_ktime_get_ns() };
-    let data_len = rec::<u16>(&ctx, f.value16).unwrap_or(0) as u64;
-    let state = match RT_SOCKS.get_ptr_mut(&sk) {
-        Some(s) => s,
-        None => {
-            if data_len == 0 {
-                return 0;
-            }
-            let mut fresh = RtState::default();
-            if !wanted(sk, &mut fresh) {
-                return 0;
-            }
-            if RT_SOCKS.insert(&sk, &fresh, 0).is_err() {
-                count_lost_at(lost::TRACK_FULL);
-                return 0;
-            }
-            match RT_SOCKS.get_ptr_mut(&sk) {
-                Some(s) => s,
-                None => return 0,
-            }
-        }
+    // tcphdr (wire format): seq at byte 4, ack_seq at byte 8.
+    let seq = u32::from_be_bytes(field::<[u8; 4]>(th, 4).unwrap_or([0; 4]));
+    let ack = field::<[u8; 4]>(th, 8).map(u32::from_be_bytes);
+    // A server socket is timed from its first request byte; a client
+    // socket from its first send (`on_sent`).
+    let Some(state) = (match RT_SOCKS.get_ptr_mut(&sk) {
+        Some(s) => Some(s),
+        None if data_len == 0 || client => None,
+        None => track(sk, seq),
+    }) else {
+        return;
     };
     // SAFETY: the map value lives while the socket's entry does; only this
     // socket's events (serialised by the socket lock or softirq) touch it.
     let s = unsafe { &mut *state };
-    if s.phase == rt_phase::RESPONSE && s.acked_ns == 0 {
-        let skb = rec::<u64>(&ctx, f.skb).unwrap_or(0);
-        let th = field::<u64>(skb, cfg.sock.skb_data).unwrap_or(0);
-        // tcphdr (wire format): ack_seq at byte 8.
-        if let Some(ack) = field::<[u8; 4]>(th, 8)
-            && seq_geq(u32::from_be_bytes(ack), s.resp_end_seq)
-        {
-            s.acked_ns = now;
-        }
+    let sent_phase = if client {
+        rt_phase::REQUEST
+    } else {
+        rt_phase::RESPONSE
+    };
+    // Whether the segment acknowledges all this side has sent.
+    let covers = |ack: Option<u32>, end: u32| ack.is_some_and(|a| seq_geq(a, end));
+    if s.phase == sent_phase && s.acked_ns == 0 && covers(ack, s.resp_end_seq) {
+        s.acked_ns = now;
     }
     if data_len == 0 {
-        return 0;
+        return;
+    }
+    let end = seq.wrapping_add(data_len);
+    if seq_geq(end, s.rcv_end_seq) {
+        s.rcv_end_seq = end;
+    }
+    // Only bytes not received before count: a retransmitted copy (the
+    // peer's tail-loss probe, say) is no new request. `rcv_nxt` is the
+    // next byte expected, not yet moved for this segment.
+    let data_len = match field::<u32>(sk, cfg.sock.rcv_nxt) {
+        Some(nxt) if !seq_geq(seq, nxt) => {
+            let past = end.wrapping_sub(nxt) as i32;
+            past.max(0) as u32
+        }
+        _ => data_len,
+    };
+    if data_len == 0 {
+        return;
+    }
+    if client {
+        // The response arriving (bytes nobody asked for are not a task).
+        if s.phase == rt_phase::REQUEST {
+            s.phase = rt_phase::RESPONSE;
+            s.resp_first_ns = now;
+        }
+        if s.phase == rt_phase::RESPONSE {
+            s.resp_last_ns = now;
+            s.resp_bytes += data_len as u64;
+        }
+        return;
+    }
+    // Bytes queued that no `sendmsg` return reported yet: a response
+    // still in `tcp_sendmsg`, whose `release_sock` processes this segment
+    // from the backlog before the call returns (seen under emulation), or
+    // a send path without that hook (sendfile).
+    let unreported = queued(sk, s);
+    if unreported > 0 {
+        if s.phase == rt_phase::REQUEST {
+            s.phase = rt_phase::RESPONSE;
+            s.resp_first_ns = now;
+        }
+        if s.phase == rt_phase::RESPONSE {
+            s.resp_bytes += unreported;
+            if s.acked_ns == 0 && covers(ack, s.resp_end_seq) {
+                s.acked_ns = now;
+            }
+        }
     }
     if s.phase == rt_phase::RESPONSE {
+        // The client sent this before it had all of the response.
+        if ack.is_some() && !covers(ack, s.resp_end_seq) {
+            s.flags |= rt_flag::PIPELINED;
+        }
         emit(sk, s);
         s.phase = rt_phase::IDLE;
     }
     if s.phase == rt_phase::IDLE {
-        s.phase = rt_phase::REQUEST;
-        s.req_first_ns = now;
-        s.req_bytes = 0;
-        s.resp_bytes = 0;
-        s.acked_ns = 0;
-        s.retrans_start = field::<u32>(sk, cfg.sock.total_retrans).unwrap_or(0);
+        start_task(sk, s, now);
     }
     s.req_last_ns = now;
-    s.req_bytes += data_len;
-    0
+    s.req_bytes += data_len as u64;
 }
+
+/// Starts timing `sk` if it passes the filters; `seq` is the sequence
+/// number of the first byte it receives from here on.
+#[inline(always)]
+fn track(sk: u64, seq: u32) -> Option<*mut RtState> {
+    let cfg = config();
+    let mut fresh = RtState::default();
+    if !wanted(sk, &mut fresh) {
+        return None;
+    }
+    fresh.snd_start_seq = field::<u32>(sk, cfg.sock.write_seq).unwrap_or(0);
+    fresh.resp_end_seq = fresh.snd_start_seq;
+    let rcv_nxt = field::<u32>(sk, cfg.sock.rcv_nxt).unwrap_or(seq);
+    fresh.rcv_start_seq = if cfg.rt.client != 0 { rcv_nxt } else { seq };
+    fresh.rcv_end_seq = fresh.rcv_start_seq;
+    if RT_SOCKS.insert(&sk, &fresh, 0).is_err() {
+        count_lost_at(lost::TRACK_FULL);
+        return None;
+    }
+    RT_SOCKS.get_ptr_mut(&sk)
+}
+
+/// A new task: the request's first byte (a server's received, a client's
+/// sent) is now.
+#[inline(always)]
+fn start_task(sk: u64, s: &mut RtState, now: u64) {
+    s.phase = rt_phase::REQUEST;
+    s.tasks += 1;
+    s.flags = 0;
+    s.req_first_ns = now;
+    s.req_bytes = 0;
+    s.resp_bytes = 0;
+    s.acked_ns = 0;
+    s.retrans_start = field::<u32>(sk, config().sock.total_retrans).unwrap_or(0);
+}
+
+// ---- the application queued bytes ----
 
 #[tracepoint(category = "sock", name = "sock_send_length")]
 pub fn rt_sock_send_length(ctx: TracePointContext) -> u32 {
-    let cfg = config();
-    let f = &cfg.tps[tp::SEND_LENGTH as usize];
-    let sk = sk_of(&ctx, f);
-    let sent = rec::<i32>(&ctx, f.value).unwrap_or(0);
-    if sk == 0 || sent <= 0 || rec::<u16>(&ctx, f.value16) != Some(ipproto::TCP as u16) {
-        return 0;
+    let f = &config().tps[tp::SEND_LENGTH as usize];
+    if rec::<u16>(&ctx, f.value16) == Some(ipproto::TCP as u16) {
+        on_sent(sk_of(&ctx, f), rec::<i32>(&ctx, f.value).unwrap_or(0));
     }
-    let Some(state) = RT_SOCKS.get_ptr_mut(&sk) else {
-        return 0;
+    0
+}
+
+#[fexit(function = "tcp_sendmsg_locked")]
+pub fn rt_fexit_sendmsg(ctx: FExitContext) -> i32 {
+    let r = &config().rt;
+    let sent = ctx_arg(ctx.as_ptr(), r.send_ret_slot) as i32;
+    on_sent(ctx_arg(ctx.as_ptr(), r.send_sk_arg), sent);
+    0
+}
+
+#[kprobe]
+pub fn rt_kprobe_sendmsg(ctx: ProbeContext) -> u32 {
+    let cfg = config();
+    let sk = kprobe_arg(&ctx, cfg.rt.send_sk_arg);
+    // Only timed sockets (the kretprobe of every other send finds
+    // nothing); with `--client` a send may start the timing.
+    if cfg.rt.client != 0 || unsafe { RT_SOCKS.get(&sk) }.is_some() {
+        let id = bpf_get_current_pid_tgid();
+        if RT_SENDING.insert(&id, &sk, 0).is_err() {
+            count_lost_at(lost::TRACK_FULL);
+        }
+    }
+    0
+}
+
+#[kretprobe]
+pub fn rt_kretprobe_sendmsg(ctx: RetProbeContext) -> u32 {
+    let id = bpf_get_current_pid_tgid();
+    if let Some(sk) = unsafe { RT_SENDING.get(&id) }.copied() {
+        let _ = RT_SENDING.remove(&id);
+        on_sent(sk, kretprobe_ret(&ctx) as i32);
+    }
+    0
+}
+
+/// `sendmsg` on `sk` returned `sent`. The bytes counted are what
+/// `write_seq` moved past the last count, so a send already accounted for
+/// by `on_segment` (see `queued`) is not counted twice.
+#[inline(always)]
+fn on_sent(sk: u64, sent: i32) {
+    if sk == 0 || sent <= 0 {
+        return;
+    }
+    let cfg = config();
+    let client = cfg.rt.client != 0;
+    let mut fresh = false;
+    let Some(state) = (match RT_SOCKS.get_ptr_mut(&sk) {
+        Some(s) => Some(s),
+        // A client's first request: the next byte it receives is the
+        // response's first.
+        None if client => {
+            fresh = true;
+            track(sk, 0)
+        }
+        None => None,
+    }) else {
+        return;
     };
-    // SAFETY: as in `rt_tcp_probe`.
+    // SAFETY: as in `on_segment`.
     let s = unsafe { &mut *state };
-    if s.phase == rt_phase::IDLE {
-        // Data nobody asked for (a server greeting): not a task.
-        return 0;
+    if fresh {
+        // `write_seq` already counts the bytes this call queued.
+        s.snd_start_seq = s.snd_start_seq.wrapping_sub(sent as u32);
+        s.resp_end_seq = s.snd_start_seq;
+    }
+    let new = queued(sk, s);
+    if new == 0 {
+        return;
     }
     let now = unsafe { bpf_ktime_get_ns() };
+    // On a fast path the ACK may already have come while sendmsg ran.
+    let una = field::<u32>(sk, cfg.sock.snd_una).unwrap_or(0);
+    let acked_ns = if seq_geq(una, s.resp_end_seq) { now } else { 0 };
+    if client {
+        if s.phase == rt_phase::RESPONSE {
+            emit(sk, s);
+            s.phase = rt_phase::IDLE;
+        }
+        if s.phase == rt_phase::IDLE {
+            start_task(sk, s, now);
+        }
+        s.req_last_ns = now;
+        s.req_bytes += new;
+        s.acked_ns = acked_ns;
+        return;
+    }
+    // Request bytes received that `on_segment` never saw (see
+    // `rt_flag::UNSEEN`): a task the response belongs to.
+    let unseen = match field::<u32>(sk, cfg.sock.rcv_nxt) {
+        Some(nxt) if s.phase != rt_phase::REQUEST && established(sk) => {
+            let n = nxt.wrapping_sub(s.rcv_end_seq) as i32;
+            s.rcv_end_seq = nxt;
+            n.max(0) as u64
+        }
+        _ => 0,
+    };
+    if unseen > 0 {
+        if s.phase == rt_phase::RESPONSE {
+            emit(sk, s);
+        }
+        start_task(sk, s, now);
+        s.flags = rt_flag::UNSEEN;
+        s.req_last_ns = now;
+        s.req_bytes = unseen;
+    }
+    if s.phase == rt_phase::IDLE {
+        // Data nobody asked for (a server greeting): not a task.
+        return;
+    }
     if s.phase == rt_phase::REQUEST {
         s.phase = rt_phase::RESPONSE;
         s.resp_first_ns = now;
+        // Bytes received and not yet read: the next request is here before
+        // this response (both unknown offsets read as equal).
+        let unread = field::<u32>(sk, cfg.sock.rcv_nxt).unwrap_or(0)
+            != field::<u32>(sk, cfg.sock.copied_seq).unwrap_or(0);
+        if unread {
+            s.flags |= rt_flag::PIPELINED;
+        }
     }
-    s.resp_bytes += sent as u64;
-    s.resp_end_seq = field::<u32>(sk, cfg.sock.write_seq).unwrap_or(0);
-    // On a fast path the ACK may already have come while sendmsg ran.
-    let una = field::<u32>(sk, cfg.sock.snd_una).unwrap_or(0);
-    s.acked_ns = if seq_geq(una, s.resp_end_seq) { now } else { 0 };
-    0
+    s.resp_bytes += new;
+    s.acked_ns = acked_ns;
 }
+
+/// Whether the socket is still established: after the peer's FIN,
+/// `rcv_nxt` counts the FIN too.
+#[inline(always)]
+fn established(sk: u64) -> bool {
+    let cfg = config();
+    u32::from(field::<u8>(sk, cfg.sock.state).unwrap_or(0)) == cfg.rt.state_established
+}
+
+/// Bytes this side queued (`write_seq`) since they were last counted:
+/// moves the count's mark and adds them to the connection's total.
+#[inline(always)]
+fn queued(sk: u64, s: &mut RtState) -> u64 {
+    let Some(ws) = field::<u32>(sk, config().sock.write_seq) else {
+        return 0;
+    };
+    let new = ws.wrapping_sub(s.resp_end_seq) as i32;
+    if new <= 0 {
+        return 0;
+    }
+    s.resp_end_seq = ws;
+    s.sent_total += new as u64;
+    new as u64
+}
+
+// ---- the socket goes ----
 
 #[tracepoint(category = "tcp", name = "tcp_destroy_sock")]
 pub fn rt_tcp_destroy_sock(ctx: TracePointContext) -> u32 {
     let cfg = config();
     let sk = sk_of(&ctx, &cfg.tps[tp::DESTROY_SOCK as usize]);
     if let Some(state) = RT_SOCKS.get_ptr_mut(&sk) {
-        // SAFETY: as in `rt_tcp_probe`.
+        // SAFETY: as in `on_segment`.
         let s = unsafe { &mut *state };
         if s.phase == rt_phase::RESPONSE {
             emit(sk, s);
         }
+        emit_close(sk, s);
         let _ = RT_SOCKS.remove(&sk);
     }
     0
@@ -166,35 +418,4 @@ fn wanted(sk: u64, s: &mut RtState) -> bool {
     }
     s.netns = netns_of_sock(cfg, sk);
     netns_allowed(&cfg.filter, s.netns)
-}
-
-#[inline(always)]
-fn emit(sk: u64, s: &RtState) {
-    let cfg = config();
-    if !ratelimit::allow(cfg.rate_limit, unsafe { bpf_ktime_get_ns() }) {
-        return;
-    }
-    let Some(ev) = RT_SCRATCH.get_ptr_mut(0) else {
-        return;
-    };
-    // SAFETY: per-CPU scratch slot.
-    let ev = unsafe { &mut *ev };
-    ev.ts_ns = s.req_first_ns;
-    ev.sk = sk;
-    ev.upload_ns = s.req_last_ns - s.req_first_ns;
-    ev.process_ns = s.resp_first_ns.saturating_sub(s.req_last_ns);
-    ev.download_ns = if s.acked_ns == 0 {
-        u64::MAX
-    } else {
-        s.acked_ns.saturating_sub(s.resp_first_ns)
-    };
-    ev.req_bytes = s.req_bytes;
-    ev.resp_bytes = s.resp_bytes;
-    ev.tuple = s.tuple;
-    ev.netns = s.netns;
-    ev.srtt_us = srtt_us(cfg, sk);
-    ev.retrans = field::<u32>(sk, cfg.sock.total_retrans)
-        .unwrap_or(0)
-        .wrapping_sub(s.retrans_start);
-    send(ev);
 }

@@ -15,6 +15,7 @@ mod maps;
 mod ratelimit;
 mod read;
 mod rt;
+mod rt_emit;
 mod rtt;
 mod sock;
 mod sock_events;

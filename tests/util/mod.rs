@@ -16,6 +16,7 @@ mod bpf;
 mod pair;
 pub mod podman;
 mod prometheus;
+pub mod tasks;
 
 pub use self::{
     bpf::{all_bpf_objects, bpf_object_exists, bpf_objects_of, leaked_since},

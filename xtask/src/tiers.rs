@@ -98,6 +98,9 @@ fn pass(spec: &vm::matrix::Spec, binary: &Path) -> vm::Pass {
     for skip in spec.skip {
         args.extend(["--skip".to_string(), skip.to_string()]);
     }
+    if spec.show_output {
+        args.push("--show-output".to_string());
+    }
     vm::Pass {
         programs: Vec::new(),
         name: spec.name.into(),

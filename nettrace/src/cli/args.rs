@@ -13,10 +13,11 @@
 
 mod containers;
 mod filter;
+mod rt;
 
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 
-pub use self::{containers::ContainerArgs, filter::FilterArgs};
+pub use self::{containers::ContainerArgs, filter::FilterArgs, rt::RtArgs};
 
 /// Trace network packets through the Linux kernel with eBPF.
 ///
@@ -71,6 +72,9 @@ pub struct Args {
 
     #[command(flatten)]
     pub socket: SocketArgs,
+
+    #[command(flatten)]
+    pub rt: RtArgs,
 
     #[command(flatten)]
     pub lifecycle: LifecycleArgs,
@@ -131,7 +135,8 @@ pub struct DiagArgs {
     pub hooks: bool,
 }
 
-/// The socket modes (`--tcp-monitor`, `--sock`, `--conn`, `--rt`, `--rtt`)
+/// The socket modes (`--tcp-monitor`, `--sock`, `--conn`, `--rtt`; `--rt`
+/// has its own group, `RtArgs`)
 /// and the options only they take.
 #[derive(Debug, clap::Args)]
 #[command(next_help_heading = "Modes")]
@@ -159,7 +164,8 @@ pub struct SocketArgs {
     #[arg(long)]
     pub conn: bool,
 
-    /// With --conn: repeat the snapshot every SECS seconds.
+    /// With --conn: repeat the snapshot every SECS seconds. With --rt:
+    /// print per-port statistics every SECS seconds (default 60).
     #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
     pub interval: Option<String>,
 
@@ -168,17 +174,6 @@ pub struct SocketArgs {
     /// default).
     #[arg(long, value_name = "LIST")]
     pub state: Option<String>,
-
-    /// Request/response timing of a TCP server (give its port with -P or
-    /// -S): per task, upload (request received), process (until the first
-    /// response byte is sent), download (until the response is acknowledged).
-    #[arg(long)]
-    pub rt: bool,
-
-    /// With --rt: print histograms of the three times every second instead
-    /// of one line per task.
-    #[arg(long)]
-    pub rt_summary: bool,
 
     /// TCP round-trip-time distribution (log2 buckets of ms), counted in
     /// the kernel and printed every second.

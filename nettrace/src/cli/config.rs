@@ -41,8 +41,8 @@ pub enum Mode {
     TcpMonitor,
     /// `--sock`: socket hooks, one line each.
     Sock(Sock),
-    /// `--rt`, `--rt-summary`.
-    Rt { summary: bool },
+    /// `--rt` and its options.
+    Rt(Rt),
     /// `--rtt` (the distribution) and/or `--rtt-detail` (each sample),
     /// with the RTT filters in µs.
     Rtt {
@@ -56,6 +56,22 @@ pub enum Mode {
         interval: Option<std::time::Duration>,
         states: u32,
     },
+}
+
+/// `--rt` options.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rt {
+    /// `--rt-summary`: histograms each second instead of lines.
+    pub summary: bool,
+    /// `--client` (or `-D` alone): time client sockets.
+    pub client: bool,
+    /// `--interval`: how often the per-port statistics are printed.
+    pub interval: std::time::Duration,
+}
+
+impl Rt {
+    /// `--interval`'s default with `--rt`, as tcprt's stats file.
+    pub const STATS_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 }
 
 /// `--sock` options.

@@ -391,3 +391,38 @@ fn containers_select_namespaces_in_the_kernel() {
     let plain = config(&["--drop"]).unwrap();
     assert_eq!((plain.filter.netns_set, plain.containers), (0, None));
 }
+
+/// `--rt`: the server's port is a server socket's own port and a client
+/// socket's peer's; which side comes from `--client` or `-D` alone.
+#[test]
+fn rt_sides_and_their_ports() {
+    let side = |argv: &[&str]| {
+        let c = config(argv).unwrap();
+        let Mode::Rt(rt) = c.mode else {
+            panic!("{argv:?}: not --rt")
+        };
+        (rt.client, c.filter.sport, c.filter.dport, c.filter.port)
+    };
+    assert_eq!(side(&["--rt", "-P", "80"]), (false, 80, 0, 0));
+    assert_eq!(side(&["--rt", "-S", "80"]), (false, 80, 0, 0));
+    assert_eq!(side(&["--rt", "-D", "80"]), (true, 0, 80, 0));
+    assert_eq!(side(&["--rt", "--client", "-P", "80"]), (true, 0, 80, 0));
+    // -D with the server's port given: a filter on the clients' ports.
+    assert_eq!(side(&["--rt", "-P", "80", "-D", "5000"]), (false, 80, 5000, 0));
+    for (argv, says) in [
+        (
+            &["--rt", "--client"][..],
+            "--rt --client needs the server's port: -P PORT or -D PORT",
+        ),
+        (&["--rt", "--client", "-S", "80"][..], "not -S"),
+        (&["--client", "-P", "80"][..], "--client needs --rt"),
+        (
+            &["--rt", "-P", "80", "--backend", "tp-btf"][..],
+            "--backend must be auto, tracepoint, fentry or kprobe",
+        ),
+    ] {
+        let e = config(argv).unwrap_err().to_string();
+        assert!(e.contains(says), "{argv:?}: {e}");
+    }
+    assert!(config(&["--rt", "-P", "80", "--backend", "kprobe"]).is_ok());
+}

@@ -5,4 +5,4 @@ mod config;
 pub mod generate;
 
 pub use args::{Args, BackendChoice};
-pub use config::{BenchOpts, Config, Diag, Lifecycle, MetricsLabels, Mode, Pcap, PcapTo, Sock};
+pub use config::{BenchOpts, Config, Diag, Lifecycle, MetricsLabels, Mode, Pcap, PcapTo, Rt, Sock};

@@ -12,7 +12,7 @@ use nettrace_common::{
     DropEvent, TraceEvent,
     record::{Record as RecordType, RecordHeader, kind},
     snap::{PACKET_BYTES_HEAD, PacketBytes, link},
-    tcp::{RtEvent, RttEvent, SockEvent, TcpEvent},
+    tcp::{RtCloseEvent, RtEvent, RttEvent, SockEvent, TcpEvent},
     trace::{NfContextEvent, NfHooksEvent},
 };
 
@@ -31,8 +31,10 @@ pub enum Record<'a> {
     Tcp(TcpEvent),
     /// `--rtt-detail`.
     Rtt(RttEvent),
-    /// `--rt`.
+    /// `--rt`: one task.
     Rt(RtEvent),
+    /// `--rt`: a timed connection's end.
+    RtClose(RtCloseEvent),
     /// `--sock`.
     Sock(SockEvent),
     /// `-w`: the packet of the next `Trace` or `Drop` of the same skb.
@@ -84,6 +86,7 @@ impl<'a> Record<'a> {
             kind::TCP => Self::Tcp(read(bytes)?),
             kind::RTT => Self::Rtt(read(bytes)?),
             kind::RT => Self::Rt(read(bytes)?),
+            kind::RT_CLOSE => Self::RtClose(read(bytes)?),
             kind::SOCK => Self::Sock(read(bytes)?),
             kind::PACKET => Self::Packet(snap(bytes)?),
             kind => return Err(Rejected::UnknownKind { kind }),
@@ -208,6 +211,8 @@ mod tests {
         assert_eq!(Record::decode(&bytes_of(&rtt)), Ok(Record::Rtt(rtt)));
         let rt: RtEvent = blank();
         assert_eq!(Record::decode(&bytes_of(&rt)), Ok(Record::Rt(rt)));
+        let close: RtCloseEvent = blank();
+        assert_eq!(Record::decode(&bytes_of(&close)), Ok(Record::RtClose(close)));
         let s: SockEvent = blank();
         assert_eq!(Record::decode(&bytes_of(&s)), Ok(Record::Sock(s)));
     }

@@ -33,6 +33,16 @@ use prometheus_client::{
 
 type Labels = Vec<(&'static str, String)>;
 
+/// What the metrics take of an `--rt` task (ns, µs).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RtTask {
+    pub upload_ns: u64,
+    pub process_ns: u64,
+    pub download_ns: Option<u64>,
+    pub srtt_us: u64,
+    pub retrans: u32,
+}
+
 /// Histogram buckets for times: 10 µs doubling to ~5 s.
 fn time_buckets() -> Histogram {
     Histogram::new(exponential_buckets(1e-5, 2.0, 20))
@@ -41,8 +51,12 @@ fn time_buckets() -> Histogram {
 /// The counters, cheap to clone (shared atomics).
 #[derive(Clone)]
 pub struct Metrics {
-    /// `--rt`: request/response task times by phase.
+    /// `--rt`: request/response task times by phase, server port and side.
     rt_seconds: Family<Labels, Histogram, fn() -> Histogram>,
+    /// `--rt`: timed connections closed, by port, side and how they ended;
+    /// retransmitted segments of tasks, by port and side.
+    rt_closes: Family<Labels, Counter>,
+    rt_retransmits: Family<Labels, Counter>,
     /// Smoothed RTT of `--rt` tasks and `--conn` connections.
     rtt_seconds: Histogram,
     /// RTT samples of `--rtt-detail`.
@@ -64,6 +78,8 @@ impl Default for Metrics {
     fn default() -> Self {
         Self {
             rt_seconds: Family::new_with_constructor(time_buckets),
+            rt_closes: Family::default(),
+            rt_retransmits: Family::default(),
             rtt_seconds: time_buckets(),
             rtt_samples: time_buckets(),
             drops: Family::default(),
@@ -113,9 +129,19 @@ impl Metrics {
         );
         r.register_with_unit(
             "tcp_rt",
-            "Request/response task times of --rt, by phase (upload, process, download)",
+            "Request/response task times of --rt, by phase (upload, process, download), server port and side",
             Unit::Seconds,
             self.rt_seconds.clone(),
+        );
+        r.register(
+            "tcp_rt_closes",
+            "Connections timed by --rt that closed, by server port, side and end (closed, closed_while_sending, closed_while_receiving)",
+            self.rt_closes.clone(),
+        );
+        r.register(
+            "tcp_rt_retransmits",
+            "Segments retransmitted during --rt tasks, by server port and side",
+            self.rt_retransmits.clone(),
         );
         r.register_with_unit(
             "tcp_rtt",
@@ -194,22 +220,42 @@ impl Metrics {
         self.rtt_seconds.observe(us as f64 / 1e6);
     }
 
-    /// One `--rt` task's times (ns); `download` is `None` when unacknowledged.
-    pub fn task(&self, upload: u64, process: u64, download: Option<u64>, srtt_us: u64) {
+    /// One `--rt` task's times (ns); `download` is `None` when
+    /// unacknowledged. `port`: the server's; `side`: `server` or `client`.
+    pub fn task(&self, t: RtTask, port: u16, side: &str) {
         for (phase, ns) in [
-            ("upload", Some(upload)),
-            ("process", Some(process)),
-            ("download", download),
+            ("upload", Some(t.upload_ns)),
+            ("process", Some(t.process_ns)),
+            ("download", t.download_ns),
         ] {
             if let Some(ns) = ns {
                 self.rt_seconds
-                    .get_or_create(&vec![("phase", phase.to_string())])
+                    .get_or_create(&vec![
+                        ("phase", phase.to_string()),
+                        ("port", port.to_string()),
+                        ("side", side.to_string()),
+                    ])
                     .observe(ns as f64 / 1e9);
             }
         }
-        if srtt_us != 0 {
-            self.rtt(srtt_us);
+        let labels = vec![("port", port.to_string()), ("side", side.to_string())];
+        self.rt_retransmits
+            .get_or_create(&labels)
+            .inc_by(t.retrans.into());
+        if t.srtt_us != 0 {
+            self.rtt(t.srtt_us);
         }
+    }
+
+    /// A connection `--rt` timed closed; `end` as its JSON names it.
+    pub fn rt_close(&self, port: u16, side: &str, end: &str) {
+        self.rt_closes
+            .get_or_create(&vec![
+                ("port", port.to_string()),
+                ("side", side.to_string()),
+                ("end", end.to_string()),
+            ])
+            .inc();
     }
 
     /// The OpenMetrics text of every counter.
@@ -317,11 +363,14 @@ impl Counts {
         self.metrics.rtt_sample(us);
     }
 
-    /// One `--rt` task.
-    pub fn task(&mut self, ev: &nettrace_common::tcp::RtEvent) {
-        let download = (ev.download_ns != u64::MAX).then_some(ev.download_ns);
-        self.metrics
-            .task(ev.upload_ns, ev.process_ns, download, ev.srtt_us.into());
+    /// One `--rt` task of the server at `port`, timed on `side`.
+    pub fn task(&mut self, t: RtTask, port: u16, side: &str) {
+        self.metrics.task(t, port, side);
+    }
+
+    /// A connection `--rt` timed closed.
+    pub fn rt_close(&mut self, port: u16, side: &str, end: &str) {
+        self.metrics.rt_close(port, side, end);
     }
 
     /// A TCP reset with reason value `reason`.
@@ -406,15 +455,23 @@ mod tests {
     #[test]
     fn time_histograms() {
         let m = Metrics::default();
-        m.task(20_000, 50_000_000, None, 40);
+        let t = RtTask {
+            upload_ns: 20_000,
+            process_ns: 50_000_000,
+            download_ns: None,
+            srtt_us: 40,
+            retrans: 2,
+        };
+        m.task(t, 8080, "server");
+        m.rt_close(8080, "server", "closed_while_sending");
         m.rtt(3_000);
         let text = m.encode();
         assert!(
-            text.contains(r#"nettrace_tcp_rt_seconds_count{phase="process"} 1"#),
+            text.contains(r#"nettrace_tcp_rt_seconds_count{phase="process",port="8080",side="server"} 1"#),
             "{text}"
         );
         assert!(
-            text.contains(r#"nettrace_tcp_rt_seconds_sum{phase="upload"} 0.00002"#),
+            text.contains(r#"nettrace_tcp_rt_seconds_sum{phase="upload",port="8080",side="server"} 0.00002"#),
             "{text}"
         );
         // Unacknowledged: no download sample at all.
@@ -424,11 +481,26 @@ mod tests {
         assert!(text.contains("# UNIT nettrace_tcp_rt_seconds seconds"), "{text}");
         // 50 ms lands in the bucket bounded by 10 µs * 2^13 = 81.92 ms, not below.
         assert!(
-            text.contains(r#"nettrace_tcp_rt_seconds_bucket{le="0.04096",phase="process"} 0"#),
+            text.contains(r#"nettrace_tcp_rt_retransmits_total{port="8080",side="server"} 2"#),
             "{text}"
         );
         assert!(
-            text.contains(r#"nettrace_tcp_rt_seconds_bucket{le="0.08192",phase="process"} 1"#),
+            text.contains(
+                r#"nettrace_tcp_rt_closes_total{port="8080",side="server",end="closed_while_sending"} 1"#
+            ),
+            "{text}"
+        );
+        // 50 ms lands in the bucket bounded by 10 µs * 2^13 = 81.92 ms, not below.
+        assert!(
+            text.contains(
+                r#"nettrace_tcp_rt_seconds_bucket{le="0.04096",phase="process",port="8080",side="server"} 0"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"nettrace_tcp_rt_seconds_bucket{le="0.08192",phase="process",port="8080",side="server"} 1"#
+            ),
             "{text}"
         );
     }

@@ -41,6 +41,10 @@ pub struct Spec {
     pub backend: Option<&'static str>,
     /// The kernel series it runs on.
     pub kernels: &'static [&'static str],
+    /// Print the passing tests' output too (`--show-output`): for tests
+    /// that say what they found on each kernel (which backend timed
+    /// `--rt`), so the run's log documents it.
+    pub show_output: bool,
 }
 
 const ALL: &[&str] = &["5.10", "6.1", "6.12"];
@@ -53,6 +57,7 @@ pub const PASSES: &[Spec] = &[
         skip: &["ring_buffer_overflow"],
         backend: None,
         kernels: ALL,
+        show_output: false,
     },
     Spec {
         name: "lifecycle-fentry",
@@ -60,6 +65,7 @@ pub const PASSES: &[Spec] = &[
         skip: &[],
         backend: None,
         kernels: ALL,
+        show_output: false,
     },
     Spec {
         name: "diag",
@@ -67,6 +73,7 @@ pub const PASSES: &[Spec] = &[
         skip: &[],
         backend: None,
         kernels: ALL,
+        show_output: false,
     },
     // Filter EXPRESSIONs in the fentry object (ip_rcv, ipv6_rcv) and the
     // drop object, on each verifier of the matrix.
@@ -76,6 +83,7 @@ pub const PASSES: &[Spec] = &[
         skip: &[],
         backend: None,
         kernels: ALL,
+        show_output: false,
     },
     // -w: the packet-bytes record through each kernel's verifier (the
     // files are read with the pcap-file crate here; tshark is host only).
@@ -85,6 +93,7 @@ pub const PASSES: &[Spec] = &[
         skip: &[],
         backend: None,
         kernels: ALL,
+        show_output: false,
     },
     // --sock's function hooks with fentry: the host can only show its tracepoints.
     Spec {
@@ -93,6 +102,7 @@ pub const PASSES: &[Spec] = &[
         skip: &[],
         backend: None,
         kernels: ALL,
+        show_output: false,
     },
     // RTT samples from tcp_ack_update_rtt (fentry); the other TCP tests
     // drive python3 servers, which the VM does not have.
@@ -102,6 +112,7 @@ pub const PASSES: &[Spec] = &[
         skip: &[],
         backend: None,
         kernels: &["6.12"],
+        show_output: false,
     },
     // --latency, --monitor, --func-stats with function hooks; the
     // rate-limit test floods with python3 (host only).
@@ -111,6 +122,28 @@ pub const PASSES: &[Spec] = &[
         skip: &["rate_limit"],
         backend: None,
         kernels: &["6.12"],
+        show_output: false,
+    },
+    // --rt through the function hooks where its tracepoints cannot serve
+    // (5.10, 6.1: fentry, and fexit for sends everywhere), tcp_probe on
+    // 6.12; the traffic is the test's own threads (no python in the VM).
+    Spec {
+        name: "rt",
+        filter: "rt::",
+        skip: &[],
+        backend: None,
+        kernels: ALL,
+        show_output: true,
+    },
+    // The kprobe + kretprobe pair; on 6.12 it also replaces tracepoints
+    // that would otherwise be used.
+    Spec {
+        name: "rt-kprobe",
+        filter: "rt::",
+        skip: &[],
+        backend: Some("kprobe"),
+        kernels: &["6.1", "6.12"],
+        show_output: true,
     },
     Spec {
         name: "lifecycle-kprobe",
@@ -118,6 +151,7 @@ pub const PASSES: &[Spec] = &[
         skip: &[],
         backend: Some("kprobe"),
         kernels: &["6.1", "6.12"],
+        show_output: false,
     },
     Spec {
         name: "sock-kprobe",
@@ -125,6 +159,7 @@ pub const PASSES: &[Spec] = &[
         skip: &[],
         backend: Some("kprobe"),
         kernels: &["6.12"],
+        show_output: false,
     },
 ];
 

@@ -88,7 +88,7 @@ fn packetless(mode: &Mode) -> Option<&'static str> {
         },
         Mode::TcpMonitor => "--tcp-monitor",
         Mode::Sock(_) => "--sock",
-        Mode::Rt { .. } => "--rt",
+        Mode::Rt(_) => "--rt",
         Mode::Rtt { .. } => "--rtt",
         Mode::Conn { .. } => "--conn",
     })

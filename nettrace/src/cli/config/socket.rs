@@ -16,7 +16,7 @@ pub(super) fn mode(args: &Args, lifecycle_given: &[&str]) -> Result<Option<Mode>
         ("--drop", args.drops.drop),
         ("--tcp-monitor", args.socket.tcp_monitor),
         ("--sock", args.socket.sock),
-        ("--rt", args.socket.rt),
+        ("--rt", args.rt.rt),
         ("--conn", args.socket.conn),
         ("--rtt", args.socket.rtt || args.socket.rtt_detail),
     ]
@@ -26,8 +26,11 @@ pub(super) fn mode(args: &Args, lifecycle_given: &[&str]) -> Result<Option<Mode>
     if let [a, b, ..] = chosen[..] {
         return Err(usage!("{a} and {b} are different modes: choose one"));
     }
-    if args.socket.rt_summary && !args.socket.rt {
+    if args.rt.rt_summary && !args.rt.rt {
         return Err(usage!("--rt-summary needs --rt"));
+    }
+    if args.rt.client && !args.rt.rt {
+        return Err(usage!("--client needs --rt"));
     }
     let rtt_filter = args.socket.filter_srtt.is_some() || args.socket.filter_minrtt.is_some();
     if rtt_filter && !args.socket.rtt && !args.socket.rtt_detail && !args.socket.sock {
@@ -35,8 +38,11 @@ pub(super) fn mode(args: &Args, lifecycle_given: &[&str]) -> Result<Option<Mode>
             "--filter-srtt and --filter-minrtt need --rtt, --rtt-detail or --sock"
         ));
     }
-    if (args.socket.interval.is_some() || args.socket.state.is_some()) && !args.socket.conn {
-        return Err(usage!("--interval and --state need --conn"));
+    if args.socket.interval.is_some() && !args.socket.conn && !args.rt.rt {
+        return Err(usage!("--interval needs --conn or --rt"));
+    }
+    if args.socket.state.is_some() && !args.socket.conn {
+        return Err(usage!("--state needs --conn"));
     }
     let Some(&flag) = chosen.first().filter(|f| **f != "--drop") else {
         return Ok(None);
@@ -53,12 +59,13 @@ pub(super) fn mode(args: &Args, lifecycle_given: &[&str]) -> Result<Option<Mode>
     if args.drops.drop_stack {
         return Err(usage!("--drop-stack needs --drop"));
     }
-    if args.socket.sock && args.kernel.backend == BackendChoice::TpBtf {
+    if (args.socket.sock || args.rt.rt) && args.kernel.backend == BackendChoice::TpBtf {
         return Err(usage!(
-            "--sock attaches classic tracepoints and kernel functions: --backend must be auto, tracepoint, fentry or kprobe"
+            "{flag} attaches classic tracepoints and kernel functions: --backend must be auto, tracepoint, fentry or kprobe"
         ));
     }
     if !args.socket.sock
+        && !args.rt.rt
         && !matches!(
             args.kernel.backend,
             BackendChoice::Auto | BackendChoice::Tracepoint
@@ -97,24 +104,31 @@ pub(super) fn mode(args: &Args, lifecycle_given: &[&str]) -> Result<Option<Mode>
             min_srtt_us: ms("--filter-srtt", &args.socket.filter_srtt)?,
             min_rtt_min_us: ms("--filter-minrtt", &args.socket.filter_minrtt)?,
         }
-    } else if args.socket.rt {
-        if args.filters.port.is_none() && args.filters.sport.is_none() {
-            return Err(usage!("--rt needs the server's port: -P PORT or -S PORT"));
+    } else if args.rt.rt {
+        let client = rt_client(args);
+        let f = &args.filters;
+        if client && f.sport.is_some() {
+            return Err(usage!(
+                "--rt --client times this host's clients: their server's port is -P or -D, not -S"
+            ));
         }
-        Mode::Rt {
-            summary: args.socket.rt_summary,
+        if client && f.port.is_none() && f.dport.is_none() {
+            return Err(usage!(
+                "--rt --client needs the server's port: -P PORT or -D PORT"
+            ));
         }
+        if !client && f.port.is_none() && f.sport.is_none() {
+            return Err(usage!(
+                "--rt needs the server's port: -P PORT or -S PORT (or -D PORT to time this host's clients of it)"
+            ));
+        }
+        Mode::Rt(super::Rt {
+            summary: args.rt.rt_summary,
+            client,
+            interval: interval(args)?.unwrap_or(super::Rt::STATS_EVERY),
+        })
     } else {
-        let interval = match &args.socket.interval {
-            Some(v) => Some(
-                v.parse::<f64>()
-                    .ok()
-                    .filter(|s| s.is_finite() && *s >= 0.1)
-                    .map(std::time::Duration::from_secs_f64)
-                    .ok_or_else(|| usage!("--interval: '{v}' is not a number of seconds (0.1 or more)"))?,
-            ),
-            None => None,
-        };
+        let interval = interval(args)?;
         let states = crate::modes::conn::parse_states(args.socket.state.as_deref().unwrap_or("all"))
             .map_err(|e| usage!("--state: {e}"))?;
         Mode::Conn { interval, states }
@@ -166,13 +180,36 @@ pub(super) fn filter(args: &Args) -> Result<Filter, UsageError> {
         return Err(usage!("--pkt-len and --tcp-flags filter packets, not sockets"));
     }
     f.l4_proto = ipproto::TCP;
-    if args.socket.rt {
-        // The server's port is the socket's own (local) port: a client
-        // socket of the same host must not count as a server.
-        if f.port != 0 {
+    if args.rt.rt && f.port != 0 {
+        // The server's port is a server socket's own (local) port, a
+        // client socket's remote one: the other side's sockets on the same
+        // host must not count.
+        if rt_client(args) {
+            f.dport = f.port;
+        } else {
             f.sport = f.port;
-            f.port = 0;
         }
+        f.port = 0;
     }
     Ok(f)
+}
+
+/// `--interval SECS` (`--conn`, `--rt`).
+fn interval(args: &Args) -> Result<Option<std::time::Duration>, UsageError> {
+    match &args.socket.interval {
+        Some(v) => Ok(Some(
+            v.parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite() && *s >= 0.1)
+                .map(std::time::Duration::from_secs_f64)
+                .ok_or_else(|| usage!("--interval: '{v}' is not a number of seconds (0.1 or more)"))?,
+        )),
+        None => Ok(None),
+    }
+}
+
+/// `--rt` times client sockets: `--client`, or `-D` without `-P`/`-S`.
+fn rt_client(args: &Args) -> bool {
+    let f = &args.filters;
+    args.rt.client || f.dport.is_some() && f.port.is_none() && f.sport.is_none()
 }

@@ -73,13 +73,6 @@ pub const MONITOR: [Tracepoint; 6] = [
 /// `--rtt` where `tcp_ack_update_rtt` cannot be hooked.
 pub const RTT: [Tracepoint; 1] = [tracepoint(tp::PROBE, "tcp", "tcp_probe", "rtt_tcp_probe")];
 
-/// What `--rt` attaches; all are needed.
-pub const RT: [Tracepoint; 3] = [
-    tracepoint(tp::PROBE, "tcp", "tcp_probe", "rt_tcp_probe"),
-    tracepoint(tp::SEND_LENGTH, "sock", "sock_send_length", "rt_sock_send_length"),
-    tracepoint(tp::DESTROY_SOCK, "tcp", "tcp_destroy_sock", "rt_tcp_destroy_sock"),
-];
-
 /// The record fields a program reads, found by name in the format file.
 pub fn fields(format: &HashMap<String, tracefs::Field>) -> TpFields {
     let at = |names: &[&str], size: Option<u32>| {
@@ -128,6 +121,8 @@ pub fn sock_layout(btf: &KernelBtf, layout: &KernelLayout) -> Result<SockLayout,
         total_retrans: optional("tcp_sock", &["total_retrans"]),
         snd_una: optional("tcp_sock", &["snd_una"]),
         write_seq: optional("tcp_sock", &["write_seq"]),
+        rcv_nxt: optional("tcp_sock", &["rcv_nxt"]),
+        copied_seq: optional("tcp_sock", &["copied_seq"]),
         skb_data: layout.skb_data,
         rtt_min: match (
             btf.member_offset("tcp_sock", &["rtt_min", "s"]),

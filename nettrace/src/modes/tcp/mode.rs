@@ -26,9 +26,7 @@ pub struct Tcp {
 enum SocketMode {
     Monitor,
     Sock(cli::Sock),
-    Rt {
-        summary: bool,
-    },
+    Rt(cli::Rt),
     Rtt {
         rtt: RttConfig,
         /// `--rtt`: print the distribution every second.
@@ -41,7 +39,7 @@ impl Tcp {
         let mode = match mode {
             cli::Mode::TcpMonitor => SocketMode::Monitor,
             cli::Mode::Sock(sock) => SocketMode::Sock(sock.clone()),
-            cli::Mode::Rt { summary } => SocketMode::Rt { summary: *summary },
+            cli::Mode::Rt(rt) => SocketMode::Rt(rt.clone()),
             cli::Mode::Rtt {
                 distribution,
                 detail,
@@ -79,7 +77,9 @@ fn start(s: &Session<'_>, k: &Kernel, mode: SocketMode) -> Result<Started, Error
     let (flag, wanted, all_needed): (_, &'static [super::Tracepoint], _) = match mode {
         SocketMode::Monitor => ("--tcp-monitor", &super::MONITOR, false),
         SocketMode::Sock(_) => ("--sock", &super::sock::TRACEPOINTS, false),
-        SocketMode::Rt { .. } => ("--rt", &super::RT, true),
+        // Each of its tracepoints may be replaced by a function: decided
+        // when attaching (`rt::hooks`).
+        SocketMode::Rt(_) => ("--rt", &rt::hooks::TRACEPOINTS, false),
         SocketMode::Rtt { .. } => ("--rtt", &super::RTT, false),
     };
     let root = k.tracefs.as_deref().ok_or_else(|| {
@@ -130,7 +130,21 @@ fn start(s: &Session<'_>, k: &Kernel, mode: SocketMode) -> Result<Started, Error
         }
         _ => false,
     };
-    let function_source = matches!(mode, SocketMode::Rtt { .. }) && rtt_positions.is_some() || sock_functions;
+    if let SocketMode::Rt(opts) = &mode {
+        for why in rt::hooks::configure(&k.btf, &k.layout, &mut p.config.rt) {
+            s.debug(format_args!("--rt: function not usable: {why}"));
+        }
+        p.config.rt.client = opts.client.into();
+        p.config.rt.state_established = p
+            .names
+            .states
+            .iter()
+            .find(|(_, n)| n.as_str() == "ESTABLISHED")
+            .map_or(u32::MAX, |(v, _)| *v as u32);
+    }
+    let function_source = matches!(mode, SocketMode::Rtt { .. }) && rtt_positions.is_some()
+        || sock_functions
+        || matches!(mode, SocketMode::Rt(_));
     if let SocketMode::Sock(sock) = &mode
         && sock.hooks.is_some()
         && p.present.is_empty()
@@ -151,7 +165,7 @@ fn start(s: &Session<'_>, k: &Kernel, mode: SocketMode) -> Result<Started, Error
             missing.join(", ")
         )));
     }
-    for m in &missing {
+    for m in missing.iter().filter(|_| !matches!(mode, SocketMode::Rt(_))) {
         // Said once, so that an absent kind of event is not mistaken for
         // a healthy network.
         eprintln!("nettrace: this kernel has no tracepoint {m}: those events cannot be reported");
@@ -173,6 +187,10 @@ fn start(s: &Session<'_>, k: &Kernel, mode: SocketMode) -> Result<Started, Error
             .then(|| KernelHistogram::take(&mut ebpf, "RTT_HIST", nettrace_common::tcp::RTT_BUCKETS))
             .transpose()?;
         rtt = Some((source, hist));
+    } else if let SocketMode::Rt(_) = mode {
+        let used = rt::hooks::attach(&mut ebpf, &p, config.backend, k.means())
+            .map_err(|e| Error::Unsupported(format!("--rt: {e}")))?;
+        s.debug(format_args!("--rt: timed by {used}"));
     } else {
         super::attach(&mut ebpf, &p.present)?;
         s.debug(format_args!("attached {} tracepoints", p.present.len()));
@@ -202,7 +220,11 @@ fn start(s: &Session<'_>, k: &Kernel, mode: SocketMode) -> Result<Started, Error
             names: p.names,
             resets: DropReasons::resets_from_btf(&k.btf).unwrap_or_default(),
         }),
-        summary: matches!(mode, SocketMode::Rt { summary: true }).then(rt::Summary::default),
+        summary: matches!(&mode, SocketMode::Rt(o) if o.summary).then(rt::Summary::default),
+        rt_stats: match &mode {
+            SocketMode::Rt(o) => Some(rt::stats::Stats::new(o.interval, crate::events::monotonic_ns())),
+            _ => None,
+        },
         rtt,
         sock,
         clock,

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use nettrace_common::{
     filter::family,
-    tcp::{RtEvent, RttEvent, TcpEvent, Tuple, tp},
+    tcp::{RtCloseEvent, RtEvent, RttEvent, TcpEvent, Tuple, rt_flag, rt_phase, tp},
 };
 
 use super::{Names, monitor, rt, rtt};
@@ -110,6 +110,8 @@ fn rt_event(download_ns: u64) -> RtEvent {
     ev.srtt_us = 40;
     ev.retrans = 1;
     ev.netns = 4026531840;
+    ev.task = 3;
+    ev.rtt_min_us = 31;
     ev
 }
 
@@ -123,6 +125,56 @@ fn rt_output(ev: &RtEvent) -> (String, String) {
 fn rt_task_acknowledged_and_not() {
     check("rt_task_acknowledged_and_not_1", rt_output(&rt_event(31_000)));
     check("rt_task_acknowledged_and_not_2", rt_output(&rt_event(u64::MAX)));
+}
+
+/// A pipelined server task, and a client's task (tcprt's P): request,
+/// first response byte after the wait, response received.
+#[test]
+fn rt_pipelined_and_client_tasks() {
+    let clock = Clock::new(false);
+    let mut ev = rt_event(31_000);
+    ev.flags = rt_flag::PIPELINED;
+    check("rt_pipelined_and_client_tasks_1", both(&rt::record(&clock, &ev)));
+    let mut ev = rt_event(83_000);
+    ev.flags = rt_flag::CLIENT;
+    (ev.upload_ns, ev.process_ns) = (4_000, 50_287_000);
+    (ev.req_bytes, ev.resp_bytes) = (13, 3000);
+    check(
+        "rt_pipelined_and_client_tasks_2",
+        both(&rt::client::record(&clock, &ev)),
+    );
+}
+
+fn rt_close(phase: u32, acked: u8) -> (String, String) {
+    // SAFETY: plain data; zero is valid.
+    let mut ev: RtCloseEvent = unsafe { std::mem::zeroed() };
+    ev.ts_ns = 12_445_678_000;
+    ev.tuple = tuple();
+    ev.tasks = 8;
+    ev.sent_bytes = 24_000;
+    ev.unacked_bytes = if acked == 0 && phase == rt_phase::RESPONSE {
+        3000
+    } else {
+        0
+    };
+    ev.received_bytes = 96;
+    ev.retrans = 2;
+    ev.rtt_min_us = 31;
+    ev.srtt_us = 40;
+    ev.phase = phase;
+    ev.acked = acked;
+    ev.netns = 4026531840;
+    both(&rt::close::record(&Clock::new(false), &ev))
+}
+
+/// tcprt's E, W and N: closed between tasks (or after the last response
+/// was acknowledged), while sending, while receiving.
+#[test]
+fn rt_close_summaries() {
+    check("rt_close_1", rt_close(rt_phase::IDLE, 0));
+    check("rt_close_2", rt_close(rt_phase::RESPONSE, 1));
+    check("rt_close_3", rt_close(rt_phase::RESPONSE, 0));
+    check("rt_close_4", rt_close(rt_phase::REQUEST, 0));
 }
 
 /// `--rt-summary`'s text and JSON for a second with these tasks.

@@ -25,6 +25,8 @@ pub struct TcpSink<W: Write = crate::output::Console> {
     pub monitor: Option<monitor::Printer>,
     /// `--rt-summary`: the current second's histograms.
     pub summary: Option<rt::Summary>,
+    /// `--rt`: the per-port statistics of the current interval.
+    pub rt_stats: Option<rt::stats::Stats>,
     /// `--rtt`: the sample source, and the kernel's histogram when the
     /// distribution is printed.
     pub rtt: Option<(rtt::Source, Option<KernelHistogram>)>,
@@ -81,15 +83,40 @@ impl<W: Write> TcpSink<W> {
             return Ok(true);
         }
         if let Record::Rt(ev) = record {
+            let (port, side) = rt::stats::port_of(ev);
             if let Some(c) = &mut self.metrics {
-                c.task(ev);
+                c.task(rt::metrics_task(ev), port, side.name());
+            }
+            if let Some(st) = &mut self.rt_stats {
+                st.task(ev);
             }
             if let Some(sum) = &mut self.summary {
                 sum.add(ev);
                 return Ok(false);
             }
+            if rt::is_client(ev) {
+                self.out
+                    .emit(&self.owned(ev.netns, rt::client::record(&self.clock, ev)))?;
+            } else {
+                self.out
+                    .emit(&self.owned(ev.netns, rt::record(&self.clock, ev)))?;
+            }
+            return Ok(true);
+        }
+        if let Record::RtClose(ev) = record {
+            let (port, side) = rt::stats::close_port_of(ev);
+            let end = rt::close::End::of(ev);
+            if let Some(c) = &mut self.metrics {
+                c.rt_close(port, side.name(), end.name());
+            }
+            if let Some(st) = &mut self.rt_stats {
+                st.close(ev);
+            }
+            if self.summary.is_some() {
+                return Ok(false);
+            }
             self.out
-                .emit(&self.owned(ev.netns, rt::record(&self.clock, ev)))?;
+                .emit(&self.owned(ev.netns, rt::close::record(&self.clock, ev)))?;
             return Ok(true);
         }
         Ok(false)
@@ -108,6 +135,16 @@ impl<W: Write> Sink for TcpSink<W> {
     }
 
     fn tick(&mut self, now_ns: u64) -> Flow {
+        if let Some(table) = self
+            .rt_stats
+            .as_mut()
+            .and_then(|s| s.take(&self.clock, now_ns, false))
+        {
+            let r = self.out.emit(&table).and_then(|()| self.out.flush()).map(|()| 1);
+            if self.progress.after(r) == Flow::Stop {
+                return Flow::Stop;
+            }
+        }
         let written = if let Some(sum) = &mut self.summary {
             self.out.emit(&sum.take(&self.clock, now_ns))
         } else if let Some((_, Some(hist))) = &self.rtt {
@@ -133,6 +170,16 @@ impl<W: Write> ModeSink for TcpSink<W> {
     }
 
     fn finish(&mut self) -> Result<&Progress, Error> {
+        // The statistics of the interval tracing ended in.
+        let now = crate::events::monotonic_ns();
+        if let Some(table) = self
+            .rt_stats
+            .as_mut()
+            .and_then(|s| s.take(&self.clock, now, true))
+        {
+            let r = self.out.emit(&table).and_then(|()| self.out.flush()).map(|()| 1);
+            self.progress.after(r);
+        }
         Ok(&self.progress)
     }
 }

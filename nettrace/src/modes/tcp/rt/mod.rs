@@ -1,11 +1,17 @@
 //! `--rt` lines and `--rt-summary` histograms: one line per request/response
-//! task of a server socket, timed in the kernel (see `nettrace-ebpf/src/rt.rs`).
+//! task of a server socket, timed in the kernel (see `nettrace-ebpf/src/rt.rs`),
+//! and one per timed connection when it closes ([`close`]).
 //!
-//! `[12.345678] TCP: 10.0.0.2:8080 -> 10.0.0.1:51000 upload:0.012ms process:50.104ms download:0.031ms req:12B resp:2048B srtt:0.040ms retrans:0`
+//! `[12.345678] TCP: 10.0.0.2:8080 -> 10.0.0.1:51000 #1 upload:0.012ms process:50.104ms download:0.031ms req:12B resp:2048B srtt:0.040ms rtt_min:0.031ms retrans:0 netns:4026531840`
+
+pub mod client;
+pub mod close;
+pub mod hooks;
+pub mod stats;
 
 use std::io::{self, Write};
 
-use nettrace_common::tcp::RtEvent;
+use nettrace_common::tcp::{RtEvent, rt_flag};
 use serde::Serialize;
 
 use super::{
@@ -13,6 +19,22 @@ use super::{
     ms,
 };
 use crate::output::{Clock, Record, histogram::Log2};
+
+/// Whether a task is a client socket's (`--rt --client`).
+pub fn is_client(ev: &RtEvent) -> bool {
+    ev.flags & rt_flag::CLIENT != 0
+}
+
+/// What `--metrics` takes of a task.
+pub fn metrics_task(ev: &RtEvent) -> crate::output::metrics::RtTask {
+    crate::output::metrics::RtTask {
+        upload_ns: ev.upload_ns,
+        process_ns: ev.process_ns,
+        download_ns: download_ns(ev),
+        srtt_us: ev.srtt_us.into(),
+        retrans: ev.retrans,
+    }
+}
 
 /// The download time, `None` when the response was never fully
 /// acknowledged before the task ended.
@@ -25,12 +47,16 @@ pub fn record(clock: &Clock, ev: &RtEvent) -> Rt {
         ts_ns: ev.ts_ns,
         time: clock.format(ev.ts_ns),
         tuple: TupleFields(ev.tuple),
+        task: ev.task,
+        pipelined: ev.flags & rt_flag::PIPELINED != 0,
+        unseen: ev.flags & rt_flag::UNSEEN != 0,
         upload_ns: ev.upload_ns,
         process_ns: ev.process_ns,
         download_ns: download_ns(ev),
         req_bytes: ev.req_bytes,
         resp_bytes: ev.resp_bytes,
         srtt_ns: Us(ev.srtt_us),
+        rtt_min_ns: Us(ev.rtt_min_us),
         retrans: ev.retrans,
         netns: ev.netns,
     }
@@ -43,6 +69,15 @@ pub struct Rt {
     time: String,
     #[serde(flatten)]
     tuple: TupleFields,
+    /// The task's number on its connection, from 1.
+    task: u32,
+    /// The next request came before the client had all of this response
+    /// (text: ` pipelined` after the number): the times overlap the next
+    /// task's.
+    pipelined: bool,
+    /// The request's arrival was not seen (text: ` unseen`): the kernel
+    /// skipped a program; upload and process are unknown (0).
+    unseen: bool,
     upload_ns: u64,
     process_ns: u64,
     /// null: not acknowledged before the connection ended.
@@ -50,6 +85,8 @@ pub struct Rt {
     req_bytes: u64,
     resp_bytes: u64,
     srtt_ns: Us,
+    /// 0: no RTT sample yet.
+    rtt_min_ns: Us,
     retrans: u32,
     netns: u32,
 }
@@ -65,14 +102,18 @@ impl Record for Rt {
             .map_or_else(|| "unacked".into(), |ns| ms(ns / 1000));
         writeln!(
             w,
-            "[{}] TCP: {} upload:{} process:{} download:{download} req:{}B resp:{}B srtt:{} retrans:{} netns:{}",
+            "[{}] TCP: {} #{}{}{} upload:{} process:{} download:{download} req:{}B resp:{}B srtt:{} rtt_min:{} retrans:{} netns:{}",
             self.time,
             self.tuple,
+            self.task,
+            if self.pipelined { " pipelined" } else { "" },
+            if self.unseen { " unseen" } else { "" },
             ms(self.upload_ns / 1000),
             ms(self.process_ns / 1000),
             self.req_bytes,
             self.resp_bytes,
             self.srtt_ns,
+            self.rtt_min_ns,
             self.retrans,
             self.netns,
         )

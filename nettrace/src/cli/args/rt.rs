@@ -1,0 +1,31 @@
+//! `--rt` and the options only it takes, in their own `--help` section:
+//! request/response timing grew past the two flags the modes section had
+//! room for (and `args.rs` past its size).
+
+/// `--rt`: request/response timing per task, connection summaries.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Request/response timing")]
+pub struct RtArgs {
+    /// Request/response timing of a TCP server (give its port with -P or
+    /// -S): per task, upload (request received), process (until the first
+    /// response byte is sent), download (until the response is
+    /// acknowledged); one line per connection when it closes (bytes each
+    /// way, retransmits, min RTT, and whether it closed mid-task); per-port
+    /// statistics every --interval SECS (default 60) and at exit. Kernel
+    /// functions where they can be hooked (fentry/fexit, else kprobes),
+    /// else tracepoints (6.3+); --backend forces one way, --debug says.
+    #[arg(long)]
+    pub rt: bool,
+
+    /// With --rt: print histograms of the three times every second instead
+    /// of one line per task.
+    #[arg(long)]
+    pub rt_summary: bool,
+
+    /// With --rt: time this host's client sockets instead (the server's
+    /// port is -P or -D): per task, the request being sent, the wait for
+    /// the first response byte, the response arriving. Implied by -D
+    /// without -P/-S.
+    #[arg(long)]
+    pub client: bool,
+}
