@@ -10,7 +10,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use super::{in_vm, port, serve, slack, wait_lines};
+use super::{forced_kprobe, in_vm, port, serve, slack, wait_lines};
 use crate::util::{
     BIN, Tracer, start_timeout,
     tasks::{client, request_len, requests},
@@ -113,14 +113,15 @@ fn tcprt_lines_parse_back_to_the_traffic() {
             unreachable!()
         };
         assert_eq!((sent, received, task), (3000, req, i as u64 + 1), "{t:?}");
-        // The server sleeps 50 ms: service delay, in µs.
+        // The server sleeps 50 ms: service delay, in µs (0, unknown, for
+        // a request the kernel did not let kprobes see: `rt_flag::UNSEEN`).
         assert!(
-            (49_500..=(slack(80.0) * 1000.0) as u64).contains(&service),
+            (49_500..=(slack(80.0) * 1000.0) as u64).contains(&service) || (service == 0 && forced_kprobe()),
             "{t:?}"
         );
         assert!(recv < (slack(10.0) * 1000.0) as u64, "{t:?}");
         assert!(total >= service + recv && total < service + (slack(10.0) * 1000.0) as u64);
-        assert!(mrtt > 0 && mrtt < 10_000, "{t:?}");
+        assert!(mrtt > 0 && mrtt < (slack(10.0) * 1000.0) as u64, "{t:?}");
         assert!(in_vm() || retrans == 0, "{t:?}");
     }
     let e = &r[3];
@@ -170,7 +171,8 @@ fn tcprt_lines_parse_back_to_the_traffic() {
     };
     assert_eq!(task, 1, "{w:?}");
     assert!(unacked > 0 && unacked <= sent, "{w:?}");
-    assert!(time >= service && service >= 49_500, "{w:?}");
+    assert!(time >= service, "{w:?}");
+    assert!(service >= 49_500 || (service == 0 && forced_kprobe()), "{w:?}");
     assert_eq!(
         r[7].values[2], unacked,
         "E and W agree on the unacked bytes: {r:#?}"

@@ -122,42 +122,35 @@ impl Tcprt {
         held.iter().map(|t| self.r(t)).collect()
     }
 
+    /// R: the response is what the server sent, the request what it
+    /// received; the 7th field its receive delay (the request's upload).
     fn r(&self, t: &RtEvent) -> Line {
-        let total = t.upload_ns + t.process_ns + download_ns(t).unwrap_or(0);
-        let mut s = self.header('R', t.ts_ns, &t.tuple);
-        fields(
-            &mut s,
-            &[
-                t.resp_bytes,
-                total / 1000,
-                t.rtt_min_us.into(),
-                t.retrans.into(),
-                t.task.into(),
-                t.process_ns / 1000,
-                t.upload_ns / 1000,
-                t.req_bytes,
-                0,
-                0,
-            ],
-        );
-        Line(s)
+        self.task_line('R', t, t.resp_bytes, t.upload_ns, t.req_bytes)
     }
 
+    /// P: the request is what the client sent, the response what it
+    /// received; the 7th field the response's receive time.
     fn p(&self, t: &RtEvent) -> Line {
         let receive = download_ns(t).unwrap_or(0);
-        let total = t.upload_ns + t.process_ns + receive;
-        let mut s = self.header('P', t.ts_ns, &t.tuple);
+        self.task_line('P', t, t.req_bytes, receive, t.resp_bytes)
+    }
+
+    /// R and P share their layout: sent, total, min RTT, retransmits,
+    /// task, service (process), `seventh_ns`, received, reorder, mss.
+    fn task_line(&self, letter: char, t: &RtEvent, sent: u64, seventh_ns: u64, received: u64) -> Line {
+        let total = t.upload_ns + t.process_ns + download_ns(t).unwrap_or(0);
+        let mut s = self.header(letter, t.ts_ns, &t.tuple);
         fields(
             &mut s,
             &[
-                t.req_bytes,
+                sent,
                 total / 1000,
                 t.rtt_min_us.into(),
                 t.retrans.into(),
                 t.task.into(),
                 t.process_ns / 1000,
-                receive / 1000,
-                t.resp_bytes,
+                seventh_ns / 1000,
+                received,
                 0,
                 0,
             ],

@@ -4,40 +4,19 @@
 
 use nettrace_common::{
     filter::family,
-    tcp::{RtCloseEvent, RtEvent, Tuple, rt_flag, rt_phase},
+    tcp::{RtCloseEvent, RtEvent, rt_flag, rt_phase},
 };
 
 use super::{Line, Tcprt};
+use crate::modes::tcp::print_tests::{rt_event, tuple};
 
 /// 1_700_000_000 s of wall clock at monotonic 0.
 const WALL: i128 = 1_700_000_000_000_000_000;
 
-fn tuple() -> Tuple {
-    let mut t = Tuple {
-        family: family::V4,
-        sport: 8080,
-        dport: 51000,
-        ..Tuple::default()
-    };
-    t.saddr[..4].copy_from_slice(&[10, 0, 0, 2]);
-    t.daddr[..4].copy_from_slice(&[10, 0, 0, 1]);
-    t
-}
-
+/// `print_tests`' task, with a socket.
 fn task(download_ns: u64) -> RtEvent {
-    // SAFETY: plain data; zero is valid.
-    let mut ev: RtEvent = unsafe { std::mem::zeroed() };
+    let mut ev = rt_event(download_ns);
     ev.sk = 0xffff_8880_0000_1000;
-    ev.ts_ns = 12_345_678_000;
-    ev.tuple = tuple();
-    ev.upload_ns = 12_000;
-    ev.process_ns = 50_104_000;
-    ev.download_ns = download_ns;
-    ev.req_bytes = 12;
-    ev.resp_bytes = 2048;
-    ev.retrans = 1;
-    ev.task = 3;
-    ev.rtt_min_us = 31;
     ev
 }
 
