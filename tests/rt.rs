@@ -17,6 +17,8 @@ use crate::util::{
     tasks::{Server, client, request_len, requests},
 };
 
+mod tcprt;
+
 fn port(base: u16) -> u16 {
     base + (std::process::id() % 500) as u16
 }

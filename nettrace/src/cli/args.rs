@@ -17,7 +17,11 @@ mod rt;
 
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 
-pub use self::{containers::ContainerArgs, filter::FilterArgs, rt::RtArgs};
+pub use self::{
+    containers::ContainerArgs,
+    filter::FilterArgs,
+    rt::{RtArgs, RtFormat},
+};
 
 /// Trace network packets through the Linux kernel with eBPF.
 ///

@@ -65,6 +65,8 @@ pub struct Rt {
     pub summary: bool,
     /// `--client` (or `-D` alone): time client sockets.
     pub client: bool,
+    /// `--rt-format tcprt`: Alibaba TCP-RT's log lines.
+    pub tcprt: bool,
     /// `--interval`: how often the per-port statistics are printed.
     pub interval: std::time::Duration,
 }

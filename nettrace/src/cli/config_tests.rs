@@ -426,3 +426,33 @@ fn rt_sides_and_their_ports() {
     }
     assert!(config(&["--rt", "-P", "80", "--backend", "kprobe"]).is_ok());
 }
+
+/// `--rt-format tcprt` is for `--rt`'s lines: not alone, not with JSON or
+/// the histograms.
+#[test]
+fn rt_format_tcprt() {
+    let tcprt = |argv: &[&str]| match config(argv).unwrap().mode {
+        Mode::Rt(rt) => rt.tcprt,
+        m => panic!("{argv:?}: {m:?}"),
+    };
+    assert!(tcprt(&["--rt", "-P", "80", "--rt-format", "tcprt"]));
+    assert!(!tcprt(&["--rt", "-P", "80", "--rt-format", "text"]));
+    assert!(!tcprt(&["--rt", "-P", "80"]));
+    for (argv, says) in [
+        (
+            &["--rt-format", "tcprt", "-P", "80"][..],
+            "--rt-format needs --rt",
+        ),
+        (
+            &["--rt", "-P", "80", "--rt-format", "tcprt", "--json"][..],
+            "cannot be combined with --json",
+        ),
+        (
+            &["--rt", "-P", "80", "--rt-format", "tcprt", "--rt-summary"][..],
+            "cannot be combined with --rt-summary",
+        ),
+    ] {
+        let e = config(argv).unwrap_err().to_string();
+        assert!(e.contains(says), "{argv:?}: {e}");
+    }
+}

@@ -20,7 +20,7 @@ pub mod stack;
 
 use std::io::{self, BufWriter, IsTerminal as _, Stdout, Write};
 
-pub use clock::Clock;
+pub use clock::{Clock, realtime_offset_ns};
 pub use record::{Format, Marker, Record};
 
 /// The terminal stream records go to: stdout, or stderr when stdout

@@ -28,4 +28,24 @@ pub struct RtArgs {
     /// without -P/-S.
     #[arg(long)]
     pub client: bool,
+
+    /// With --rt: how tasks and connection ends are written. `text`: our
+    /// line per task and per close (the default; --json gives JSON
+    /// records). `tcprt`: Alibaba TCP-RT's V6 log lines, as in its
+    /// rt-network-log files, for tcprt's parsers: `V6 R|P|W|N|E <start s>
+    /// <start us> <peer ip:port> <local ip:port> ...` (R server task, P
+    /// client task, E connection closed, W closed while sending, N closed
+    /// while receiving; fields in the README). Not with --json or
+    /// --rt-summary.
+    #[arg(long, value_enum, default_value_t = RtFormat::Text, value_name = "FORMAT")]
+    pub rt_format: RtFormat,
+}
+
+/// `--rt-format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RtFormat {
+    /// Our own line (or JSON with --json).
+    Text,
+    /// Alibaba TCP-RT's V6 log lines.
+    Tcprt,
 }

@@ -6,7 +6,7 @@
 use nettrace_common::{Filter, ipproto};
 
 use super::{Mode, RttFilter, Sock, UsageError, lifecycle};
-use crate::cli::args::{Args, BackendChoice};
+use crate::cli::args::{Args, BackendChoice, RtFormat};
 
 /// The socket mode asked for, or `None` for the packet modes. The modes
 /// exclude each other and `--drop`; `lifecycle_given` (the lifecycle
@@ -28,6 +28,21 @@ pub(super) fn mode(args: &Args, lifecycle_given: &[&str]) -> Result<Option<Mode>
     }
     if args.rt.rt_summary && !args.rt.rt {
         return Err(usage!("--rt-summary needs --rt"));
+    }
+    if args.rt.rt_format == RtFormat::Tcprt {
+        if !args.rt.rt {
+            return Err(usage!("--rt-format needs --rt"));
+        }
+        if args.output.json {
+            return Err(usage!(
+                "--rt-format tcprt writes tcprt's text lines: it cannot be combined with --json"
+            ));
+        }
+        if args.rt.rt_summary {
+            return Err(usage!(
+                "--rt-format tcprt writes one line per task: it cannot be combined with --rt-summary"
+            ));
+        }
     }
     if args.rt.client && !args.rt.rt {
         return Err(usage!("--client needs --rt"));
@@ -125,6 +140,7 @@ pub(super) fn mode(args: &Args, lifecycle_given: &[&str]) -> Result<Option<Mode>
         Mode::Rt(super::Rt {
             summary: args.rt.rt_summary,
             client,
+            tcprt: args.rt.rt_format == RtFormat::Tcprt,
             interval: interval(args)?.unwrap_or(super::Rt::STATS_EVERY),
         })
     } else {

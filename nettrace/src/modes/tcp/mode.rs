@@ -225,6 +225,8 @@ fn start(s: &Session<'_>, k: &Kernel, mode: SocketMode) -> Result<Started, Error
             SocketMode::Rt(o) => Some(rt::stats::Stats::new(o.interval, crate::events::monotonic_ns())),
             _ => None,
         },
+        tcprt: matches!(&mode, SocketMode::Rt(o) if o.tcprt)
+            .then(|| rt::tcprt::Tcprt::new(crate::output::realtime_offset_ns())),
         rtt,
         sock,
         clock,

@@ -27,6 +27,8 @@ pub struct TcpSink<W: Write = crate::output::Console> {
     pub summary: Option<rt::Summary>,
     /// `--rt`: the per-port statistics of the current interval.
     pub rt_stats: Option<rt::stats::Stats>,
+    /// `--rt-format tcprt`: tasks and closes as tcprt's log lines.
+    pub tcprt: Option<rt::tcprt::Tcprt>,
     /// `--rtt`: the sample source, and the kernel's histogram when the
     /// distribution is printed.
     pub rtt: Option<(rtt::Source, Option<KernelHistogram>)>,
@@ -94,6 +96,10 @@ impl<W: Write> TcpSink<W> {
                 sum.add(ev);
                 return Ok(false);
             }
+            if let Some(t) = &mut self.tcprt {
+                let line = t.task(ev);
+                return self.emit_tcprt(line).map(|n| n > 0);
+            }
             if rt::is_client(ev) {
                 self.out
                     .emit(&self.owned(ev.netns, rt::client::record(&self.clock, ev)))?;
@@ -115,11 +121,25 @@ impl<W: Write> TcpSink<W> {
             if self.summary.is_some() {
                 return Ok(false);
             }
+            if let Some(t) = &mut self.tcprt {
+                let lines = t.close(ev);
+                return self.emit_tcprt(lines).map(|n| n > 0);
+            }
             self.out
                 .emit(&self.owned(ev.netns, rt::close::record(&self.clock, ev)))?;
             return Ok(true);
         }
         Ok(false)
+    }
+
+    /// tcprt's lines as they are (no owner: tcprt has no field for one).
+    fn emit_tcprt(&mut self, lines: impl IntoIterator<Item = rt::tcprt::Line>) -> Result<usize, Closed> {
+        let mut n = 0;
+        for line in lines {
+            self.out.emit(&line)?;
+            n += 1;
+        }
+        Ok(n)
     }
 }
 
@@ -170,6 +190,11 @@ impl<W: Write> ModeSink for TcpSink<W> {
     }
 
     fn finish(&mut self) -> Result<&Progress, Error> {
+        // Tasks held for a W whose connection's end did not come.
+        if let Some(lines) = self.tcprt.as_mut().map(rt::tcprt::Tcprt::finish) {
+            let r = self.emit_tcprt(lines).map(|n| n as u64);
+            self.progress.after(r);
+        }
         // The statistics of the interval tracing ended in.
         let now = crate::events::monotonic_ns();
         if let Some(table) = self

@@ -8,6 +8,7 @@ pub mod client;
 pub mod close;
 pub mod hooks;
 pub mod stats;
+pub mod tcprt;
 
 use std::io::{self, Write};
 
