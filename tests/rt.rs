@@ -17,6 +17,7 @@ use crate::util::{
     tasks::{Server, client, request_len, requests},
 };
 
+mod http;
 mod tcprt;
 
 fn port(base: u16) -> u16 {

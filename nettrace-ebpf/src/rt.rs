@@ -29,7 +29,7 @@ use aya_ebpf::{
 };
 use nettrace_common::{
     ipproto,
-    tcp::{RtState, rt_flag, rt_phase, tp},
+    tcp::{RtState, proto_flag, rt_flag, rt_phase, tp},
     trace::lost,
 };
 
@@ -38,13 +38,14 @@ use crate::{
     maps::{count_lost_at, netns_allowed},
     read::field,
     rt_emit::{emit, emit_close},
+    rt_proto,
     sock::{config, netns_of_sock, rec, sk_of, tuple_matches, tuple_of_sock},
 };
 
 /// Sockets being timed, by `struct sock *`. Entries go at
 /// `tcp_destroy_sock`; a full table is counted as lost (tracking).
 #[map]
-static RT_SOCKS: HashMap<u64, RtState> = HashMap::with_max_entries(16384, 0);
+pub static RT_SOCKS: HashMap<u64, RtState> = HashMap::with_max_entries(16384, 0);
 
 /// kprobe backend: the timed socket a thread is in `tcp_sendmsg_locked` for,
 /// by `pid_tgid`, until its kretprobe reads the return value.
@@ -229,6 +230,10 @@ fn start_task(sk: u64, s: &mut RtState, now: u64) {
     s.req_bytes = 0;
     s.resp_bytes = 0;
     s.acked_ns = 0;
+    s.method = 0;
+    s.status = 0;
+    // `--rt-proto`: TLS is the connection's.
+    s.proto &= proto_flag::TLS;
     s.retrans_start = field::<u32>(sk, config().sock.total_retrans).unwrap_or(0);
 }
 
@@ -284,6 +289,28 @@ fn on_sent(sk: u64, sent: i32) {
     if sk == 0 || sent <= 0 {
         return;
     }
+    // `--rt-proto`: what the application's write said.
+    let written = rt_proto::take_written(sk);
+    if written.kind == rt_proto::TLS_CONTROL {
+        // No request or response: bytes only.
+        if let Some(s) = RT_SOCKS.get_ptr_mut(&sk) {
+            // SAFETY: as in `on_segment`.
+            queued(sk, unsafe { &mut *s });
+        }
+        return;
+    }
+    sent_bytes(sk, sent);
+    if written.kind != rt_proto::NONE
+        && let Some(s) = RT_SOCKS.get_ptr_mut(&sk)
+    {
+        // SAFETY: as in `on_segment`.
+        rt_proto::apply_written(unsafe { &mut *s }, &written);
+    }
+}
+
+/// `on_sent` for bytes that are a request or response.
+#[inline(always)]
+fn sent_bytes(sk: u64, sent: i32) {
     let cfg = config();
     let client = cfg.rt.client != 0;
     let mut fresh = false;

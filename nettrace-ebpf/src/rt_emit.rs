@@ -3,7 +3,7 @@
 //! machine reads on its own.
 
 use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::map, maps::PerCpuArray};
-use nettrace_common::tcp::{RtCloseEvent, RtEvent, RtState, rt_flag};
+use nettrace_common::tcp::{RtCloseEvent, RtEvent, RtState, proto_flag, rt_flag};
 
 use crate::{
     maps::send,
@@ -53,6 +53,9 @@ pub fn emit(sk: u64, s: &RtState) {
     ev.srtt_us = srtt_us(cfg, sk);
     ev.rtt_min_us = rtt_min_us(cfg, sk);
     ev.task = s.tasks;
+    ev.method = s.method;
+    ev.status = s.status;
+    ev.proto = s.proto & proto_flag::TLS;
     ev.retrans = field::<u32>(sk, cfg.sock.total_retrans)
         .unwrap_or(0)
         .wrapping_sub(s.retrans_start);

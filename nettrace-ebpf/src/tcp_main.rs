@@ -16,6 +16,7 @@ mod ratelimit;
 mod read;
 mod rt;
 mod rt_emit;
+mod rt_proto;
 mod rtt;
 mod sock;
 mod sock_events;

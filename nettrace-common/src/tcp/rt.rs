@@ -29,7 +29,23 @@ pub struct RtConfig {
     pub client: u32,
     /// `TCP_ESTABLISHED` as this kernel numbers it (tracefs).
     pub state_established: u32,
-    pub _pad: u32,
+    /// Non-zero: `--rt-proto http` (see [`rt_proto`]).
+    pub proto: u32,
+    /// `--rt-proto http`: where the `syscalls:sys_enter_{read,recvfrom,
+    /// write,sendto}` records keep the descriptor and the buffer, and
+    /// `sys_exit_*` the return value (tracefs).
+    pub sys_fd: u32,
+    pub sys_buf: u32,
+    pub sys_ret: u32,
+    /// The descriptor to socket chain, from BTF: `task_struct.files`,
+    /// `files_struct.fdt`, `fdtable.max_fds`, `fdtable.fd`,
+    /// `file.private_data` (a `struct socket *`), `socket.sk`.
+    pub task_files: u32,
+    pub files_fdt: u32,
+    pub fdt_max_fds: u32,
+    pub fdt_fd: u32,
+    pub file_private: u32,
+    pub socket_sk: u32,
 }
 
 impl Default for RtConfig {
@@ -42,7 +58,16 @@ impl Default for RtConfig {
             skb_len: u32::MAX,
             client: 0,
             state_established: u32::MAX,
-            _pad: 0,
+            proto: 0,
+            sys_fd: u32::MAX,
+            sys_buf: u32::MAX,
+            sys_ret: u32::MAX,
+            task_files: u32::MAX,
+            files_fdt: u32::MAX,
+            fdt_max_fds: u32::MAX,
+            fdt_fd: u32::MAX,
+            file_private: u32::MAX,
+            socket_sk: u32::MAX,
         }
     }
 }
@@ -77,7 +102,43 @@ pub struct RtEvent {
     pub rtt_min_us: u32,
     /// [`rt_flag`]s.
     pub flags: u32,
-    pub _pad: u32,
+    /// `--rt-proto http`: the request's method ([`http_method`], 0 =
+    /// unknown), [`proto_flag`]s, the response's status (0 = unknown).
+    pub method: u8,
+    pub proto: u8,
+    pub status: u16,
+}
+
+/// `RtConfig::proto`.
+pub mod rt_proto {
+    pub const HTTP: u32 = 1;
+}
+
+/// `RtEvent::method`: HTTP/1.x request methods, by the request line's
+/// first word.
+pub mod http_method {
+    pub const GET: u8 = 1;
+    pub const POST: u8 = 2;
+    pub const PUT: u8 = 3;
+    pub const HEAD: u8 = 4;
+    pub const DELETE: u8 = 5;
+    pub const OPTIONS: u8 = 6;
+    pub const PATCH: u8 = 7;
+    pub const CONNECT: u8 = 8;
+    pub const TRACE: u8 = 9;
+    /// The names, by code (index 0: unknown).
+    pub const NAMES: [&str; 10] = [
+        "", "GET", "POST", "PUT", "HEAD", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE",
+    ];
+}
+
+/// `RtEvent::proto` and `RtState::proto`.
+pub mod proto_flag {
+    /// The connection carries TLS records (application data seen).
+    pub const TLS: u8 = 1;
+    /// State only: the task's first bytes were read by the application
+    /// (classified once per task).
+    pub const READ_SEEN: u8 = 2;
 }
 
 /// `RtEvent::flags`.
@@ -162,7 +223,10 @@ pub struct RtState {
     pub tasks: u32,
     /// [`rt_flag`]s of the current task.
     pub flags: u32,
-    pub _pad: u32,
+    /// As in [`RtEvent`].
+    pub method: u8,
+    pub proto: u8,
+    pub status: u16,
     /// `write_seq` when timing started: `snd_una` past it is acknowledged
     /// payload (plus a FIN, which the clamp to `sent_total` drops).
     pub snd_start_seq: u32,

@@ -20,7 +20,7 @@ use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 pub use self::{
     containers::ContainerArgs,
     filter::FilterArgs,
-    rt::{RtArgs, RtFormat},
+    rt::{RtArgs, RtFormat, RtProto},
 };
 
 /// Trace network packets through the Linux kernel with eBPF.

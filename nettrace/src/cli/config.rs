@@ -67,6 +67,8 @@ pub struct Rt {
     pub client: bool,
     /// `--rt-format tcprt`: Alibaba TCP-RT's log lines.
     pub tcprt: bool,
+    /// `--rt-proto http`: HTTP method and status, TLS records.
+    pub http: bool,
     /// `--interval`: how often the per-port statistics are printed.
     pub interval: std::time::Duration,
 }

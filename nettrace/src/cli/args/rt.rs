@@ -39,6 +39,25 @@ pub struct RtArgs {
     /// --rt-summary.
     #[arg(long, value_enum, default_value_t = RtFormat::Text, value_name = "FORMAT")]
     pub rt_format: RtFormat,
+
+    /// With --rt: `http` reads the first bytes of each task where the
+    /// application reads and writes them (read/recvfrom, write/sendto):
+    /// an HTTP/1.x request line gives the method, a status line the
+    /// status (text: ` GET 200` after the task number); TLS records are
+    /// told apart, so that an HTTPS connection's handshake is no task and
+    /// each application-data exchange is one (` tls`). `tcp` (the
+    /// default): tasks from the data's direction changes only.
+    #[arg(long, value_enum, default_value_t = RtProto::Tcp, value_name = "PROTO")]
+    pub rt_proto: RtProto,
+}
+
+/// `--rt-proto`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RtProto {
+    /// Direction changes only.
+    Tcp,
+    /// HTTP/1.x method and status; TLS records.
+    Http,
 }
 
 /// `--rt-format`.

@@ -6,7 +6,7 @@
 use nettrace_common::{Filter, ipproto};
 
 use super::{Mode, RttFilter, Sock, UsageError, lifecycle};
-use crate::cli::args::{Args, BackendChoice, RtFormat};
+use crate::cli::args::{Args, BackendChoice, RtFormat, RtProto};
 
 /// The socket mode asked for, or `None` for the packet modes. The modes
 /// exclude each other and `--drop`; `lifecycle_given` (the lifecycle
@@ -43,6 +43,9 @@ pub(super) fn mode(args: &Args, lifecycle_given: &[&str]) -> Result<Option<Mode>
                 "--rt-format tcprt writes one line per task: it cannot be combined with --rt-summary"
             ));
         }
+    }
+    if args.rt.rt_proto != RtProto::Tcp && !args.rt.rt {
+        return Err(usage!("--rt-proto needs --rt"));
     }
     if args.rt.client && !args.rt.rt {
         return Err(usage!("--client needs --rt"));
@@ -141,6 +144,7 @@ pub(super) fn mode(args: &Args, lifecycle_given: &[&str]) -> Result<Option<Mode>
             summary: args.rt.rt_summary,
             client,
             tcprt: args.rt.rt_format == RtFormat::Tcprt,
+            http: args.rt.rt_proto == RtProto::Http,
             interval: interval(args)?.unwrap_or(super::Rt::STATS_EVERY),
         })
     } else {

@@ -135,6 +135,10 @@ fn start(s: &Session<'_>, k: &Kernel, mode: SocketMode) -> Result<Started, Error
             s.debug(format_args!("--rt: function not usable: {why}"));
         }
         p.config.rt.client = opts.client.into();
+        if opts.http {
+            rt::proto::configure(&k.btf, root, &mut p.config.rt)
+                .map_err(|e| Error::Unsupported(format!("--rt-proto http: {e}")))?;
+        }
         p.config.rt.state_established = p
             .names
             .states
@@ -191,6 +195,11 @@ fn start(s: &Session<'_>, k: &Kernel, mode: SocketMode) -> Result<Started, Error
         let used = rt::hooks::attach(&mut ebpf, &p, config.backend, k.means())
             .map_err(|e| Error::Unsupported(format!("--rt: {e}")))?;
         s.debug(format_args!("--rt: timed by {used}"));
+        if p.config.rt.proto != 0 {
+            rt::proto::attach(&mut ebpf, k.means())
+                .map_err(|e| Error::Unsupported(format!("--rt-proto http: {e}")))?;
+            s.debug("--rt-proto http: syscalls read/recvfrom/write/sendto");
+        }
     } else {
         super::attach(&mut ebpf, &p.present)?;
         s.debug(format_args!("attached {} tracepoints", p.present.len()));

@@ -129,6 +129,17 @@ fn rt_task_acknowledged_and_not() {
     check("rt_task_acknowledged_and_not_2", rt_output(&rt_event(u64::MAX)));
 }
 
+/// `--rt-proto http`: an HTTP task's method and status, a TLS task.
+#[test]
+fn rt_http_and_tls_tasks() {
+    let mut ev = rt_event(31_000);
+    (ev.method, ev.status) = (nettrace_common::tcp::http_method::POST, 201);
+    check("rt_http_and_tls_tasks_1", rt_output(&ev));
+    let mut ev = rt_event(31_000);
+    ev.proto = nettrace_common::tcp::proto_flag::TLS;
+    check("rt_http_and_tls_tasks_2", rt_output(&ev));
+}
+
 /// A pipelined server task, and a client's task (tcprt's P): request,
 /// first response byte after the wait, response received.
 #[test]

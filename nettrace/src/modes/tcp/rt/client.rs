@@ -5,6 +5,9 @@
 //!
 //! `[12.345678] TCP: 10.0.0.1:51000 -> 10.0.0.2:8080 #1 client request:0.004ms first_byte:50.291ms receive:0.083ms total:50.378ms req:13B resp:3000B srtt:0.040ms rtt_min:0.031ms retrans:0 netns:4026531840`
 //!
+//! With `--rt-proto http`, ` GET 200` or ` tls` follows the number, as on
+//! server lines.
+//!
 //! Times start when `sendmsg` returns with the request's first bytes; the
 //! response's bytes are timed as the segments arrive (before the
 //! application reads them).
@@ -19,7 +22,7 @@ use super::{
         fields::{TupleFields, Us},
         ms,
     },
-    download_ns,
+    ProtoFields, download_ns,
 };
 use crate::output::{Clock, Record};
 
@@ -31,6 +34,7 @@ pub fn record(clock: &Clock, ev: &RtEvent) -> ClientTask {
         time: clock.format(ev.ts_ns),
         tuple: TupleFields(ev.tuple),
         task: ev.task,
+        proto: ProtoFields::of(ev),
         request_ns: ev.upload_ns,
         first_byte_ns,
         receive_ns,
@@ -54,6 +58,9 @@ pub struct ClientTask {
     tuple: TupleFields,
     /// The task's number on its connection, from 1.
     task: u32,
+    /// `--rt-proto http`: method, status, TLS (see `ProtoFields`).
+    #[serde(flatten)]
+    proto: ProtoFields,
     /// First → last request byte handed to the kernel.
     request_ns: u64,
     /// Request start → first response byte received.
@@ -78,10 +85,11 @@ impl Record for ClientTask {
     fn text(&self, w: &mut dyn Write) -> io::Result<()> {
         writeln!(
             w,
-            "[{}] TCP: {} #{} client request:{} first_byte:{} receive:{} total:{} req:{}B resp:{}B srtt:{} rtt_min:{} retrans:{} netns:{}",
+            "[{}] TCP: {} #{}{} client request:{} first_byte:{} receive:{} total:{} req:{}B resp:{}B srtt:{} rtt_min:{} retrans:{} netns:{}",
             self.time,
             self.tuple,
             self.task,
+            self.proto,
             ms(self.request_ns / 1000),
             ms(self.first_byte_ns / 1000),
             ms(self.receive_ns / 1000),

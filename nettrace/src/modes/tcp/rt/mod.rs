@@ -3,16 +3,24 @@
 //! and one per timed connection when it closes ([`close`]).
 //!
 //! `[12.345678] TCP: 10.0.0.2:8080 -> 10.0.0.1:51000 #1 upload:0.012ms process:50.104ms download:0.031ms req:12B resp:2048B srtt:0.040ms rtt_min:0.031ms retrans:0 netns:4026531840`
+//!
+//! With `--rt-proto http`, what the task's first bytes said follows the
+//! number: the method and status (` #1 GET 200`), ` tls` for TLS
+//! application data (whose method and status are encrypted).
 
 pub mod client;
 pub mod close;
 pub mod hooks;
+pub mod proto;
 pub mod stats;
 pub mod tcprt;
 
-use std::io::{self, Write};
+use std::{
+    fmt,
+    io::{self, Write},
+};
 
-use nettrace_common::tcp::{RtEvent, rt_flag};
+use nettrace_common::tcp::{RtEvent, http_method, proto_flag, rt_flag};
 use serde::Serialize;
 
 use super::{
@@ -51,6 +59,7 @@ pub fn record(clock: &Clock, ev: &RtEvent) -> Rt {
         task: ev.task,
         pipelined: ev.flags & rt_flag::PIPELINED != 0,
         unseen: ev.flags & rt_flag::UNSEEN != 0,
+        proto: ProtoFields::of(ev),
         upload_ns: ev.upload_ns,
         process_ns: ev.process_ns,
         download_ns: download_ns(ev),
@@ -79,6 +88,8 @@ pub struct Rt {
     /// The request's arrival was not seen (text: ` unseen`): the kernel
     /// skipped a program; upload and process are unknown (0).
     unseen: bool,
+    #[serde(flatten)]
+    proto: ProtoFields,
     upload_ns: u64,
     process_ns: u64,
     /// null: not acknowledged before the connection ended.
@@ -103,10 +114,11 @@ impl Record for Rt {
             .map_or_else(|| "unacked".into(), |ns| ms(ns / 1000));
         writeln!(
             w,
-            "[{}] TCP: {} #{}{}{} upload:{} process:{} download:{download} req:{}B resp:{}B srtt:{} rtt_min:{} retrans:{} netns:{}",
+            "[{}] TCP: {} #{}{}{}{} upload:{} process:{} download:{download} req:{}B resp:{}B srtt:{} rtt_min:{} retrans:{} netns:{}",
             self.time,
             self.tuple,
             self.task,
+            self.proto,
             if self.pipelined { " pipelined" } else { "" },
             if self.unseen { " unseen" } else { "" },
             ms(self.upload_ns / 1000),
@@ -118,6 +130,50 @@ impl Record for Rt {
             self.retrans,
             self.netns,
         )
+    }
+}
+
+/// What `--rt-proto http` read of a task: after the number in text
+/// (` GET 200`, ` tls`), JSON `method`, `status`, `tls`, each only when
+/// known (records without `--rt-proto` stay as they were).
+#[derive(Serialize)]
+pub struct ProtoFields {
+    /// The request line's method (not HTTP/1.x, or encrypted: absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    method: Option<&'static str>,
+    /// The status line's code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<u16>,
+    /// The task was TLS application data (`true`, else absent).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    tls: bool,
+}
+
+impl ProtoFields {
+    pub fn of(ev: &RtEvent) -> Self {
+        Self {
+            method: http_method::NAMES
+                .get(usize::from(ev.method))
+                .copied()
+                .filter(|m| !m.is_empty()),
+            status: (ev.status != 0).then_some(ev.status),
+            tls: ev.proto & proto_flag::TLS != 0,
+        }
+    }
+}
+
+impl fmt::Display for ProtoFields {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(m) = self.method {
+            write!(f, " {m}")?;
+        }
+        if let Some(s) = self.status {
+            write!(f, " {s}")?;
+        }
+        if self.tls {
+            f.write_str(" tls")?;
+        }
+        Ok(())
     }
 }
 

@@ -1,0 +1,93 @@
+//! `--rt-proto http`'s hooks (see `nettrace-ebpf/src/rt_proto.rs`): the
+//! `read`/`recvfrom` and `write`/`sendto` syscall tracepoints, whose
+//! records give the descriptor and the buffer, and the chain from a
+//! descriptor to its socket, from BTF. The same on every backend and
+//! kernel: the payload of a segment is in page fragments a tracing
+//! program cannot read, the application's buffer is plain user memory.
+
+use std::path::Path;
+
+use aya::Ebpf;
+use nettrace_common::{KernelLayout, tcp::RtConfig};
+
+use crate::{
+    attach::{self, Backend, Means, Target},
+    kernel::{btf::KernelBtf, tracefs},
+};
+
+/// Each syscall tracepoint and its program; all four enter records keep
+/// the descriptor and buffer at the same place (checked).
+const ENTER: [(&str, &str); 4] = [
+    ("sys_enter_read", "rt_sys_enter_read"),
+    ("sys_enter_recvfrom", "rt_sys_enter_recvfrom"),
+    ("sys_enter_write", "rt_sys_enter_write"),
+    ("sys_enter_sendto", "rt_sys_enter_sendto"),
+];
+const EXIT: [(&str, &str); 2] = [
+    ("sys_exit_read", "rt_sys_exit_read"),
+    ("sys_exit_recvfrom", "rt_sys_exit_recvfrom"),
+];
+
+/// Fills `rt`'s record and BTF offsets; an error says what this kernel
+/// lacks.
+pub fn configure(btf: &KernelBtf, root: &Path, rt: &mut RtConfig) -> Result<(), String> {
+    let format = |name: &str| {
+        tracefs::format(root, "syscalls", name).map_err(|e| {
+            format!("no tracepoint syscalls:{name} ({e}): the kernel lacks CONFIG_FTRACE_SYSCALLS")
+        })
+    };
+    let mut at: Option<(u32, u32)> = None;
+    for (name, _) in ENTER {
+        let f = format(name)?;
+        let field = |names: &[&str]| {
+            names
+                .iter()
+                .find_map(|n| f.get(*n))
+                .filter(|f| f.size == 8)
+                .map(|f| f.offset)
+                .ok_or_else(|| format!("syscalls:{name}: no 8-byte {} field", names.join("/")))
+        };
+        let here = (field(&["fd"])?, field(&["buf", "ubuf", "buff"])?);
+        match at {
+            Some(seen) if seen != here => {
+                return Err(format!(
+                    "syscalls:{name}: fd and buffer where the others have none"
+                ));
+            }
+            _ => at = Some(here),
+        }
+    }
+    (rt.sys_fd, rt.sys_buf) = at.unwrap_or((KernelLayout::NONE, KernelLayout::NONE));
+    let mut ret = None;
+    for (name, _) in EXIT {
+        let f = format(name)?;
+        let here = f
+            .get("ret")
+            .filter(|f| f.size == 8)
+            .map(|f| f.offset)
+            .ok_or_else(|| format!("syscalls:{name}: no 8-byte ret field"))?;
+        if ret.is_some_and(|r| r != here) {
+            return Err(format!("syscalls:{name}: ret where the others have none"));
+        }
+        ret = Some(here);
+    }
+    rt.sys_ret = ret.unwrap_or(KernelLayout::NONE);
+    let off = |ty: &str, path: &[&str]| btf.member_offset(ty, path).map_err(|e| format!("BTF: {e}"));
+    rt.task_files = off("task_struct", &["files"])?;
+    rt.files_fdt = off("files_struct", &["fdt"])?;
+    rt.fdt_max_fds = off("fdtable", &["max_fds"])?;
+    rt.fdt_fd = off("fdtable", &["fd"])?;
+    rt.file_private = off("file", &["private_data"])?;
+    rt.socket_sk = off("socket", &["sk"])?;
+    rt.proto = nettrace_common::tcp::rt_proto::HTTP;
+    Ok(())
+}
+
+/// Attaches the six syscall tracepoints.
+pub fn attach(ebpf: &mut Ebpf, means: Means<'_>) -> Result<(), String> {
+    for (name, program) in ENTER.iter().chain(&EXIT) {
+        let target = Target::tracepoint(Backend::Tracepoint, program, "syscalls", name);
+        attach::attach(ebpf, means.btf, &target).map_err(|e| format!("syscalls:{name}: {e}"))?;
+    }
+    Ok(())
+}

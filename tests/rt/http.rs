@@ -1,0 +1,210 @@
+//! `--rt-proto http`: an HTTP/1.1 keep-alive connection's requests are
+//! tasks with their method and status; a TLS connection's handshake is
+//! no task, each application-data exchange is one.
+//!
+//! The TLS test sends TLS-shaped records over plain TCP (record headers
+//! with the real content types and versions, bodies of filler): what
+//! nettrace reads is the record framing, never the crypto, and a TLS
+//! library would add a dependency and a certificate for nothing more.
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{SocketAddr, TcpListener},
+    time::Duration,
+};
+
+use super::{field, forced_kprobe, ms_field, port, slack, wait_lines, wait_records};
+use crate::util::{
+    BIN, Pair, Tracer, start_timeout,
+    tasks::{client, enter_netns},
+};
+
+/// The server's think time before each answer.
+const DELAY: Duration = Duration::from_millis(20);
+
+/// One request and its answer.
+type Exchange = (Vec<u8>, Vec<u8>);
+
+/// Serves one connection in `ns` on `addr`: reads each exchange's request
+/// (exactly its bytes), waits `DELAY`, writes its answer. Listening when
+/// this returns; the thread ends with the connection.
+fn scripted_server(ns: &str, addr: SocketAddr, script: Vec<Exchange>) -> std::thread::JoinHandle<()> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let ns = ns.to_string();
+    let t = std::thread::spawn(move || {
+        enter_netns(&ns);
+        let l = TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+        ready_tx.send(()).unwrap();
+        let (mut c, _) = l.accept().expect("accept");
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        for (req, answer) in script {
+            let mut got = vec![0; req.len()];
+            c.read_exact(&mut got).expect("request");
+            assert_eq!(got, req);
+            std::thread::sleep(DELAY);
+            c.write_all(&answer).expect("answer");
+        }
+        // Until the client closes.
+        let _ = c.read(&mut [0; 1]);
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("server listening");
+    t
+}
+
+/// The client side of `script` from `ns`: each request, then its answer
+/// read in full.
+fn scripted_client(ns: &str, addr: SocketAddr, script: Vec<Exchange>) {
+    client(ns, addr, move |mut c| {
+        for (req, answer) in script {
+            c.write_all(&req).unwrap();
+            let mut got = vec![0; answer.len()];
+            c.read_exact(&mut got).expect("answer");
+            assert_eq!(got, answer);
+        }
+    });
+}
+
+fn http(method: &str, path: &str, body: &str) -> Vec<u8> {
+    format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+fn response(status: &str, body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// A TLS record: content type, version 3.3, length, `len` filler bytes.
+fn record(content_type: u8, len: usize) -> Vec<u8> {
+    let mut r = vec![content_type, 3, 3, (len >> 8) as u8, len as u8];
+    r.extend(std::iter::repeat_n(0xab, len));
+    r
+}
+
+fn check_process(l: &str) {
+    // The server waits 20 ms before each answer; a request the kernel did
+    // not let a kprobe see has no times (`unseen`).
+    let unseen = l.contains(" unseen ");
+    assert!(!unseen || forced_kprobe(), "{l}");
+    let process = ms_field(l, "process");
+    assert!(unseen || (19.5..=slack(60.0)).contains(&process), "{l}");
+}
+
+#[test]
+fn http_keep_alive_requests_are_tasks_with_method_and_status() {
+    let (net, p) = (Pair::new(), port(42000));
+    let ps = p.to_string();
+    let mut text = Tracer::start(&["--rt", "--rt-proto", "http", "-P", &ps]);
+    let mut json = Tracer::start(&["--rt", "--rt-proto", "http", "-S", &ps, "--json"]);
+    let mut clients = Tracer::start(&["--rt", "--client", "--rt-proto", "http", "-D", &ps, "--json"]);
+    let script = vec![
+        (http("GET", "/a", ""), response("200 OK", "hello")),
+        (http("POST", "/b", "data"), response("201 Created", "")),
+        (http("GET", "/missing", ""), response("404 Not Found", "no")),
+    ];
+    let addr = SocketAddr::new(net.b4.parse().unwrap(), p);
+    let server = scripted_server(&net.b, addr, script.clone());
+    scripted_client(&net.a, addr, script);
+    server.join().expect("server");
+    let tasks = wait_lines(&text, " process:", 3);
+    assert_eq!(tasks.len(), 3, "{:#?}\n{}", text.lines(), text.stderr());
+    for (l, what) in tasks.iter().zip(["#1 GET 200 ", "#2 POST 201 ", "#3 GET 404 "]) {
+        assert!(l.contains(what), "{what}: {l}");
+        assert!(!l.contains(" tls"), "{l}");
+        check_process(l);
+    }
+    assert_eq!(
+        field(&tasks[1], "req"),
+        format!("{}B", http("POST", "/b", "data").len())
+    );
+    let closed = wait_lines(&text, " closed ", 1);
+    assert_eq!(closed.len(), 1, "{:#?}", text.lines());
+    assert_eq!(field(&closed[0], "tasks"), "3", "{}", closed[0]);
+    let records = wait_records(&json, "rt", 3);
+    assert_eq!(records.len(), 3, "{records:#?}");
+    for (r, (m, s)) in records.iter().zip([("GET", 200), ("POST", 201), ("GET", 404)]) {
+        assert_eq!(r["method"], m, "{r}");
+        assert_eq!(r["status"], s, "{r}");
+        // Only TLS tasks say so.
+        assert!(r.get("tls").is_none(), "{r}");
+    }
+    // The client's side: its request lines and the answers' status lines.
+    let records = wait_records(&clients, "rt_client", 3);
+    assert_eq!(records.len(), 3, "{records:#?}\n{}", clients.stderr());
+    for (r, (m, s)) in records.iter().zip([("GET", 200), ("POST", 201), ("GET", 404)]) {
+        assert_eq!(r["method"], m, "{r}");
+        assert_eq!(r["status"], s, "{r}");
+    }
+    for t in [&mut text, &mut json, &mut clients] {
+        t.signal(libc::SIGINT);
+        assert!(t.wait_exit(start_timeout()).success());
+    }
+}
+
+#[test]
+fn tls_handshake_is_no_task_and_each_application_exchange_is_one() {
+    let (net, p) = (Pair::new(), port(43000));
+    let ps = p.to_string();
+    let mut text = Tracer::start(&["--rt", "--rt-proto", "http", "-P", &ps]);
+    let mut plain = Tracer::start(&["--rt", "-P", &ps]);
+    // TLS 1.2's shape: ClientHello; ServerHello..ServerHelloDone;
+    // ClientKeyExchange, ChangeCipherSpec, Finished; ChangeCipherSpec,
+    // Finished; then three request/response pairs of application data;
+    // close_notify alerts both ways.
+    let mut client_finish = record(0x16, 70);
+    client_finish.extend(record(0x14, 1));
+    client_finish.extend(record(0x16, 40));
+    let mut server_finish = record(0x14, 1);
+    server_finish.extend(record(0x16, 40));
+    let script = vec![
+        (record(0x16, 200), record(0x16, 1500)),
+        (client_finish, server_finish),
+        (record(0x17, 100), record(0x17, 3000)),
+        (record(0x17, 120), record(0x17, 500)),
+        (record(0x17, 80), record(0x17, 9000)),
+        (record(0x15, 2), record(0x15, 2)),
+    ];
+    let addr = SocketAddr::new(net.b4.parse().unwrap(), p);
+    let server = scripted_server(&net.b, addr, script.clone());
+    scripted_client(&net.a, addr, script);
+    server.join().expect("server");
+    let closed = wait_lines(&text, " closed ", 1);
+    assert_eq!(closed.len(), 1, "{:#?}\n{}", text.lines(), text.stderr());
+    let tasks = wait_lines(&text, " process:", 3);
+    assert_eq!(tasks.len(), 3, "{tasks:#?}");
+    for (i, (l, resp)) in tasks.iter().zip([3005, 505, 9005]).enumerate() {
+        assert!(l.contains(&format!(" #{} tls ", i + 1)), "{l}");
+        assert_eq!(field(l, "resp"), format!("{resp}B"), "{l}");
+        check_process(l);
+    }
+    assert_eq!(field(&closed[0], "tasks"), "3", "{}", closed[0]);
+    // Without --rt-proto the handshake flights and the alerts are tasks
+    // too: 6 exchanges.
+    let plain_closed = wait_lines(&plain, " closed ", 1);
+    assert_eq!(plain_closed.len(), 1, "{:#?}", plain.lines());
+    assert_eq!(field(&plain_closed[0], "tasks"), "6", "{}", plain_closed[0]);
+    for t in [&mut text, &mut plain] {
+        t.signal(libc::SIGINT);
+        assert!(t.wait_exit(start_timeout()).success());
+    }
+}
+
+#[test]
+fn rt_proto_needs_rt() {
+    let out = std::process::Command::new(BIN)
+        .args(["--rt-proto", "http", "-P", "80"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("--rt-proto needs --rt"), "{err}");
+}
