@@ -151,10 +151,6 @@ fn http_keep_alive_requests_are_tasks_with_method_and_status() {
 
 #[test]
 fn tls_handshake_is_no_task_and_each_application_exchange_is_one() {
-    let (net, p) = (Pair::new(), port(43000));
-    let ps = p.to_string();
-    let mut text = Tracer::start(&["--rt", "--rt-proto", "http", "-P", &ps]);
-    let mut plain = Tracer::start(&["--rt", "-P", &ps]);
     // TLS 1.2's shape: ClientHello; ServerHello..ServerHelloDone;
     // ClientKeyExchange, ChangeCipherSpec, Finished; ChangeCipherSpec,
     // Finished; then three request/response pairs of application data;
@@ -164,14 +160,52 @@ fn tls_handshake_is_no_task_and_each_application_exchange_is_one() {
     client_finish.extend(record(0x16, 40));
     let mut server_finish = record(0x14, 1);
     server_finish.extend(record(0x16, 40));
-    let script = vec![
-        (record(0x16, 200), record(0x16, 1500)),
-        (client_finish, server_finish),
-        (record(0x17, 100), record(0x17, 3000)),
-        (record(0x17, 120), record(0x17, 500)),
-        (record(0x17, 80), record(0x17, 9000)),
-        (record(0x15, 2), record(0x15, 2)),
-    ];
+    tls_tasks(
+        port(43000),
+        vec![
+            (record(0x16, 200), record(0x16, 1500)),
+            (client_finish, server_finish),
+            (record(0x17, 100), record(0x17, 3000)),
+            (record(0x17, 120), record(0x17, 500)),
+            (record(0x17, 80), record(0x17, 9000)),
+            (record(0x15, 2), record(0x15, 2)),
+        ],
+        6,
+    );
+}
+
+/// TLS 1.3 as OpenSSL sends it: the client's change cipher spec, its
+/// Finished (encrypted: an application-data record) and its first request
+/// in one write; the first task is the request's, its bytes only.
+#[test]
+fn tls13_finished_with_the_first_request_is_one_task() {
+    let mut server_hello = record(0x16, 90);
+    server_hello.extend(record(0x14, 1));
+    server_hello.extend(record(0x17, 1400));
+    let mut finish_and_request = record(0x14, 1);
+    finish_and_request.extend(record(0x17, 53));
+    finish_and_request.extend(record(0x17, 100));
+    tls_tasks(
+        port(44000),
+        vec![
+            (record(0x16, 512), server_hello),
+            (finish_and_request, record(0x17, 3000)),
+            (record(0x17, 120), record(0x17, 500)),
+            (record(0x17, 80), record(0x17, 9000)),
+            (record(0x15, 2), record(0x15, 2)),
+        ],
+        5,
+    );
+}
+
+/// Runs `script` (TLS-shaped records) and checks three `tls` tasks of
+/// 105, 125 and 85 B requests answered with 3005, 505 and 9005 B, and
+/// that without `--rt-proto` there are `plain_tasks`.
+fn tls_tasks(p: u16, script: Vec<Exchange>, plain_tasks: u32) {
+    let net = Pair::new();
+    let ps = p.to_string();
+    let mut text = Tracer::start(&["--rt", "--rt-proto", "http", "-P", &ps]);
+    let mut plain = Tracer::start(&["--rt", "-P", &ps]);
     let addr = SocketAddr::new(net.b4.parse().unwrap(), p);
     let server = scripted_server(&net.b, addr, script.clone());
     scripted_client(&net.a, addr, script);
@@ -180,17 +214,27 @@ fn tls_handshake_is_no_task_and_each_application_exchange_is_one() {
     assert_eq!(closed.len(), 1, "{:#?}\n{}", text.lines(), text.stderr());
     let tasks = wait_lines(&text, " process:", 3);
     assert_eq!(tasks.len(), 3, "{tasks:#?}");
-    for (i, (l, resp)) in tasks.iter().zip([3005, 505, 9005]).enumerate() {
+    for (i, (l, (req, resp))) in tasks
+        .iter()
+        .zip([(105, 3005), (125, 505), (85, 9005)])
+        .enumerate()
+    {
         assert!(l.contains(&format!(" #{} tls ", i + 1)), "{l}");
+        assert_eq!(field(l, "req"), format!("{req}B"), "{l}");
         assert_eq!(field(l, "resp"), format!("{resp}B"), "{l}");
         check_process(l);
     }
     assert_eq!(field(&closed[0], "tasks"), "3", "{}", closed[0]);
     // Without --rt-proto the handshake flights and the alerts are tasks
-    // too: 6 exchanges.
+    // too: one per exchange.
     let plain_closed = wait_lines(&plain, " closed ", 1);
     assert_eq!(plain_closed.len(), 1, "{:#?}", plain.lines());
-    assert_eq!(field(&plain_closed[0], "tasks"), "6", "{}", plain_closed[0]);
+    assert_eq!(
+        field(&plain_closed[0], "tasks"),
+        plain_tasks.to_string(),
+        "{}",
+        plain_closed[0]
+    );
     for t in [&mut text, &mut plain] {
         t.signal(libc::SIGINT);
         assert!(t.wait_exit(start_timeout()).success());
