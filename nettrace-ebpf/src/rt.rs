@@ -38,7 +38,7 @@ use crate::{
     maps::{count_lost_at, netns_allowed},
     read::field,
     rt_emit::{emit, emit_close},
-    rt_proto,
+    rt_proto, rt_tls,
     sock::{config, netns_of_sock, rec, sk_of, tuple_matches, tuple_of_sock},
 };
 
@@ -291,13 +291,21 @@ fn on_sent(sk: u64, sent: i32) {
     }
     // `--rt-proto`: what the application's write said.
     let written = rt_proto::take_written(sk);
-    if written.kind == rt_proto::TLS_CONTROL {
-        // No request or response: bytes only.
-        if let Some(s) = RT_SOCKS.get_ptr_mut(&sk) {
-            // SAFETY: as in `on_segment`.
-            queued(sk, unsafe { &mut *s });
+    let tls = matches!(written.kind, rt_proto::TLS_CONTROL | rt_proto::TLS_DATA);
+    if let Some(state) = RT_SOCKS.get_ptr_mut(&sk)
+        && tls
+    {
+        // SAFETY: as in `on_segment`.
+        let s = unsafe { &mut *state };
+        let pending = rt_tls::pending(s);
+        if pending {
+            rt_tls::answered(sk, s);
         }
-        return;
+        if pending || written.kind == rt_proto::TLS_CONTROL {
+            // No response: bytes only.
+            queued(sk, s);
+            return;
+        }
     }
     sent_bytes(sk, sent);
     if written.kind != rt_proto::NONE
@@ -428,6 +436,7 @@ pub fn rt_tcp_destroy_sock(ctx: TracePointContext) -> u32 {
         if s.phase == rt_phase::RESPONSE {
             emit(sk, s);
         }
+        rt_tls::closing(s);
         emit_close(sk, s);
         let _ = RT_SOCKS.remove(&sk);
     }

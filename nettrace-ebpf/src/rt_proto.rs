@@ -29,6 +29,7 @@ use nettrace_common::tcp::{RtState, Tuple, http_method, proto_flag, rt_phase};
 use crate::{
     read::field,
     rt::RT_SOCKS,
+    rt_tls,
     sock::{config, rec, tuple_matches, tuple_of_sock},
 };
 
@@ -159,26 +160,22 @@ fn exit_read(ctx: &TracePointContext) {
     } else {
         rt_phase::REQUEST
     };
-    if s.phase != phase || s.proto & proto_flag::READ_SEEN != 0 {
+    if s.phase != phase {
+        return;
+    }
+    if !client && rt_tls::pending(s) {
+        rt_tls::follow(s, r.buf, got);
+        return;
+    }
+    if s.proto & proto_flag::READ_SEEN != 0 {
         return;
     }
     s.proto |= proto_flag::READ_SEEN;
     match tls_type(&bytes) {
         Some(0x17) => s.proto |= proto_flag::TLS,
-        Some(_) if !client => match request_after_control(r.buf, got) {
-            // The handshake's last flight and the first request came
-            // together: the task is the request's.
-            Some(at) => {
-                s.proto |= proto_flag::TLS;
-                s.req_bytes = s.req_bytes.saturating_sub(at);
-            }
-            // A handshake flight, change cipher spec or alert: the task
-            // the segment started is none.
-            None => {
-                s.phase = rt_phase::IDLE;
-                s.tasks = s.tasks.wrapping_sub(1);
-            }
-        },
+        // A handshake flight, change cipher spec or alert: a request
+        // only if application data follows.
+        Some(_) if !client => rt_tls::start(s, r.buf, got),
         Some(_) => {}
         None if client => s.status = status(&bytes),
         None => s.method = method(&bytes),
@@ -284,37 +281,6 @@ fn peek(buf: u64, got: i64) -> Option<[u8; PEEK]> {
         i += 1;
     }
     Some(b)
-}
-
-/// Records followed in one read after a control record.
-const RECORDS: usize = 8;
-
-/// Where the first application-data record starts in `got` bytes at `buf`
-/// that begin with control records (a client's CCS and Finished with its
-/// first request, as OpenSSL sends them), by the records' lengths. TLS
-/// 1.3 encrypts the client's Finished as application data: the one right
-/// after a change cipher spec is taken for it.
-#[inline(always)]
-fn request_after_control(buf: u64, got: i64) -> Option<u64> {
-    let (mut at, mut prev, mut finished) = (0u64, 0u8, false);
-    for _ in 0..RECORDS {
-        if at as i64 + 5 > got {
-            return None;
-        }
-        let h: [u8; 5] = unsafe { bpf_probe_read_user((buf + at) as *const [u8; 5]) }.ok()?;
-        if !matches!(h[0], 0x14..=0x17) || h[1] != 3 {
-            return None;
-        }
-        if h[0] == 0x17 {
-            if prev != 0x14 || finished {
-                return Some(at);
-            }
-            finished = true;
-        }
-        prev = h[0];
-        at += 5 + ((h[3] as u64) << 8 | h[4] as u64);
-    }
-    None
 }
 
 /// A TLS record header's content type: change cipher spec (0x14), alert

@@ -17,6 +17,7 @@ mod read;
 mod rt;
 mod rt_emit;
 mod rt_proto;
+mod rt_tls;
 mod rtt;
 mod sock;
 mod sock_events;

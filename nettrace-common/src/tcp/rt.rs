@@ -139,6 +139,17 @@ pub mod proto_flag {
     /// State only: the task's first bytes were read by the application
     /// (classified once per task).
     pub const READ_SEEN: u8 = 2;
+    /// State only: the task began with TLS control records (handshake,
+    /// change cipher spec, alert); the records read are followed until an
+    /// application-data record (the task is a request) or this side
+    /// answers (it was none).
+    pub const TLS_PENDING: u8 = 4;
+    /// State only: the last record header followed was a change cipher
+    /// spec: an application-data record next is TLS 1.3's encrypted
+    /// Finished, still the handshake.
+    pub const TLS_AFTER_CCS: u8 = 8;
+    /// State only: that Finished was seen.
+    pub const TLS_FINISHED: u8 = 16;
 }
 
 /// `RtEvent::flags`.
@@ -227,6 +238,11 @@ pub struct RtState {
     pub method: u8,
     pub proto: u8,
     pub status: u16,
+    /// `--rt-proto http`, while [`proto_flag::TLS_PENDING`]: bytes of the
+    /// current record the application has yet to read, and the control
+    /// records' bytes read so far (not the request's).
+    pub tls_skip: u32,
+    pub tls_control: u32,
     /// `write_seq` when timing started: `snd_una` past it is acknowledged
     /// payload (plus a FIN, which the clamp to `sent_total` drops).
     pub snd_start_seq: u32,
