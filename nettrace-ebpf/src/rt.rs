@@ -292,9 +292,7 @@ fn on_sent(sk: u64, sent: i32) {
     // `--rt-proto`: what the application's write said.
     let written = rt_proto::take_written(sk);
     let tls = matches!(written.kind, rt_proto::TLS_CONTROL | rt_proto::TLS_DATA);
-    if let Some(state) = RT_SOCKS.get_ptr_mut(&sk)
-        && tls
-    {
+    if tls && let Some(state) = RT_SOCKS.get_ptr_mut(&sk) {
         // SAFETY: as in `on_segment`.
         let s = unsafe { &mut *state };
         let pending = rt_tls::pending(s);
