@@ -19,6 +19,7 @@ use crate::util::{
 
 mod http;
 mod tcprt;
+mod tls;
 
 fn port(base: u16) -> u16 {
     base + (std::process::id() % 500) as u16
