@@ -58,6 +58,9 @@ const HOST: &[Package] = &[
     pkg("bpftool", "bpftool"),
     // Test servers and the benchmark's flood.
     pkg("python3", "python3"),
+    // The certificate of the real TLS server `--rt-proto http` is tested
+    // against.
+    pkg("openssl", "openssl"),
     // setpriv (tests run a process as another user).
     pkg("util-linux", "setpriv"),
     // libpcap's headers and library: the pcap crate links it to compile
