@@ -80,6 +80,28 @@ impl Roots {
     pub fn alive(&self) -> bool {
         self.base.is_dir()
     }
+
+    /// Everything under one directory, laid out as on a host: for tests on
+    /// captured state files.
+    #[cfg(test)]
+    pub fn under(dir: &Path) -> Self {
+        Self::default().rebased(dir)
+    }
+
+    /// The container `id`: the runtime `hint` (from the cgroup's name)
+    /// first, then every other one. `None` when no runtime knows the id.
+    pub fn find(&self, id: &str, hint: Option<Runtime>) -> Option<Found> {
+        let order = match hint {
+            Some(Runtime::Docker) => [Runtime::Docker, Runtime::Containerd, Runtime::Podman],
+            Some(Runtime::Containerd) => [Runtime::Containerd, Runtime::Podman, Runtime::Docker],
+            _ => [Runtime::Podman, Runtime::Containerd, Runtime::Docker],
+        };
+        order.into_iter().find_map(|r| match r {
+            Runtime::Podman | Runtime::Crio => self.storage.iter().find_map(|root| storage(root, id)),
+            Runtime::Docker => self.docker.iter().find_map(|root| docker(root, id)),
+            Runtime::Containerd => self.containerd.iter().find_map(|root| containerd(root, id)),
+        })
+    }
 }
 
 /// Host processes whose root is the host's `/`, most long-lived first:
@@ -162,30 +184,6 @@ impl Default for Roots {
             ],
             base: "/".into(),
         }
-    }
-}
-
-impl Roots {
-    /// Everything under one directory, laid out as on a host: for tests on
-    /// captured state files.
-    #[cfg(test)]
-    pub fn under(dir: &Path) -> Self {
-        Self::default().rebased(dir)
-    }
-
-    /// The container `id`: the runtime `hint` (from the cgroup's name)
-    /// first, then every other one. `None` when no runtime knows the id.
-    pub fn find(&self, id: &str, hint: Option<Runtime>) -> Option<Found> {
-        let order = match hint {
-            Some(Runtime::Docker) => [Runtime::Docker, Runtime::Containerd, Runtime::Podman],
-            Some(Runtime::Containerd) => [Runtime::Containerd, Runtime::Podman, Runtime::Docker],
-            _ => [Runtime::Podman, Runtime::Containerd, Runtime::Docker],
-        };
-        order.into_iter().find_map(|r| match r {
-            Runtime::Podman | Runtime::Crio => self.storage.iter().find_map(|root| storage(root, id)),
-            Runtime::Docker => self.docker.iter().find_map(|root| docker(root, id)),
-            Runtime::Containerd => self.containerd.iter().find_map(|root| containerd(root, id)),
-        })
     }
 }
 
