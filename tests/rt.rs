@@ -17,6 +17,7 @@ use crate::util::{
     tasks::{Server, client, request_len, requests},
 };
 
+mod handshake;
 mod http;
 mod tcprt;
 mod tls;

@@ -17,6 +17,15 @@
 //! - `tcp:tcp_destroy_sock` (5.3+) ends the last task of a connection and
 //!   reports its close summary.
 //!
+//! And one more moment, so that a first request is not lost: a server
+//! socket leaving `SYN_RECV` for `ESTABLISHED` (`sock:inet_sock_set_state`,
+//! 4.16+) is timed from then. A segment that completes the handshake is
+//! processed by `tcp_rcv_state_process`, never by `tcp_rcv_established`:
+//! a first data segment that overtakes the handshake's last ACK (seen
+//! under emulation), and a TCP Fast Open request (in the SYN). Its bytes
+//! are found in sequence space later (see `missed` in `on_segment`, and
+//! `sent_bytes`), its start is the handshake's end.
+//!
 //! A task is: request bytes (upload), the application's processing, the
 //! response until acknowledged (download); the next request ends it.
 
@@ -138,19 +147,24 @@ fn on_segment(sk: u64, th: u64, data_len: u32) {
         return;
     }
     let end = seq.wrapping_add(data_len);
+    // `rcv_nxt` is the next byte expected, not yet moved for this segment.
+    let nxt = field::<u32>(sk, cfg.sock.rcv_nxt);
+    // Bytes the kernel took in order before this segment that no program
+    // here saw (a request that completed the handshake, see the top; a
+    // kprobe skipped): they came before this segment's.
+    let missed = nxt.map_or(0, |n| (n.wrapping_sub(s.rcv_end_seq) as i32).max(0) as u32);
     if seq_geq(end, s.rcv_end_seq) {
         s.rcv_end_seq = end;
     }
     // Only bytes not received before count: a retransmitted copy (the
-    // peer's tail-loss probe, say) is no new request. `rcv_nxt` is the
-    // next byte expected, not yet moved for this segment.
-    let data_len = match field::<u32>(sk, cfg.sock.rcv_nxt) {
+    // peer's tail-loss probe, say) is no new request.
+    let data_len = match nxt {
         Some(nxt) if !seq_geq(seq, nxt) => {
             let past = end.wrapping_sub(nxt) as i32;
             past.max(0) as u32
         }
         _ => data_len,
-    };
+    } + missed;
     if data_len == 0 {
         return;
     }
@@ -193,9 +207,20 @@ fn on_segment(sk: u64, th: u64, data_len: u32) {
     }
     if s.phase == rt_phase::IDLE {
         start_task(sk, s, now);
+        if missed > 0 {
+            s.req_first_ns = first_request_start(s).unwrap_or(now);
+        }
     }
     s.req_last_ns = now;
     s.req_bytes += data_len as u64;
+}
+
+/// The start of a request no program saw arrive, when it is the
+/// connection's first and the socket was timed from the handshake's end
+/// (call after `start_task`): it came with that end.
+#[inline(always)]
+fn first_request_start(s: &RtState) -> Option<u64> {
+    (s.tasks == 1 && s.established_ns != 0).then_some(s.established_ns)
 }
 
 /// Starts timing `sk` if it passes the filters; `seq` is the sequence
@@ -235,6 +260,41 @@ fn start_task(sk: u64, s: &mut RtState, now: u64) {
     // `--rt-proto`: TLS is the connection's.
     s.proto &= proto_flag::TLS;
     s.retrans_start = field::<u32>(sk, config().sock.total_retrans).unwrap_or(0);
+}
+
+// ---- the handshake completes ----
+
+#[tracepoint(category = "sock", name = "inet_sock_set_state")]
+pub fn rt_set_state(ctx: TracePointContext) -> u32 {
+    let cfg = config();
+    let f = &cfg.tps[tp::SET_STATE as usize];
+    // Other inet protocols change state through the same tracepoint.
+    if cfg.rt.client != 0 || rec::<u16>(&ctx, f.value16) != Some(ipproto::TCP as u16) {
+        return 0;
+    }
+    // (Options are not compared: the verifier refuses reading a `None`'s
+    // undefined payload.)
+    let state = |at: u32| rec::<i32>(&ctx, at).map_or(u32::MAX, |v| v as u32);
+    if state(f.old_state) != cfg.rt.state_syn_recv || state(f.new_state) != cfg.rt.state_established {
+        return 0;
+    }
+    let sk = sk_of(&ctx, f);
+    if sk == 0 || unsafe { RT_SOCKS.get(&sk) }.is_some() {
+        return 0;
+    }
+    // Payload received before (a Fast Open request) is the first
+    // request's, unless a response was queued already (Fast Open lets the
+    // server answer before the handshake ends): that task was not seen.
+    let seq = |at: u32| field::<u32>(sk, at).unwrap_or(0);
+    let nxt = seq(cfg.sock.rcv_nxt);
+    let before = field::<u64>(sk, cfg.rt.bytes_received).unwrap_or(0) as u32;
+    let answered = seq(cfg.sock.write_seq) != seq(cfg.sock.snd_una);
+    let first = if answered { nxt } else { nxt.wrapping_sub(before) };
+    if let Some(s) = track(sk, first) {
+        // SAFETY: as in `on_segment`.
+        unsafe { (*s).established_ns = bpf_ktime_get_ns() };
+    }
+    0
 }
 
 // ---- the application queued bytes ----
@@ -375,8 +435,13 @@ fn sent_bytes(sk: u64, sent: i32) {
             emit(sk, s);
         }
         start_task(sk, s, now);
-        s.flags = rt_flag::UNSEEN;
-        s.req_last_ns = now;
+        match first_request_start(s) {
+            Some(at) => (s.req_first_ns, s.req_last_ns) = (at, at),
+            None => {
+                s.flags = rt_flag::UNSEEN;
+                s.req_last_ns = now;
+            }
+        }
         s.req_bytes = unseen;
     }
     if s.phase == rt_phase::IDLE {
@@ -435,7 +500,11 @@ pub fn rt_tcp_destroy_sock(ctx: TracePointContext) -> u32 {
             emit(sk, s);
         }
         rt_tls::closing(s);
-        emit_close(sk, s);
+        // Timed from the handshake and nothing received: no summary, as
+        // for a connection never timed.
+        if s.tasks != 0 || s.rcv_end_seq != s.rcv_start_seq {
+            emit_close(sk, s);
+        }
         let _ = RT_SOCKS.remove(&sk);
     }
     0

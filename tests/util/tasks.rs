@@ -42,6 +42,16 @@ impl Server {
     /// Listens on `addr` inside `ns` (listening when this returns) and
     /// answers each request after `delay`.
     pub fn start(ns: &str, addr: SocketAddr, delay: Duration) -> Self {
+        Self::listen(ns, addr, delay, false)
+    }
+
+    /// As `start`, accepting TCP Fast Open: a request in the client's SYN
+    /// (no cookie needed, see `allow_fast_open`).
+    pub fn fast_open(ns: &str, addr: SocketAddr, delay: Duration) -> Self {
+        Self::listen(ns, addr, delay, true)
+    }
+
+    fn listen(ns: &str, addr: SocketAddr, delay: Duration, fast_open: bool) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let ns = ns.to_string();
@@ -49,6 +59,11 @@ impl Server {
         let thread = std::thread::spawn(move || {
             enter_netns(&ns);
             let l = TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+            if fast_open {
+                allow_fast_open();
+                // The queue of Fast Open requests not yet accepted.
+                setsockopt(l.as_raw_fd(), libc::TCP_FASTOPEN, 16);
+            }
             l.set_nonblocking(true).unwrap();
             ready_tx.send(()).unwrap();
             while !s.load(Ordering::Relaxed) {
@@ -123,6 +138,93 @@ pub fn client<T: Send + 'static>(
     })
     .join()
     .expect("client thread")
+}
+
+/// From inside `ns`: as `client`, with TCP Fast Open: the connection's
+/// first write goes in the SYN (`TCP_FASTOPEN_CONNECT`). IPv4.
+pub fn fast_open_client<T: Send + 'static>(
+    ns: &str,
+    to: SocketAddr,
+    f: impl FnOnce(TcpStream) -> T + Send + 'static,
+) -> T {
+    let ns = ns.to_string();
+    std::thread::spawn(move || {
+        enter_netns(&ns);
+        allow_fast_open();
+        let SocketAddr::V4(v4) = to else {
+            panic!("fast_open_client: IPv4 only, not {to}")
+        };
+        // SAFETY: plain socket calls on a descriptor this thread owns; the
+        // address is a valid `sockaddr_in` of the size passed.
+        let c = unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+            assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+            setsockopt(fd, libc::TCP_FASTOPEN_CONNECT, 1);
+            let sa = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: v4.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(v4.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // Returns at once: the SYN leaves with the first write.
+            let rc = libc::connect(
+                fd,
+                (&sa as *const libc::sockaddr_in).cast(),
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            );
+            assert_eq!(rc, 0, "connect {to}: {}", std::io::Error::last_os_error());
+            <TcpStream as std::os::fd::FromRawFd>::from_raw_fd(fd)
+        };
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        f(c)
+    })
+    .join()
+    .expect("client thread")
+}
+
+/// Whether the SYN's data was acknowledged on a connection made by
+/// `fast_open_client` (`TCPI_OPT_SYN_DATA` in `TCP_INFO`).
+pub fn syn_data_acked(c: &TcpStream) -> bool {
+    // SAFETY: `tcp_info` is plain data; the kernel fills at most `len`.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    let rc = unsafe {
+        libc::getsockopt(
+            c.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(rc, 0, "TCP_INFO: {}", std::io::Error::last_os_error());
+    // include/uapi/linux/tcp.h: TCPI_OPT_SYN_DATA.
+    info.tcpi_options & 32 != 0
+}
+
+/// Lets this thread's namespace send and accept data in a SYN without a
+/// cookie (`net.ipv4.tcp_fastopen`: client 0x1 + server 0x2, no cookie
+/// 0x4 + 0x200). `/proc/sys/net` is the calling thread's namespace's.
+fn allow_fast_open() {
+    std::fs::write("/proc/sys/net/ipv4/tcp_fastopen", "519")
+        .unwrap_or_else(|e| panic!("net.ipv4.tcp_fastopen: {e}"));
+}
+
+/// An `int` TCP option.
+fn setsockopt(fd: i32, opt: i32, value: i32) {
+    // SAFETY: an `int` option of the size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            opt,
+            (&value as *const i32).cast(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "setsockopt {opt}: {}", std::io::Error::last_os_error());
 }
 
 /// `count` requests for `size` bytes, each answer read in full.

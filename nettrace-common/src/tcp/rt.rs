@@ -27,8 +27,14 @@ pub struct RtConfig {
     /// Non-zero: time client sockets (`--rt --client`): a task starts when
     /// the socket sends, its response is what comes back.
     pub client: u32,
-    /// `TCP_ESTABLISHED` as this kernel numbers it (tracefs).
+    /// `TCP_ESTABLISHED` and `TCP_SYN_RECV` as this kernel numbers them
+    /// (tracefs): a server socket established from `SYN_RECV` starts
+    /// being timed then (see `rt_set_state` in nettrace-ebpf).
     pub state_established: u32,
+    pub state_syn_recv: u32,
+    /// `tcp_sock.bytes_received` (BTF): payload received before timing
+    /// started (a TCP Fast Open request, in the SYN).
+    pub bytes_received: u32,
     /// Non-zero: `--rt-proto http` (see [`rt_proto`]).
     pub proto: u32,
     /// `--rt-proto http`: where the `syscalls:sys_enter_{read,recvfrom,
@@ -58,6 +64,8 @@ impl Default for RtConfig {
             skb_len: u32::MAX,
             client: 0,
             state_established: u32::MAX,
+            state_syn_recv: u32::MAX,
+            bytes_received: u32::MAX,
             proto: 0,
             sys_fd: u32::MAX,
             sys_buf: u32::MAX,
@@ -216,6 +224,10 @@ pub struct RtState {
     pub resp_first_ns: u64,
     /// Client side: the last response byte received.
     pub resp_last_ns: u64,
+    /// When the handshake completed, for sockets timed from then (0:
+    /// timed from their first request byte): the first request's start
+    /// when that request completed the handshake itself.
+    pub established_ns: u64,
     /// When an ACK first covered everything sent so far; 0 = not yet.
     pub acked_ns: u64,
     pub req_bytes: u64,

@@ -139,12 +139,15 @@ fn start(s: &Session<'_>, k: &Kernel, mode: SocketMode) -> Result<Started, Error
             rt::proto::configure(&k.btf, root, &mut p.config.rt)
                 .map_err(|e| Error::Unsupported(format!("--rt-proto http: {e}")))?;
         }
-        p.config.rt.state_established = p
-            .names
-            .states
-            .iter()
-            .find(|(_, n)| n.as_str() == "ESTABLISHED")
-            .map_or(u32::MAX, |(v, _)| *v as u32);
+        let state = |name: &str| {
+            p.names
+                .states
+                .iter()
+                .find(|(_, n)| n.as_str() == name)
+                .map_or(u32::MAX, |(v, _)| *v as u32)
+        };
+        p.config.rt.state_established = state("ESTABLISHED");
+        p.config.rt.state_syn_recv = state("SYN_RECV");
     }
     let function_source = matches!(mode, SocketMode::Rtt { .. }) && rtt_positions.is_some()
         || sock_functions

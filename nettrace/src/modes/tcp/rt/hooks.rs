@@ -11,6 +11,10 @@
 //! `tcp:tcp_probe` with `skaddr` and `sock:sock_send_length` (6.3+); 5.10
 //! and 6.1 have `tcp_probe` without the socket and no `sock_send_length`,
 //! so both are functions there. `tcp:tcp_destroy_sock` exists from 5.3.
+//!
+//! A fourth, `sock:inet_sock_set_state` (4.16+), times a server socket
+//! from the handshake's end, so that a request processed with it is not
+//! lost (see `nettrace-ebpf/src/rt.rs`); without it such a request is.
 
 use std::fmt;
 
@@ -28,11 +32,12 @@ use crate::{
 };
 
 /// The tracepoints `--rt` attaches where they serve.
-pub const TRACEPOINTS: [Tracepoint; 3] = [PROBE, SEND_LENGTH, DESTROY];
+pub const TRACEPOINTS: [Tracepoint; 4] = [PROBE, SEND_LENGTH, DESTROY, SET_STATE];
 const PROBE: Tracepoint = tracepoint(tp::PROBE, "tcp", "tcp_probe", "rt_tcp_probe");
 const SEND_LENGTH: Tracepoint =
     tracepoint(tp::SEND_LENGTH, "sock", "sock_send_length", "rt_sock_send_length");
 const DESTROY: Tracepoint = tracepoint(tp::DESTROY_SOCK, "tcp", "tcp_destroy_sock", "rt_tcp_destroy_sock");
+const SET_STATE: Tracepoint = tracepoint(tp::SET_STATE, "sock", "inet_sock_set_state", "rt_set_state");
 
 /// Where `tcp_probe` fires, and the function behind `sock_send_length`:
 /// `tcp_sendmsg_locked`, not `tcp_sendmsg`, whose return comes after
@@ -48,6 +53,10 @@ pub const SEND_FUNCTION: &str = "tcp_sendmsg_locked";
 pub fn configure(btf: &KernelBtf, layout: &KernelLayout, rt: &mut RtConfig) -> Vec<String> {
     let mut why = Vec::new();
     rt.skb_len = layout.skb_len;
+    match btf.member_offset("tcp_sock", &["bytes_received"]) {
+        Ok(at) => rt.bytes_received = at,
+        Err(e) => why.push(format!("tcp_sock.bytes_received: {e}")),
+    }
     match params(btf, RECEIVE_FUNCTION, &["struct sock *", "struct sk_buff *"]) {
         Ok((at, _)) => (rt.rcv_sk_arg, rt.rcv_skb_arg) = (at[0], at[1]),
         Err(e) => why.push(e),
@@ -84,10 +93,13 @@ fn params(btf: &KernelBtf, func: &str, types: &[&str]) -> Result<(Vec<u32>, u32)
 }
 
 /// What timed each moment.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Used {
     pub receive: Backend,
     pub send: Backend,
+    /// Whether server sockets are timed from the handshake's end (else
+    /// why not); `None` for client sockets (timed from their first send).
+    pub handshake: Option<Result<(), String>>,
 }
 
 impl fmt::Display for Used {
@@ -99,9 +111,14 @@ impl fmt::Display for Used {
         };
         write!(
             f,
-            "receive: {}, send: {}, close: tcp:tcp_destroy_sock (tracepoint)",
+            "receive: {}, send: {}, close: tcp:tcp_destroy_sock (tracepoint), handshake: {}",
             name(self.receive, "tcp:tcp_probe", RECEIVE_FUNCTION),
             name(self.send, "sock:sock_send_length", SEND_FUNCTION),
+            match &self.handshake {
+                Some(Ok(())) => "sock:inet_sock_set_state (tracepoint)".to_string(),
+                Some(Err(why)) => format!("not seen, a request completing it is lost ({why})"),
+                None => "not needed (client sockets)".to_string(),
+            }
         )
     }
 }
@@ -191,7 +208,34 @@ pub fn attach(
         &Target::tracepoint(Backend::Tracepoint, DESTROY.program, DESTROY.group, DESTROY.name),
     )
     .map_err(|e| format!("tcp:tcp_destroy_sock: {e}"))?;
-    Ok(Used { receive, send })
+    // Handshake (client sockets are timed from their first send).
+    let handshake = (rt.client == 0).then(|| {
+        let set_state = f(&SET_STATE);
+        let fields = [
+            set_state.sk,
+            set_state.old_state,
+            set_state.new_state,
+            set_state.value16,
+        ];
+        if !present(&SET_STATE) {
+            Err("no tracepoint sock:inet_sock_set_state".to_string())
+        } else if fields.contains(&none) || rt.state_syn_recv == none {
+            Err("sock:inet_sock_set_state: its record lacks a field".to_string())
+        } else {
+            let t = Target::tracepoint(
+                Backend::Tracepoint,
+                SET_STATE.program,
+                SET_STATE.group,
+                SET_STATE.name,
+            );
+            attach::attach(ebpf, means.btf, &t).map_err(|e| format!("sock:inet_sock_set_state: {e}"))
+        }
+    });
+    Ok(Used {
+        receive,
+        send,
+        handshake,
+    })
 }
 
 /// The kernel function behind a moment: its name, whether BTF gave its
