@@ -59,6 +59,7 @@ pub fn emit(sk: u64, s: &RtState) {
     ev.retrans = field::<u32>(sk, cfg.sock.total_retrans)
         .unwrap_or(0)
         .wrapping_sub(s.retrans_start);
+    ev.mss = field::<u32>(sk, cfg.rt.mss_cache).unwrap_or(0) as u16;
     send(ev);
 }
 
@@ -96,5 +97,6 @@ pub fn emit_close(sk: u64, s: &RtState) {
     // `tcp_rcv_established`: `snd_una` still says whether it came.
     ev.acked = (s.acked_ns != 0 || seq_geq(una, s.resp_end_seq)) as u8;
     ev.client = (cfg.rt.client != 0) as u8;
+    ev.mss = field::<u32>(sk, cfg.rt.mss_cache).unwrap_or(0) as u16;
     send(ev);
 }

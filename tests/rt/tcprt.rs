@@ -107,12 +107,14 @@ fn tcprt_lines_parse_back_to_the_traffic() {
             recv,
             received,
             _reorder,
-            _mss,
+            mss,
         ] = t.values[..]
         else {
             unreachable!()
         };
         assert_eq!((sent, received, task), (3000, req, i as u64 + 1), "{t:?}");
+        // The veth's MTU is 1500: 1460 less TCP options.
+        assert!((1400..=1460).contains(&mss), "{t:?}");
         // The server sleeps 50 ms: service delay, in µs (0, unknown, for
         // a request the kernel did not let kprobes see: `rt_flag::UNSEEN`).
         assert!(
@@ -164,7 +166,8 @@ fn tcprt_lines_parse_back_to_the_traffic() {
     assert_eq!(kinds, "RRRENEWE", "{r:#?}");
     let n = &r[4];
     // Last task, time (not measured: 0), received, reorder, mss.
-    assert_eq!(n.values, [1, 0, request_len(0) as u64, 0, 0], "{n:?}");
+    assert_eq!(n.values[..4], [1, 0, request_len(0) as u64, 0], "{n:?}");
+    assert!((1400..=1460).contains(&n.values[4]), "{n:?}");
     let w = &r[6];
     let [sent, time, _, _, task, service, _, unacked, ..] = w.values[..] else {
         unreachable!()
@@ -177,13 +180,54 @@ fn tcprt_lines_parse_back_to_the_traffic() {
         r[7].values[2], unacked,
         "E and W agree on the unacked bytes: {r:#?}"
     );
+    let (mut server, mut clients) = (server, clients);
+    for t in [&mut server, &mut clients] {
+        t.signal(libc::SIGINT);
+        assert!(t.wait_exit(start_timeout()).success());
+    }
+    // The statistics (`--interval`'s default is 60 s: the last interval's,
+    // at exit) as tcprt's stats file has them: the server's port, its 4
+    // tasks (R, R, R and the one closed while sending: 1 failure of 4);
+    // the client side's under `P<port>` (the same 4, from the client: its
+    // own close is no failure).
+    let stats = |t: &Tracer, port: &str| -> Vec<Vec<u64>> {
+        t.lines()
+            .iter()
+            .map(|l| l.split(' ').collect::<Vec<_>>())
+            .filter(|f| f.get(1) == Some(&"all") && f.get(2) == Some(&port))
+            .map(|f| {
+                assert_eq!(f.len(), 12, "{f:?}");
+                f.iter()
+                    .enumerate()
+                    .filter(|(i, _)| ![1, 2].contains(i))
+                    .map(|(_, v)| v.parse().unwrap_or_else(|_| panic!("{v} in {f:?}")))
+                    .collect()
+            })
+            .collect()
+    };
+    let s = stats(&server, &ps);
+    assert_eq!(s.len(), 1, "{:#?}", server.lines());
+    // Time, total, service, retrans‰, min RTT, fail‰, sent, receive time,
+    // received, tasks.
+    let [time, total, service, _, mrtt, fail, _, _, received, tasks] = s[0][..] else {
+        unreachable!()
+    };
+    assert!((begin..=now_s()).contains(&time), "{s:?}");
+    assert_eq!((tasks, fail), (4, 250), "{s:?}");
+    assert!(service >= 49_500 || forced_kprobe(), "{s:?}");
+    assert!(total >= service && mrtt > 0, "{s:?}");
+    assert_eq!(received, (3 * req + request_len(8000000) as u64) / 4, "{s:?}");
+    let c = stats(&clients, &format!("P{p}"));
+    assert_eq!(c.len(), 1, "{:#?}", clients.lines());
+    let [_, _, service, _, _, fail, sent, _, _, tasks] = c[0][..] else {
+        unreachable!()
+    };
+    let sent_avg = (3 * req + request_len(8000000) as u64) / 4;
+    assert_eq!((tasks, fail, sent), (4, 0, sent_avg), "{c:?}");
+    assert!(service >= 40_000, "{c:?}");
     // Shown (README's example lines, the VM tier's log).
     for l in [&server, &clients].iter().flat_map(|t| t.lines()) {
         println!("{l}");
-    }
-    for mut t in [server, clients] {
-        t.signal(libc::SIGINT);
-        assert!(t.wait_exit(start_timeout()).success());
     }
 }
 

@@ -53,6 +53,8 @@ pub fn require_root() {
 pub fn scrape(port: u16) -> String {
     use std::io::{Read as _, Write as _};
     let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics endpoint");
+    // A server that kept the connection open would otherwise hang the test.
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     let mut body = String::new();
     c.read_to_string(&mut body).unwrap();

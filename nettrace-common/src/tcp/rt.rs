@@ -35,6 +35,8 @@ pub struct RtConfig {
     /// `tcp_sock.bytes_received` (BTF): payload received before timing
     /// started (a TCP Fast Open request, in the SYN).
     pub bytes_received: u32,
+    /// `tcp_sock.mss_cache` (BTF): the sending MSS, for tcprt's records.
+    pub mss_cache: u32,
     /// Non-zero: `--rt-proto http` (see [`rt_proto`]).
     pub proto: u32,
     /// `--rt-proto http`: where the `syscalls:sys_enter_{read,recvfrom,
@@ -66,6 +68,7 @@ impl Default for RtConfig {
             state_established: u32::MAX,
             state_syn_recv: u32::MAX,
             bytes_received: u32::MAX,
+            mss_cache: u32::MAX,
             proto: 0,
             sys_fd: u32::MAX,
             sys_buf: u32::MAX,
@@ -109,7 +112,10 @@ pub struct RtEvent {
     /// `tcp_sock.rtt_min` when the task ended, µs (0: no sample yet).
     pub rtt_min_us: u32,
     /// [`rt_flag`]s.
-    pub flags: u32,
+    pub flags: u16,
+    /// The sending MSS when the task ended (`tcp_sock.mss_cache`; 0:
+    /// unknown).
+    pub mss: u16,
     /// `--rt-proto http`: the request's method ([`http_method`], 0 =
     /// unknown), [`proto_flag`]s, the response's status (0 = unknown).
     pub method: u8,
@@ -165,19 +171,19 @@ pub mod rt_flag {
     /// A client socket's task: upload is the request being sent, process
     /// the wait for the first response byte, download the response
     /// arriving (first → last byte received).
-    pub const CLIENT: u32 = 1;
+    pub const CLIENT: u16 = 1;
     /// Requests did not wait for responses (pipelining), seen one of two
     /// ways: the next request arrived before the client had acknowledged
     /// all of this task's response, or when the response began the server
     /// had received bytes it had not read yet (the next request, counted
     /// in this task's). The task may hold several requests.
-    pub const PIPELINED: u32 = 2;
+    pub const PIPELINED: u16 = 2;
     /// The request's arrival was not seen: the kernel skipped the program
     /// (with kprobes, a BPF program does not run while another one runs on
     /// the same CPU, e.g. when a softirq delivering the segment interrupts
     /// one). Its bytes were found in sequence space when the response
     /// began; upload and process times are unknown (0).
-    pub const UNSEEN: u32 = 4;
+    pub const UNSEEN: u16 = 4;
 }
 
 /// The end of a connection `--rt` timed (tcprt's E, W and N records): what
@@ -212,7 +218,8 @@ pub struct RtCloseEvent {
     pub acked: u8,
     /// Non-zero: a client socket (`--rt --client`).
     pub client: u8,
-    pub _pad: [u8; 2],
+    /// As in [`RtEvent`].
+    pub mss: u16,
 }
 
 /// Per-socket `--rt` state, kept in the kernel between events.
@@ -245,7 +252,7 @@ pub struct RtState {
     /// Tasks started so far.
     pub tasks: u32,
     /// [`rt_flag`]s of the current task.
-    pub flags: u32,
+    pub flags: u16,
     /// As in [`RtEvent`].
     pub method: u8,
     pub proto: u8,

@@ -14,7 +14,7 @@ mod kernel;
 pub mod matrix;
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::{BTreeSet, HashMap, VecDeque},
     fs,
     io::{BufRead as _, BufReader},
     path::{Path, PathBuf},
@@ -54,6 +54,14 @@ const MODULES: &[&str] = &[
     "xt_conntrack",
     "xt_MASQUERADE",
 ];
+
+/// How long one pass may take in the VM before it is killed (the longest
+/// passes take about 3 minutes under emulation).
+pub const PASS_LIMIT: Duration = Duration::from_secs(600);
+
+/// Console lines kept to show with a failure (the end of the log is what
+/// a CI summary shows).
+const TAIL_LINES: usize = 40;
 
 /// Host tools copied into the VM (resolved through symlinks), by the name
 /// tests call them.
@@ -203,12 +211,17 @@ pub fn initramfs(
         fs::write(stage.join("modules").join(&name), bytes)?;
         load += &format!("insmod /modules/{name} || echo 'insmod {name} failed'\n");
     }
+    // Each pass under a time limit: a test that hangs fails its pass (rc
+    // 124 from `timeout`, 137 after the KILL), its name the last `test …`
+    // line without a result, and the passes after it still run; tracers it
+    // left are killed so they do not count as the next pass's programs.
     let mut tests = String::new();
     for p in passes {
         let env: String = p.env.iter().map(|(k, v)| format!("{k}={v} ")).collect();
         tests += &format!(
-            "echo '== VM pass: {name}'\n(cd /tmp && env {env} RUST_BACKTRACE=0 {bin} {args}) 2>&1\necho \"NETTRACE-VM-RESULT {name} rc=$?\"\n",
+            "echo '== VM pass: {name}'\n             (cd /tmp && timeout -k 20 {limit} env {env} RUST_BACKTRACE=0 {bin} {args}) 2>&1\n             rc=$?\n             [ $rc -ne 0 ] && killall -9 nettrace 2>/dev/null\n             echo \"NETTRACE-VM-RESULT {name} rc=$rc\"\n",
             name = p.name,
+            limit = PASS_LIMIT.as_secs(),
             bin = p.binary.display(),
             args = p.args.join(" "),
         );
@@ -295,16 +308,35 @@ pub fn boot(k: &Kernel, initrd: &Path, passes: &[Pass], limit: Duration) -> anyh
     });
     let start = Instant::now();
     let mut results: HashMap<String, i32> = HashMap::new();
+    // The console's last lines, and those of each failed pass.
+    let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
+    let mut pass_tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
+    let mut failed_tails: Vec<(String, Vec<String>)> = Vec::new();
+    let keep = |q: &mut VecDeque<String>, line: &str| {
+        if q.len() == TAIL_LINES {
+            q.pop_front();
+        }
+        q.push_back(line.to_string());
+    };
     let mut done = false;
     while !done {
         let left = limit.checked_sub(start.elapsed()).unwrap_or_default();
         match rx.recv_timeout(left) {
             Ok(line) => {
                 println!("vm| {line}");
+                keep(&mut tail, &line);
+                if line.trim().starts_with("== VM pass: ") {
+                    pass_tail.clear();
+                }
+                keep(&mut pass_tail, &line);
                 if let Some(rest) = line.trim().strip_prefix("NETTRACE-VM-RESULT ")
                     && let Some((name, rc)) = rest.rsplit_once(" rc=")
                 {
-                    results.insert(name.to_string(), rc.trim().parse().unwrap_or(-1));
+                    let rc = rc.trim().parse().unwrap_or(-1);
+                    if rc != 0 {
+                        failed_tails.push((name.to_string(), pass_tail.iter().cloned().collect()));
+                    }
+                    results.insert(name.to_string(), rc);
                 }
                 // `bench --vm`'s results, kept beside the host's.
                 // A start-up-only run keeps the full run's file.
@@ -324,7 +356,10 @@ pub fn boot(k: &Kernel, initrd: &Path, passes: &[Pass], limit: Duration) -> anyh
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 let _ = child.kill();
-                bail!("VM did not finish within {limit:?}");
+                bail!(
+                    "VM did not finish within {limit:?}; its console's last lines:\n{}",
+                    indent(tail.iter())
+                );
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
@@ -339,8 +374,20 @@ pub fn boot(k: &Kernel, initrd: &Path, passes: &[Pass], limit: Duration) -> anyh
             None => failed.push(format!("{} (no result)", p.name)),
         }
     }
-    if !failed.is_empty() {
-        bail!("VM tier failed: {}", failed.join(", "));
+    if failed.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    let mut why = format!("VM tier failed: {}", failed.join(", "));
+    for (name, lines) in &failed_tails {
+        why += &format!("\npass {name}, its last lines:\n{}", indent(lines.iter()));
+    }
+    if results.len() < passes.len() {
+        why += &format!("\nthe console's last lines:\n{}", indent(tail.iter()));
+    }
+    bail!(why)
+}
+
+/// Lines for an error message, each indented.
+fn indent<'a>(lines: impl Iterator<Item = &'a String>) -> String {
+    lines.map(|l| format!("  | {l}")).collect::<Vec<_>>().join("\n")
 }

@@ -132,7 +132,7 @@ fn start(s: &Session<'_>, k: &Kernel, mode: SocketMode) -> Result<Started, Error
     };
     if let SocketMode::Rt(opts) = &mode {
         for why in rt::hooks::configure(&k.btf, &k.layout, &mut p.config.rt) {
-            s.debug(format_args!("--rt: function not usable: {why}"));
+            s.debug(format_args!("--rt: not usable on this kernel: {why}"));
         }
         p.config.rt.client = opts.client.into();
         if opts.http {

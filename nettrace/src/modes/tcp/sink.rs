@@ -132,6 +132,20 @@ impl<W: Write> TcpSink<W> {
         Ok(false)
     }
 
+    /// One interval's statistics: our table (or JSON record), or with
+    /// `--rt-format tcprt` tcprt's stats lines; counts as one event.
+    fn emit_stats(&mut self, table: &rt::stats::RtStats) -> Result<u64, Closed> {
+        match &self.tcprt {
+            Some(t) => {
+                let lines = t.stats(table);
+                self.emit_tcprt(lines)?;
+            }
+            None => self.out.emit(table)?,
+        }
+        self.out.flush()?;
+        Ok(1)
+    }
+
     /// tcprt's lines as they are (no owner: tcprt has no field for one).
     fn emit_tcprt(&mut self, lines: impl IntoIterator<Item = rt::tcprt::Line>) -> Result<usize, Closed> {
         let mut n = 0;
@@ -160,7 +174,7 @@ impl<W: Write> Sink for TcpSink<W> {
             .as_mut()
             .and_then(|s| s.take(&self.clock, now_ns, false))
         {
-            let r = self.out.emit(&table).and_then(|()| self.out.flush()).map(|()| 1);
+            let r = self.emit_stats(&table);
             if self.progress.after(r) == Flow::Stop {
                 return Flow::Stop;
             }
@@ -202,7 +216,7 @@ impl<W: Write> ModeSink for TcpSink<W> {
             .as_mut()
             .and_then(|s| s.take(&self.clock, now, true))
         {
-            let r = self.out.emit(&table).and_then(|()| self.out.flush()).map(|()| 1);
+            let r = self.emit_stats(&table);
             self.progress.after(r);
         }
         Ok(&self.progress)

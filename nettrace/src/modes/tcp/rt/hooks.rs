@@ -53,9 +53,14 @@ pub const SEND_FUNCTION: &str = "tcp_sendmsg_locked";
 pub fn configure(btf: &KernelBtf, layout: &KernelLayout, rt: &mut RtConfig) -> Vec<String> {
     let mut why = Vec::new();
     rt.skb_len = layout.skb_len;
-    match btf.member_offset("tcp_sock", &["bytes_received"]) {
-        Ok(at) => rt.bytes_received = at,
-        Err(e) => why.push(format!("tcp_sock.bytes_received: {e}")),
+    for (name, at) in [
+        ("bytes_received", &mut rt.bytes_received),
+        ("mss_cache", &mut rt.mss_cache),
+    ] {
+        match btf.member_offset("tcp_sock", &[name]) {
+            Ok(offset) => *at = offset,
+            Err(e) => why.push(format!("tcp_sock.{name}: {e}")),
+        }
     }
     match params(btf, RECEIVE_FUNCTION, &["struct sock *", "struct sk_buff *"]) {
         Ok((at, _)) => (rt.rcv_sk_arg, rt.rcv_skb_arg) = (at[0], at[1]),

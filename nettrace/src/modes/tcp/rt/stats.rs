@@ -16,6 +16,9 @@
 //! with a retransmission per thousand; `fail‰` tasks cut by their
 //! connection's close (closed while sending or receiving) per thousand,
 //! counting a request that never got a response as a task.
+//!
+//! With `--rt-format tcprt` the same intervals are written as tcprt's
+//! stats file lines instead (see [`TcprtRow`] and `tcprt.rs`).
 
 use std::{
     collections::BTreeMap,
@@ -32,9 +35,10 @@ use crate::{
 };
 
 /// Which end of the connection the port belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Side {
+    #[default]
     Server,
     Client,
 }
@@ -81,6 +85,17 @@ struct Sums {
     /// without a task record.
     cut: u64,
     unanswered: u64,
+    /// For tcprt's stats line: bytes this side sent and received, the
+    /// receive time (a server's upload, a client's download), min RTTs,
+    /// segments retransmitted and sent (bytes / MSS + 1, as tcprt counts),
+    /// closes while sending.
+    sent_bytes: u64,
+    received_bytes: u64,
+    receive_ns: u64,
+    rtt_min_us: u64,
+    retrans_segments: u64,
+    segments: u64,
+    cut_sending: u64,
 }
 
 /// The statistics being gathered.
@@ -111,6 +126,17 @@ impl Stats {
             s.rtt_samples += 1;
         }
         s.retransmitting += u64::from(ev.retrans != 0);
+        let (sent, received, receive_ns) = if is_client(ev) {
+            (ev.req_bytes, ev.resp_bytes, download_ns(ev).unwrap_or(0))
+        } else {
+            (ev.resp_bytes, ev.req_bytes, ev.upload_ns)
+        };
+        s.sent_bytes += sent;
+        s.received_bytes += received;
+        s.receive_ns += receive_ns;
+        s.rtt_min_us += u64::from(ev.rtt_min_us);
+        s.retrans_segments += u64::from(ev.retrans);
+        s.segments += sent / u64::from(ev.mss.max(1)) + 1;
     }
 
     pub fn close(&mut self, ev: &RtCloseEvent) {
@@ -120,6 +146,7 @@ impl Stats {
         }
         let s = self.ports.entry(close_port_of(ev)).or_default();
         s.cut += 1;
+        s.cut_sending += u64::from(end == End::ClosedWhileSending);
         // A request without a response has no task record (either side
         // reports a task once its response began).
         s.unanswered += u64::from(ev.phase == rt_phase::REQUEST);
@@ -161,6 +188,28 @@ pub struct PortStats {
     rtt_avg_ns: u64,
     retrans_permille: u64,
     fail_permille: u64,
+    #[serde(skip)]
+    pub tcprt: TcprtRow,
+}
+
+/// One port's line of tcprt's stats file (`rt-network-stats`), as its
+/// module computes it: averages over the interval's tasks in µs and bytes
+/// (sent and received by this side; the receive time is a server's
+/// upload, a client's download), retransmitted segments per thousand sent
+/// segments, closes while sending per thousand tasks, the task count.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcprtRow {
+    pub port: u16,
+    pub side: Side,
+    pub total_us: u64,
+    pub service_us: u64,
+    pub retrans_permille: u64,
+    pub rtt_min_us: u64,
+    pub fail_permille: u64,
+    pub sent_bytes: u64,
+    pub receive_us: u64,
+    pub received_bytes: u64,
+    pub tasks: u64,
 }
 
 impl PortStats {
@@ -177,6 +226,19 @@ impl PortStats {
             rtt_avg_ns: avg(s.rtt_us * 1000, s.rtt_samples),
             retrans_permille: avg(s.retransmitting * 1000, s.tasks),
             fail_permille: avg(s.cut * 1000, s.tasks + s.unanswered),
+            tcprt: TcprtRow {
+                port,
+                side,
+                total_us: avg(s.total_ns, s.tasks) / 1000,
+                service_us: avg(s.process_ns, s.tasks) / 1000,
+                retrans_permille: avg(s.retrans_segments * 1000, s.segments),
+                rtt_min_us: avg(s.rtt_min_us, s.tasks),
+                fail_permille: avg(s.cut_sending * 1000, s.tasks),
+                sent_bytes: avg(s.sent_bytes, s.tasks),
+                receive_us: avg(s.receive_ns, s.tasks) / 1000,
+                received_bytes: avg(s.received_bytes, s.tasks),
+                tasks: s.tasks,
+            },
         }
     }
 }
@@ -185,11 +247,11 @@ impl PortStats {
 /// a `ports` array.
 #[derive(Debug, Serialize)]
 pub struct RtStats {
-    ts_ns: u64,
+    pub ts_ns: u64,
     #[serde(skip)]
     time: String,
     interval_ns: u64,
-    ports: Vec<PortStats>,
+    pub ports: Vec<PortStats>,
 }
 
 impl Record for RtStats {

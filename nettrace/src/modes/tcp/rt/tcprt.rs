@@ -24,7 +24,7 @@
 //!
 //! Where we do not measure what tcprt has, the field is 0 (tcprt's
 //! documentation names no "unknown" value): reorder (out-of-order
-//! reception) and mss always; N's time (the unanswered request's start is
+//! reception) always, mss where BTF has no `tcp_sock.mss_cache`; N's time (the unanswered request's start is
 //! not carried to the close). The start time is the wall clock of the
 //! task's first request byte (R; P: its first request byte sent); for E the
 //! start of the connection's last task (as tcprt), or the close when no
@@ -33,6 +33,18 @@
 //! so do we, holding such a task until its connection's end arrives.
 //! tcprt knows IPv4 only; an IPv4-mapped address is written as IPv4, an
 //! IPv6 address in brackets (`[2001:db8::1]:8080`).
+//!
+//! The per-port statistics (`--interval`) are written as the lines of
+//! tcprt's stats file (`rt-network-stats`; its documentation's section 6,
+//! the layout from the same `output.c`), one per port, between the log
+//! lines (`grep '^V6'` keeps the log, `grep -v '^V6'` the stats):
+//!
+//! ```text
+//! <now s> all <port> <total µs> <service µs> <retrans‰> <min rtt µs> <fail‰> <sent B> <recv µs> <received B> <tasks>
+//! ```
+//!
+//! `port` is a server's own port, `P<port>` the peer port of client tasks
+//! (see `stats::TcprtRow` for each average).
 
 use std::{
     collections::HashMap,
@@ -44,7 +56,11 @@ use std::{
 use nettrace_common::tcp::{RtCloseEvent, RtEvent, Tuple};
 use serde::Serialize;
 
-use super::{close::End, download_ns, is_client};
+use super::{
+    close::End,
+    download_ns, is_client,
+    stats::{RtStats, Side},
+};
 use crate::{modes::tcp::ends, output::Record};
 
 /// One tcprt log line.
@@ -152,7 +168,7 @@ impl Tcprt {
                 seventh_ns / 1000,
                 received,
                 0,
-                0,
+                t.mss.into(),
             ],
         );
         Line(s)
@@ -175,7 +191,7 @@ impl Tcprt {
                 t.map_or(0, |t| t.upload_ns / 1000),
                 c.unacked_bytes,
                 0,
-                0,
+                c.mss.into(),
             ],
         );
         Line(s)
@@ -183,7 +199,7 @@ impl Tcprt {
 
     fn n(&self, c: &RtCloseEvent) -> Line {
         let mut s = self.header('N', c.ts_ns, &c.tuple);
-        fields(&mut s, &[c.tasks.into(), 0, c.received_bytes, 0, 0]);
+        fields(&mut s, &[c.tasks.into(), 0, c.received_bytes, 0, c.mss.into()]);
         Line(s)
     }
 
@@ -201,6 +217,31 @@ impl Tcprt {
             ],
         );
         Line(s)
+    }
+
+    /// The stats file's lines of one interval.
+    pub fn stats(&self, t: &RtStats) -> Vec<Line> {
+        let wall_s = ((t.ts_ns as i128 + self.wall_offset_ns).max(0) / 1_000_000_000) as u64;
+        t.ports
+            .iter()
+            .map(|p| {
+                let r = &p.tcprt;
+                let peer = if r.side == Side::Client { "P" } else { "" };
+                Line(format!(
+                    "{wall_s} all {peer}{} {} {} {} {} {} {} {} {} {}\n",
+                    r.port,
+                    r.total_us,
+                    r.service_us,
+                    r.retrans_permille,
+                    r.rtt_min_us,
+                    r.fail_permille,
+                    r.sent_bytes,
+                    r.receive_us,
+                    r.received_bytes,
+                    r.tasks
+                ))
+            })
+            .collect()
     }
 
     /// `V6 X <s> <µs> <peer> <local> `: our tuples put this host's end

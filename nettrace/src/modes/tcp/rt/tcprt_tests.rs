@@ -17,6 +17,7 @@ const WALL: i128 = 1_700_000_000_000_000_000;
 fn task(download_ns: u64) -> RtEvent {
     let mut ev = rt_event(download_ns);
     ev.sk = 0xffff_8880_0000_1000;
+    ev.mss = 1448;
     ev
 }
 
@@ -34,6 +35,7 @@ fn close(phase: u32, acked: u8) -> RtCloseEvent {
     ev.rtt_min_us = 31;
     ev.phase = phase;
     ev.acked = acked;
+    ev.mss = 1448;
     ev
 }
 
@@ -47,7 +49,7 @@ fn server_task_is_r() {
     let line = f.task(&task(31_000)).unwrap();
     assert_eq!(
         line.0,
-        "V6 R 1700000012 345678 10.0.0.1:51000 10.0.0.2:8080 2048 50147 31 1 3 50104 12 12 0 0 \n"
+        "V6 R 1700000012 345678 10.0.0.1:51000 10.0.0.2:8080 2048 50147 31 1 3 50104 12 12 0 1448 \n"
     );
 }
 
@@ -64,7 +66,7 @@ fn client_task_is_p() {
     (ev.req_bytes, ev.resp_bytes) = (13, 3000);
     assert_eq!(
         f.task(&ev).unwrap().0,
-        "V6 P 1700000012 345678 10.0.0.2:8080 10.0.0.1:51000 13 50374 31 1 3 50287 83 3000 0 0 \n"
+        "V6 P 1700000012 345678 10.0.0.2:8080 10.0.0.1:51000 13 50374 31 1 3 50287 83 3000 0 1448 \n"
     );
 }
 
@@ -86,7 +88,7 @@ fn close_while_sending_is_w_then_e() {
     assert_eq!(f.task(&task(u64::MAX)), None);
     assert_eq!(
         text(f.close(&close(rt_phase::RESPONSE, 0))),
-        "V6 W 1700000012 345678 10.0.0.1:51000 10.0.0.2:8080 2048 100000 31 1 3 50104 12 1000 0 0 \n\
+        "V6 W 1700000012 345678 10.0.0.1:51000 10.0.0.2:8080 2048 100000 31 1 3 50104 12 1000 0 1448 \n\
          V6 E 1700000012 345678 10.0.0.1:51000 10.0.0.2:8080 3 24000 1000 96 2 31 \n"
     );
     assert!(f.finish().is_empty());
@@ -98,7 +100,7 @@ fn close_while_receiving_is_n_then_e() {
     let mut f = Tcprt::new(WALL);
     assert_eq!(
         text(f.close(&close(rt_phase::REQUEST, 1))),
-        "V6 N 1700000012 445678 10.0.0.1:51000 10.0.0.2:8080 3 0 96 0 0 \n\
+        "V6 N 1700000012 445678 10.0.0.1:51000 10.0.0.2:8080 3 0 96 0 1448 \n\
          V6 E 1700000012 445678 10.0.0.1:51000 10.0.0.2:8080 3 24000 0 96 2 31 \n"
     );
 }
@@ -133,5 +135,33 @@ fn ipv6_and_mapped_addresses() {
     assert!(
         line.starts_with("V6 R 1700000012 345678 10.0.0.1:51000 [2001:db8::2]:8080 "),
         "{line}"
+    );
+}
+
+/// The stats file's line per port (the local port bare, a client side's
+/// peer port as `P<port>`): averages over the interval's tasks, segments
+/// retransmitted per thousand sent (bytes / MSS + 1 per task), closes
+/// while sending per thousand tasks.
+#[test]
+fn statistics_are_tcprt_stats_lines() {
+    use crate::{modes::tcp::rt::stats::Stats, output::Clock};
+    let f = Tcprt::new(WALL);
+    let mut s = Stats::new(std::time::Duration::from_secs(60), 0);
+    // 2048 B at MSS 1448: 2 segments; 1 retransmitted of 4.
+    s.task(&task(31_000));
+    let mut second = task(31_000);
+    second.retrans = 0;
+    second.process_ns = 30_104_000;
+    s.task(&second);
+    s.close(&close(rt_phase::RESPONSE, 0));
+    let mut client = task(83_000);
+    client.flags = rt_flag::CLIENT;
+    client.tuple.dport = 443;
+    s.task(&client);
+    let t = s.take(&Clock::new(false), 60_000_000_000, false).unwrap();
+    assert_eq!(
+        text(f.stats(&t)),
+        "1700000060 all P443 50199 50104 1000 31 0 12 83 2048 1\n\
+         1700000060 all 8080 40147 40104 250 31 500 2048 12 12 2\n"
     );
 }
