@@ -7,8 +7,10 @@
 //! The bytes are read where the application passes them, not from the
 //! segment: TCP payload sits in page fragments of the `sk_buff` (on
 //! loopback and veth as on NICs), which a tracing program cannot map to
-//! an address. The `read`/`recvfrom` and `write`/`sendto` syscall
-//! tracepoints exist on every kernel of the matrix and every backend; the
+//! an address. The `read`/`recvfrom`/`readv`/`recvmsg` and
+//! `write`/`sendto`/`writev`/`sendmsg` syscall tracepoints exist on every
+//! kernel of the matrix and every backend (of a vector, the first buffer
+//! is looked at: nginx writes a response's head as `writev`'s first); the
 //! descriptor leads to the socket (`task->files->fdt->fd[fd]->private_data
 //! ->sk`, offsets from BTF), and only timed sockets are looked at. The
 //! receive side classifies after the segment started the task: a request
@@ -36,15 +38,27 @@ use crate::{
 /// Bytes looked at: `HTTP/1.1 200` is 12, a TLS record header 5.
 const PEEK: usize = 16;
 
-/// A `read`/`recvfrom` on a socket `--rt` times (or would) in flight, by
-/// `pid_tgid`: the socket and the buffer, until the syscall returns what
-/// it read (a thread killed in between leaves its entry: least recently
-/// used go).
+/// A read on a socket `--rt` times (or would) in flight, by `pid_tgid`:
+/// the socket, the (first) buffer and its size, until the syscall returns
+/// what it read (a thread killed in between leaves its entry: least
+/// recently used go).
 #[repr(C)]
 #[derive(Clone, Copy)]
 struct Reading {
     sk: u64,
     buf: u64,
+    len: u64,
+}
+
+/// How a syscall passes its buffer (the record's second argument).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Buffer {
+    /// `read`, `recvfrom`, `write`, `sendto`: the buffer.
+    Plain,
+    /// `readv`, `writev`: an array of `struct iovec`.
+    Vector,
+    /// `recvmsg`, `sendmsg`: a `struct user_msghdr` and its `msg_iov`.
+    Message,
 }
 
 #[map]
@@ -52,13 +66,37 @@ static RT_READING: LruHashMap<u64, Reading> = LruHashMap::with_max_entries(4096,
 
 #[tracepoint(category = "syscalls", name = "sys_enter_read")]
 pub fn rt_sys_enter_read(ctx: TracePointContext) -> u32 {
-    enter_read(&ctx);
+    enter_read(&ctx, Buffer::Plain);
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_recvfrom")]
 pub fn rt_sys_enter_recvfrom(ctx: TracePointContext) -> u32 {
-    enter_read(&ctx);
+    enter_read(&ctx, Buffer::Plain);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_readv")]
+pub fn rt_sys_enter_readv(ctx: TracePointContext) -> u32 {
+    enter_read(&ctx, Buffer::Vector);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_recvmsg")]
+pub fn rt_sys_enter_recvmsg(ctx: TracePointContext) -> u32 {
+    enter_read(&ctx, Buffer::Message);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_readv")]
+pub fn rt_sys_exit_readv(ctx: TracePointContext) -> u32 {
+    exit_read(&ctx);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_recvmsg")]
+pub fn rt_sys_exit_recvmsg(ctx: TracePointContext) -> u32 {
+    exit_read(&ctx);
     0
 }
 
@@ -76,14 +114,41 @@ pub fn rt_sys_exit_recvfrom(ctx: TracePointContext) -> u32 {
 
 #[tracepoint(category = "syscalls", name = "sys_enter_write")]
 pub fn rt_sys_enter_write(ctx: TracePointContext) -> u32 {
-    enter_write(&ctx);
+    enter_write(&ctx, Buffer::Plain);
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_sendto")]
 pub fn rt_sys_enter_sendto(ctx: TracePointContext) -> u32 {
-    enter_write(&ctx);
+    enter_write(&ctx, Buffer::Plain);
     0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_writev")]
+pub fn rt_sys_enter_writev(ctx: TracePointContext) -> u32 {
+    enter_write(&ctx, Buffer::Vector);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_sendmsg")]
+pub fn rt_sys_enter_sendmsg(ctx: TracePointContext) -> u32 {
+    enter_write(&ctx, Buffer::Message);
+    0
+}
+
+/// The buffer a syscall record names and its size (`u64::MAX`: as much
+/// as the call moves); for a vector its first element's.
+#[inline(always)]
+fn buffer(ctx: &TracePointContext, how: Buffer) -> Option<(u64, u64)> {
+    let r = &config().rt;
+    let arg = rec::<u64>(ctx, r.sys_buf)?;
+    let user = |at: u64| unsafe { bpf_probe_read_user(at as *const u64) }.ok();
+    let iov = match how {
+        Buffer::Plain => return Some((arg, u64::MAX)),
+        Buffer::Vector => arg,
+        Buffer::Message => user(arg + r.msg_iov as u64)?,
+    };
+    Some((user(iov + r.iov_base as u64)?, user(iov + r.iov_len as u64)?))
 }
 
 /// The socket behind the record's descriptor if `--rt` times it or would
@@ -129,14 +194,16 @@ fn sock_of_fd(ctx: &TracePointContext) -> u64 {
 }
 
 #[inline(always)]
-fn enter_read(ctx: &TracePointContext) {
+fn enter_read(ctx: &TracePointContext, how: Buffer) {
     let sk = wanted_sock(ctx);
     if sk == 0 {
         return;
     }
-    let buf = rec::<u64>(ctx, config().rt.sys_buf).unwrap_or(0);
+    let Some((buf, len)) = buffer(ctx, how) else {
+        return;
+    };
     let id = bpf_get_current_pid_tgid();
-    let _ = RT_READING.insert(&id, &Reading { sk, buf }, 0);
+    let _ = RT_READING.insert(&id, &Reading { sk, buf, len }, 0);
 }
 
 #[inline(always)]
@@ -146,7 +213,10 @@ fn exit_read(ctx: &TracePointContext) {
         return;
     };
     let _ = RT_READING.remove(&id);
-    let got = rec::<i64>(ctx, config().rt.sys_ret).unwrap_or(0);
+    // What the (first) buffer holds.
+    let got = rec::<i64>(ctx, config().rt.sys_ret)
+        .unwrap_or(0)
+        .min(r.len.min(i64::MAX as u64) as i64);
     let (Some(bytes), Some(state)) = (peek(r.buf, got), RT_SOCKS.get_ptr_mut(&r.sk)) else {
         return;
     };
@@ -206,14 +276,16 @@ pub const TLS_CONTROL: u8 = 3;
 static RT_WRITING: LruHashMap<u64, Written> = LruHashMap::with_max_entries(4096, 0);
 
 #[inline(always)]
-fn enter_write(ctx: &TracePointContext) {
+fn enter_write(ctx: &TracePointContext, how: Buffer) {
     let client = config().rt.client != 0;
     let sk = wanted_sock(ctx);
     if sk == 0 {
         return;
     }
-    let buf = rec::<u64>(ctx, config().rt.sys_buf).unwrap_or(0);
-    let Some(bytes) = peek(buf, PEEK as i64) else {
+    let Some((buf, len)) = buffer(ctx, how) else {
+        return;
+    };
+    let Some(bytes) = peek(buf, len.min(PEEK as u64) as i64) else {
         return;
     };
     let (kind, code) = match tls_type(&bytes) {

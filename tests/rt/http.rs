@@ -8,8 +8,9 @@
 //! library would add a dependency and a certificate for nothing more.
 
 use std::{
-    io::{Read as _, Write as _},
-    net::{SocketAddr, TcpListener},
+    io::{IoSlice, IoSliceMut, Read as _, Write as _},
+    net::{SocketAddr, TcpListener, TcpStream},
+    os::fd::AsRawFd as _,
     time::Duration,
 };
 
@@ -25,6 +26,50 @@ const DELAY: Duration = Duration::from_millis(20);
 /// One request and its answer.
 type Exchange = (Vec<u8>, Vec<u8>);
 
+/// The calls the test's HTTP server and client make.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Io {
+    /// `read` and `write`.
+    Plain,
+    /// As nginx and others: the server reads with `recvmsg` and writes
+    /// each answer's head and body as two buffers of one `writev`; the
+    /// client sends with `sendmsg` and reads with `readv`.
+    Vectored,
+}
+
+/// `sendmsg` of all of `buf`, one buffer per call.
+fn send_msg(c: &TcpStream, mut buf: &[u8]) {
+    while !buf.is_empty() {
+        let mut iov = libc::iovec {
+            iov_base: buf.as_ptr() as *mut libc::c_void,
+            iov_len: buf.len(),
+        };
+        // SAFETY: a zeroed msghdr is valid; it points at one live iovec.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        (msg.msg_iov, msg.msg_iovlen) = (&mut iov, 1);
+        let n = unsafe { libc::sendmsg(c.as_raw_fd(), &msg, 0) };
+        assert!(n > 0, "sendmsg: {}", std::io::Error::last_os_error());
+        buf = &buf[n as usize..];
+    }
+}
+
+/// `recvmsg` until `buf` is full.
+fn recv_msg(c: &TcpStream, buf: &mut [u8]) {
+    let mut at = 0;
+    while at < buf.len() {
+        let mut iov = libc::iovec {
+            iov_base: buf[at..].as_mut_ptr().cast(),
+            iov_len: buf.len() - at,
+        };
+        // SAFETY: as in `send_msg`.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        (msg.msg_iov, msg.msg_iovlen) = (&mut iov, 1);
+        let n = unsafe { libc::recvmsg(c.as_raw_fd(), &mut msg, 0) };
+        assert!(n > 0, "recvmsg: {}", std::io::Error::last_os_error());
+        at += n as usize;
+    }
+}
+
 /// Serves one connection in `ns` on `addr`: reads each exchange's request
 /// (exactly its bytes; `by_record`: TLS record by record, each header and
 /// then its body, as OpenSSL reads), waits `DELAY`, writes its answer.
@@ -34,6 +79,7 @@ fn scripted_server(
     addr: SocketAddr,
     script: Vec<Exchange>,
     by_record: bool,
+    io: Io,
 ) -> std::thread::JoinHandle<()> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let ns = ns.to_string();
@@ -56,12 +102,28 @@ fn scripted_server(
                 } else {
                     (at, req.len())
                 };
-                c.read_exact(&mut got[body..at + n]).expect("request");
+                match io {
+                    Io::Plain => c.read_exact(&mut got[body..at + n]).expect("request"),
+                    Io::Vectored => recv_msg(&c, &mut got[body..at + n]),
+                }
                 at += n;
             }
             assert_eq!(got, req);
             std::thread::sleep(DELAY);
-            c.write_all(&answer).expect("answer");
+            match io {
+                Io::Plain => c.write_all(&answer).expect("answer"),
+                Io::Vectored => {
+                    let head = answer
+                        .windows(4)
+                        .position(|w| w == b"\r\n\r\n")
+                        .map_or(answer.len(), |i| i + 4);
+                    let (head, body) = answer.split_at(head);
+                    let n = c
+                        .write_vectored(&[IoSlice::new(head), IoSlice::new(body)])
+                        .expect("writev");
+                    assert_eq!(n, answer.len(), "a short writev");
+                }
+            }
         }
         // Until the client closes.
         let _ = c.read(&mut [0; 1]);
@@ -74,12 +136,31 @@ fn scripted_server(
 
 /// The client side of `script` from `ns`: each request, then its answer
 /// read in full.
-fn scripted_client(ns: &str, addr: SocketAddr, script: Vec<Exchange>) {
+fn scripted_client(ns: &str, addr: SocketAddr, script: Vec<Exchange>, io: Io) {
     client(ns, addr, move |mut c| {
         for (req, answer) in script {
-            c.write_all(&req).unwrap();
             let mut got = vec![0; answer.len()];
-            c.read_exact(&mut got).expect("answer");
+            match io {
+                Io::Plain => {
+                    c.write_all(&req).unwrap();
+                    c.read_exact(&mut got).expect("answer");
+                }
+                Io::Vectored => {
+                    send_msg(&c, &req);
+                    // The status line in the first buffer, as a client's
+                    // header buffer would hold it.
+                    let mut at = 0;
+                    while at < got.len() {
+                        let first = 32.min(got.len() - at);
+                        let (a, b) = got[at..].split_at_mut(first);
+                        let n = c
+                            .read_vectored(&mut [IoSliceMut::new(a), IoSliceMut::new(b)])
+                            .expect("readv");
+                        assert!(n > 0, "server closed");
+                        at += n;
+                    }
+                }
+            }
             assert_eq!(got, answer);
         }
     });
@@ -119,7 +200,20 @@ fn check_process(l: &str) {
 
 #[test]
 fn http_keep_alive_requests_are_tasks_with_method_and_status() {
-    let (net, p) = (Pair::new(), port(42000));
+    http_tasks(port(42000), Io::Plain);
+}
+
+/// The same through `recvmsg`/`writev` (server) and `sendmsg`/`readv`
+/// (client).
+#[test]
+fn vectored_and_message_calls_are_read_too() {
+    http_tasks(port(47000), Io::Vectored);
+}
+
+/// Three requests on one keep-alive connection made with `io`: three
+/// tasks with their method and status, in text and JSON, both sides.
+fn http_tasks(p: u16, io: Io) {
+    let net = Pair::new();
     let ps = p.to_string();
     let mut text = Tracer::start(&["--rt", "--rt-proto", "http", "-P", &ps]);
     let mut json = Tracer::start(&["--rt", "--rt-proto", "http", "-S", &ps, "--json"]);
@@ -130,8 +224,8 @@ fn http_keep_alive_requests_are_tasks_with_method_and_status() {
         (http("GET", "/missing", ""), response("404 Not Found", "no")),
     ];
     let addr = SocketAddr::new(net.b4.parse().unwrap(), p);
-    let server = scripted_server(&net.b, addr, script.clone(), false);
-    scripted_client(&net.a, addr, script);
+    let server = scripted_server(&net.b, addr, script.clone(), false, io);
+    scripted_client(&net.a, addr, script, io);
     server.join().expect("server");
     let tasks = wait_lines(&text, " process:", 3);
     assert_eq!(tasks.len(), 3, "{:#?}\n{}", text.lines(), text.stderr());
@@ -230,8 +324,8 @@ fn tls_tasks(p: u16, script: Vec<Exchange>, plain_tasks: u32, by_record: bool) {
     let mut text = Tracer::start(&["--rt", "--rt-proto", "http", "-P", &ps]);
     let mut plain = Tracer::start(&["--rt", "-P", &ps]);
     let addr = SocketAddr::new(net.b4.parse().unwrap(), p);
-    let server = scripted_server(&net.b, addr, script.clone(), by_record);
-    scripted_client(&net.a, addr, script);
+    let server = scripted_server(&net.b, addr, script.clone(), by_record, Io::Plain);
+    scripted_client(&net.a, addr, script, Io::Plain);
     server.join().expect("server");
     let closed = wait_lines(&text, " closed ", 1);
     assert_eq!(closed.len(), 1, "{:#?}\n{}", text.lines(), text.stderr());

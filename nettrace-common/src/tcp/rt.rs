@@ -54,6 +54,11 @@ pub struct RtConfig {
     pub fdt_fd: u32,
     pub file_private: u32,
     pub socket_sk: u32,
+    /// `--rt-proto http`'s vectors (BTF): `user_msghdr.msg_iov`,
+    /// `iovec.iov_base` and `iovec.iov_len`.
+    pub msg_iov: u32,
+    pub iov_base: u32,
+    pub iov_len: u32,
 }
 
 impl Default for RtConfig {
@@ -79,6 +84,9 @@ impl Default for RtConfig {
             fdt_fd: u32::MAX,
             file_private: u32::MAX,
             socket_sk: u32::MAX,
+            msg_iov: u32::MAX,
+            iov_base: u32::MAX,
+            iov_len: u32::MAX,
         }
     }
 }

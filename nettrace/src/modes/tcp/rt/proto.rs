@@ -1,7 +1,8 @@
 //! `--rt-proto http`'s hooks (see `nettrace-ebpf/src/rt_proto.rs`): the
-//! `read`/`recvfrom` and `write`/`sendto` syscall tracepoints, whose
-//! records give the descriptor and the buffer, and the chain from a
-//! descriptor to its socket, from BTF. The same on every backend and
+//! `read`/`recvfrom`/`readv`/`recvmsg` and `write`/`sendto`/`writev`/
+//! `sendmsg` syscall tracepoints, whose records give the descriptor and
+//! the buffer (or the vector, or the message header, that leads to it),
+//! and the chain from a descriptor to its socket, from BTF. The same on every backend and
 //! kernel: the payload of a segment is in page fragments a tracing
 //! program cannot read, the application's buffer is plain user memory.
 
@@ -15,17 +16,23 @@ use crate::{
     kernel::{btf::KernelBtf, tracefs},
 };
 
-/// Each syscall tracepoint and its program; all four enter records keep
-/// the descriptor and buffer at the same place (checked).
-const ENTER: [(&str, &str); 4] = [
+/// Each syscall tracepoint and its program; all enter records keep the
+/// descriptor and buffer (vector, message) at the same place (checked).
+const ENTER: [(&str, &str); 8] = [
     ("sys_enter_read", "rt_sys_enter_read"),
     ("sys_enter_recvfrom", "rt_sys_enter_recvfrom"),
+    ("sys_enter_readv", "rt_sys_enter_readv"),
+    ("sys_enter_recvmsg", "rt_sys_enter_recvmsg"),
     ("sys_enter_write", "rt_sys_enter_write"),
     ("sys_enter_sendto", "rt_sys_enter_sendto"),
+    ("sys_enter_writev", "rt_sys_enter_writev"),
+    ("sys_enter_sendmsg", "rt_sys_enter_sendmsg"),
 ];
-const EXIT: [(&str, &str); 2] = [
+const EXIT: [(&str, &str); 4] = [
     ("sys_exit_read", "rt_sys_exit_read"),
     ("sys_exit_recvfrom", "rt_sys_exit_recvfrom"),
+    ("sys_exit_readv", "rt_sys_exit_readv"),
+    ("sys_exit_recvmsg", "rt_sys_exit_recvmsg"),
 ];
 
 /// Fills `rt`'s record and BTF offsets; an error says what this kernel
@@ -47,7 +54,7 @@ pub fn configure(btf: &KernelBtf, root: &Path, rt: &mut RtConfig) -> Result<(), 
                 .map(|f| f.offset)
                 .ok_or_else(|| format!("syscalls:{name}: no 8-byte {} field", names.join("/")))
         };
-        let here = (field(&["fd"])?, field(&["buf", "ubuf", "buff"])?);
+        let here = (field(&["fd"])?, field(&["buf", "ubuf", "buff", "vec", "msg"])?);
         match at {
             Some(seen) if seen != here => {
                 return Err(format!(
@@ -79,11 +86,14 @@ pub fn configure(btf: &KernelBtf, root: &Path, rt: &mut RtConfig) -> Result<(), 
     rt.fdt_fd = off("fdtable", &["fd"])?;
     rt.file_private = off("file", &["private_data"])?;
     rt.socket_sk = off("socket", &["sk"])?;
+    rt.msg_iov = off("user_msghdr", &["msg_iov"])?;
+    rt.iov_base = off("iovec", &["iov_base"])?;
+    rt.iov_len = off("iovec", &["iov_len"])?;
     rt.proto = nettrace_common::tcp::rt_proto::HTTP;
     Ok(())
 }
 
-/// Attaches the six syscall tracepoints.
+/// Attaches the twelve syscall tracepoints.
 pub fn attach(ebpf: &mut Ebpf, means: Means<'_>) -> Result<(), String> {
     for (name, program) in ENTER.iter().chain(&EXIT) {
         let target = Target::tracepoint(Backend::Tracepoint, program, "syscalls", name);
