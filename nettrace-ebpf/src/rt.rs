@@ -352,6 +352,11 @@ fn on_sent(sk: u64, sent: i32) {
     // `--rt-proto`: what the application's write said.
     let written = rt_proto::take_written(sk);
     let tls = matches!(written.kind, rt_proto::TLS_CONTROL | rt_proto::TLS_DATA);
+    if written.kind == rt_proto::TLS_CONTROL && unsafe { RT_SOCKS.get(&sk) }.is_none() {
+        // A client's handshake (ClientHello, its Finished flight) starts
+        // no task; its first application data will.
+        return;
+    }
     if tls && let Some(state) = RT_SOCKS.get_ptr_mut(&sk) {
         // SAFETY: as in `on_segment`.
         let s = unsafe { &mut *state };
@@ -360,7 +365,13 @@ fn on_sent(sk: u64, sent: i32) {
             rt_tls::answered(sk, s);
         }
         if pending || written.kind == rt_proto::TLS_CONTROL {
-            // No response: bytes only.
+            // No response: bytes only. A client's control records (a
+            // close_notify alert) end its task: what answers them is no
+            // response.
+            if config().rt.client != 0 && s.phase == rt_phase::RESPONSE {
+                emit(sk, s);
+                s.phase = rt_phase::IDLE;
+            }
             queued(sk, s);
             return;
         }

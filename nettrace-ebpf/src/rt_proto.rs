@@ -144,7 +144,7 @@ fn buffer(ctx: &TracePointContext, how: Buffer) -> Option<(u64, u64)> {
     let arg = rec::<u64>(ctx, r.sys_buf)?;
     let user = |at: u64| unsafe { bpf_probe_read_user(at as *const u64) }.ok();
     let iov = match how {
-        Buffer::Plain => return Some((arg, u64::MAX)),
+        Buffer::Plain => return Some((arg, rec::<u64>(ctx, r.sys_len).unwrap_or(u64::MAX))),
         Buffer::Vector => arg,
         Buffer::Message => user(arg + r.msg_iov as u64)?,
     };
@@ -262,6 +262,8 @@ pub struct Written {
     pub kind: u8,
     /// A client's method code, a server's status.
     pub code: u16,
+    /// [`TLS_DATA`]: the bytes of control records before it in the write.
+    pub control: u32,
 }
 
 pub const NONE: u8 = 0;
@@ -288,17 +290,28 @@ fn enter_write(ctx: &TracePointContext, how: Buffer) {
     let Some(bytes) = peek(buf, len.min(PEEK as u64) as i64) else {
         return;
     };
-    let (kind, code) = match tls_type(&bytes) {
-        Some(0x17) => (TLS_DATA, 0),
-        Some(_) => (TLS_CONTROL, 0),
-        None if client => (HTTP, method(&bytes) as u16),
-        None => (HTTP, status(&bytes)),
+    let (kind, code, control) = match tls_type(&bytes) {
+        Some(0x17) => (TLS_DATA, 0, 0),
+        // Control records, and application data after them in the same
+        // write (TLS 1.3's Finished and a first request)?
+        Some(_) => match rt_tls::data_after_control(buf, len) {
+            Some(at) => (TLS_DATA, 0, at),
+            None => (TLS_CONTROL, 0, 0),
+        },
+        None if client => (HTTP, method(&bytes) as u16, 0),
+        None => (HTTP, status(&bytes), 0),
     };
     if code == 0 && kind == HTTP {
         return;
     }
     let id = bpf_get_current_pid_tgid();
-    let _ = RT_WRITING.insert(&id, &Written { sk, kind, code }, 0);
+    let w = Written {
+        sk,
+        kind,
+        code,
+        control,
+    };
+    let _ = RT_WRITING.insert(&id, &w, 0);
 }
 
 /// What this thread's write to `sk` said (`kind` [`NONE`] if nothing).
@@ -308,6 +321,7 @@ pub fn take_written(sk: u64) -> Written {
         sk,
         kind: NONE,
         code: 0,
+        control: 0,
     };
     if config().rt.proto == 0 {
         return none;
@@ -324,11 +338,19 @@ pub fn take_written(sk: u64) -> Written {
 /// task's method, a server's status line the status of the response.
 #[inline(always)]
 pub fn apply_written(s: &mut RtState, w: &Written) {
+    let client = config().rt.client != 0;
     if w.kind == TLS_DATA {
         s.proto |= proto_flag::TLS;
+        // The control records sent with it are no request or response.
+        let control = u64::from(w.control);
+        if client && s.phase == rt_phase::REQUEST {
+            s.req_bytes = s.req_bytes.saturating_sub(control);
+        } else if !client && s.phase == rt_phase::RESPONSE {
+            s.resp_bytes = s.resp_bytes.saturating_sub(control);
+        }
         return;
     }
-    if config().rt.client != 0 {
+    if client {
         if s.phase == rt_phase::REQUEST && s.method == 0 {
             s.method = w.code as u8;
         }

@@ -81,6 +81,33 @@ pub fn follow(s: &mut RtState, buf: u64, got: i64) {
     s.proto &= !proto_flag::TLS_PENDING;
 }
 
+/// Where application data begins in a write of `len` bytes at `buf` that
+/// begins with control records (TLS 1.3's change cipher spec, then its
+/// Finished, encrypted as application data, then a request), if it does
+/// within the first records: as `follow` reads them.
+#[inline(always)]
+pub fn data_after_control(buf: u64, len: u64) -> Option<u32> {
+    let (mut at, mut after_ccs, mut finished) = (0u64, false, false);
+    for _ in 0..RECORDS {
+        if at + 5 > len {
+            return None;
+        }
+        let h: [u8; 5] = unsafe { bpf_probe_read_user((buf + at) as *const [u8; 5]) }.ok()?;
+        if !matches!(h[0], 0x14..=0x17) || h[1] != 3 {
+            return None;
+        }
+        if h[0] == 0x17 {
+            if !after_ccs || finished {
+                return Some(at as u32);
+            }
+            finished = true;
+        }
+        after_ccs = h[0] == 0x14;
+        at += 5 + ((h[3] as u64) << 8 | h[4] as u64);
+    }
+    None
+}
+
 /// The server answers (a control record, or TLS 1.3's session tickets)
 /// while the task is followed: with nothing received unread, the task was
 /// the handshake and is taken back; else the request is already here and

@@ -323,6 +323,7 @@ fn tls_tasks(p: u16, script: Vec<Exchange>, plain_tasks: u32, by_record: bool) {
     let ps = p.to_string();
     let mut text = Tracer::start(&["--rt", "--rt-proto", "http", "-P", &ps]);
     let mut plain = Tracer::start(&["--rt", "-P", &ps]);
+    let mut clients = Tracer::start(&["--rt", "--rt-proto", "http", "-D", &ps]);
     let addr = SocketAddr::new(net.b4.parse().unwrap(), p);
     let server = scripted_server(&net.b, addr, script.clone(), by_record, Io::Plain);
     scripted_client(&net.a, addr, script, Io::Plain);
@@ -342,6 +343,24 @@ fn tls_tasks(p: u16, script: Vec<Exchange>, plain_tasks: u32, by_record: bool) {
         check_process(l);
     }
     assert_eq!(field(&closed[0], "tasks"), "3", "{}", closed[0]);
+    // The client's side: its handshake writes start no task, the control
+    // records written with a request are not its bytes, its close_notify
+    // ends the last task (the server's is no response).
+    wait_lines(&clients, " closed ", 1);
+    let tasks = wait_lines(&clients, " client ", 3);
+    assert_eq!(tasks.len(), 3, "{:#?}\n{}", clients.lines(), clients.stderr());
+    for (i, (l, (req, resp))) in tasks
+        .iter()
+        .zip([(105, 3005), (125, 505), (85, 9005)])
+        .enumerate()
+    {
+        assert!(l.contains(&format!(" #{} tls client ", i + 1)), "{l}");
+        assert_eq!(
+            (field(l, "req"), field(l, "resp")),
+            (&*format!("{req}B"), &*format!("{resp}B")),
+            "{l}"
+        );
+    }
     // Without --rt-proto the handshake flights and the alerts are tasks
     // too: one per exchange.
     let plain_closed = wait_lines(&plain, " closed ", 1);
@@ -352,7 +371,7 @@ fn tls_tasks(p: u16, script: Vec<Exchange>, plain_tasks: u32, by_record: bool) {
         "{}",
         plain_closed[0]
     );
-    for t in [&mut text, &mut plain] {
+    for t in [&mut text, &mut plain, &mut clients] {
         t.signal(libc::SIGINT);
         assert!(t.wait_exit(start_timeout()).success());
     }

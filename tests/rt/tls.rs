@@ -77,6 +77,7 @@ fn real_tls_connection_is_a_task_per_request() {
     let p = port(45000);
     let ps = p.to_string();
     let t = Tracer::start(&["--rt", "--rt-proto", "http", "-P", &ps]);
+    let clients = Tracer::start(&["--rt", "--rt-proto", "http", "-D", &ps]);
     let server = Background::start(
         &net.b,
         &[
@@ -115,6 +116,21 @@ fn real_tls_connection_is_a_task_per_request() {
         assert!(line.contains(&format!("{}:{p} -> {}:", net.b4, net.a4)), "{line}");
     }
     assert!(closed[0].contains("tasks:3 "), "{}", closed[0]);
+    // The client's side (Python's `ssl` client, OpenSSL): the same three.
+    wait_lines(&clients, " closed", 1);
+    let tasks: Vec<String> = clients
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains(" client "))
+        .collect();
+    assert_eq!(tasks.len(), 3, "{tasks:#?}\n{}", clients.stderr());
+    for (i, line) in tasks.iter().enumerate() {
+        assert!(line.contains(&format!(" #{} tls client ", i + 1)), "{line}");
+    }
+    // Shown (README).
+    for l in t.lines().iter().chain(&clients.lines()) {
+        println!("{l}");
+    }
 }
 
 /// Removes the certificate's folder, also when the test fails.

@@ -45,6 +45,8 @@ pub struct RtConfig {
     pub sys_fd: u32,
     pub sys_buf: u32,
     pub sys_ret: u32,
+    /// The byte count of `write`/`sendto` (their third argument).
+    pub sys_len: u32,
     /// The descriptor to socket chain, from BTF: `task_struct.files`,
     /// `files_struct.fdt`, `fdtable.max_fds`, `fdtable.fd`,
     /// `file.private_data` (a `struct socket *`), `socket.sk`.
@@ -78,6 +80,7 @@ impl Default for RtConfig {
             sys_fd: u32::MAX,
             sys_buf: u32::MAX,
             sys_ret: u32::MAX,
+            sys_len: u32::MAX,
             task_files: u32::MAX,
             files_fdt: u32::MAX,
             fdt_max_fds: u32::MAX,

@@ -65,6 +65,22 @@ pub fn configure(btf: &KernelBtf, root: &Path, rt: &mut RtConfig) -> Result<(), 
         }
     }
     (rt.sys_fd, rt.sys_buf) = at.unwrap_or((KernelLayout::NONE, KernelLayout::NONE));
+    // How much a plain write passes (a vector's first buffer says its own).
+    let mut len = None;
+    for name in ["sys_enter_write", "sys_enter_sendto"] {
+        let f = format(name)?;
+        let here = ["count", "len"]
+            .iter()
+            .find_map(|n| f.get(*n))
+            .filter(|f| f.size == 8)
+            .map(|f| f.offset)
+            .ok_or_else(|| format!("syscalls:{name}: no 8-byte count/len field"))?;
+        if len.is_some_and(|l| l != here) {
+            return Err(format!("syscalls:{name}: its length where the others have none"));
+        }
+        len = Some(here);
+    }
+    rt.sys_len = len.unwrap_or(KernelLayout::NONE);
     let mut ret = None;
     for (name, _) in EXIT {
         let f = format(name)?;
