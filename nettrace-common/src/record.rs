@@ -101,7 +101,7 @@ record!(DropEvent, kind::DROP, version 2, size 88 + crate::PKT_HDR_LEN);
 record!(TcpEvent, kind::TCP, version 1, size 104);
 record!(RttEvent, kind::RTT, version 1, size 72);
 record!(RtEvent, kind::RT, version 3, size 128);
-record!(RtCloseEvent, kind::RT_CLOSE, version 2, size 112);
+record!(RtCloseEvent, kind::RT_CLOSE, version 2, size 120);
 record!(SockEvent, kind::SOCK, version 1, size 136);
 // The largest size: what is sent is `PACKET_BYTES_HEAD` plus the bytes read.
 record!(PacketBytes, kind::PACKET, version 1, size crate::snap::PACKET_BYTES_HEAD + crate::snap::SNAPLEN_MAX + 4);

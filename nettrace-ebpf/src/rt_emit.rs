@@ -3,7 +3,7 @@
 //! machine reads on its own.
 
 use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::map, maps::PerCpuArray};
-use nettrace_common::tcp::{RtCloseEvent, RtEvent, RtState, proto_flag, rt_flag};
+use nettrace_common::tcp::{RtCloseEvent, RtEvent, RtState, proto_flag, rt_flag, rt_phase};
 
 use crate::{
     maps::send,
@@ -98,5 +98,10 @@ pub fn emit_close(sk: u64, s: &RtState) {
     ev.acked = (s.acked_ns != 0 || seq_geq(una, s.resp_end_seq)) as u8;
     ev.client = (cfg.rt.client != 0) as u8;
     ev.mss = field::<u32>(sk, cfg.rt.mss_cache).unwrap_or(0) as u16;
+    ev.task_start_ns = if s.phase == rt_phase::IDLE {
+        0
+    } else {
+        s.req_first_ns
+    };
     send(ev);
 }

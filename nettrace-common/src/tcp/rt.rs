@@ -231,6 +231,9 @@ pub struct RtCloseEvent {
     pub client: u8,
     /// As in [`RtEvent`].
     pub mss: u16,
+    /// When the task the connection closed in began (its first request
+    /// byte; 0: it closed between tasks).
+    pub task_start_ns: u64,
 }
 
 /// Per-socket `--rt` state, kept in the kernel between events.

@@ -24,11 +24,12 @@
 //!
 //! Where we do not measure what tcprt has, the field is 0 (tcprt's
 //! documentation names no "unknown" value): reorder (out-of-order
-//! reception) always, mss where BTF has no `tcp_sock.mss_cache`; N's time (the unanswered request's start is
-//! not carried to the close). The start time is the wall clock of the
-//! task's first request byte (R; P: its first request byte sent); for E the
-//! start of the connection's last task (as tcprt), or the close when no
-//! task was seen; for N the close. tcprt writes W instead of R for a task
+//! reception) always, mss where BTF has no `tcp_sock.mss_cache`. The
+//! start time is the wall clock of the task's first request byte (R; P:
+//! its first request byte sent; N and W: of the task the connection
+//! closed in, N's time running to the close); for E the start of the
+//! connection's last task (as tcprt), or the close when no task was seen.
+//! tcprt writes W instead of R for a task
 //! whose response was not fully acknowledged when the connection closed:
 //! so do we, holding such a task until its connection's end arrives.
 //! tcprt knows IPv4 only; an IPv4-mapped address is written as IPv4, an
@@ -37,7 +38,7 @@
 //! The per-port statistics (`--interval`) are written as the lines of
 //! tcprt's stats file (`rt-network-stats`; its documentation's section 6,
 //! the layout from the same `output.c`), one per port, between the log
-//! lines (`grep '^V6'` keeps the log, `grep -v '^V6'` the stats):
+//! lines (`grep '^V6 '` keeps the log, `grep ' all '` the stats):
 //!
 //! ```text
 //! <now s> all <port> <total µs> <service µs> <retrans‰> <min rtt µs> <fail‰> <sent B> <recv µs> <received B> <tasks>
@@ -126,7 +127,8 @@ impl Tcprt {
                 }
             }
         }
-        lines.push(self.e(ev, last_start.unwrap_or(ev.ts_ns)));
+        // The last task's start: one reported, else the one it closed in.
+        lines.push(self.e(ev, last_start.unwrap_or(task_start(ev))));
         lines
     }
 
@@ -177,7 +179,7 @@ impl Tcprt {
     /// W: the task being sent when the connection closed (`t`, when its
     /// event was seen).
     fn w(&self, c: &RtCloseEvent, t: Option<&RtEvent>) -> Line {
-        let start = t.map_or(c.ts_ns, |t| t.ts_ns);
+        let start = t.map_or(task_start(c), |t| t.ts_ns);
         let mut s = self.header('W', start, &c.tuple);
         fields(
             &mut s,
@@ -197,9 +199,15 @@ impl Tcprt {
         Line(s)
     }
 
+    /// N: the unanswered request's task, from its start to the close.
     fn n(&self, c: &RtCloseEvent) -> Line {
-        let mut s = self.header('N', c.ts_ns, &c.tuple);
-        fields(&mut s, &[c.tasks.into(), 0, c.received_bytes, 0, c.mss.into()]);
+        let start = task_start(c);
+        let mut s = self.header('N', start, &c.tuple);
+        let time_us = c.ts_ns.saturating_sub(start) / 1000;
+        fields(
+            &mut s,
+            &[c.tasks.into(), time_us, c.received_bytes, 0, c.mss.into()],
+        );
         Line(s)
     }
 
@@ -257,6 +265,15 @@ impl Tcprt {
             wall / 1_000_000_000,
             (wall % 1_000_000_000) / 1000
         )
+    }
+}
+
+/// When the task a connection closed in began, else the close.
+fn task_start(c: &RtCloseEvent) -> u64 {
+    if c.task_start_ns != 0 {
+        c.task_start_ns
+    } else {
+        c.ts_ns
     }
 }
 

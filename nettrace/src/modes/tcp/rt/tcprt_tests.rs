@@ -94,15 +94,21 @@ fn close_while_sending_is_w_then_e() {
     assert!(f.finish().is_empty());
 }
 
-/// N: its time is unknown (0), its start the close's.
+/// N: its start is the unanswered task's (0.1 s before the close), its
+/// time runs to the close; E's start is the same task's.
 #[test]
 fn close_while_receiving_is_n_then_e() {
     let mut f = Tcprt::new(WALL);
+    let mut c = close(rt_phase::REQUEST, 1);
+    c.task_start_ns = 12_345_678_000;
     assert_eq!(
-        text(f.close(&close(rt_phase::REQUEST, 1))),
-        "V6 N 1700000012 445678 10.0.0.1:51000 10.0.0.2:8080 3 0 96 0 1448 \n\
-         V6 E 1700000012 445678 10.0.0.1:51000 10.0.0.2:8080 3 24000 0 96 2 31 \n"
+        text(f.close(&c)),
+        "V6 N 1700000012 345678 10.0.0.1:51000 10.0.0.2:8080 3 100000 96 0 1448 \n\
+         V6 E 1700000012 345678 10.0.0.1:51000 10.0.0.2:8080 3 24000 0 96 2 31 \n"
     );
+    // A close between tasks has no task start: the close's time.
+    let lines = text(f.close(&close(rt_phase::REQUEST, 1)));
+    assert!(lines.starts_with("V6 N 1700000012 445678 "), "{lines}");
 }
 
 /// A held task whose connection ended otherwise, or never in the trace,
