@@ -35,18 +35,21 @@ pub struct RtArgs {
     /// rt-network-log files, for tcprt's parsers: `V6 R|P|W|N|E <start s>
     /// <start us> <peer ip:port> <local ip:port> ...` (R server task, P
     /// client task, E connection closed, W closed while sending, N closed
-    /// while receiving; fields in the README). Not with --json or
-    /// --rt-summary.
+    /// while receiving; fields in the README); the per-port statistics
+    /// as its rt-network-stats lines (`<s> all <port> ...`, `P<port>` for
+    /// client sides). Not with --json or --rt-summary.
     #[arg(long, value_enum, default_value_t = RtFormat::Text, value_name = "FORMAT")]
     pub rt_format: RtFormat,
 
     /// With --rt: `http` reads the first bytes of each task where the
-    /// application reads and writes them (read/recvfrom, write/sendto):
+    /// application reads and writes them (read/recvfrom/readv/recvmsg,
+    /// write/sendto/writev/sendmsg; not sendfile or io_uring):
     /// an HTTP/1.x request line gives the method, a status line the
     /// status (text: ` GET 200` after the task number); TLS records are
     /// told apart, so that an HTTPS connection's handshake is no task and
-    /// each application-data exchange is one (` tls`). `tcp` (the
-    /// default): tasks from the data's direction changes only.
+    /// each application-data exchange is one (` tls`), on the server's
+    /// side and on the client's. `tcp` (the default): tasks from the
+    /// data's direction changes only.
     #[arg(long, value_enum, default_value_t = RtProto::Tcp, value_name = "PROTO")]
     pub rt_proto: RtProto,
 }
