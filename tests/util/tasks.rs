@@ -122,9 +122,7 @@ pub fn client<T: Send + 'static>(
     to: SocketAddr,
     f: impl FnOnce(TcpStream) -> T + Send + 'static,
 ) -> T {
-    let ns = ns.to_string();
-    std::thread::spawn(move || {
-        enter_netns(&ns);
+    in_netns(ns, move || {
         let deadline = Instant::now() + Duration::from_secs(10);
         let c = loop {
             match TcpStream::connect_timeout(&to, Duration::from_secs(5)) {
@@ -135,6 +133,15 @@ pub fn client<T: Send + 'static>(
         };
         c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         f(c)
+    })
+}
+
+/// Runs `f` on a thread of its own inside `ns`; its result.
+fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let ns = ns.to_string();
+    std::thread::spawn(move || {
+        enter_netns(&ns);
+        f()
     })
     .join()
     .expect("client thread")
@@ -147,9 +154,7 @@ pub fn fast_open_client<T: Send + 'static>(
     to: SocketAddr,
     f: impl FnOnce(TcpStream) -> T + Send + 'static,
 ) -> T {
-    let ns = ns.to_string();
-    std::thread::spawn(move || {
-        enter_netns(&ns);
+    in_netns(ns, move || {
         allow_fast_open();
         let SocketAddr::V4(v4) = to else {
             panic!("fast_open_client: IPv4 only, not {to}")
@@ -180,8 +185,6 @@ pub fn fast_open_client<T: Send + 'static>(
         c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         f(c)
     })
-    .join()
-    .expect("client thread")
 }
 
 /// Whether the SYN's data was acknowledged on a connection made by

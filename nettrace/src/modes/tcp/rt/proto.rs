@@ -38,63 +38,18 @@ const EXIT: [(&str, &str); 4] = [
 /// Fills `rt`'s record and BTF offsets; an error says what this kernel
 /// lacks.
 pub fn configure(btf: &KernelBtf, root: &Path, rt: &mut RtConfig) -> Result<(), String> {
-    let format = |name: &str| {
-        tracefs::format(root, "syscalls", name).map_err(|e| {
-            format!("no tracepoint syscalls:{name} ({e}): the kernel lacks CONFIG_FTRACE_SYSCALLS")
-        })
-    };
-    let mut at: Option<(u32, u32)> = None;
-    for (name, _) in ENTER {
-        let f = format(name)?;
-        let field = |names: &[&str]| {
-            names
-                .iter()
-                .find_map(|n| f.get(*n))
-                .filter(|f| f.size == 8)
-                .map(|f| f.offset)
-                .ok_or_else(|| format!("syscalls:{name}: no 8-byte {} field", names.join("/")))
-        };
-        let here = (field(&["fd"])?, field(&["buf", "ubuf", "buff", "vec", "msg"])?);
-        match at {
-            Some(seen) if seen != here => {
-                return Err(format!(
-                    "syscalls:{name}: fd and buffer where the others have none"
-                ));
-            }
-            _ => at = Some(here),
-        }
-    }
-    (rt.sys_fd, rt.sys_buf) = at.unwrap_or((KernelLayout::NONE, KernelLayout::NONE));
-    // How much a plain write passes (a vector's first buffer says its own).
-    let mut len = None;
-    for name in ["sys_enter_write", "sys_enter_sendto"] {
-        let f = format(name)?;
-        let here = ["count", "len"]
-            .iter()
-            .find_map(|n| f.get(*n))
-            .filter(|f| f.size == 8)
-            .map(|f| f.offset)
-            .ok_or_else(|| format!("syscalls:{name}: no 8-byte count/len field"))?;
-        if len.is_some_and(|l| l != here) {
-            return Err(format!("syscalls:{name}: its length where the others have none"));
-        }
-        len = Some(here);
-    }
-    rt.sys_len = len.unwrap_or(KernelLayout::NONE);
-    let mut ret = None;
-    for (name, _) in EXIT {
-        let f = format(name)?;
-        let here = f
-            .get("ret")
-            .filter(|f| f.size == 8)
-            .map(|f| f.offset)
-            .ok_or_else(|| format!("syscalls:{name}: no 8-byte ret field"))?;
-        if ret.is_some_and(|r| r != here) {
-            return Err(format!("syscalls:{name}: ret where the others have none"));
-        }
-        ret = Some(here);
-    }
-    rt.sys_ret = ret.unwrap_or(KernelLayout::NONE);
+    let enter = ENTER.map(|(name, _)| name);
+    rt.sys_fd = common_field(root, &enter, &["fd"])?;
+    rt.sys_buf = common_field(root, &enter, &["buf", "ubuf", "buff", "vec", "msg"])?;
+    // How much a plain buffer holds (a vector's first buffer says its own).
+    let plain = [
+        "sys_enter_read",
+        "sys_enter_recvfrom",
+        "sys_enter_write",
+        "sys_enter_sendto",
+    ];
+    rt.sys_len = common_field(root, &plain, &["count", "size", "len"])?;
+    rt.sys_ret = common_field(root, &EXIT.map(|(name, _)| name), &["ret"])?;
     let off = |ty: &str, path: &[&str]| btf.member_offset(ty, path).map_err(|e| format!("BTF: {e}"));
     rt.task_files = off("task_struct", &["files"])?;
     rt.files_fdt = off("files_struct", &["fdt"])?;
@@ -107,6 +62,32 @@ pub fn configure(btf: &KernelBtf, root: &Path, rt: &mut RtConfig) -> Result<(), 
     rt.iov_len = off("iovec", &["iov_len"])?;
     rt.proto = nettrace_common::tcp::rt_proto::HTTP;
     Ok(())
+}
+
+/// Where the records of all `syscalls` keep the first of `fields` (an
+/// argument or the return value: 8 bytes); the programs read them all at
+/// one offset, so they must agree.
+fn common_field(root: &Path, syscalls: &[&str], fields: &[&str]) -> Result<u32, String> {
+    let mut at = None;
+    for name in syscalls {
+        let f = tracefs::format(root, "syscalls", name).map_err(|e| {
+            format!("no tracepoint syscalls:{name} ({e}): the kernel lacks CONFIG_FTRACE_SYSCALLS")
+        })?;
+        let here = fields
+            .iter()
+            .find_map(|n| f.get(*n))
+            .filter(|f| f.size == 8)
+            .map(|f| f.offset)
+            .ok_or_else(|| format!("syscalls:{name}: no 8-byte {} field", fields.join("/")))?;
+        if at.is_some_and(|seen| seen != here) {
+            return Err(format!(
+                "syscalls:{name}: its {} is not where the others have it",
+                fields[0]
+            ));
+        }
+        at = Some(here);
+    }
+    Ok(at.unwrap_or(KernelLayout::NONE))
 }
 
 /// Attaches the twelve syscall tracepoints.
