@@ -387,20 +387,14 @@ fn stdout_pipes_into_tshark_and_the_text_goes_to_stderr() {
     net.syn(9975);
     // `-c 1` ends nettrace at the drop; a drop never seen must fail the
     // test, not hang it (tshark ends with nettrace's output).
-    let deadline = Instant::now() + util::start_timeout() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(st) = nettrace.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() > deadline {
-            let _ = nettrace.kill();
-            let _ = nettrace.wait();
-            panic!(
-                "nettrace -c 1 did not exit: {:#?}",
-                rx.try_iter().collect::<Vec<_>>()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let limit = util::start_timeout() + Duration::from_secs(10);
+    let Some(status) = util::wait_child(&mut nettrace, limit) else {
+        let _ = nettrace.kill();
+        let _ = nettrace.wait();
+        panic!(
+            "nettrace -c 1 did not exit: {:#?}",
+            rx.try_iter().collect::<Vec<_>>()
+        );
     };
     let out = tshark.wait_with_output().unwrap();
     stderr.extend(rx.try_iter());

@@ -17,14 +17,10 @@
 //! - `tcp:tcp_destroy_sock` (5.3+) ends the last task of a connection and
 //!   reports its close summary.
 //!
-//! And one more moment, so that a first request is not lost: a server
-//! socket leaving `SYN_RECV` for `ESTABLISHED` (`sock:inet_sock_set_state`,
-//! 4.16+) is timed from then. A segment that completes the handshake is
-//! processed by `tcp_rcv_state_process`, never by `tcp_rcv_established`:
-//! a first data segment that overtakes the handshake's last ACK (seen
-//! under emulation), and a TCP Fast Open request (in the SYN). Its bytes
-//! are found in sequence space later (see `missed` in `on_segment`, and
-//! `sent_bytes`), its start is the handshake's end.
+//! And one more moment, so that a first request is not lost
+//! (`rt_handshake.rs`): a server socket becoming established is timed from
+//! then; bytes that arrived without passing the moments above are found
+//! in sequence space (`missed` in `on_segment`, and `sent_bytes`).
 //!
 //! A task is: request bytes (upload), the application's processing, the
 //! response until acknowledged (download); the next request ends it.
@@ -47,6 +43,7 @@ use crate::{
     maps::{count_lost_at, netns_allowed},
     read::field,
     rt_emit::{emit, emit_close},
+    rt_handshake::first_request_start,
     rt_proto, rt_tls,
     sock::{config, netns_of_sock, rec, sk_of, tuple_matches, tuple_of_sock},
 };
@@ -215,18 +212,10 @@ fn on_segment(sk: u64, th: u64, data_len: u32) {
     s.req_bytes += data_len as u64;
 }
 
-/// The start of a request no program saw arrive, when it is the
-/// connection's first and the socket was timed from the handshake's end
-/// (call after `start_task`): it came with that end.
-#[inline(always)]
-fn first_request_start(s: &RtState) -> Option<u64> {
-    (s.tasks == 1 && s.established_ns != 0).then_some(s.established_ns)
-}
-
 /// Starts timing `sk` if it passes the filters; `seq` is the sequence
 /// number of the first byte it receives from here on.
 #[inline(always)]
-fn track(sk: u64, seq: u32) -> Option<*mut RtState> {
+pub fn track(sk: u64, seq: u32) -> Option<*mut RtState> {
     let cfg = config();
     let mut fresh = RtState::default();
     if !wanted(sk, &mut fresh) {
@@ -260,41 +249,6 @@ fn start_task(sk: u64, s: &mut RtState, now: u64) {
     // `--rt-proto`: TLS is the connection's.
     s.proto &= proto_flag::TLS;
     s.retrans_start = field::<u32>(sk, config().sock.total_retrans).unwrap_or(0);
-}
-
-// ---- the handshake completes ----
-
-#[tracepoint(category = "sock", name = "inet_sock_set_state")]
-pub fn rt_set_state(ctx: TracePointContext) -> u32 {
-    let cfg = config();
-    let f = &cfg.tps[tp::SET_STATE as usize];
-    // Other inet protocols change state through the same tracepoint.
-    if cfg.rt.client != 0 || rec::<u16>(&ctx, f.value16) != Some(ipproto::TCP as u16) {
-        return 0;
-    }
-    // (Options are not compared: the verifier refuses reading a `None`'s
-    // undefined payload.)
-    let state = |at: u32| rec::<i32>(&ctx, at).map_or(u32::MAX, |v| v as u32);
-    if state(f.old_state) != cfg.rt.state_syn_recv || state(f.new_state) != cfg.rt.state_established {
-        return 0;
-    }
-    let sk = sk_of(&ctx, f);
-    if sk == 0 || unsafe { RT_SOCKS.get(&sk) }.is_some() {
-        return 0;
-    }
-    // Payload received before (a Fast Open request) is the first
-    // request's, unless a response was queued already (Fast Open lets the
-    // server answer before the handshake ends): that task was not seen.
-    let seq = |at: u32| field::<u32>(sk, at).unwrap_or(0);
-    let nxt = seq(cfg.sock.rcv_nxt);
-    let before = field::<u64>(sk, cfg.rt.bytes_received).unwrap_or(0) as u32;
-    let answered = seq(cfg.sock.write_seq) != seq(cfg.sock.snd_una);
-    let first = if answered { nxt } else { nxt.wrapping_sub(before) };
-    if let Some(s) = track(sk, first) {
-        // SAFETY: as in `on_segment`.
-        unsafe { (*s).established_ns = bpf_ktime_get_ns() };
-    }
-    0
 }
 
 // ---- the application queued bytes ----

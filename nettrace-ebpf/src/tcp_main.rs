@@ -16,6 +16,7 @@ mod ratelimit;
 mod read;
 mod rt;
 mod rt_emit;
+mod rt_handshake;
 mod rt_proto;
 mod rt_tls;
 mod rtt;

@@ -61,6 +61,21 @@ pub fn scrape(port: u16) -> String {
     body
 }
 
+/// Waits up to `timeout` for `child` to exit by itself: its status, or
+/// `None` if it still runs (it is left running).
+pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return Some(st);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A port on 127.0.0.1 nobody listens on now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -111,23 +126,14 @@ impl Background {
 
     /// Waits for it to end by itself; panics with its stderr if it fails.
     pub fn finish(mut self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(st) = self.0.try_wait().unwrap() {
-                let mut err = String::new();
-                if let Some(mut e) = self.0.stderr.take() {
-                    use std::io::Read as _;
-                    let _ = e.read_to_string(&mut err);
-                }
-                assert!(st.success(), "background command failed ({st}): {err}");
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "background command still running after {timeout:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        let st = wait_child(&mut self.0, timeout)
+            .unwrap_or_else(|| panic!("background command still running after {timeout:?}"));
+        let mut err = String::new();
+        if let Some(mut e) = self.0.stderr.take() {
+            use std::io::Read as _;
+            let _ = e.read_to_string(&mut err);
         }
+        assert!(st.success(), "background command failed ({st}): {err}");
     }
 }
 
@@ -259,23 +265,16 @@ impl Tracer {
 
     /// Waits for nettrace to exit by itself.
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
-        let child = self.child.as_mut().unwrap();
-        loop {
-            if let Some(st) = child.try_wait().unwrap() {
-                // Let the reader threads catch the last lines.
-                std::thread::sleep(Duration::from_millis(100));
-                return st;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "nettrace did not exit within {timeout:?}\nstdout: {:#?}\nstderr: {}",
-                    self.lines(),
-                    self.stderr()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let Some(st) = wait_child(self.child.as_mut().unwrap(), timeout) else {
+            panic!(
+                "nettrace did not exit within {timeout:?}\nstdout: {:#?}\nstderr: {}",
+                self.lines(),
+                self.stderr()
+            );
+        };
+        // Let the reader threads catch the last lines.
+        std::thread::sleep(Duration::from_millis(100));
+        st
     }
 
     pub fn signal(&self, sig: i32) {
